@@ -1,0 +1,103 @@
+//! The admin API (`:8001`), in Kong's shape: consumers, their `oauth2` credentials, services,
+//! `oauth2` plugins and tokens. Bodies may be JSON, form-encoded or multipart.
+
+mod consumers;
+mod credentials;
+pub mod error;
+mod input;
+mod plugins;
+mod services;
+mod tokens;
+
+use crate::app::AppState;
+use crate::params::{self, Nesting, Params, ParamsError, MAX_BODY_BYTES};
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::HeaderMap;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use error::{AdminError, AdminResult};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/", get(root))
+        .route("/status", get(status))
+        .merge(consumers::routes())
+        .merge(credentials::routes())
+        .merge(services::routes())
+        .merge(plugins::routes())
+        .merge(tokens::routes())
+        .layer(middleware::from_fn_with_state(state.clone(), require_admin_key))
+        .with_state(state)
+}
+
+async fn root() -> Json<Value> {
+    Json(json!({
+        "tagline": "Welcome to the OAuth 2.0 token service for Envoy",
+        "version": env!("CARGO_PKG_VERSION"),
+    }))
+}
+
+async fn status(State(state): State<AppState>) -> Response {
+    match state.store.read(|repo| repo.list_services(0, 1).map(|_| ())).await {
+        Ok(()) => Json(json!({"database": {"reachable": true}})).into_response(),
+        Err(e) => AdminError::from(e).into_response(),
+    }
+}
+
+/// With `--admin-key`, every request must carry it in `x-admin-key` (compared in constant time).
+async fn require_admin_key(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    if let Some(expected) = state.admin_key.as_deref() {
+        let presented = request.headers().get("x-admin-key").map(|v| v.as_bytes()).unwrap_or_default();
+        if !crate::secrets::constant_time_eq(presented, expected.as_bytes()) {
+            return AdminError::Unauthorized.into_response();
+        }
+    }
+    next.run(request).await
+}
+
+/// Reads and parses an admin request body (dotted form keys nest: `config.scopes=a`).
+pub(crate) async fn read_body(headers: &HeaderMap, body: Body) -> AdminResult<Params> {
+    let bytes = axum::body::to_bytes(body, MAX_BODY_BYTES).await.map_err(|_| ParamsError::TooLarge)?;
+    let content_type = headers.get("content-type").and_then(|v| v.to_str().ok());
+    Ok(params::parse_body(content_type, bytes, Nesting::Dotted).await?)
+}
+
+#[derive(Deserialize)]
+pub(crate) struct ListQuery {
+    size: Option<String>,
+    offset: Option<String>,
+}
+
+impl ListQuery {
+    /// `(offset, size)`; Kong's defaults (100) and bounds (1..=1000).
+    pub fn window(&self) -> AdminResult<(i64, i64)> {
+        let size = match &self.size {
+            None => 100,
+            Some(s) => match s.parse::<i64>() {
+                Ok(n) if (1..=1000).contains(&n) => n,
+                _ => return Err(AdminError::Schema(error::fields([("size", json!("must be an integer between 1 and 1000"))]))),
+            },
+        };
+        let offset = match &self.offset {
+            None => 0,
+            Some(o) => o
+                .parse::<i64>()
+                .ok()
+                .filter(|n| *n >= 0)
+                .ok_or_else(|| AdminError::Schema(error::fields([("offset", json!("invalid offset"))])))?,
+        };
+        Ok((offset, size))
+    }
+}
+
+/// Kong's list shape: `{"data": [...], "next": url|null, "offset": ...}`.
+pub(crate) fn page_json<T>(path: &str, page: crate::store::Page<T>, size: i64, to_json: impl Fn(&T) -> Value) -> Json<Value> {
+    let data: Vec<Value> = page.data.iter().map(to_json).collect();
+    let next = page.next_offset.map(|o| format!("{path}?offset={o}&size={size}"));
+    Json(json!({"data": data, "next": next, "offset": page.next_offset.map(|o| o.to_string())}))
+}

@@ -1,0 +1,293 @@
+//! `/services/{s}/plugins`, `/plugins`: the `oauth2` plugin and its Kong configuration.
+//! `/apis/{api}/plugins` is the seed tutorial's older spelling: `value.x` means `config.x`, and
+//! the authorization code grant is on unless the request enables a grant itself.
+
+use super::error::{fields, AdminError, AdminResult};
+use super::input::Fields;
+use super::{page_json, read_body, services, ListQuery};
+use crate::app::AppState;
+use crate::model::{new_id, now, OAuth2Config, PkceMode, Plugin};
+use crate::params::Params;
+use crate::secrets::random_string;
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::{json, Map, Value};
+
+const GRANT_FLAGS: [&str; 4] =
+    ["enable_authorization_code", "enable_implicit_grant", "enable_client_credentials", "enable_password_grant"];
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/services/{service}/plugins", get(list_for_service).post(create_for_service))
+        .route("/apis/{service}/plugins", get(list_for_service).post(create_for_api))
+        .route("/plugins", get(list_all))
+        .route("/plugins/{id}", get(show).patch(update).delete(remove))
+}
+
+pub fn to_json(p: &Plugin) -> Value {
+    json!({
+        "id": p.id,
+        "created_at": p.created_at,
+        "updated_at": p.updated_at,
+        "name": p.name,
+        "service": p.service_id.as_ref().map(|id| json!({"id": id})),
+        "route": null,
+        "consumer": null,
+        "enabled": p.enabled,
+        "protocols": ["http", "https"],
+        "config": p.config,
+    })
+}
+
+/// Applies the `config` object of a request over `config`, with Kong's field validation.
+fn apply_config(config: &mut OAuth2Config, input: &Map<String, Value>) -> Result<(), Map<String, Value>> {
+    let mut f = Fields::default();
+    if let Some(v) = f.string_list(input, "scopes", true) {
+        config.scopes = v;
+    }
+    // Older configurations' name for reuse_refresh_token.
+    if let Some(v) = f.boolean(input, "persistent_refresh_token") {
+        config.reuse_refresh_token = v;
+    }
+    let flags: [(&str, &mut bool); 9] = [
+        ("mandatory_scope", &mut config.mandatory_scope),
+        ("enable_authorization_code", &mut config.enable_authorization_code),
+        ("enable_implicit_grant", &mut config.enable_implicit_grant),
+        ("enable_client_credentials", &mut config.enable_client_credentials),
+        ("enable_password_grant", &mut config.enable_password_grant),
+        ("hide_credentials", &mut config.hide_credentials),
+        ("accept_http_if_already_terminated", &mut config.accept_http_if_already_terminated),
+        ("global_credentials", &mut config.global_credentials),
+        ("reuse_refresh_token", &mut config.reuse_refresh_token),
+    ];
+    for (name, slot) in flags {
+        if let Some(v) = f.boolean(input, name) {
+            *slot = v;
+        }
+    }
+    if let Some(v) = f.string(input, "provision_key") {
+        config.provision_key = v.unwrap_or_default();
+    }
+    if let Some(v) = f.string(input, "anonymous") {
+        config.anonymous = v.filter(|a| !a.is_empty());
+    }
+    if let Some(v) = f.string(input, "auth_header_name") {
+        config.auth_header_name = v.unwrap_or_else(|| "authorization".into()).to_ascii_lowercase();
+    }
+    if let Some(v) = f.string(input, "realm") {
+        config.realm = v;
+    }
+    if let Some(v) = f.integer(input, "token_expiration") {
+        config.token_expiration = v;
+    }
+    if let Some(v) = f.integer(input, "refresh_token_ttl") {
+        config.refresh_token_ttl = v;
+    }
+    if let Some(v) = f.string(input, "pkce") {
+        match v.as_deref() {
+            Some("none") => config.pkce = PkceMode::None,
+            Some("lax") | None => config.pkce = PkceMode::Lax,
+            Some("strict") => config.pkce = PkceMode::Strict,
+            Some(_) => f.error("pkce", "expected one of: none, lax, strict"),
+        }
+    }
+    check_config(config, &mut f);
+    f.finish().map_err(|e| match e {
+        AdminError::Schema(errors) => errors,
+        _ => Map::new(),
+    })
+}
+
+fn check_config(config: &OAuth2Config, f: &mut Fields) {
+    if !(0..=100_000_000).contains(&config.refresh_token_ttl) {
+        f.error("refresh_token_ttl", "value should be between 0 and 100000000");
+    }
+    if config.token_expiration < 0 {
+        f.error("token_expiration", "value should be 0 or more");
+    }
+    if config.mandatory_scope && config.scopes.as_ref().is_none_or(Vec::is_empty) {
+        f.error("scopes", "required field missing");
+    }
+    if config.auth_header_name.is_empty() || !config.auth_header_name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+        f.error("auth_header_name", "expected a valid header name");
+    }
+    let grants = [
+        config.enable_authorization_code,
+        config.enable_implicit_grant,
+        config.enable_client_credentials,
+        config.enable_password_grant,
+    ];
+    if !grants.contains(&true) {
+        f.error(
+            "@config",
+            format!("at least one of these fields must be true: {}", GRANT_FLAGS.join(", ")),
+        );
+    }
+}
+
+/// Kong reports record-level config errors as the string `config`, field errors nested.
+fn config_errors(mut errors: Map<String, Value>) -> AdminError {
+    let config = match errors.remove("@config") {
+        Some(record) if errors.is_empty() => record,
+        Some(_) | None => Value::Object(errors),
+    };
+    AdminError::Schema(fields([("config", config)]))
+}
+
+fn config_input(body: &Params) -> AdminResult<Map<String, Value>> {
+    match body.get("config") {
+        None | Some(Value::Null) => Ok(Map::new()),
+        Some(Value::Object(config)) => Ok(config.clone()),
+        Some(_) => Err(AdminError::Schema(fields([("config", json!("expected a record"))]))),
+    }
+}
+
+fn check_name(body: &Params) -> AdminResult<()> {
+    match body.get("name").and_then(Value::as_str) {
+        Some("oauth2") => Ok(()),
+        Some(other) => Err(AdminError::Schema(fields([("name", json!(format!("plugin '{other}' not enabled; only 'oauth2' is available")))]))),
+        None => Err(AdminError::Schema(fields([("name", json!("required field missing"))]))),
+    }
+}
+
+async fn insert(state: &AppState, service_key: String, body: Params, seed_defaults: bool) -> AdminResult<(StatusCode, Json<Value>)> {
+    check_name(&body)?;
+    let service = services::find(state, service_key).await?;
+    let mut input = config_input(&body)?;
+    if seed_defaults && !GRANT_FLAGS.iter().any(|flag| input.contains_key(*flag)) {
+        input.insert("enable_authorization_code".into(), Value::Bool(true));
+    }
+    let mut config = OAuth2Config::default();
+    apply_config(&mut config, &input).map_err(config_errors)?;
+    if config.provision_key.is_empty() {
+        config.provision_key = random_string();
+    }
+    let mut f = Fields::default();
+    let enabled = f.boolean(&body, "enabled").unwrap_or(true);
+    f.finish()?;
+    let t = now();
+    let plugin = Plugin {
+        id: new_id(),
+        created_at: t,
+        updated_at: t,
+        name: "oauth2".into(),
+        service_id: Some(service.id),
+        enabled,
+        config,
+    };
+    let stored = plugin.clone();
+    state.store.write(move |repo| repo.insert_plugin(&stored)).await?;
+    Ok((StatusCode::CREATED, Json(to_json(&plugin))))
+}
+
+async fn create_for_service(State(state): State<AppState>, Path(service): Path<String>, headers: HeaderMap, body: Body) -> AdminResult<(StatusCode, Json<Value>)> {
+    let body = read_body(&headers, body).await?;
+    insert(&state, service, body, false).await
+}
+
+async fn create_for_api(State(state): State<AppState>, Path(service): Path<String>, headers: HeaderMap, body: Body) -> AdminResult<(StatusCode, Json<Value>)> {
+    let mut body = read_body(&headers, body).await?;
+    if let Some(value) = body.remove("value") {
+        body.entry("config").or_insert(value);
+    }
+    insert(&state, service, body, true).await
+}
+
+async fn list_for_service(State(state): State<AppState>, Path(service): Path<String>, Query(q): Query<ListQuery>) -> AdminResult<Json<Value>> {
+    let (offset, size) = q.window()?;
+    let service = services::find(&state, service).await?;
+    let path = format!("/services/{}/plugins", service.id);
+    let page = state.store.read(move |repo| repo.list_plugins(Some(&service.id), offset, size)).await?;
+    Ok(page_json(&path, page, size, to_json))
+}
+
+async fn list_all(State(state): State<AppState>, Query(q): Query<ListQuery>) -> AdminResult<Json<Value>> {
+    let (offset, size) = q.window()?;
+    let page = state.store.read(move |repo| repo.list_plugins(None, offset, size)).await?;
+    Ok(page_json("/plugins", page, size, to_json))
+}
+
+async fn find(state: &AppState, id: String) -> AdminResult<Plugin> {
+    state.store.read(move |repo| repo.plugin(&id)).await?.ok_or(AdminError::NotFound)
+}
+
+async fn show(State(state): State<AppState>, Path(id): Path<String>) -> AdminResult<Json<Value>> {
+    Ok(Json(to_json(&find(&state, id).await?)))
+}
+
+async fn update(State(state): State<AppState>, Path(id): Path<String>, headers: HeaderMap, body: Body) -> AdminResult<Json<Value>> {
+    let body = read_body(&headers, body).await?;
+    let mut plugin = find(&state, id).await?;
+    let input = config_input(&body)?;
+    apply_config(&mut plugin.config, &input).map_err(config_errors)?;
+    if plugin.config.provision_key.is_empty() {
+        plugin.config.provision_key = random_string();
+    }
+    let mut f = Fields::default();
+    if let Some(enabled) = f.boolean(&body, "enabled") {
+        plugin.enabled = enabled;
+    }
+    f.finish()?;
+    plugin.updated_at = now();
+    let stored = plugin.clone();
+    state.store.write(move |repo| repo.update_plugin(&stored)).await?;
+    Ok(Json(to_json(&plugin)))
+}
+
+async fn remove(State(state): State<AppState>, Path(id): Path<String>) -> AdminResult<StatusCode> {
+    state.store.write(move |repo| repo.delete_plugin(&id).map(drop)).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn errors(input: Value) -> Value {
+        let mut config = OAuth2Config::default();
+        match apply_config(&mut config, input.as_object().unwrap_or(&Map::new())) {
+            Ok(()) => Value::Null,
+            Err(e) => match config_errors(e) {
+                AdminError::Schema(f) => Value::Object(f),
+                _ => Value::Null,
+            },
+        }
+    }
+
+    #[test]
+    fn a_grant_must_be_enabled() {
+        assert_eq!(
+            errors(json!({})),
+            json!({"config": "at least one of these fields must be true: enable_authorization_code, enable_implicit_grant, enable_client_credentials, enable_password_grant"})
+        );
+    }
+
+    #[test]
+    fn mandatory_scope_needs_scopes() {
+        assert_eq!(
+            errors(json!({"enable_authorization_code": true, "mandatory_scope": true})),
+            json!({"config": {"scopes": "required field missing"}})
+        );
+    }
+
+    #[test]
+    fn refresh_token_ttl_is_bounded() {
+        assert_eq!(
+            errors(json!({"enable_authorization_code": true, "refresh_token_ttl": 252979200})),
+            json!({"config": {"refresh_token_ttl": "value should be between 0 and 100000000"}})
+        );
+    }
+
+    #[test]
+    fn form_strings_are_coerced_and_scopes_split() {
+        let mut config = OAuth2Config::default();
+        let input = json!({"enable_authorization_code": "true", "scopes": "a,b", "token_expiration": "60", "persistent_refresh_token": "true"});
+        assert_eq!(apply_config(&mut config, input.as_object().unwrap_or(&Map::new())), Ok(()));
+        assert_eq!(config.scopes, Some(vec!["a".to_string(), "b".to_string()]));
+        assert_eq!(config.token_expiration, 60);
+        assert!(config.reuse_refresh_token);
+    }
+}

@@ -1,0 +1,129 @@
+//! The filter-facing API (docs/gateway-protocol.md §1–2): the state poll (plugin settings and
+//! the change feed) and the token check made on every cache miss.
+
+use crate::app::AppState;
+use crate::grants::validity::{self, Validity};
+use crate::model::{now, Consumer, Plugin, Service};
+use crate::secrets::token_digest;
+use crate::store::{Repo, StoreError, StoreResult};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+/// How many revoked digests one poll carries at most; beyond it the filter resets its cache.
+const MAX_FEED_ENTRIES: i64 = 10_000;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/gateway/v1/services/{service}/state", get(state))
+        .route("/gateway/v1/services/{service}/token", get(check_token))
+}
+
+#[derive(Deserialize)]
+struct StateQuery {
+    since: Option<i64>,
+}
+
+async fn state(State(app): State<AppState>, Path(service): Path<String>, Query(q): Query<StateQuery>) -> Response {
+    let since = q.since.unwrap_or(0);
+    let result = app.store.read(move |repo| service_state(repo, &service, since)).await;
+    match result {
+        Ok(body) => Json(body).into_response(),
+        Err(e) => storage_failure(e),
+    }
+}
+
+fn service_state(repo: &Repo<'_>, key: &str, since: i64) -> StoreResult<Value> {
+    let (seq, oldest, revoked) = repo.changes_since(since, MAX_FEED_ENTRIES + 1)?;
+    let reset = since <= 0 || since > seq || (oldest > 0 && since < oldest - 1) || revoked.len() as i64 > MAX_FEED_ENTRIES;
+    let revoked = if reset { Vec::new() } else { revoked };
+    let service = repo.service(key)?;
+    let plugin = match &service {
+        Some(s) => repo.enabled_oauth2_plugin(&s.id)?,
+        None => None,
+    };
+    let plugin = match plugin {
+        Some(p) => Some(plugin_settings(repo, &p)?),
+        None => None,
+    };
+    Ok(json!({
+        "seq": seq,
+        "reset": reset,
+        "revoked": revoked,
+        "service": service.map(|s: Service| json!({"id": s.id, "name": s.name})),
+        "plugin": plugin,
+    }))
+}
+
+fn plugin_settings(repo: &Repo<'_>, plugin: &Plugin) -> StoreResult<Value> {
+    let config = &plugin.config;
+    let anonymous = match config.anonymous.as_deref().filter(|a| !a.is_empty()) {
+        Some(key) => Some((key.to_string(), repo.consumer(key)?)),
+        None => None,
+    };
+    let (anonymous, anonymous_error) = match anonymous {
+        None => (Value::Null, Value::Null),
+        Some((_, Some(consumer))) => (consumer_json(&consumer), Value::Null),
+        Some((key, None)) => (Value::Null, json!(format!("anonymous consumer {key} is configured but doesn't exist"))),
+    };
+    Ok(json!({
+        "id": plugin.id,
+        "updated_at": plugin.updated_at,
+        "auth_header_name": config.auth_header_name,
+        "hide_credentials": config.hide_credentials,
+        "realm": config.realm,
+        "global_credentials": config.global_credentials,
+        "anonymous": anonymous,
+        "anonymous_error": anonymous_error,
+    }))
+}
+
+fn consumer_json(c: &Consumer) -> Value {
+    json!({"id": c.id, "username": c.username, "custom_id": c.custom_id})
+}
+
+async fn check_token(State(app): State<AppState>, Path(service): Path<String>, headers: HeaderMap) -> Response {
+    let Some(token) = headers.get("x-access-token").and_then(|v| v.to_str().ok()).map(token_digest) else {
+        return (StatusCode::BAD_REQUEST, Json(json!({"message": "x-access-token header is required"}))).into_response();
+    };
+    let result = app
+        .store
+        .read(move |repo| {
+            let Some(service) = repo.service(&service)? else { return Ok(None) };
+            let global = repo.enabled_oauth2_plugin(&service.id)?.is_some_and(|p| p.config.global_credentials);
+            Ok(Some(token_answer(repo, &token, &service.id, global)?))
+        })
+        .await;
+    match result {
+        Ok(Some(body)) => Json(body).into_response(),
+        Ok(None) => (StatusCode::NOT_FOUND, Json(json!({"message": "Unknown service"}))).into_response(),
+        Err(e) => storage_failure(e),
+    }
+}
+
+fn token_answer(repo: &Repo<'_>, digest: &str, service_id: &str, global: bool) -> StoreResult<Value> {
+    let Some(owner) = repo.token_with_owner(digest)? else {
+        return Ok(json!({"active": false, "reason": "invalid"}));
+    };
+    Ok(match validity::check(&owner.token, service_id, global, now()) {
+        Validity::Invalid => json!({"active": false, "reason": "invalid"}),
+        Validity::GlobalToken => json!({"active": false, "reason": "global_token"}),
+        Validity::Active => json!({
+            "active": true,
+            "consumer": consumer_json(&owner.consumer),
+            "credential": {"id": owner.credential.id, "client_id": owner.credential.client_id},
+            "authenticated_userid": owner.token.authenticated_userid,
+            "scope": owner.token.scope,
+            "exp": owner.token.access_expires_at(),
+        }),
+    })
+}
+
+fn storage_failure(e: StoreError) -> Response {
+    tracing::error!(error = %e, "gateway request failed on storage");
+    (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"message": "storage unavailable"}))).into_response()
+}

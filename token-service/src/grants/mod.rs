@@ -1,0 +1,80 @@
+//! OAuth 2.0 grant rules: Kong's `oauth2` plugin behaviour, one module per grant, with the
+//! pure rules (scope, PKCE, client authentication, redirect URIs) apart from storage.
+
+pub mod authorize;
+mod authorization_code;
+pub mod client_auth;
+mod client_credentials;
+pub mod error;
+mod issue;
+mod password;
+pub mod pkce;
+pub mod redirect;
+mod refresh_token;
+pub mod scope;
+pub mod token;
+pub mod validity;
+
+use crate::model::{Plugin, Service};
+use crate::params::Params;
+use crate::store::Store;
+use error::{ErrorCode, OAuthError};
+use serde_json::Value;
+
+/// Authorization codes live five minutes (Kong's fixed lifetime)...
+pub const CODE_TTL_S: i64 = 300;
+/// ...and are remembered an hour longer so a replayed code can still revoke its tokens.
+pub const CODE_REPLAY_MEMORY_S: i64 = 3600;
+
+/// What a grant needs to know about the request it serves.
+pub struct Request {
+    pub method: String,
+    pub params: Params,
+    /// The value of the plugin's `auth_header_name` header (client Basic credentials).
+    pub auth_header: Option<String>,
+    /// The downstream connection to Envoy was TLS.
+    pub tls: bool,
+    pub forwarded_proto: Option<String>,
+}
+
+impl Request {
+    /// A parameter that must be a string; other JSON types count as absent.
+    pub fn text(&self, name: &str) -> Option<&str> {
+        self.params.get(name).and_then(Value::as_str)
+    }
+
+    pub fn state(&self) -> Option<Value> {
+        self.params.get("state").filter(|v| !v.is_null()).cloned()
+    }
+}
+
+/// Where the grant runs: the service and its plugin.
+pub struct Context<'a> {
+    pub store: &'a Store,
+    pub service: &'a Service,
+    pub plugin: &'a Plugin,
+}
+
+/// Kong's `check_https`: TLS to Envoy, or a trusted terminator that said so.
+pub fn require_https(ctx: &Context<'_>, req: &Request) -> Result<(), OAuthError> {
+    if req.tls {
+        return Ok(());
+    }
+    if !ctx.plugin.config.accept_http_if_already_terminated {
+        return Err(OAuthError::https_required());
+    }
+    match req.forwarded_proto.as_deref() {
+        Some(proto) if proto.contains(',') => {
+            Err(OAuthError::new(ErrorCode::AccessDenied, "Only one X-Forwarded-Proto header allowed"))
+        }
+        Some(proto) if proto.trim().eq_ignore_ascii_case("https") => Ok(()),
+        _ => Err(OAuthError::https_required()),
+    }
+}
+
+pub fn method_not_allowed(method: &str, endpoint: &str) -> OAuthError {
+    OAuthError::new(
+        ErrorCode::InvalidMethod,
+        format!("The HTTP method {method} is invalid for the {endpoint} endpoint"),
+    )
+}

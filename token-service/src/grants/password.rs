@@ -1,0 +1,34 @@
+//! `grant_type=password` (when `enable_password_grant`). As in Kong, the user's password is
+//! checked by the application's own login, which then calls us with the `provision_key` and
+//! the `authenticated_userid` it vouches for.
+
+use super::error::OAuthError;
+use super::issue::{mint, Grant};
+use super::token::Outcome;
+use super::{scope, Context, Request};
+use crate::model::Credential;
+use crate::store::StoreError;
+
+pub async fn issue(ctx: &Context<'_>, req: &Request, client: Credential) -> Result<Outcome, StoreError> {
+    let config = &ctx.plugin.config;
+    if req.text("provision_key") != Some(config.provision_key.as_str()) {
+        return Ok(Outcome::Error(OAuthError::invalid_provision_key()));
+    }
+    let Some(userid) = req.text("authenticated_userid").filter(|u| !u.trim().is_empty()) else {
+        return Ok(Outcome::Error(OAuthError::missing_authenticated_userid()));
+    };
+    let scope = match scope::validate(config, req.params.get("scope")) {
+        Ok(scope) => scope,
+        Err(e) => return Ok(Outcome::Error(e)),
+    };
+    let grant = Grant {
+        credential_id: client.id,
+        authenticated_userid: Some(userid.to_string()),
+        scope,
+        with_refresh: true,
+        family_id: crate::model::new_id(),
+    };
+    let (new, minted) = mint(ctx, grant);
+    ctx.store.write(move |repo| repo.insert_token(&new)).await?;
+    Ok(Outcome::Issued(minted.body()))
+}

@@ -1,0 +1,86 @@
+//! `grant_type=refresh_token`: rotation by default (the old pair dies in the same commit and a
+//! replay of the old refresh token revokes the family), or in-place renewal with
+//! `reuse_refresh_token`.
+
+use super::error::{ErrorCode, OAuthError};
+use super::issue::{mint, renew_in_place, Grant, Minted};
+use super::token::Outcome;
+use super::{scope, Context, Request};
+use crate::model::{now, Credential, Token};
+use crate::secrets::token_digest;
+use crate::store::{Repo, StoreError};
+
+fn invalid_refresh_token() -> OAuthError {
+    OAuthError::invalid_request("Invalid refresh_token")
+}
+
+pub async fn refresh(ctx: &Context<'_>, req: &Request, client: Credential) -> Result<Outcome, StoreError> {
+    let Some(presented) = req.text("refresh_token").map(str::to_owned) else {
+        return Ok(Outcome::Error(invalid_refresh_token()));
+    };
+    let hash = token_digest(&presented);
+    let lookup_hash = hash.clone();
+    let found = ctx.store.read(move |repo| repo.token_by_refresh_hash(&lookup_hash)).await?;
+    let Some(token) = found else {
+        ctx.store.write(move |repo| repo.handle_unknown_refresh(&hash)).await?;
+        return Ok(Outcome::Error(invalid_refresh_token()));
+    };
+    if let Err(e) = check_token(ctx, &token, &client) {
+        return Ok(Outcome::Error(e));
+    }
+    let minted = if ctx.plugin.config.reuse_refresh_token {
+        let (renewed, minted) = renew_in_place(ctx, &token, presented);
+        let updated = ctx.store.write(move |repo| replace_if_current(repo, &token, |r| r.update_token(&renewed))).await?;
+        updated.then_some(minted)
+    } else {
+        let grant = Grant {
+            credential_id: client.id.clone(),
+            authenticated_userid: token.authenticated_userid.clone(),
+            scope: token.scope.clone(),
+            with_refresh: true,
+            family_id: token.family_id.clone(),
+        };
+        let (new, minted) = mint(ctx, grant);
+        let rotated = ctx
+            .store
+            .write(move |repo| replace_if_current(repo, &token, |r| r.rotate_token(&token, &new).map(drop)))
+            .await?;
+        rotated.then_some(minted)
+    };
+    Ok(match minted {
+        Some(minted) => Outcome::Issued(Minted::body(&minted)),
+        // A concurrent refresh won the race: this one must not mint a second pair.
+        None => Outcome::Error(invalid_refresh_token()),
+    })
+}
+
+/// Runs `change` only if the row is still exactly as read (no concurrent refresh).
+fn replace_if_current(
+    repo: &Repo<'_>,
+    token: &Token,
+    change: impl FnOnce(&Repo<'_>) -> Result<(), StoreError>,
+) -> Result<bool, StoreError> {
+    let current = repo.token(&token.id, "")?;
+    if current.as_ref() != Some(token) {
+        return Ok(false);
+    }
+    change(repo)?;
+    Ok(true)
+}
+
+fn check_token(ctx: &Context<'_>, token: &Token, client: &Credential) -> Result<(), OAuthError> {
+    let config = &ctx.plugin.config;
+    if token.row_expired(now()) {
+        return Err(invalid_refresh_token());
+    }
+    if !config.global_credentials && token.service_id.as_deref() != Some(ctx.service.id.as_str()) {
+        return Err(invalid_refresh_token());
+    }
+    if token.credential_id != client.id {
+        return Err(OAuthError::invalid_client(false));
+    }
+    if !scope::still_offered(config, token.scope.as_deref()) {
+        return Err(OAuthError::new(ErrorCode::InvalidScope, "Scope mismatch"));
+    }
+    Ok(())
+}

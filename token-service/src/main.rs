@@ -1,0 +1,82 @@
+use clap::Parser;
+use std::time::Duration;
+use token_service::app::{admin_router, gateway_router, AppState};
+use token_service::config::Config;
+use token_service::model::now;
+use token_service::store::Store;
+use tracing_subscriber::EnvFilter;
+
+/// Feed entries older than this are pruned; a filter further behind resets its cache.
+const FEED_RETENTION_S: i64 = 3600;
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+        .init();
+    match run(Config::parse()).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(config: Config) -> Result<(), String> {
+    let store = Store::open(&config.database)
+        .map_err(|e| format!("cannot open database {}: {e}", config.database.display()))?;
+    tracing::info!(database = %config.database.display(), "database ready");
+    let state = AppState::new(store.clone(), config.admin_key.clone());
+
+    let gateway = tokio::net::TcpListener::bind(config.gateway_listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", config.gateway_listen))?;
+    let admin = tokio::net::TcpListener::bind(config.admin_listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", config.admin_listen))?;
+    tracing::info!("gateway API (for Envoy) listening on http://{}", config.gateway_listen);
+    tracing::info!("admin API listening on http://{}", config.admin_listen);
+    if config.admin_key.is_none() && !config.admin_listen.ip().is_loopback() {
+        tracing::warn!("the admin API listens beyond loopback without --admin-key");
+    }
+
+    tokio::spawn(purge_periodically(store, Duration::from_secs(config.purge_interval_s.max(1))));
+    let gateway_server = axum::serve(gateway, gateway_router(state.clone())).with_graceful_shutdown(shutdown());
+    let admin_server = axum::serve(admin, admin_router(state)).with_graceful_shutdown(shutdown());
+    let (g, a) = tokio::join!(gateway_server, admin_server);
+    g.and(a).map_err(|e| format!("server error: {e}"))?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Expired codes and tokens are deleted in the background so the tables stay bounded.
+async fn purge_periodically(store: Store, every: Duration) {
+    let mut ticker = tokio::time::interval(every);
+    loop {
+        ticker.tick().await;
+        match store.write(|repo| repo.purge_expired(now(), FEED_RETENTION_S)).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(rows = n, "purged expired codes and tokens"),
+            Err(e) => tracing::warn!(error = %e, "purge failed"),
+        }
+    }
+}
+
+async fn shutdown() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            s.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+}

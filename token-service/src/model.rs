@@ -1,0 +1,233 @@
+//! The entities the token-service keeps, as the rest of the program sees them.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Consumer {
+    pub id: String,
+    pub created_at: i64,
+    pub username: Option<String>,
+    pub custom_id: Option<String>,
+    pub tags: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Service {
+    pub id: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub name: Option<String>,
+    pub url: Option<String>,
+    pub tags: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum PkceMode {
+    None,
+    Lax,
+    Strict,
+}
+
+/// Kong's `oauth2` plugin configuration, with Kong's defaults.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct OAuth2Config {
+    pub scopes: Option<Vec<String>>,
+    pub mandatory_scope: bool,
+    pub provision_key: String,
+    pub token_expiration: i64,
+    pub enable_authorization_code: bool,
+    pub enable_implicit_grant: bool,
+    pub enable_client_credentials: bool,
+    pub enable_password_grant: bool,
+    pub hide_credentials: bool,
+    pub accept_http_if_already_terminated: bool,
+    pub anonymous: Option<String>,
+    pub global_credentials: bool,
+    pub auth_header_name: String,
+    pub refresh_token_ttl: i64,
+    pub reuse_refresh_token: bool,
+    pub pkce: PkceMode,
+    pub realm: Option<String>,
+}
+
+impl Default for OAuth2Config {
+    fn default() -> Self {
+        OAuth2Config {
+            scopes: None,
+            mandatory_scope: false,
+            provision_key: String::new(),
+            token_expiration: 7200,
+            enable_authorization_code: false,
+            enable_implicit_grant: false,
+            enable_client_credentials: false,
+            enable_password_grant: false,
+            hide_credentials: false,
+            accept_http_if_already_terminated: false,
+            anonymous: None,
+            global_credentials: false,
+            auth_header_name: "authorization".to_string(),
+            refresh_token_ttl: 1_209_600,
+            reuse_refresh_token: false,
+            pkce: PkceMode::Lax,
+            realm: Some("service".to_string()),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Plugin {
+    pub id: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub name: String,
+    pub service_id: Option<String>,
+    pub enabled: bool,
+    pub config: OAuth2Config,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ClientType {
+    Confidential,
+    Public,
+}
+
+impl ClientType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ClientType::Confidential => "confidential",
+            ClientType::Public => "public",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Credential {
+    pub id: String,
+    pub created_at: i64,
+    pub consumer_id: String,
+    pub name: String,
+    pub client_id: String,
+    /// Plaintext, or the hashed form when `hash_secret`.
+    pub client_secret: String,
+    pub hash_secret: bool,
+    pub redirect_uris: Option<Vec<String>>,
+    pub client_type: ClientType,
+    pub tags: Option<Vec<String>>,
+}
+
+/// A token row. The access and refresh tokens themselves are never stored, only digests.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Token {
+    pub id: String,
+    pub created_at: i64,
+    pub credential_id: String,
+    pub service_id: Option<String>,
+    pub token_type: String,
+    pub expires_in: i64,
+    pub access_token_hash: String,
+    pub refresh_token_hash: Option<String>,
+    pub authenticated_userid: Option<String>,
+    pub scope: Option<String>,
+    /// When the whole row (and so the refresh token) disappears; `None` keeps it forever.
+    pub ttl_at: Option<i64>,
+    /// The grant this token descends from: a reused code or refresh token revokes it all.
+    pub family_id: String,
+}
+
+impl Token {
+    /// Kong's rule: valid for exactly `expires_in` seconds (inclusive); `<= 0` never expires.
+    pub fn access_expired(&self, now: i64) -> bool {
+        self.expires_in > 0 && now - self.created_at > self.expires_in
+    }
+
+    pub fn row_expired(&self, now: i64) -> bool {
+        self.ttl_at.is_some_and(|at| at < now)
+    }
+
+    pub fn access_expires_at(&self) -> Option<i64> {
+        let by_expiry = (self.expires_in > 0).then_some(self.created_at + self.expires_in);
+        match (by_expiry, self.ttl_at) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuthorizationCode {
+    pub id: String,
+    pub created_at: i64,
+    pub code_hash: String,
+    pub credential_id: String,
+    pub service_id: Option<String>,
+    pub plugin_id: Option<String>,
+    pub authenticated_userid: Option<String>,
+    pub scope: Option<String>,
+    pub challenge: Option<String>,
+    pub challenge_method: Option<String>,
+    pub expires_at: i64,
+    /// Set once the code was exchanged; a second exchange revokes what the first produced.
+    pub used_at: Option<i64>,
+}
+
+pub fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+pub fn new_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+pub fn is_uuid(s: &str) -> bool {
+    uuid::Uuid::parse_str(s).is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn token(created_at: i64, expires_in: i64, ttl_at: Option<i64>) -> Token {
+        Token {
+            id: new_id(),
+            created_at,
+            credential_id: new_id(),
+            service_id: None,
+            token_type: "bearer".into(),
+            expires_in,
+            access_token_hash: String::new(),
+            refresh_token_hash: None,
+            authenticated_userid: None,
+            scope: None,
+            ttl_at,
+            family_id: new_id(),
+        }
+    }
+
+    #[test]
+    fn access_tokens_live_exactly_expires_in_seconds() {
+        let t = token(100, 5, None);
+        assert!(!t.access_expired(105));
+        assert!(t.access_expired(106));
+        assert_eq!(t.access_expires_at(), Some(105));
+    }
+
+    #[test]
+    fn zero_expiry_never_expires() {
+        let t = token(100, 0, None);
+        assert!(!t.access_expired(i64::MAX / 2));
+        assert_eq!(t.access_expires_at(), None);
+    }
+
+    #[test]
+    fn row_ttl_caps_access_expiry() {
+        let t = token(100, 50, Some(120));
+        assert_eq!(t.access_expires_at(), Some(120));
+        assert!(t.row_expired(121));
+    }
+}

@@ -1,0 +1,78 @@
+//! RFC 7662 introspection and RFC 7009 revocation, for authenticated clients of the service.
+
+use super::response::{json_response, oauth_error};
+use crate::grants::client_auth;
+use crate::grants::error::OAuthError;
+use crate::grants::validity::{self, Validity};
+use crate::grants::{Context, Request};
+use crate::model::{now, Credential};
+use crate::secrets::token_digest;
+use crate::store::StoreError;
+use axum::http::StatusCode;
+use axum::response::Response;
+use serde_json::json;
+
+async fn authenticated_client(ctx: &Context<'_>, req: &Request) -> Result<Result<Credential, OAuthError>, StoreError> {
+    let presented = client_auth::presented(&req.params, req.auth_header.as_deref());
+    let Some(id) = presented.client_id.clone().filter(|id| !id.is_empty()) else {
+        return Ok(Err(OAuthError::invalid_client(presented.from_header)));
+    };
+    let Some(client) = ctx.store.read(move |repo| repo.credential_by_client_id(&id)).await? else {
+        return Ok(Err(OAuthError::invalid_client(presented.from_header)));
+    };
+    Ok(client_auth::authenticate(&client, &presented).map(|()| client))
+}
+
+pub async fn introspect(ctx: &Context<'_>, req: &Request) -> Result<Response, StoreError> {
+    if let Err(e) = authenticated_client(ctx, req).await? {
+        return Ok(oauth_error(e, None));
+    }
+    let Some(token) = req.text("token").map(token_digest) else {
+        return Ok(oauth_error(OAuthError::invalid_request("The token parameter is missing"), None));
+    };
+    let found = ctx.store.read(move |repo| repo.token_with_owner(&token)).await?;
+    let global = ctx.plugin.config.global_credentials;
+    let active = found.filter(|t| validity::check(&t.token, &ctx.service.id, global, now()) == Validity::Active);
+    let Some(owner) = active else {
+        return Ok(json_response(StatusCode::OK, json!({"active": false})));
+    };
+    let token = &owner.token;
+    Ok(json_response(
+        StatusCode::OK,
+        json!({
+            "active": true,
+            "scope": token.scope,
+            "client_id": owner.credential.client_id,
+            "username": owner.consumer.username,
+            "token_type": "bearer",
+            "exp": token.access_expires_at(),
+            "iat": token.created_at,
+            "sub": token.authenticated_userid,
+        }),
+    ))
+}
+
+/// Revokes the access or refresh token if it belongs to the calling client. Unknown tokens
+/// answer 200 too (RFC 7009 §2.2), so the endpoint reveals nothing.
+pub async fn revoke(ctx: &Context<'_>, req: &Request) -> Result<Response, StoreError> {
+    let client = match authenticated_client(ctx, req).await? {
+        Ok(client) => client,
+        Err(e) => return Ok(oauth_error(e, None)),
+    };
+    let Some(digest) = req.text("token").map(token_digest) else {
+        return Ok(oauth_error(OAuthError::invalid_request("The token parameter is missing"), None));
+    };
+    ctx.store
+        .write(move |repo| {
+            let token = match repo.token("", &digest)? {
+                Some(token) => Some(token),
+                None => repo.token_by_refresh_hash(&digest)?,
+            };
+            if let Some(token) = token.filter(|t| t.credential_id == client.id) {
+                repo.revoke_family(&token.family_id)?;
+            }
+            Ok(())
+        })
+        .await?;
+    Ok(json_response(StatusCode::OK, json!({})))
+}

@@ -1,0 +1,132 @@
+//! The OAuth endpoints, served on the gateway listener for the filter to relay
+//! (docs/gateway-protocol.md §3): authorize, token, RFC 7662 introspection, RFC 7009
+//! revocation and RFC 8414 metadata, for one service at a time.
+
+mod introspection;
+mod metadata;
+mod response;
+
+use crate::app::AppState;
+use crate::grants::{self, error::OAuthError, Context, Request};
+use crate::model::{Plugin, Service};
+use crate::params::{self, Nesting, ParamsError, MAX_BODY_BYTES};
+use crate::store::StoreError;
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, Method, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get};
+use axum::Router;
+use response::{oauth_error, ServiceLookupError};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/gateway/v1/services/{service}/oauth2/{endpoint}", any(endpoint))
+        .route("/gateway/v1/services/{service}/.well-known/oauth-authorization-server", get(metadata::serve))
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Endpoint {
+    Authorize,
+    Token,
+    Introspect,
+    Revoke,
+}
+
+impl Endpoint {
+    fn parse(name: &str) -> Option<Endpoint> {
+        match name {
+            "authorize" => Some(Endpoint::Authorize),
+            "token" => Some(Endpoint::Token),
+            "introspect" => Some(Endpoint::Introspect),
+            "revoke" => Some(Endpoint::Revoke),
+            _ => None,
+        }
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            Endpoint::Authorize => "authorization",
+            Endpoint::Token => "token",
+            Endpoint::Introspect => "introspection",
+            Endpoint::Revoke => "revocation",
+        }
+    }
+}
+
+/// The service and its enabled `oauth2` plugin.
+pub(crate) async fn protected_service(state: &AppState, key: String) -> Result<(Service, Plugin), ServiceLookupError> {
+    let found = state
+        .store
+        .read(move |repo| {
+            let Some(service) = repo.service(&key)? else { return Ok(None) };
+            let plugin = repo.enabled_oauth2_plugin(&service.id)?;
+            Ok(Some((service, plugin)))
+        })
+        .await?;
+    match found {
+        None => Err(ServiceLookupError::UnknownService),
+        Some((_, None)) => Err(ServiceLookupError::NoPlugin),
+        Some((service, Some(plugin))) => Ok((service, plugin)),
+    }
+}
+
+async fn endpoint(
+    State(state): State<AppState>,
+    Path((service, endpoint)): Path<(String, String)>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let Some(endpoint) = Endpoint::parse(&endpoint) else {
+        return response::not_found();
+    };
+    let (service, plugin) = match protected_service(&state, service).await {
+        Ok(found) => found,
+        Err(e) => return e.into_response(),
+    };
+    let realm = plugin.config.realm.clone();
+    if method != Method::POST {
+        return response::method_not_allowed(grants::method_not_allowed(method.as_str(), endpoint.label()), realm);
+    }
+    let request = match read_request(&plugin, method, &uri, &headers, body).await {
+        Ok(request) => request,
+        Err(e) => return response::bad_body(e),
+    };
+    let ctx = Context { store: &state.store, service: &service, plugin: &plugin };
+    let result = match endpoint {
+        Endpoint::Authorize => grants::authorize::handle(&ctx, &request).await.map(|o| response::authorize(o, request.state())),
+        Endpoint::Token => grants::token::handle(&ctx, &request).await.map(|o| response::token(o, request.state())),
+        Endpoint::Introspect => introspection::introspect(&ctx, &request).await,
+        Endpoint::Revoke => introspection::revoke(&ctx, &request).await,
+    };
+    result.unwrap_or_else(|e: StoreError| {
+        tracing::error!(error = %e, "OAuth endpoint failed on storage");
+        oauth_error(OAuthError::server_error(), None)
+    })
+}
+
+async fn read_request(
+    plugin: &Plugin,
+    method: Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Request, ParamsError> {
+    let bytes = axum::body::to_bytes(body, MAX_BODY_BYTES).await.map_err(|_| ParamsError::TooLarge)?;
+    let content_type = header_text(headers, "content-type");
+    let body_params = params::parse_body(content_type.as_deref(), bytes, Nesting::Flat).await?;
+    let query = params::parse_form(uri.query().unwrap_or("").as_bytes(), Nesting::Flat);
+    Ok(Request {
+        method: method.to_string(),
+        params: params::merge(query, body_params),
+        auth_header: header_text(headers, &plugin.config.auth_header_name),
+        tls: header_text(headers, "x-gateway-tls").as_deref() == Some("on"),
+        forwarded_proto: header_text(headers, "x-forwarded-proto"),
+    })
+}
+
+pub(crate) fn header_text(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned)
+}

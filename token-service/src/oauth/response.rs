@@ -1,0 +1,146 @@
+//! OAuth answers to HTTP, in one place: statuses, `Cache-Control: no-store`/`Pragma: no-cache`
+//! on everything, the Basic challenge on header-authenticated client failures, and the Bearer
+//! challenge on 405s.
+
+use crate::grants::authorize::Outcome as AuthorizeOutcome;
+use crate::grants::error::{ErrorCode, OAuthError};
+use crate::grants::token::Outcome as TokenOutcome;
+use crate::params::ParamsError;
+use crate::store::StoreError;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::{json, Map, Value};
+
+pub fn json_response(status: StatusCode, body: Value) -> Response {
+    let mut response = (status, Json(body)).into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    response
+}
+
+fn error_body(error: &OAuthError, state: Option<Value>) -> Value {
+    let mut body: Map<String, Value> = error.to_params().into_iter().collect();
+    if let Some(state) = state {
+        body.insert("state".into(), state);
+    }
+    Value::Object(body)
+}
+
+pub fn oauth_error(error: OAuthError, state: Option<Value>) -> Response {
+    let status = match error.code {
+        ErrorCode::InvalidClient if error.challenge_basic => StatusCode::UNAUTHORIZED,
+        ErrorCode::InvalidMethod => StatusCode::METHOD_NOT_ALLOWED,
+        ErrorCode::ServerError => StatusCode::INTERNAL_SERVER_ERROR,
+        _ => StatusCode::BAD_REQUEST,
+    };
+    let mut response = json_response(status, error_body(&error, state));
+    if status == StatusCode::UNAUTHORIZED {
+        response
+            .headers_mut()
+            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"OAuth2.0\""));
+    }
+    response
+}
+
+/// `Bearer realm="r", error="...", error_description="..."` (RFC 6750 §3; realm first).
+pub fn bearer_challenge(realm: Option<&str>, error: Option<&OAuthError>) -> String {
+    let mut params = Vec::new();
+    if let Some(realm) = realm.filter(|r| !r.is_empty()) {
+        params.push(format!("realm=\"{realm}\""));
+    }
+    if let Some(e) = error {
+        params.push(format!("error=\"{}\"", e.code.as_str()));
+        params.push(format!("error_description=\"{}\"", e.description));
+    }
+    if params.is_empty() {
+        "Bearer".to_string()
+    } else {
+        format!("Bearer {}", params.join(", "))
+    }
+}
+
+pub fn method_not_allowed(error: OAuthError, realm: Option<String>) -> Response {
+    let challenge = bearer_challenge(realm.as_deref(), Some(&error));
+    let mut response = oauth_error(error, None);
+    if let Ok(value) = HeaderValue::from_str(&challenge) {
+        response.headers_mut().insert(header::WWW_AUTHENTICATE, value);
+    }
+    response
+}
+
+pub fn authorize(outcome: AuthorizeOutcome, state: Option<Value>) -> Response {
+    match outcome {
+        AuthorizeOutcome::Redirect { ok, uri } => {
+            let status = if ok { StatusCode::OK } else { StatusCode::BAD_REQUEST };
+            json_response(status, json!({ "redirect_uri": uri }))
+        }
+        AuthorizeOutcome::Error(e) => oauth_error(e, state),
+    }
+}
+
+pub fn token(outcome: TokenOutcome, state: Option<Value>) -> Response {
+    match outcome {
+        TokenOutcome::Issued(mut body) => {
+            if let Some(state) = state {
+                body.insert("state".into(), state);
+            }
+            json_response(StatusCode::OK, Value::Object(body))
+        }
+        TokenOutcome::Error(e) => oauth_error(e, state),
+    }
+}
+
+pub fn bad_body(error: ParamsError) -> Response {
+    let status = match error {
+        ParamsError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        _ => StatusCode::BAD_REQUEST,
+    };
+    json_response(status, json!({"error": "invalid_request", "error_description": error.to_string()}))
+}
+
+pub fn not_found() -> Response {
+    json_response(StatusCode::NOT_FOUND, json!({"error": "invalid_request", "error_description": "Not found"}))
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceLookupError {
+    #[error("unknown service")]
+    UnknownService,
+    #[error("the service has no enabled oauth2 plugin")]
+    NoPlugin,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl IntoResponse for ServiceLookupError {
+    fn into_response(self) -> Response {
+        match self {
+            ServiceLookupError::Store(e) => {
+                tracing::error!(error = %e, "service look-up failed");
+                oauth_error(OAuthError::server_error(), None)
+            }
+            other => json_response(
+                StatusCode::NOT_FOUND,
+                json!({"error": "invalid_request", "error_description": other.to_string()}),
+            ),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bearer_challenges_put_realm_first() {
+        let e = OAuthError::new(ErrorCode::InvalidMethod, "The HTTP method GET is invalid for the token endpoint");
+        assert_eq!(
+            bearer_challenge(Some("test-oauth2"), Some(&e)),
+            "Bearer realm=\"test-oauth2\", error=\"invalid_method\", error_description=\"The HTTP method GET is invalid for the token endpoint\""
+        );
+        assert_eq!(bearer_challenge(None, None), "Bearer");
+        assert_eq!(bearer_challenge(Some("service"), None), "Bearer realm=\"service\"");
+    }
+}

@@ -1,0 +1,635 @@
+//! The storage vocabulary, implemented on one SQLite transaction.
+
+use super::{map_err, StoreError, StoreResult};
+use crate::model::{
+    AuthorizationCode, ClientType, Consumer, Credential, OAuth2Config, Plugin, Service, Token,
+};
+use rusqlite::{named_params, OptionalExtension, Row, Transaction};
+
+pub struct Repo<'a> {
+    tx: &'a Transaction<'a>,
+}
+
+/// One page of a list: the rows and the offset of the next page, if any.
+pub struct Page<T> {
+    pub data: Vec<T>,
+    pub next_offset: Option<i64>,
+}
+
+pub struct NewToken {
+    pub credential_id: String,
+    pub service_id: Option<String>,
+    pub access_token_hash: String,
+    pub refresh_token_hash: Option<String>,
+    pub authenticated_userid: Option<String>,
+    pub scope: Option<String>,
+    pub expires_in: i64,
+    pub ttl_at: Option<i64>,
+    pub family_id: String,
+    pub created_at: i64,
+}
+
+pub struct NewCode {
+    pub code_hash: String,
+    pub credential_id: String,
+    pub service_id: Option<String>,
+    pub plugin_id: Option<String>,
+    pub authenticated_userid: Option<String>,
+    pub scope: Option<String>,
+    pub challenge: Option<String>,
+    pub challenge_method: Option<String>,
+    pub created_at: i64,
+    pub expires_at: i64,
+}
+
+/// What became of a presented refresh token that matched no live row.
+pub enum RefreshOutcome {
+    Unknown,
+    /// A rotated-out refresh token came back: its whole family was revoked.
+    ReplayRevoked,
+}
+
+pub struct TokenWithOwner {
+    pub token: Token,
+    pub credential: Credential,
+    pub consumer: Consumer,
+}
+
+fn json_list(value: &Option<Vec<String>>) -> Option<String> {
+    value.as_ref().and_then(|v| serde_json::to_string(v).ok())
+}
+
+fn parse_list(text: Option<String>) -> Option<Vec<String>> {
+    text.and_then(|t| serde_json::from_str(&t).ok())
+}
+
+fn consumer_from(row: &Row<'_>) -> rusqlite::Result<Consumer> {
+    Ok(Consumer {
+        id: row.get("id")?,
+        created_at: row.get("created_at")?,
+        username: row.get("username")?,
+        custom_id: row.get("custom_id")?,
+        tags: parse_list(row.get("tags")?),
+    })
+}
+
+fn service_from(row: &Row<'_>) -> rusqlite::Result<Service> {
+    Ok(Service {
+        id: row.get("id")?,
+        created_at: row.get("created_at")?,
+        updated_at: row.get("updated_at")?,
+        name: row.get("name")?,
+        url: row.get("url")?,
+        tags: parse_list(row.get("tags")?),
+    })
+}
+
+fn plugin_from(row: &Row<'_>) -> rusqlite::Result<Plugin> {
+    let config: String = row.get("config")?;
+    Ok(Plugin {
+        id: row.get("id")?,
+        created_at: row.get("created_at")?,
+        updated_at: row.get("updated_at")?,
+        name: row.get("name")?,
+        service_id: row.get("service_id")?,
+        enabled: row.get("enabled")?,
+        config: serde_json::from_str::<OAuth2Config>(&config).unwrap_or_default(),
+    })
+}
+
+fn credential_from(row: &Row<'_>) -> rusqlite::Result<Credential> {
+    let client_type: String = row.get("client_type")?;
+    Ok(Credential {
+        id: row.get("id")?,
+        created_at: row.get("created_at")?,
+        consumer_id: row.get("consumer_id")?,
+        name: row.get("name")?,
+        client_id: row.get("client_id")?,
+        client_secret: row.get("client_secret")?,
+        hash_secret: row.get("hash_secret")?,
+        redirect_uris: parse_list(row.get("redirect_uris")?),
+        client_type: if client_type == "public" { ClientType::Public } else { ClientType::Confidential },
+        tags: parse_list(row.get("tags")?),
+    })
+}
+
+fn token_from(row: &Row<'_>) -> rusqlite::Result<Token> {
+    Ok(Token {
+        id: row.get("id")?,
+        created_at: row.get("created_at")?,
+        credential_id: row.get("credential_id")?,
+        service_id: row.get("service_id")?,
+        token_type: row.get("token_type")?,
+        expires_in: row.get("expires_in")?,
+        access_token_hash: row.get("access_token_hash")?,
+        refresh_token_hash: row.get("refresh_token_hash")?,
+        authenticated_userid: row.get("authenticated_userid")?,
+        scope: row.get("scope")?,
+        ttl_at: row.get("ttl_at")?,
+        family_id: row.get("family_id")?,
+    })
+}
+
+fn code_from(row: &Row<'_>) -> rusqlite::Result<AuthorizationCode> {
+    Ok(AuthorizationCode {
+        id: row.get("id")?,
+        created_at: row.get("created_at")?,
+        code_hash: row.get("code_hash")?,
+        credential_id: row.get("credential_id")?,
+        service_id: row.get("service_id")?,
+        plugin_id: row.get("plugin_id")?,
+        authenticated_userid: row.get("authenticated_userid")?,
+        scope: row.get("scope")?,
+        challenge: row.get("challenge")?,
+        challenge_method: row.get("challenge_method")?,
+        expires_at: row.get("expires_at")?,
+        used_at: row.get("used_at")?,
+    })
+}
+
+impl<'a> Repo<'a> {
+    pub(super) fn new(tx: &'a Transaction<'a>) -> Self {
+        Repo { tx }
+    }
+
+    fn one<T>(
+        &self,
+        sql: &str,
+        params: impl rusqlite::Params,
+        map: impl FnOnce(&Row<'_>) -> rusqlite::Result<T>,
+    ) -> StoreResult<Option<T>> {
+        let mut stmt = self.tx.prepare_cached(sql).map_err(map_err)?;
+        stmt.query_row(params, map).optional().map_err(map_err)
+    }
+
+    fn page<T>(
+        &self,
+        sql: &str,
+        params: &[(&str, &dyn rusqlite::ToSql)],
+        offset: i64,
+        size: i64,
+        map: impl FnMut(&Row<'_>) -> rusqlite::Result<T>,
+    ) -> StoreResult<Page<T>> {
+        let sql = format!("{sql} ORDER BY created_at, id LIMIT :limit OFFSET :offset");
+        let limit = size + 1;
+        let mut all: Vec<(&str, &dyn rusqlite::ToSql)> = params.to_vec();
+        all.push((":limit", &limit));
+        all.push((":offset", &offset));
+        let mut stmt = self.tx.prepare_cached(&sql).map_err(map_err)?;
+        let mut data = stmt
+            .query_map(all.as_slice(), map)
+            .map_err(map_err)?
+            .collect::<rusqlite::Result<Vec<T>>>()
+            .map_err(map_err)?;
+        let next_offset = if data.len() as i64 > size {
+            data.truncate(size as usize);
+            Some(offset + size)
+        } else {
+            None
+        };
+        Ok(Page { data, next_offset })
+    }
+
+    fn exec(&self, sql: &str, params: impl rusqlite::Params) -> StoreResult<usize> {
+        let mut stmt = self.tx.prepare_cached(sql).map_err(map_err)?;
+        stmt.execute(params).map_err(map_err)
+    }
+
+    // ----- consumers -----
+
+    pub fn insert_consumer(&self, c: &Consumer) -> StoreResult<()> {
+        self.exec(
+            "INSERT INTO consumers (id, created_at, username, custom_id, tags) VALUES (?1, ?2, ?3, ?4, ?5)",
+            (&c.id, c.created_at, &c.username, &c.custom_id, json_list(&c.tags)),
+        )
+        .map(drop)
+    }
+
+    pub fn update_consumer(&self, c: &Consumer) -> StoreResult<()> {
+        self.exec(
+            "UPDATE consumers SET username = ?2, custom_id = ?3, tags = ?4 WHERE id = ?1",
+            (&c.id, &c.username, &c.custom_id, json_list(&c.tags)),
+        )
+        .map(drop)
+    }
+
+    /// By id, or else by username.
+    pub fn consumer(&self, key: &str) -> StoreResult<Option<Consumer>> {
+        self.one(
+            "SELECT * FROM consumers WHERE id = ?1 UNION ALL SELECT * FROM consumers WHERE username = ?1 LIMIT 1",
+            [key],
+            consumer_from,
+        )
+    }
+
+    pub fn list_consumers(&self, offset: i64, size: i64) -> StoreResult<Page<Consumer>> {
+        self.page("SELECT * FROM consumers", &[], offset, size, consumer_from)
+    }
+
+    pub fn delete_consumer(&self, id: &str) -> StoreResult<bool> {
+        Ok(self.exec("DELETE FROM consumers WHERE id = ?1", [id])? > 0)
+    }
+
+    // ----- services -----
+
+    pub fn insert_service(&self, s: &Service) -> StoreResult<()> {
+        self.exec(
+            "INSERT INTO services (id, created_at, updated_at, name, url, tags) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            (&s.id, s.created_at, s.updated_at, &s.name, &s.url, json_list(&s.tags)),
+        )
+        .map(drop)
+    }
+
+    pub fn update_service(&self, s: &Service) -> StoreResult<()> {
+        self.exec(
+            "UPDATE services SET updated_at = ?2, name = ?3, url = ?4, tags = ?5 WHERE id = ?1",
+            (&s.id, s.updated_at, &s.name, &s.url, json_list(&s.tags)),
+        )
+        .map(drop)
+    }
+
+    /// By id, or else by name.
+    pub fn service(&self, key: &str) -> StoreResult<Option<Service>> {
+        self.one(
+            "SELECT * FROM services WHERE id = ?1 UNION ALL SELECT * FROM services WHERE name = ?1 LIMIT 1",
+            [key],
+            service_from,
+        )
+    }
+
+    pub fn list_services(&self, offset: i64, size: i64) -> StoreResult<Page<Service>> {
+        self.page("SELECT * FROM services", &[], offset, size, service_from)
+    }
+
+    pub fn delete_service(&self, id: &str) -> StoreResult<bool> {
+        Ok(self.exec("DELETE FROM services WHERE id = ?1", [id])? > 0)
+    }
+
+    // ----- plugins -----
+
+    pub fn insert_plugin(&self, p: &Plugin) -> StoreResult<()> {
+        let config = serde_json::to_string(&p.config).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        self.exec(
+            "INSERT INTO plugins (id, created_at, updated_at, name, service_id, enabled, config)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            (&p.id, p.created_at, p.updated_at, &p.name, &p.service_id, p.enabled, config),
+        )
+        .map(drop)
+    }
+
+    pub fn update_plugin(&self, p: &Plugin) -> StoreResult<()> {
+        let config = serde_json::to_string(&p.config).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        self.exec(
+            "UPDATE plugins SET updated_at = ?2, enabled = ?3, config = ?4, service_id = ?5 WHERE id = ?1",
+            (&p.id, p.updated_at, p.enabled, config, &p.service_id),
+        )
+        .map(drop)
+    }
+
+    pub fn plugin(&self, id: &str) -> StoreResult<Option<Plugin>> {
+        self.one("SELECT * FROM plugins WHERE id = ?1", [id], plugin_from)
+    }
+
+    pub fn list_plugins(&self, service_id: Option<&str>, offset: i64, size: i64) -> StoreResult<Page<Plugin>> {
+        match service_id {
+            Some(id) => self.page(
+                "SELECT * FROM plugins WHERE service_id = :service",
+                &[(":service", &id)],
+                offset,
+                size,
+                plugin_from,
+            ),
+            None => self.page("SELECT * FROM plugins", &[], offset, size, plugin_from),
+        }
+    }
+
+    pub fn delete_plugin(&self, id: &str) -> StoreResult<bool> {
+        Ok(self.exec("DELETE FROM plugins WHERE id = ?1", [id])? > 0)
+    }
+
+    /// The service's `oauth2` plugin, if it has one and it is enabled.
+    pub fn enabled_oauth2_plugin(&self, service_id: &str) -> StoreResult<Option<Plugin>> {
+        self.one(
+            "SELECT * FROM plugins WHERE service_id = ?1 AND name = 'oauth2' AND enabled = 1",
+            [service_id],
+            plugin_from,
+        )
+    }
+
+    // ----- credentials -----
+
+    pub fn insert_credential(&self, c: &Credential) -> StoreResult<()> {
+        self.exec(
+            "INSERT INTO oauth2_credentials
+               (id, created_at, consumer_id, name, client_id, client_secret, hash_secret, redirect_uris, client_type, tags)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+            rusqlite::params![
+                c.id,
+                c.created_at,
+                c.consumer_id,
+                c.name,
+                c.client_id,
+                c.client_secret,
+                c.hash_secret,
+                json_list(&c.redirect_uris),
+                c.client_type.as_str(),
+                json_list(&c.tags)
+            ],
+        )
+        .map(drop)
+    }
+
+    pub fn update_credential(&self, c: &Credential) -> StoreResult<()> {
+        self.exec(
+            "UPDATE oauth2_credentials SET consumer_id = ?2, name = ?3, client_id = ?4, client_secret = ?5,
+               hash_secret = ?6, redirect_uris = ?7, client_type = ?8, tags = ?9 WHERE id = ?1",
+            rusqlite::params![
+                c.id,
+                c.consumer_id,
+                c.name,
+                c.client_id,
+                c.client_secret,
+                c.hash_secret,
+                json_list(&c.redirect_uris),
+                c.client_type.as_str(),
+                json_list(&c.tags)
+            ],
+        )
+        .map(drop)
+    }
+
+    /// By id, or else by client_id.
+    pub fn credential(&self, key: &str) -> StoreResult<Option<Credential>> {
+        self.one(
+            "SELECT * FROM oauth2_credentials WHERE id = ?1
+             UNION ALL SELECT * FROM oauth2_credentials WHERE client_id = ?1 LIMIT 1",
+            [key],
+            credential_from,
+        )
+    }
+
+    pub fn credential_by_client_id(&self, client_id: &str) -> StoreResult<Option<Credential>> {
+        self.one("SELECT * FROM oauth2_credentials WHERE client_id = ?1", [client_id], credential_from)
+    }
+
+    pub fn list_credentials(&self, consumer_id: Option<&str>, offset: i64, size: i64) -> StoreResult<Page<Credential>> {
+        match consumer_id {
+            Some(id) => self.page(
+                "SELECT * FROM oauth2_credentials WHERE consumer_id = :consumer",
+                &[(":consumer", &id)],
+                offset,
+                size,
+                credential_from,
+            ),
+            None => self.page("SELECT * FROM oauth2_credentials", &[], offset, size, credential_from),
+        }
+    }
+
+    pub fn delete_credential(&self, id: &str) -> StoreResult<bool> {
+        Ok(self.exec("DELETE FROM oauth2_credentials WHERE id = ?1", [id])? > 0)
+    }
+
+    // ----- tokens -----
+
+    pub fn insert_token(&self, t: &NewToken) -> StoreResult<Token> {
+        let token = Token {
+            id: crate::model::new_id(),
+            created_at: t.created_at,
+            credential_id: t.credential_id.clone(),
+            service_id: t.service_id.clone(),
+            token_type: "bearer".to_string(),
+            expires_in: t.expires_in,
+            access_token_hash: t.access_token_hash.clone(),
+            refresh_token_hash: t.refresh_token_hash.clone(),
+            authenticated_userid: t.authenticated_userid.clone(),
+            scope: t.scope.clone(),
+            ttl_at: t.ttl_at,
+            family_id: t.family_id.clone(),
+        };
+        self.insert_token_row(&token)?;
+        Ok(token)
+    }
+
+    /// Inserts a complete row (the admin API's PUT keeps the id it was given).
+    pub fn insert_token_row(&self, token: &Token) -> StoreResult<()> {
+        self.exec(
+            "INSERT INTO oauth2_tokens (id, created_at, credential_id, service_id, token_type, expires_in,
+               access_token_hash, refresh_token_hash, authenticated_userid, scope, ttl_at, family_id)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+            rusqlite::params![
+                token.id,
+                token.created_at,
+                token.credential_id,
+                token.service_id,
+                token.token_type,
+                token.expires_in,
+                token.access_token_hash,
+                token.refresh_token_hash,
+                token.authenticated_userid,
+                token.scope,
+                token.ttl_at,
+                token.family_id
+            ],
+        )
+        .map(drop)
+    }
+
+    pub fn update_token(&self, t: &Token) -> StoreResult<()> {
+        self.exec(
+            "UPDATE oauth2_tokens SET created_at = ?2, credential_id = ?3, service_id = ?4, expires_in = ?5,
+               access_token_hash = ?6, refresh_token_hash = ?7, authenticated_userid = ?8, scope = ?9, ttl_at = ?10
+             WHERE id = ?1",
+            rusqlite::params![
+                t.id,
+                t.created_at,
+                t.credential_id,
+                t.service_id,
+                t.expires_in,
+                t.access_token_hash,
+                t.refresh_token_hash,
+                t.authenticated_userid,
+                t.scope,
+                t.ttl_at
+            ],
+        )
+        .map(drop)
+    }
+
+    /// By id, or else by access-token digest.
+    pub fn token(&self, id: &str, access_hash: &str) -> StoreResult<Option<Token>> {
+        self.one(
+            "SELECT * FROM oauth2_tokens WHERE id = ?1 UNION ALL SELECT * FROM oauth2_tokens WHERE access_token_hash = ?2 LIMIT 1",
+            [id, access_hash],
+            token_from,
+        )
+    }
+
+    pub fn token_by_refresh_hash(&self, refresh_hash: &str) -> StoreResult<Option<Token>> {
+        self.one("SELECT * FROM oauth2_tokens WHERE refresh_token_hash = ?1", [refresh_hash], token_from)
+    }
+
+    /// The token with its credential and consumer, in one indexed look-up (the filter's check).
+    pub fn token_with_owner(&self, access_hash: &str) -> StoreResult<Option<TokenWithOwner>> {
+        self.one(
+            "SELECT t.*, c.id AS c_id, c.created_at AS c_created_at, c.consumer_id, c.name, c.client_id,
+                    c.client_secret, c.hash_secret, c.redirect_uris, c.client_type, c.tags AS c_tags,
+                    u.created_at AS u_created_at, u.username, u.custom_id, u.tags AS u_tags
+             FROM oauth2_tokens t
+             JOIN oauth2_credentials c ON c.id = t.credential_id
+             JOIN consumers u ON u.id = c.consumer_id
+             WHERE t.access_token_hash = ?1",
+            [access_hash],
+            |row| {
+                let token = token_from(row)?;
+                let client_type: String = row.get("client_type")?;
+                let credential = Credential {
+                    id: row.get("c_id")?,
+                    created_at: row.get("c_created_at")?,
+                    consumer_id: row.get("consumer_id")?,
+                    name: row.get("name")?,
+                    client_id: row.get("client_id")?,
+                    client_secret: row.get("client_secret")?,
+                    hash_secret: row.get("hash_secret")?,
+                    redirect_uris: parse_list(row.get("redirect_uris")?),
+                    client_type: if client_type == "public" { ClientType::Public } else { ClientType::Confidential },
+                    tags: parse_list(row.get("c_tags")?),
+                };
+                let consumer = Consumer {
+                    id: credential.consumer_id.clone(),
+                    created_at: row.get("u_created_at")?,
+                    username: row.get("username")?,
+                    custom_id: row.get("custom_id")?,
+                    tags: parse_list(row.get("u_tags")?),
+                };
+                Ok(TokenWithOwner { token, credential, consumer })
+            },
+        )
+    }
+
+    pub fn list_tokens(&self, offset: i64, size: i64) -> StoreResult<Page<Token>> {
+        self.page("SELECT * FROM oauth2_tokens", &[], offset, size, token_from)
+    }
+
+    pub fn delete_token(&self, id: &str) -> StoreResult<bool> {
+        Ok(self.exec("DELETE FROM oauth2_tokens WHERE id = ?1", [id])? > 0)
+    }
+
+    /// Revokes every token descending from one grant.
+    pub fn revoke_family(&self, family_id: &str) -> StoreResult<usize> {
+        self.exec("DELETE FROM oauth2_retired_refresh_tokens WHERE family_id = ?1", [family_id])?;
+        self.exec("DELETE FROM oauth2_tokens WHERE family_id = ?1", [family_id])
+    }
+
+    /// Replaces `old` by `new` (refresh without reuse): the old pair dies with the same commit,
+    /// and the old refresh token is remembered so a replay can revoke the family.
+    pub fn rotate_token(&self, old: &Token, new: &NewToken) -> StoreResult<Token> {
+        if let Some(hash) = &old.refresh_token_hash {
+            self.exec(
+                "INSERT OR REPLACE INTO oauth2_retired_refresh_tokens (refresh_token_hash, family_id, expires_at)
+                 VALUES (?1, ?2, ?3)",
+                (hash, &old.family_id, old.ttl_at),
+            )?;
+        }
+        self.delete_token(&old.id)?;
+        self.insert_token(new)
+    }
+
+    /// When a refresh token matches no live row: was it rotated away (a replay)?
+    pub fn handle_unknown_refresh(&self, refresh_hash: &str) -> StoreResult<RefreshOutcome> {
+        let family: Option<String> = self.one(
+            "SELECT family_id FROM oauth2_retired_refresh_tokens WHERE refresh_token_hash = ?1",
+            [refresh_hash],
+            |row| row.get(0),
+        )?;
+        match family {
+            Some(family) => {
+                self.revoke_family(&family)?;
+                Ok(RefreshOutcome::ReplayRevoked)
+            }
+            None => Ok(RefreshOutcome::Unknown),
+        }
+    }
+
+    // ----- authorization codes -----
+
+    pub fn insert_code(&self, c: &NewCode) -> StoreResult<()> {
+        self.exec(
+            "INSERT INTO oauth2_authorization_codes (id, created_at, code_hash, credential_id, service_id, plugin_id,
+               authenticated_userid, scope, challenge, challenge_method, expires_at)
+             VALUES (:id, :created_at, :code_hash, :credential_id, :service_id, :plugin_id,
+               :authenticated_userid, :scope, :challenge, :challenge_method, :expires_at)",
+            named_params! {
+                ":id": crate::model::new_id(),
+                ":created_at": c.created_at,
+                ":code_hash": c.code_hash,
+                ":credential_id": c.credential_id,
+                ":service_id": c.service_id,
+                ":plugin_id": c.plugin_id,
+                ":authenticated_userid": c.authenticated_userid,
+                ":scope": c.scope,
+                ":challenge": c.challenge,
+                ":challenge_method": c.challenge_method,
+                ":expires_at": c.expires_at,
+            },
+        )
+        .map(drop)
+    }
+
+    pub fn code_by_hash(&self, code_hash: &str) -> StoreResult<Option<AuthorizationCode>> {
+        self.one("SELECT * FROM oauth2_authorization_codes WHERE code_hash = ?1", [code_hash], code_from)
+    }
+
+    /// Marks a code spent; `false` when another exchange spent it first.
+    pub fn spend_code(&self, code_id: &str, now: i64) -> StoreResult<bool> {
+        Ok(self.exec(
+            "UPDATE oauth2_authorization_codes SET used_at = ?2 WHERE id = ?1 AND used_at IS NULL",
+            (code_id, now),
+        )? == 1)
+    }
+
+    // ----- change feed and housekeeping -----
+
+    /// `(newest seq, oldest retained seq, access-token digests changed after `since`)`.
+    pub fn changes_since(&self, since: i64, limit: i64) -> StoreResult<(i64, i64, Vec<String>)> {
+        let (newest, oldest): (i64, i64) = self
+            .one(
+                "SELECT COALESCE(MAX(seq), 0), COALESCE(MIN(seq), 0) FROM changes",
+                [],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )?
+            .unwrap_or((0, 0));
+        let newest = newest.max(self.sequence_floor()?);
+        let mut stmt = self
+            .tx
+            .prepare_cached("SELECT access_token_hash FROM changes WHERE seq > ?1 ORDER BY seq LIMIT ?2")
+            .map_err(map_err)?;
+        let hashes = stmt
+            .query_map((since, limit), |row| row.get(0))
+            .map_err(map_err)?
+            .collect::<rusqlite::Result<Vec<String>>>()
+            .map_err(map_err)?;
+        Ok((newest, oldest, hashes))
+    }
+
+    /// AUTOINCREMENT never reuses numbers, even when the feed was pruned empty.
+    fn sequence_floor(&self) -> StoreResult<i64> {
+        Ok(self
+            .one("SELECT seq FROM sqlite_sequence WHERE name = 'changes'", [], |row| row.get(0))?
+            .unwrap_or(0))
+    }
+
+    /// Deletes expired codes, expired token rows and old feed entries; returns rows removed.
+    pub fn purge_expired(&self, now: i64, feed_retention_s: i64) -> StoreResult<usize> {
+        let mut removed = self.exec(
+            "DELETE FROM oauth2_authorization_codes WHERE expires_at < ?1",
+            [now - crate::grants::CODE_REPLAY_MEMORY_S],
+        )?;
+        removed += self.exec("DELETE FROM oauth2_tokens WHERE ttl_at IS NOT NULL AND ttl_at < ?1", [now])?;
+        removed += self.exec(
+            "DELETE FROM oauth2_retired_refresh_tokens WHERE expires_at IS NOT NULL AND expires_at < ?1",
+            [now],
+        )?;
+        self.exec("DELETE FROM changes WHERE created_at < ?1", [now - feed_retention_s])?;
+        Ok(removed)
+    }
+}
