@@ -1,0 +1,466 @@
+//! The proxy-wasm glue: a root context per worker that polls the token-service for settings
+//! and revocations, and an HTTP context per request that authenticates it.
+
+use crate::cache::{self, Entry, TokenDigest};
+use crate::config::FilterConfig;
+use crate::decision::{self, Decision, Failure, Reply};
+use crate::routes::{self, EndpointCall};
+use crate::state::{Protection, Settings, StatePoll, Verdict};
+use crate::token::{self, Found, Source};
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::{Action, ContextType, LogLevel};
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::time::{Duration, UNIX_EPOCH};
+
+const EPOCH_KEY: &str = "oauth2.epoch";
+const FIRST_POLL_DELAY: Duration = Duration::from_millis(20);
+/// Headers of a relayed OAuth answer that reach the client.
+const RELAYED_HEADERS: [&str; 4] = ["content-type", "cache-control", "pragma", "www-authenticate"];
+
+proxy_wasm::main! {{
+    std::panic::set_hook(Box::new(|info| {
+        let _ = proxy_wasm::hostcalls::log(LogLevel::Critical, &format!("oauth2 filter panicked: {info}"));
+    }));
+    proxy_wasm::set_log_level(LogLevel::Info);
+    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root::default()) });
+}}
+
+/// What the root context learned, shared with this worker's requests.
+struct Shared {
+    config: Rc<FilterConfig>,
+    protection: Protection,
+    settings: Option<Rc<Settings>>,
+    seq: i64,
+    /// The cache epoch (mirrors shared data, refreshed on every poll).
+    epoch: u32,
+}
+
+#[derive(Default)]
+struct Root {
+    shared: Option<Rc<RefCell<Shared>>>,
+    poll_in_flight: bool,
+    polled_once: bool,
+}
+
+impl Context for Root {
+    fn on_http_call_response(&mut self, _token: u32, _headers: usize, body_size: usize, _trailers: usize) {
+        self.poll_in_flight = false;
+        let Some(shared) = self.shared.clone() else { return };
+        let ok = self.get_http_call_response_header(":status").as_deref() == Some("200");
+        let poll = self.get_http_call_response_body(0, body_size).and_then(|b| StatePoll::parse(&b));
+        match (ok, poll) {
+            (true, Some(poll)) => self.apply_poll(&shared, poll),
+            _ => log(LogLevel::Warn, "token-service state poll failed; keeping the last known settings"),
+        }
+    }
+}
+
+impl Root {
+    fn apply_poll(&self, shared: &Rc<RefCell<Shared>>, poll: StatePoll) {
+        let mut s = shared.borrow_mut();
+        let protection = poll.protection();
+        let settings_changed = s.protection != protection;
+        if poll.reset || settings_changed {
+            s.epoch = self.bump_epoch();
+        } else {
+            s.epoch = self.current_epoch();
+            let slots = s.config.cache.slots;
+            for hex in &poll.revoked {
+                if let Some(digest) = cache::digest_from_hex(hex) {
+                    self.evict(&digest, slots);
+                }
+            }
+        }
+        if settings_changed {
+            log(LogLevel::Info, &format!("oauth2 settings for service '{}' now: {}", s.config.service, describe(&protection)));
+        }
+        s.settings = match &protection {
+            Protection::On(settings) => Some(Rc::new(settings.clone())),
+            _ => None,
+        };
+        s.protection = protection;
+        s.seq = poll.seq;
+    }
+
+    fn current_epoch(&self) -> u32 {
+        match self.get_shared_data(EPOCH_KEY) {
+            (Some(bytes), _) => bytes.get(..4).and_then(|b| b.try_into().ok()).map_or(0, u32::from_be_bytes),
+            _ => 0,
+        }
+    }
+
+    /// Drops every cache entry at once by moving all workers to a new epoch.
+    fn bump_epoch(&self) -> u32 {
+        let (current, cas) = match self.get_shared_data(EPOCH_KEY) {
+            (Some(bytes), cas) => (bytes.get(..4).and_then(|b| b.try_into().ok()).map_or(0, u32::from_be_bytes), cas),
+            (None, cas) => (0, cas),
+        };
+        let next = current.wrapping_add(1);
+        if self.set_shared_data(EPOCH_KEY, Some(&next.to_be_bytes()), cas).is_err() {
+            // Another worker bumped it concurrently: its new epoch serves us too.
+            return self.current_epoch();
+        }
+        next
+    }
+
+    fn evict(&self, digest: &TokenDigest, slots: u32) {
+        let key = cache::slot_key(digest, slots);
+        if let (Some(bytes), cas) = self.get_shared_data(&key) {
+            if Entry::decode(&bytes).is_some_and(|e| e.digest == *digest) {
+                let _ = self.set_shared_data(&key, Some(&[]), cas);
+            }
+        }
+    }
+
+    fn poll(&mut self) {
+        let Some(shared) = self.shared.clone() else { return };
+        let s = shared.borrow();
+        let path = format!("/gateway/v1/services/{}/state?since={}", s.config.service, s.seq);
+        let headers = vec![(":method", "GET"), (":path", path.as_str()), (":authority", s.config.token_service.authority.as_str())];
+        let timeout = Duration::from_millis(s.config.token_service.timeout_ms);
+        match self.dispatch_http_call(&s.config.token_service.cluster, headers, None, vec![], timeout) {
+            Ok(_) => self.poll_in_flight = true,
+            Err(status) => log(LogLevel::Warn, &format!("cannot reach the token-service cluster: {status:?}")),
+        }
+    }
+}
+
+fn describe(p: &Protection) -> &'static str {
+    match p {
+        Protection::Unknown => "unknown",
+        Protection::UnknownService => "service unknown to the token-service (requests fail closed)",
+        Protection::Off => "no enabled oauth2 plugin (requests pass through)",
+        Protection::On(_) => "protected",
+    }
+}
+
+impl RootContext for Root {
+    fn on_configure(&mut self, _size: usize) -> bool {
+        let Some(bytes) = self.get_plugin_configuration() else {
+            log(LogLevel::Error, "the oauth2 filter needs a configuration (see README: filter configuration)");
+            return false;
+        };
+        match FilterConfig::parse(&bytes) {
+            Ok(config) => {
+                self.shared = Some(Rc::new(RefCell::new(Shared {
+                    config: Rc::new(config),
+                    protection: Protection::Unknown,
+                    settings: None,
+                    seq: 0,
+                    epoch: 0,
+                })));
+                self.set_tick_period(FIRST_POLL_DELAY);
+                true
+            }
+            Err(e) => {
+                log(LogLevel::Error, &e.0);
+                false
+            }
+        }
+    }
+
+    fn on_tick(&mut self) {
+        if !self.polled_once {
+            self.polled_once = true;
+            if let Some(shared) = &self.shared {
+                let period = shared.borrow().config.poll_interval_ms;
+                self.set_tick_period(Duration::from_millis(period));
+            }
+        }
+        if !self.poll_in_flight {
+            self.poll();
+        }
+    }
+
+    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+        let shared = self.shared.clone()?;
+        Some(Box::new(Request { shared, pending: Pending::Nothing, settings: None }))
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+}
+
+enum Pending {
+    Nothing,
+    /// Waiting for the whole body of an OAuth endpoint request.
+    EndpointBody(EndpointCall),
+    /// Waiting for a form body that may carry `access_token`.
+    FormBody,
+    /// Waiting for the token-service's check of a token.
+    Check { digest: TokenDigest },
+    /// Waiting for the token-service's answer to a relayed OAuth request.
+    Relay,
+}
+
+struct Request {
+    shared: Rc<RefCell<Shared>>,
+    pending: Pending,
+    settings: Option<Rc<Settings>>,
+}
+
+impl Context for Request {
+    fn on_http_call_response(&mut self, _token: u32, _headers: usize, body_size: usize, _trailers: usize) {
+        let status = self.get_http_call_response_header(":status");
+        let body = self.get_http_call_response_body(0, body_size).unwrap_or_default();
+        match std::mem::replace(&mut self.pending, Pending::Nothing) {
+            Pending::Check { digest } => {
+                let verdict = (status.as_deref() == Some("200")).then(|| Verdict::parse(&body)).flatten();
+                let Some(verdict) = verdict else {
+                    log(LogLevel::Warn, &format!("token check failed (status {status:?}); failing closed"));
+                    self.reply(&decision::unavailable("The authorization service is unavailable"));
+                    return;
+                };
+                self.remember(digest, &verdict);
+                if let Some(settings) = self.settings.clone() {
+                    if self.enact(decision::decide(&settings, Ok(&verdict))) == Action::Continue {
+                        self.resume_http_request();
+                    }
+                }
+            }
+            Pending::Relay => self.relay_answer(status, &body),
+            _ => {}
+        }
+    }
+}
+
+impl HttpContext for Request {
+    fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
+        let (protection_ready, settings) = {
+            let s = self.shared.borrow();
+            (s.protection.clone(), s.settings.clone())
+        };
+        let settings = match (protection_ready, settings) {
+            (Protection::On(_), Some(settings)) => settings,
+            (Protection::Off, _) => return Action::Continue,
+            (Protection::UnknownService, _) => {
+                let service = self.shared.borrow().config.service.clone();
+                return self.reply(&decision::unavailable(&format!(
+                    "Service '{service}' is not known to the authorization service"
+                )));
+            }
+            _ => return self.reply(&decision::unavailable("The authorization service is unavailable")),
+        };
+        self.settings = Some(settings.clone());
+        let path = self.get_http_request_header(":path").unwrap_or_default();
+        if let Some(call) = routes::endpoint(&path) {
+            if end_of_stream {
+                return self.relay(&call, None);
+            }
+            self.pending = Pending::EndpointBody(call);
+            return Action::Pause;
+        }
+        let found = match self.get_http_request_header(&settings.auth_header_name) {
+            Some(value) => token::from_header(&value),
+            None => match token::from_query(&path) {
+                Some(found) => Some(found),
+                None if !end_of_stream && self.is_form_post() => {
+                    if settings.hide_credentials {
+                        self.set_http_request_header("content-length", None);
+                    }
+                    self.pending = Pending::FormBody;
+                    return Action::Pause;
+                }
+                None => None,
+            },
+        };
+        if settings.hide_credentials {
+            self.hide(found.as_ref(), &settings, &path);
+        }
+        self.authenticate(&settings, found)
+    }
+
+    fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        if matches!(self.pending, Pending::Nothing | Pending::Check { .. } | Pending::Relay) {
+            return Action::Continue;
+        }
+        let limit = self.shared.borrow().config.max_body_bytes;
+        if body_size > limit {
+            self.pending = Pending::Nothing;
+            return self.reply(&decision::too_large());
+        }
+        if !end_of_stream {
+            return Action::Pause;
+        }
+        let body = self.get_http_request_body(0, body_size).unwrap_or_default();
+        match std::mem::replace(&mut self.pending, Pending::Nothing) {
+            Pending::EndpointBody(call) => self.relay(&call, Some(&body)),
+            Pending::FormBody => {
+                let Some(settings) = self.settings.clone() else { return Action::Continue };
+                let found = token::from_form_body(&body);
+                if settings.hide_credentials && found.is_some() {
+                    self.set_http_request_body(0, body_size, &token::without_access_token(&body));
+                }
+                self.authenticate(&settings, found)
+            }
+            _ => Action::Continue,
+        }
+    }
+}
+
+impl Request {
+    fn is_form_post(&self) -> bool {
+        let method = self.get_http_request_header(":method").unwrap_or_default();
+        let content_type = self.get_http_request_header("content-type").unwrap_or_default();
+        matches!(method.as_str(), "POST" | "PUT" | "PATCH")
+            && content_type.to_ascii_lowercase().starts_with("application/x-www-form-urlencoded")
+    }
+
+    /// `hide_credentials`: the token never reaches the upstream (Kong strips it before
+    /// validation, so an invalid token is removed too).
+    fn hide(&self, found: Option<&Found>, settings: &Settings, path: &str) {
+        match found.map(|f| &f.source) {
+            Some(Source::Header) => self.set_http_request_header(&settings.auth_header_name, None),
+            Some(Source::Query) => self.set_http_request_header(":path", Some(&token::path_without_access_token(path))),
+            _ => {}
+        }
+    }
+
+    fn authenticate(&mut self, settings: &Settings, found: Option<Found>) -> Action {
+        let Some(found) = found else {
+            return self.enact(decision::decide(settings, Err(Failure::Missing)));
+        };
+        if !token::plausible(&found.token) {
+            return self.enact(decision::decide(settings, Ok(&Verdict::Invalid)));
+        }
+        let digest = cache::digest(&found.token);
+        if let Some(verdict) = self.cached(&digest) {
+            return self.enact(decision::decide(settings, Ok(&verdict)));
+        }
+        self.check(digest, &found.token)
+    }
+
+    fn cached(&self, digest: &TokenDigest) -> Option<Verdict> {
+        let (slots, epoch) = {
+            let s = self.shared.borrow();
+            (s.config.cache.slots, s.epoch)
+        };
+        let (bytes, _) = self.get_shared_data(&cache::slot_key(digest, slots));
+        let entry = Entry::decode(&bytes?)?;
+        entry.answers(digest, epoch, self.now()).then_some(entry.verdict)
+    }
+
+    fn remember(&self, digest: TokenDigest, verdict: &Verdict) {
+        let (key, epoch, expires_at) = {
+            let s = self.shared.borrow();
+            let c = &s.config.cache;
+            (cache::slot_key(&digest, c.slots), s.epoch, cache::expiry_for(verdict, self.now(), c.max_ttl_s, c.negative_ttl_s))
+        };
+        let entry = Entry { digest, epoch, expires_at, verdict: verdict.clone() };
+        let _ = self.set_shared_data(&key, Some(&entry.encode()), None);
+    }
+
+    fn check(&mut self, digest: TokenDigest, token: &str) -> Action {
+        let shared = self.shared.clone();
+        let s = shared.borrow();
+        let path = format!("/gateway/v1/services/{}/token", s.config.service);
+        let headers = vec![
+            (":method", "GET"),
+            (":path", path.as_str()),
+            (":authority", s.config.token_service.authority.as_str()),
+            ("x-access-token", token),
+        ];
+        let timeout = Duration::from_millis(s.config.token_service.timeout_ms);
+        match self.dispatch_http_call(&s.config.token_service.cluster, headers, None, vec![], timeout) {
+            Ok(_) => {
+                self.pending = Pending::Check { digest };
+                Action::Pause
+            }
+            Err(status) => {
+                log(LogLevel::Warn, &format!("cannot dispatch the token check: {status:?}"));
+                self.reply(&decision::unavailable("The authorization service is unavailable"))
+            }
+        }
+    }
+
+    fn relay(&mut self, call: &EndpointCall, body: Option<&[u8]>) -> Action {
+        let shared = self.shared.clone();
+        let s = shared.borrow();
+        let Some(settings) = self.settings.clone() else { return Action::Continue };
+        let mut path = format!("/gateway/v1/services/{}{}", s.config.service, call.target);
+        if let Some(query) = &call.query {
+            path.push('?');
+            path.push_str(query);
+        }
+        let method = self.get_http_request_header(":method").unwrap_or_else(|| "GET".into());
+        let host = self.get_http_request_header(":authority").unwrap_or_default();
+        let tls = self.get_property(vec!["connection", "tls_version"]).is_some_and(|v| !v.is_empty());
+        let mut forwarded: Vec<(String, String)> = Vec::new();
+        for name in ["content-type", "authorization", settings.auth_header_name.as_str(), "x-forwarded-proto"] {
+            if forwarded.iter().any(|(n, _)| n == name) {
+                continue;
+            }
+            if let Some(value) = self.get_http_request_header(name) {
+                forwarded.push((name.to_string(), value));
+            }
+        }
+        let mut headers = vec![
+            (":method", method.as_str()),
+            (":path", path.as_str()),
+            (":authority", s.config.token_service.authority.as_str()),
+            ("x-gateway-tls", if tls { "on" } else { "off" }),
+            ("x-gateway-host", host.as_str()),
+            ("x-gateway-prefix", call.prefix.as_str()),
+        ];
+        headers.extend(forwarded.iter().map(|(n, v)| (n.as_str(), v.as_str())));
+        let timeout = Duration::from_millis(s.config.token_service.timeout_ms);
+        let body = body.filter(|b| !b.is_empty());
+        match self.dispatch_http_call(&s.config.token_service.cluster, headers, body, vec![], timeout) {
+            Ok(_) => {
+                self.pending = Pending::Relay;
+                Action::Pause
+            }
+            Err(status) => {
+                log(LogLevel::Warn, &format!("cannot dispatch the OAuth request: {status:?}"));
+                self.reply(&decision::unavailable("The authorization service is unavailable"))
+            }
+        }
+    }
+
+    fn relay_answer(&mut self, status: Option<String>, body: &[u8]) {
+        let code = status.as_deref().and_then(|s| s.parse::<u32>().ok());
+        // Envoy answers a failed callout itself (503/504, plain text): that is an outage.
+        let from_service = self.get_http_call_response_header("content-type").is_some_and(|c| c.contains("json"));
+        match code {
+            Some(code) if from_service && code != 503 => {
+                let headers: Vec<(String, String)> = RELAYED_HEADERS
+                    .iter()
+                    .filter_map(|name| self.get_http_call_response_header(name).map(|v| (name.to_string(), v)))
+                    .collect();
+                let header_refs: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+                self.send_http_response(code, header_refs, Some(body));
+            }
+            _ => {
+                self.reply(&decision::unavailable("The authorization service is unavailable"));
+            }
+        }
+    }
+
+    fn enact(&mut self, decision: Decision) -> Action {
+        match decision {
+            Decision::Forward(plan) => {
+                for (name, value) in &plan {
+                    self.set_http_request_header(name, value.as_deref());
+                }
+                Action::Continue
+            }
+            Decision::Reply(reply) => self.reply(&reply),
+        }
+    }
+
+    fn reply(&mut self, reply: &Reply) -> Action {
+        let headers: Vec<(&str, &str)> = reply.headers.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+        self.send_http_response(reply.status, headers, Some(reply.body.as_bytes()));
+        Action::Pause
+    }
+
+    fn now(&self) -> u64 {
+        self.get_current_time().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+    }
+}
+
+fn log(level: LogLevel, message: &str) {
+    let _ = proxy_wasm::hostcalls::log(level, message);
+}

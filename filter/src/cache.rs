@@ -1,0 +1,227 @@
+//! The token cache's entry format. Entries live in Envoy shared data (shared by every worker
+//! of the VM) in a fixed set of slots addressed by the token's SHA-256, so memory is bounded
+//! however many tokens are seen: a new token overwrites whatever held its slot. Each entry
+//! carries the full digest (a slot collision is a miss, never a wrong identity), an expiry,
+//! and the epoch it was written in (bumping the epoch drops every entry at once).
+
+use crate::state::{Identity, Verdict};
+use sha2::{Digest, Sha256};
+
+const FORMAT: u8 = 1;
+const KIND_ACTIVE: u8 = 1;
+const KIND_INVALID: u8 = 2;
+const KIND_GLOBAL: u8 = 3;
+
+pub type TokenDigest = [u8; 32];
+
+pub fn digest(token: &str) -> TokenDigest {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+pub fn digest_from_hex(hex: &str) -> Option<TokenDigest> {
+    let bytes = hex.as_bytes();
+    if bytes.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, chunk) in bytes.chunks(2).enumerate() {
+        let text = std::str::from_utf8(chunk).ok()?;
+        *out.get_mut(i)? = u8::from_str_radix(text, 16).ok()?;
+    }
+    Some(out)
+}
+
+pub fn slot_key(digest: &TokenDigest, slots: u32) -> String {
+    let n = u32::from_be_bytes([digest[0], digest[1], digest[2], digest[3]]);
+    format!("oauth2.cache.{}", n % slots.max(1))
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub digest: TokenDigest,
+    pub epoch: u32,
+    /// Unix seconds after which the entry is stale.
+    pub expires_at: u64,
+    pub verdict: Verdict,
+}
+
+impl Entry {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(128);
+        out.push(FORMAT);
+        out.extend_from_slice(&self.digest);
+        out.extend_from_slice(&self.epoch.to_be_bytes());
+        out.extend_from_slice(&self.expires_at.to_be_bytes());
+        match &self.verdict {
+            Verdict::Invalid => out.push(KIND_INVALID),
+            Verdict::GlobalToken => out.push(KIND_GLOBAL),
+            Verdict::Active(identity) => {
+                out.push(KIND_ACTIVE);
+                for field in identity_fields(identity) {
+                    put_field(&mut out, field);
+                }
+            }
+        }
+        out
+    }
+
+    pub fn decode(bytes: &[u8]) -> Option<Entry> {
+        let mut r = Reader { bytes, at: 0 };
+        if r.byte()? != FORMAT {
+            return None;
+        }
+        let digest: TokenDigest = r.take(32)?.try_into().ok()?;
+        let epoch = u32::from_be_bytes(r.take(4)?.try_into().ok()?);
+        let expires_at = u64::from_be_bytes(r.take(8)?.try_into().ok()?);
+        let verdict = match r.byte()? {
+            KIND_INVALID => Verdict::Invalid,
+            KIND_GLOBAL => Verdict::GlobalToken,
+            KIND_ACTIVE => Verdict::Active(Identity {
+                consumer_id: r.field()?.unwrap_or_default(),
+                consumer_custom_id: r.field()?,
+                consumer_username: r.field()?,
+                credential_identifier: r.field()?,
+                authenticated_userid: r.field()?,
+                authenticated_scope: r.field()?,
+                expires_at: None,
+            }),
+            _ => return None,
+        };
+        Some(Entry { digest, epoch, expires_at, verdict })
+    }
+
+    /// The entry answers for this token now, in this epoch.
+    pub fn answers(&self, digest: &TokenDigest, epoch: u32, now: u64) -> bool {
+        self.digest == *digest && self.epoch == epoch && now <= self.expires_at
+    }
+}
+
+fn identity_fields(i: &Identity) -> [Option<&str>; 6] {
+    [
+        Some(i.consumer_id.as_str()),
+        i.consumer_custom_id.as_deref(),
+        i.consumer_username.as_deref(),
+        i.credential_identifier.as_deref(),
+        i.authenticated_userid.as_deref(),
+        i.authenticated_scope.as_deref(),
+    ]
+}
+
+/// A field is a 16-bit length (0xFFFF = absent) and its bytes.
+fn put_field(out: &mut Vec<u8>, field: Option<&str>) {
+    match field {
+        Some(text) => {
+            let bytes = text.as_bytes();
+            let len = bytes.len().min(0xFFFE);
+            out.extend_from_slice(&(len as u16).to_be_bytes());
+            out.extend_from_slice(bytes.get(..len).unwrap_or_default());
+        }
+        None => out.extend_from_slice(&0xFFFFu16.to_be_bytes()),
+    }
+}
+
+struct Reader<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl Reader<'_> {
+    fn take(&mut self, n: usize) -> Option<&[u8]> {
+        let slice = self.bytes.get(self.at..self.at.checked_add(n)?)?;
+        self.at += n;
+        Some(slice)
+    }
+
+    fn byte(&mut self) -> Option<u8> {
+        self.take(1).and_then(|b| b.first().copied())
+    }
+
+    fn field(&mut self) -> Option<Option<String>> {
+        let len = u16::from_be_bytes(self.take(2)?.try_into().ok()?);
+        if len == 0xFFFF {
+            return Some(None);
+        }
+        let text = std::str::from_utf8(self.take(len as usize)?).ok()?;
+        Some(Some(text.to_string()))
+    }
+}
+
+/// How long a check's answer may be reused.
+pub fn expiry_for(verdict: &Verdict, now: u64, max_ttl_s: u64, negative_ttl_s: u64) -> u64 {
+    match verdict {
+        Verdict::Active(identity) => {
+            let cap = now.saturating_add(max_ttl_s);
+            identity.expires_at.map_or(cap, |exp| exp.min(cap))
+        }
+        _ => now.saturating_add(negative_ttl_s),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn identity() -> Identity {
+        Identity {
+            consumer_id: "c1".into(),
+            consumer_custom_id: None,
+            consumer_username: Some("bob".into()),
+            credential_identifier: Some("app".into()),
+            authenticated_userid: Some("clark".into()),
+            authenticated_scope: Some("email profile".into()),
+            expires_at: None,
+        }
+    }
+
+    #[test]
+    fn entries_round_trip() {
+        for verdict in [Verdict::Active(identity()), Verdict::Invalid, Verdict::GlobalToken] {
+            let e = Entry { digest: digest("t"), epoch: 7, expires_at: 1000, verdict };
+            assert_eq!(Entry::decode(&e.encode()), Some(e));
+        }
+    }
+
+    #[test]
+    fn truncated_or_foreign_bytes_are_no_entry() {
+        let bytes = Entry { digest: digest("t"), epoch: 1, expires_at: 9, verdict: Verdict::Active(identity()) }.encode();
+        for n in 0..bytes.len() {
+            assert_eq!(Entry::decode(bytes.get(..n).unwrap_or_default()), None);
+        }
+        assert_eq!(Entry::decode(b"\x09garbage"), None);
+    }
+
+    #[test]
+    fn an_entry_answers_only_its_token_epoch_and_lifetime() {
+        let e = Entry { digest: digest("t"), epoch: 3, expires_at: 100, verdict: Verdict::Invalid };
+        assert!(e.answers(&digest("t"), 3, 100));
+        assert!(!e.answers(&digest("u"), 3, 100));
+        assert!(!e.answers(&digest("t"), 4, 100));
+        assert!(!e.answers(&digest("t"), 3, 101));
+    }
+
+    #[test]
+    fn expiry_is_capped_by_token_and_ttl() {
+        let mut i = identity();
+        i.expires_at = Some(150);
+        assert_eq!(expiry_for(&Verdict::Active(i.clone()), 100, 60, 5), 150);
+        i.expires_at = Some(500);
+        assert_eq!(expiry_for(&Verdict::Active(i), 100, 60, 5), 160);
+        assert_eq!(expiry_for(&Verdict::Invalid, 100, 60, 5), 105);
+    }
+
+    #[test]
+    fn hex_digests_parse() {
+        let d = digest("abc");
+        let hex: String = d.iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(digest_from_hex(&hex), Some(d));
+        assert_eq!(digest_from_hex("zz"), None);
+    }
+
+    #[test]
+    fn slots_stay_in_range() {
+        for t in ["a", "b", "c", "d"] {
+            let key = slot_key(&digest(t), 4);
+            assert!(["oauth2.cache.0", "oauth2.cache.1", "oauth2.cache.2", "oauth2.cache.3"].contains(&key.as_str()));
+        }
+    }
+}

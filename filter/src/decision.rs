@@ -1,0 +1,219 @@
+//! What to do with a protected request, given the settings and the token's verdict: forward
+//! with identity headers, or answer (RFC 6750 challenges, anonymous fallback, outages).
+
+use crate::state::{ConsumerInfo, Identity, Settings, Verdict};
+
+pub const X_CONSUMER_ID: &str = "x-consumer-id";
+pub const X_CONSUMER_CUSTOM_ID: &str = "x-consumer-custom-id";
+pub const X_CONSUMER_USERNAME: &str = "x-consumer-username";
+pub const X_CREDENTIAL_IDENTIFIER: &str = "x-credential-identifier";
+pub const X_AUTHENTICATED_USERID: &str = "x-authenticated-userid";
+pub const X_AUTHENTICATED_SCOPE: &str = "x-authenticated-scope";
+pub const X_ANONYMOUS_CONSUMER: &str = "x-anonymous-consumer";
+
+const MISSING: &str = "The access token is missing";
+const INVALID: &str = "The access token is invalid or has expired";
+const GLOBAL: &str = "The access token is global, but the current plugin is configured without 'global_credentials'";
+
+/// The identity headers to write upstream: every one of them, `None` meaning "remove", so a
+/// client can never smuggle its own copies through.
+pub type HeaderPlan = [(&'static str, Option<String>); 7];
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    pub status: u32,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    Forward(HeaderPlan),
+    Reply(Reply),
+}
+
+/// Why authentication did not succeed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    Missing,
+    Invalid,
+    GlobalToken,
+}
+
+pub fn authenticated(identity: &Identity) -> HeaderPlan {
+    [
+        (X_CONSUMER_ID, Some(identity.consumer_id.clone())),
+        (X_CONSUMER_CUSTOM_ID, identity.consumer_custom_id.clone()),
+        (X_CONSUMER_USERNAME, identity.consumer_username.clone()),
+        (X_CREDENTIAL_IDENTIFIER, identity.credential_identifier.clone()),
+        (X_AUTHENTICATED_USERID, identity.authenticated_userid.clone()),
+        (X_AUTHENTICATED_SCOPE, identity.authenticated_scope.clone()),
+        (X_ANONYMOUS_CONSUMER, None),
+    ]
+}
+
+fn anonymous(consumer: &ConsumerInfo) -> HeaderPlan {
+    [
+        (X_CONSUMER_ID, Some(consumer.id.clone())),
+        (X_CONSUMER_CUSTOM_ID, consumer.custom_id.clone()),
+        (X_CONSUMER_USERNAME, consumer.username.clone()),
+        (X_CREDENTIAL_IDENTIFIER, None),
+        (X_AUTHENTICATED_USERID, None),
+        (X_AUTHENTICATED_SCOPE, None),
+        (X_ANONYMOUS_CONSUMER, Some("true".to_string())),
+    ]
+}
+
+pub fn decide(settings: &Settings, verdict: Result<&Verdict, Failure>) -> Decision {
+    let failure = match verdict {
+        Ok(Verdict::Active(identity)) => return Decision::Forward(authenticated(identity)),
+        Ok(Verdict::Invalid) => Failure::Invalid,
+        Ok(Verdict::GlobalToken) => Failure::GlobalToken,
+        Err(failure) => failure,
+    };
+    // Kong answers a global token on a non-global plugin before any anonymous fallback.
+    if failure != Failure::GlobalToken {
+        if let Some(message) = &settings.anonymous_error {
+            return Decision::Reply(json_reply(500, vec![], &serde_json::json!({ "message": message })));
+        }
+        if let Some(consumer) = &settings.anonymous {
+            return Decision::Forward(anonymous(consumer));
+        }
+    }
+    Decision::Reply(unauthorized(settings.realm.as_deref(), failure))
+}
+
+pub fn unauthorized(realm: Option<&str>, failure: Failure) -> Reply {
+    let (error, body_description, header_description) = match failure {
+        Failure::Missing => ("invalid_request", MISSING, None),
+        Failure::Invalid => ("invalid_token", INVALID, Some(INVALID)),
+        Failure::GlobalToken => ("invalid_token", GLOBAL, Some(INVALID)),
+    };
+    let challenge = bearer_challenge(realm, header_description.map(|d| (error, d)));
+    json_reply(
+        401,
+        vec![("www-authenticate".to_string(), challenge)],
+        &serde_json::json!({"error": error, "error_description": body_description}),
+    )
+}
+
+/// `Bearer realm="r", error="e", error_description="d"` (RFC 6750 §3, realm first).
+pub fn bearer_challenge(realm: Option<&str>, error: Option<(&str, &str)>) -> String {
+    let mut params = Vec::new();
+    if let Some(realm) = realm.filter(|r| !r.is_empty()) {
+        params.push(format!("realm=\"{realm}\""));
+    }
+    if let Some((code, description)) = error {
+        params.push(format!("error=\"{code}\""));
+        params.push(format!("error_description=\"{description}\""));
+    }
+    if params.is_empty() {
+        "Bearer".to_string()
+    } else {
+        format!("Bearer {}", params.join(", "))
+    }
+}
+
+/// Fail closed: an outage of the authorization service is never a pass, nor a 401.
+pub fn unavailable(description: &str) -> Reply {
+    json_reply(
+        503,
+        vec![("retry-after".to_string(), "1".to_string())],
+        &serde_json::json!({"error": "temporarily_unavailable", "error_description": description}),
+    )
+}
+
+pub fn too_large() -> Reply {
+    json_reply(413, vec![], &serde_json::json!({"error": "invalid_request", "error_description": "The request body is too large"}))
+}
+
+pub fn json_reply(status: u32, mut headers: Vec<(String, String)>, body: &serde_json::Value) -> Reply {
+    headers.push(("content-type".to_string(), "application/json; charset=utf-8".to_string()));
+    Reply { status, headers, body: body.to_string() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings() -> Settings {
+        Settings {
+            id: "p".into(),
+            updated_at: 0,
+            auth_header_name: "authorization".into(),
+            hide_credentials: false,
+            realm: Some("service".into()),
+            global_credentials: false,
+            anonymous: None,
+            anonymous_error: None,
+        }
+    }
+
+    fn identity() -> Identity {
+        Identity {
+            consumer_id: "c1".into(),
+            consumer_custom_id: None,
+            consumer_username: Some("bob".into()),
+            credential_identifier: Some("app".into()),
+            authenticated_userid: Some("clark".into()),
+            authenticated_scope: None,
+            expires_at: None,
+        }
+    }
+
+    fn header(reply: &Reply, name: &str) -> Option<String> {
+        reply.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone())
+    }
+
+    #[test]
+    fn missing_token_challenge_has_only_the_realm() {
+        let Decision::Reply(r) = decide(&settings(), Err(Failure::Missing)) else { unreachable!() };
+        assert_eq!(r.status, 401);
+        assert_eq!(header(&r, "www-authenticate").as_deref(), Some("Bearer realm=\"service\""));
+        assert_eq!(r.body, r#"{"error":"invalid_request","error_description":"The access token is missing"}"#);
+    }
+
+    #[test]
+    fn invalid_token_challenge_names_the_error() {
+        let Decision::Reply(r) = decide(&settings(), Ok(&Verdict::Invalid)) else { unreachable!() };
+        assert_eq!(
+            header(&r, "www-authenticate").as_deref(),
+            Some("Bearer realm=\"service\", error=\"invalid_token\", error_description=\"The access token is invalid or has expired\"")
+        );
+    }
+
+    #[test]
+    fn global_token_body_differs_from_header_and_skips_anonymous() {
+        let mut s = settings();
+        s.anonymous = Some(ConsumerInfo { id: "anon".into(), username: None, custom_id: None });
+        let Decision::Reply(r) = decide(&s, Ok(&Verdict::GlobalToken)) else { unreachable!() };
+        assert!(r.body.contains("configured without 'global_credentials'"));
+        assert!(header(&r, "www-authenticate").is_some_and(|h| h.contains("invalid or has expired")));
+    }
+
+    #[test]
+    fn success_sets_every_header_and_clears_the_rest() {
+        let Decision::Forward(plan) = decide(&settings(), Ok(&Verdict::Active(identity()))) else { unreachable!() };
+        assert!(plan.contains(&(X_CONSUMER_ID, Some("c1".into()))));
+        assert!(plan.contains(&(X_AUTHENTICATED_SCOPE, None)));
+        assert!(plan.contains(&(X_ANONYMOUS_CONSUMER, None)));
+    }
+
+    #[test]
+    fn anonymous_fallback_and_its_misconfiguration() {
+        let mut s = settings();
+        s.anonymous = Some(ConsumerInfo { id: "anon".into(), username: Some("no-body".into()), custom_id: None });
+        let Decision::Forward(plan) = decide(&s, Err(Failure::Missing)) else { unreachable!() };
+        assert!(plan.contains(&(X_ANONYMOUS_CONSUMER, Some("true".into()))));
+        assert!(plan.contains(&(X_CREDENTIAL_IDENTIFIER, None)));
+        s.anonymous_error = Some("anonymous consumer x is configured but doesn't exist".into());
+        let Decision::Reply(r) = decide(&s, Ok(&Verdict::Invalid)) else { unreachable!() };
+        assert_eq!(r.status, 500);
+        assert_eq!(r.body, r#"{"message":"anonymous consumer x is configured but doesn't exist"}"#);
+    }
+
+    #[test]
+    fn outages_are_503() {
+        assert_eq!(unavailable("down").status, 503);
+    }
+}

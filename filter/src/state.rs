@@ -1,0 +1,166 @@
+//! What the token-service tells the filter (docs/gateway-protocol.md §1–2), parsed strictly:
+//! anything malformed is an outage, never a pass.
+
+use serde::Deserialize;
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct ConsumerInfo {
+    pub id: String,
+    pub username: Option<String>,
+    pub custom_id: Option<String>,
+}
+
+/// The resolved plugin settings the filter enforces.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Settings {
+    pub id: String,
+    #[serde(default)]
+    pub updated_at: i64,
+    pub auth_header_name: String,
+    pub hide_credentials: bool,
+    pub realm: Option<String>,
+    pub global_credentials: bool,
+    pub anonymous: Option<ConsumerInfo>,
+    pub anonymous_error: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct ServiceInfo {
+    pub id: String,
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct StatePoll {
+    pub seq: i64,
+    pub reset: bool,
+    pub revoked: Vec<String>,
+    pub service: Option<ServiceInfo>,
+    pub plugin: Option<Settings>,
+}
+
+/// How the filter stands with its service, after the latest poll.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Protection {
+    /// No answer yet from the token-service: fail closed.
+    Unknown,
+    /// The token-service does not know the configured service: fail closed.
+    UnknownService,
+    /// No enabled oauth2 plugin: requests pass untouched.
+    Off,
+    On(Settings),
+}
+
+impl StatePoll {
+    pub fn parse(body: &[u8]) -> Option<StatePoll> {
+        serde_json::from_slice(body).ok()
+    }
+
+    pub fn protection(&self) -> Protection {
+        match (&self.service, &self.plugin) {
+            (None, _) => Protection::UnknownService,
+            (Some(_), None) => Protection::Off,
+            (Some(_), Some(settings)) => Protection::On(settings.clone()),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct CredentialInfo {
+    pub id: String,
+    pub client_id: String,
+}
+
+/// The answer of a token check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    Active(Identity),
+    Invalid,
+    GlobalToken,
+}
+
+/// Who a valid token speaks for: the upstream identity headers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    pub consumer_id: String,
+    pub consumer_custom_id: Option<String>,
+    pub consumer_username: Option<String>,
+    pub credential_identifier: Option<String>,
+    pub authenticated_userid: Option<String>,
+    pub authenticated_scope: Option<String>,
+    /// Unix seconds; `None` never expires.
+    pub expires_at: Option<u64>,
+}
+
+#[derive(Deserialize)]
+struct CheckAnswer {
+    active: bool,
+    #[serde(default)]
+    reason: Option<String>,
+    consumer: Option<ConsumerInfo>,
+    credential: Option<CredentialInfo>,
+    authenticated_userid: Option<String>,
+    scope: Option<String>,
+    exp: Option<u64>,
+}
+
+impl Verdict {
+    pub fn parse(body: &[u8]) -> Option<Verdict> {
+        let answer: CheckAnswer = serde_json::from_slice(body).ok()?;
+        if !answer.active {
+            return Some(match answer.reason.as_deref() {
+                Some("global_token") => Verdict::GlobalToken,
+                _ => Verdict::Invalid,
+            });
+        }
+        let consumer = answer.consumer?;
+        Some(Verdict::Active(Identity {
+            consumer_id: consumer.id,
+            consumer_custom_id: consumer.custom_id,
+            consumer_username: consumer.username,
+            credential_identifier: answer.credential.map(|c| c.client_id),
+            authenticated_userid: answer.authenticated_userid,
+            authenticated_scope: answer.scope,
+            expires_at: answer.exp,
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn state_without_plugin_turns_protection_off() {
+        let s = StatePoll::parse(br#"{"seq":3,"reset":true,"revoked":[],"service":{"id":"x","name":"s"},"plugin":null}"#);
+        assert_eq!(s.map(|s| s.protection()), Some(Protection::Off));
+    }
+
+    #[test]
+    fn unknown_service_is_its_own_state() {
+        let s = StatePoll::parse(br#"{"seq":0,"reset":true,"revoked":[],"service":null,"plugin":null}"#);
+        assert_eq!(s.map(|s| s.protection()), Some(Protection::UnknownService));
+    }
+
+    #[test]
+    fn garbage_is_not_a_state() {
+        assert_eq!(StatePoll::parse(b"<html>"), None);
+        assert_eq!(StatePoll::parse(br#"{"seq":"x"}"#), None);
+    }
+
+    #[test]
+    fn check_answers() {
+        let active = br#"{"active":true,"consumer":{"id":"c1","username":"bob","custom_id":null},
+            "credential":{"id":"k","client_id":"app"},"authenticated_userid":"clark","scope":"email","exp":99}"#;
+        let Some(Verdict::Active(identity)) = Verdict::parse(active) else {
+            unreachable!("an active answer parses")
+        };
+        assert_eq!(identity.consumer_username.as_deref(), Some("bob"));
+        assert_eq!(identity.credential_identifier.as_deref(), Some("app"));
+        assert_eq!(identity.expires_at, Some(99));
+        assert_eq!(Verdict::parse(br#"{"active":false,"reason":"invalid"}"#), Some(Verdict::Invalid));
+        assert_eq!(Verdict::parse(br#"{"active":false,"reason":"global_token"}"#), Some(Verdict::GlobalToken));
+        assert_eq!(Verdict::parse(br#"{"active":true}"#), None);
+        assert_eq!(Verdict::parse(b""), None);
+    }
+}
