@@ -16,7 +16,12 @@ use std::time::{Duration, UNIX_EPOCH};
 const EPOCH_KEY: &str = "oauth2.epoch";
 const FIRST_POLL_DELAY: Duration = Duration::from_millis(20);
 /// Headers of a relayed OAuth answer that reach the client.
-const RELAYED_HEADERS: [&str; 4] = ["content-type", "cache-control", "pragma", "www-authenticate"];
+const RELAYED_HEADERS: [&str; 4] = [
+    "content-type",
+    "cache-control",
+    "pragma",
+    "www-authenticate",
+];
 
 proxy_wasm::main! {{
     std::panic::set_hook(Box::new(|info| {
@@ -44,14 +49,27 @@ struct Root {
 }
 
 impl Context for Root {
-    fn on_http_call_response(&mut self, _token: u32, _headers: usize, body_size: usize, _trailers: usize) {
+    fn on_http_call_response(
+        &mut self,
+        _token: u32,
+        _headers: usize,
+        body_size: usize,
+        _trailers: usize,
+    ) {
         self.poll_in_flight = false;
-        let Some(shared) = self.shared.clone() else { return };
+        let Some(shared) = self.shared.clone() else {
+            return;
+        };
         let ok = self.get_http_call_response_header(":status").as_deref() == Some("200");
-        let poll = self.get_http_call_response_body(0, body_size).and_then(|b| StatePoll::parse(&b));
+        let poll = self
+            .get_http_call_response_body(0, body_size)
+            .and_then(|b| StatePoll::parse(&b));
         match (ok, poll) {
             (true, Some(poll)) => self.apply_poll(&shared, poll),
-            _ => log(LogLevel::Warn, "token-service state poll failed; keeping the last known settings"),
+            _ => log(
+                LogLevel::Warn,
+                "token-service state poll failed; keeping the last known settings",
+            ),
         }
     }
 }
@@ -73,7 +91,14 @@ impl Root {
             }
         }
         if settings_changed {
-            log(LogLevel::Info, &format!("oauth2 settings for service '{}' now: {}", s.config.service, describe(&protection)));
+            log(
+                LogLevel::Info,
+                &format!(
+                    "oauth2 settings for service '{}' now: {}",
+                    s.config.service,
+                    describe(&protection)
+                ),
+            );
         }
         s.settings = match &protection {
             Protection::On(settings) => Some(Rc::new(settings.clone())),
@@ -85,7 +110,10 @@ impl Root {
 
     fn current_epoch(&self) -> u32 {
         match self.get_shared_data(EPOCH_KEY) {
-            (Some(bytes), _) => bytes.get(..4).and_then(|b| b.try_into().ok()).map_or(0, u32::from_be_bytes),
+            (Some(bytes), _) => bytes
+                .get(..4)
+                .and_then(|b| b.try_into().ok())
+                .map_or(0, u32::from_be_bytes),
             _ => 0,
         }
     }
@@ -93,11 +121,20 @@ impl Root {
     /// Drops every cache entry at once by moving all workers to a new epoch.
     fn bump_epoch(&self) -> u32 {
         let (current, cas) = match self.get_shared_data(EPOCH_KEY) {
-            (Some(bytes), cas) => (bytes.get(..4).and_then(|b| b.try_into().ok()).map_or(0, u32::from_be_bytes), cas),
+            (Some(bytes), cas) => (
+                bytes
+                    .get(..4)
+                    .and_then(|b| b.try_into().ok())
+                    .map_or(0, u32::from_be_bytes),
+                cas,
+            ),
             (None, cas) => (0, cas),
         };
         let next = current.wrapping_add(1);
-        if self.set_shared_data(EPOCH_KEY, Some(&next.to_be_bytes()), cas).is_err() {
+        if self
+            .set_shared_data(EPOCH_KEY, Some(&next.to_be_bytes()), cas)
+            .is_err()
+        {
             // Another worker bumped it concurrently: its new epoch serves us too.
             return self.current_epoch();
         }
@@ -114,14 +151,32 @@ impl Root {
     }
 
     fn poll(&mut self) {
-        let Some(shared) = self.shared.clone() else { return };
+        let Some(shared) = self.shared.clone() else {
+            return;
+        };
         let s = shared.borrow();
-        let path = format!("/gateway/v1/services/{}/state?since={}", s.config.service, s.seq);
-        let headers = vec![(":method", "GET"), (":path", path.as_str()), (":authority", s.config.token_service.authority.as_str())];
+        let path = format!(
+            "/gateway/v1/services/{}/state?since={}",
+            s.config.service, s.seq
+        );
+        let headers = vec![
+            (":method", "GET"),
+            (":path", path.as_str()),
+            (":authority", s.config.token_service.authority.as_str()),
+        ];
         let timeout = Duration::from_millis(s.config.token_service.timeout_ms);
-        match self.dispatch_http_call(&s.config.token_service.cluster, headers, None, vec![], timeout) {
+        match self.dispatch_http_call(
+            &s.config.token_service.cluster,
+            headers,
+            None,
+            vec![],
+            timeout,
+        ) {
             Ok(_) => self.poll_in_flight = true,
-            Err(status) => log(LogLevel::Warn, &format!("cannot reach the token-service cluster: {status:?}")),
+            Err(status) => log(
+                LogLevel::Warn,
+                &format!("cannot reach the token-service cluster: {status:?}"),
+            ),
         }
     }
 }
@@ -138,7 +193,10 @@ fn describe(p: &Protection) -> &'static str {
 impl RootContext for Root {
     fn on_configure(&mut self, _size: usize) -> bool {
         let Some(bytes) = self.get_plugin_configuration() else {
-            log(LogLevel::Error, "the oauth2 filter needs a configuration (see README: filter configuration)");
+            log(
+                LogLevel::Error,
+                "the oauth2 filter needs a configuration (see README: filter configuration)",
+            );
             return false;
         };
         match FilterConfig::parse(&bytes) {
@@ -175,7 +233,11 @@ impl RootContext for Root {
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
         let shared = self.shared.clone()?;
-        Some(Box::new(Request { shared, pending: Pending::Nothing, settings: None }))
+        Some(Box::new(Request {
+            shared,
+            pending: Pending::Nothing,
+            settings: None,
+        }))
     }
 
     fn get_type(&self) -> Option<ContextType> {
@@ -190,7 +252,9 @@ enum Pending {
     /// Waiting for a form body that may carry `access_token`.
     FormBody,
     /// Waiting for the token-service's check of a token.
-    Check { digest: TokenDigest },
+    Check {
+        digest: TokenDigest,
+    },
     /// Waiting for the token-service's answer to a relayed OAuth request.
     Relay,
 }
@@ -202,15 +266,30 @@ struct Request {
 }
 
 impl Context for Request {
-    fn on_http_call_response(&mut self, _token: u32, _headers: usize, body_size: usize, _trailers: usize) {
+    fn on_http_call_response(
+        &mut self,
+        _token: u32,
+        _headers: usize,
+        body_size: usize,
+        _trailers: usize,
+    ) {
         let status = self.get_http_call_response_header(":status");
-        let body = self.get_http_call_response_body(0, body_size).unwrap_or_default();
+        let body = self
+            .get_http_call_response_body(0, body_size)
+            .unwrap_or_default();
         match std::mem::replace(&mut self.pending, Pending::Nothing) {
             Pending::Check { digest } => {
-                let verdict = (status.as_deref() == Some("200")).then(|| Verdict::parse(&body)).flatten();
+                let verdict = (status.as_deref() == Some("200"))
+                    .then(|| Verdict::parse(&body))
+                    .flatten();
                 let Some(verdict) = verdict else {
-                    log(LogLevel::Warn, &format!("token check failed (status {status:?}); failing closed"));
-                    self.reply(&decision::unavailable("The authorization service is unavailable"));
+                    log(
+                        LogLevel::Warn,
+                        &format!("token check failed (status {status:?}); failing closed"),
+                    );
+                    self.reply(&decision::unavailable(
+                        "The authorization service is unavailable",
+                    ));
                     return;
                 };
                 self.remember(digest, &verdict);
@@ -241,7 +320,11 @@ impl HttpContext for Request {
                     "Service '{service}' is not known to the authorization service"
                 )));
             }
-            _ => return self.reply(&decision::unavailable("The authorization service is unavailable")),
+            _ => {
+                return self.reply(&decision::unavailable(
+                    "The authorization service is unavailable",
+                ))
+            }
         };
         self.settings = Some(settings.clone());
         let path = self.get_http_request_header(":path").unwrap_or_default();
@@ -273,7 +356,10 @@ impl HttpContext for Request {
     }
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
-        if matches!(self.pending, Pending::Nothing | Pending::Check { .. } | Pending::Relay) {
+        if matches!(
+            self.pending,
+            Pending::Nothing | Pending::Check { .. } | Pending::Relay
+        ) {
             return Action::Continue;
         }
         let limit = self.shared.borrow().config.max_body_bytes;
@@ -288,7 +374,9 @@ impl HttpContext for Request {
         match std::mem::replace(&mut self.pending, Pending::Nothing) {
             Pending::EndpointBody(call) => self.relay(&call, Some(&body)),
             Pending::FormBody => {
-                let Some(settings) = self.settings.clone() else { return Action::Continue };
+                let Some(settings) = self.settings.clone() else {
+                    return Action::Continue;
+                };
                 let found = token::from_form_body(&body);
                 if settings.hide_credentials && found.is_some() {
                     self.set_http_request_body(0, body_size, &token::without_access_token(&body));
@@ -303,9 +391,13 @@ impl HttpContext for Request {
 impl Request {
     fn is_form_post(&self) -> bool {
         let method = self.get_http_request_header(":method").unwrap_or_default();
-        let content_type = self.get_http_request_header("content-type").unwrap_or_default();
+        let content_type = self
+            .get_http_request_header("content-type")
+            .unwrap_or_default();
         matches!(method.as_str(), "POST" | "PUT" | "PATCH")
-            && content_type.to_ascii_lowercase().starts_with("application/x-www-form-urlencoded")
+            && content_type
+                .to_ascii_lowercase()
+                .starts_with("application/x-www-form-urlencoded")
     }
 
     /// `hide_credentials`: the token never reaches the upstream (Kong strips it before
@@ -313,7 +405,9 @@ impl Request {
     fn hide(&self, found: Option<&Found>, settings: &Settings, path: &str) {
         match found.map(|f| &f.source) {
             Some(Source::Header) => self.set_http_request_header(&settings.auth_header_name, None),
-            Some(Source::Query) => self.set_http_request_header(":path", Some(&token::path_without_access_token(path))),
+            Some(Source::Query) => {
+                self.set_http_request_header(":path", Some(&token::path_without_access_token(path)))
+            }
             _ => {}
         }
     }
@@ -339,16 +433,27 @@ impl Request {
         };
         let (bytes, _) = self.get_shared_data(&cache::slot_key(digest, slots));
         let entry = Entry::decode(&bytes?)?;
-        entry.answers(digest, epoch, self.now()).then_some(entry.verdict)
+        entry
+            .answers(digest, epoch, self.now())
+            .then_some(entry.verdict)
     }
 
     fn remember(&self, digest: TokenDigest, verdict: &Verdict) {
         let (key, epoch, expires_at) = {
             let s = self.shared.borrow();
             let c = &s.config.cache;
-            (cache::slot_key(&digest, c.slots), s.epoch, cache::expiry_for(verdict, self.now(), c.max_ttl_s, c.negative_ttl_s))
+            (
+                cache::slot_key(&digest, c.slots),
+                s.epoch,
+                cache::expiry_for(verdict, self.now(), c.max_ttl_s, c.negative_ttl_s),
+            )
         };
-        let entry = Entry { digest, epoch, expires_at, verdict: verdict.clone() };
+        let entry = Entry {
+            digest,
+            epoch,
+            expires_at,
+            verdict: verdict.clone(),
+        };
         let _ = self.set_shared_data(&key, Some(&entry.encode()), None);
     }
 
@@ -363,14 +468,25 @@ impl Request {
             ("x-access-token", token),
         ];
         let timeout = Duration::from_millis(s.config.token_service.timeout_ms);
-        match self.dispatch_http_call(&s.config.token_service.cluster, headers, None, vec![], timeout) {
+        match self.dispatch_http_call(
+            &s.config.token_service.cluster,
+            headers,
+            None,
+            vec![],
+            timeout,
+        ) {
             Ok(_) => {
                 self.pending = Pending::Check { digest };
                 Action::Pause
             }
             Err(status) => {
-                log(LogLevel::Warn, &format!("cannot dispatch the token check: {status:?}"));
-                self.reply(&decision::unavailable("The authorization service is unavailable"))
+                log(
+                    LogLevel::Warn,
+                    &format!("cannot dispatch the token check: {status:?}"),
+                );
+                self.reply(&decision::unavailable(
+                    "The authorization service is unavailable",
+                ))
             }
         }
     }
@@ -378,17 +494,30 @@ impl Request {
     fn relay(&mut self, call: &EndpointCall, body: Option<&[u8]>) -> Action {
         let shared = self.shared.clone();
         let s = shared.borrow();
-        let Some(settings) = self.settings.clone() else { return Action::Continue };
+        let Some(settings) = self.settings.clone() else {
+            return Action::Continue;
+        };
         let mut path = format!("/gateway/v1/services/{}{}", s.config.service, call.target);
         if let Some(query) = &call.query {
             path.push('?');
             path.push_str(query);
         }
-        let method = self.get_http_request_header(":method").unwrap_or_else(|| "GET".into());
-        let host = self.get_http_request_header(":authority").unwrap_or_default();
-        let tls = self.get_property(vec!["connection", "tls_version"]).is_some_and(|v| !v.is_empty());
+        let method = self
+            .get_http_request_header(":method")
+            .unwrap_or_else(|| "GET".into());
+        let host = self
+            .get_http_request_header(":authority")
+            .unwrap_or_default();
+        let tls = self
+            .get_property(vec!["connection", "tls_version"])
+            .is_some_and(|v| !v.is_empty());
         let mut forwarded: Vec<(String, String)> = Vec::new();
-        for name in ["content-type", "authorization", settings.auth_header_name.as_str(), "x-forwarded-proto"] {
+        for name in [
+            "content-type",
+            "authorization",
+            settings.auth_header_name.as_str(),
+            "x-forwarded-proto",
+        ] {
             if forwarded.iter().any(|(n, _)| n == name) {
                 continue;
             }
@@ -407,14 +536,25 @@ impl Request {
         headers.extend(forwarded.iter().map(|(n, v)| (n.as_str(), v.as_str())));
         let timeout = Duration::from_millis(s.config.token_service.timeout_ms);
         let body = body.filter(|b| !b.is_empty());
-        match self.dispatch_http_call(&s.config.token_service.cluster, headers, body, vec![], timeout) {
+        match self.dispatch_http_call(
+            &s.config.token_service.cluster,
+            headers,
+            body,
+            vec![],
+            timeout,
+        ) {
             Ok(_) => {
                 self.pending = Pending::Relay;
                 Action::Pause
             }
             Err(status) => {
-                log(LogLevel::Warn, &format!("cannot dispatch the OAuth request: {status:?}"));
-                self.reply(&decision::unavailable("The authorization service is unavailable"))
+                log(
+                    LogLevel::Warn,
+                    &format!("cannot dispatch the OAuth request: {status:?}"),
+                );
+                self.reply(&decision::unavailable(
+                    "The authorization service is unavailable",
+                ))
             }
         }
     }
@@ -422,18 +562,28 @@ impl Request {
     fn relay_answer(&mut self, status: Option<String>, body: &[u8]) {
         let code = status.as_deref().and_then(|s| s.parse::<u32>().ok());
         // Envoy answers a failed callout itself (503/504, plain text): that is an outage.
-        let from_service = self.get_http_call_response_header("content-type").is_some_and(|c| c.contains("json"));
+        let from_service = self
+            .get_http_call_response_header("content-type")
+            .is_some_and(|c| c.contains("json"));
         match code {
             Some(code) if from_service && code != 503 => {
                 let headers: Vec<(String, String)> = RELAYED_HEADERS
                     .iter()
-                    .filter_map(|name| self.get_http_call_response_header(name).map(|v| (name.to_string(), v)))
+                    .filter_map(|name| {
+                        self.get_http_call_response_header(name)
+                            .map(|v| (name.to_string(), v))
+                    })
                     .collect();
-                let header_refs: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+                let header_refs: Vec<(&str, &str)> = headers
+                    .iter()
+                    .map(|(n, v)| (n.as_str(), v.as_str()))
+                    .collect();
                 self.send_http_response(code, header_refs, Some(body));
             }
             _ => {
-                self.reply(&decision::unavailable("The authorization service is unavailable"));
+                self.reply(&decision::unavailable(
+                    "The authorization service is unavailable",
+                ));
             }
         }
     }
@@ -451,13 +601,19 @@ impl Request {
     }
 
     fn reply(&mut self, reply: &Reply) -> Action {
-        let headers: Vec<(&str, &str)> = reply.headers.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+        let headers: Vec<(&str, &str)> = reply
+            .headers
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_str()))
+            .collect();
         self.send_http_response(reply.status, headers, Some(reply.body.as_bytes()));
         Action::Pause
     }
 
     fn now(&self) -> u64 {
-        self.get_current_time().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+        self.get_current_time()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs())
     }
 }
 

@@ -87,7 +87,12 @@ impl Entry {
             }),
             _ => return None,
         };
-        Some(Entry { digest, epoch, expires_at, verdict })
+        Some(Entry {
+            digest,
+            epoch,
+            expires_at,
+            verdict,
+        })
     }
 
     /// The entry answers for this token now, in this epoch.
@@ -175,15 +180,30 @@ mod tests {
 
     #[test]
     fn entries_round_trip() {
-        for verdict in [Verdict::Active(identity()), Verdict::Invalid, Verdict::GlobalToken] {
-            let e = Entry { digest: digest("t"), epoch: 7, expires_at: 1000, verdict };
+        for verdict in [
+            Verdict::Active(identity()),
+            Verdict::Invalid,
+            Verdict::GlobalToken,
+        ] {
+            let e = Entry {
+                digest: digest("t"),
+                epoch: 7,
+                expires_at: 1000,
+                verdict,
+            };
             assert_eq!(Entry::decode(&e.encode()), Some(e));
         }
     }
 
     #[test]
     fn truncated_or_foreign_bytes_are_no_entry() {
-        let bytes = Entry { digest: digest("t"), epoch: 1, expires_at: 9, verdict: Verdict::Active(identity()) }.encode();
+        let bytes = Entry {
+            digest: digest("t"),
+            epoch: 1,
+            expires_at: 9,
+            verdict: Verdict::Active(identity()),
+        }
+        .encode();
         for n in 0..bytes.len() {
             assert_eq!(Entry::decode(bytes.get(..n).unwrap_or_default()), None);
         }
@@ -192,7 +212,12 @@ mod tests {
 
     #[test]
     fn an_entry_answers_only_its_token_epoch_and_lifetime() {
-        let e = Entry { digest: digest("t"), epoch: 3, expires_at: 100, verdict: Verdict::Invalid };
+        let e = Entry {
+            digest: digest("t"),
+            epoch: 3,
+            expires_at: 100,
+            verdict: Verdict::Invalid,
+        };
         assert!(e.answers(&digest("t"), 3, 100));
         assert!(!e.answers(&digest("u"), 3, 100));
         assert!(!e.answers(&digest("t"), 4, 100));
@@ -221,7 +246,13 @@ mod tests {
     fn slots_stay_in_range() {
         for t in ["a", "b", "c", "d"] {
             let key = slot_key(&digest(t), 4);
-            assert!(["oauth2.cache.0", "oauth2.cache.1", "oauth2.cache.2", "oauth2.cache.3"].contains(&key.as_str()));
+            assert!([
+                "oauth2.cache.0",
+                "oauth2.cache.1",
+                "oauth2.cache.2",
+                "oauth2.cache.3"
+            ]
+            .contains(&key.as_str()));
         }
     }
 }

@@ -41,7 +41,11 @@ pub struct CacheConfig {
 
 impl Default for CacheConfig {
     fn default() -> Self {
-        CacheConfig { slots: 16_384, max_ttl_s: 60, negative_ttl_s: 5 }
+        CacheConfig {
+            slots: 16_384,
+            max_ttl_s: 60,
+            negative_ttl_s: 5,
+        }
     }
 }
 
@@ -65,8 +69,8 @@ pub struct ConfigError(pub String);
 
 impl FilterConfig {
     pub fn parse(bytes: &[u8]) -> Result<FilterConfig, ConfigError> {
-        let config: FilterConfig =
-            serde_json::from_slice(bytes).map_err(|e| ConfigError(format!("invalid filter configuration: {e}")))?;
+        let config: FilterConfig = serde_json::from_slice(bytes)
+            .map_err(|e| ConfigError(format!("invalid filter configuration: {e}")))?;
         config.validate()?;
         Ok(config)
     }
@@ -74,7 +78,11 @@ impl FilterConfig {
     fn validate(&self) -> Result<(), ConfigError> {
         let problem = if self.service.is_empty() {
             Some("`service` must not be empty")
-        } else if !self.service.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b)) {
+        } else if !self
+            .service
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b))
+        {
             Some("`service` may only hold letters, digits, '-', '.', '_' and '~'")
         } else if self.token_service.cluster.is_empty() {
             Some("`token_service.cluster` must not be empty")
@@ -103,7 +111,10 @@ mod tests {
         let c = FilterConfig::parse(br#"{"service":"step-on","token_service":{"cluster":"ts"}}"#);
         let c = c.ok();
         assert_eq!(c.as_ref().map(|c| c.poll_interval_ms), Some(1000));
-        assert_eq!(c.as_ref().map(|c| c.cache.clone()), Some(CacheConfig::default()));
+        assert_eq!(
+            c.as_ref().map(|c| c.cache.clone()),
+            Some(CacheConfig::default())
+        );
         assert_eq!(c.as_ref().map(|c| c.token_service.timeout_ms), Some(1000));
         assert_eq!(c.map(|c| c.max_body_bytes), Some(65_536));
     }

@@ -13,7 +13,8 @@ pub const X_ANONYMOUS_CONSUMER: &str = "x-anonymous-consumer";
 
 const MISSING: &str = "The access token is missing";
 const INVALID: &str = "The access token is invalid or has expired";
-const GLOBAL: &str = "The access token is global, but the current plugin is configured without 'global_credentials'";
+const GLOBAL: &str =
+    "The access token is global, but the current plugin is configured without 'global_credentials'";
 
 /// The identity headers to write upstream: every one of them, `None` meaning "remove", so a
 /// client can never smuggle its own copies through.
@@ -45,8 +46,14 @@ pub fn authenticated(identity: &Identity) -> HeaderPlan {
         (X_CONSUMER_ID, Some(identity.consumer_id.clone())),
         (X_CONSUMER_CUSTOM_ID, identity.consumer_custom_id.clone()),
         (X_CONSUMER_USERNAME, identity.consumer_username.clone()),
-        (X_CREDENTIAL_IDENTIFIER, identity.credential_identifier.clone()),
-        (X_AUTHENTICATED_USERID, identity.authenticated_userid.clone()),
+        (
+            X_CREDENTIAL_IDENTIFIER,
+            identity.credential_identifier.clone(),
+        ),
+        (
+            X_AUTHENTICATED_USERID,
+            identity.authenticated_userid.clone(),
+        ),
         (X_AUTHENTICATED_SCOPE, identity.authenticated_scope.clone()),
         (X_ANONYMOUS_CONSUMER, None),
     ]
@@ -74,7 +81,11 @@ pub fn decide(settings: &Settings, verdict: Result<&Verdict, Failure>) -> Decisi
     // Kong answers a global token on a non-global plugin before any anonymous fallback.
     if failure != Failure::GlobalToken {
         if let Some(message) = &settings.anonymous_error {
-            return Decision::Reply(json_reply(500, vec![], &serde_json::json!({ "message": message })));
+            return Decision::Reply(json_reply(
+                500,
+                vec![],
+                &serde_json::json!({ "message": message }),
+            ));
         }
         if let Some(consumer) = &settings.anonymous {
             return Decision::Forward(anonymous(consumer));
@@ -124,12 +135,27 @@ pub fn unavailable(description: &str) -> Reply {
 }
 
 pub fn too_large() -> Reply {
-    json_reply(413, vec![], &serde_json::json!({"error": "invalid_request", "error_description": "The request body is too large"}))
+    json_reply(
+        413,
+        vec![],
+        &serde_json::json!({"error": "invalid_request", "error_description": "The request body is too large"}),
+    )
 }
 
-pub fn json_reply(status: u32, mut headers: Vec<(String, String)>, body: &serde_json::Value) -> Reply {
-    headers.push(("content-type".to_string(), "application/json; charset=utf-8".to_string()));
-    Reply { status, headers, body: body.to_string() }
+pub fn json_reply(
+    status: u32,
+    mut headers: Vec<(String, String)>,
+    body: &serde_json::Value,
+) -> Reply {
+    headers.push((
+        "content-type".to_string(),
+        "application/json; charset=utf-8".to_string(),
+    ));
+    Reply {
+        status,
+        headers,
+        body: body.to_string(),
+    }
 }
 
 #[cfg(test)]
@@ -162,20 +188,34 @@ mod tests {
     }
 
     fn header(reply: &Reply, name: &str) -> Option<String> {
-        reply.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone())
+        reply
+            .headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.clone())
     }
 
     #[test]
     fn missing_token_challenge_has_only_the_realm() {
-        let Decision::Reply(r) = decide(&settings(), Err(Failure::Missing)) else { unreachable!() };
+        let Decision::Reply(r) = decide(&settings(), Err(Failure::Missing)) else {
+            unreachable!()
+        };
         assert_eq!(r.status, 401);
-        assert_eq!(header(&r, "www-authenticate").as_deref(), Some("Bearer realm=\"service\""));
-        assert_eq!(r.body, r#"{"error":"invalid_request","error_description":"The access token is missing"}"#);
+        assert_eq!(
+            header(&r, "www-authenticate").as_deref(),
+            Some("Bearer realm=\"service\"")
+        );
+        assert_eq!(
+            r.body,
+            r#"{"error":"invalid_request","error_description":"The access token is missing"}"#
+        );
     }
 
     #[test]
     fn invalid_token_challenge_names_the_error() {
-        let Decision::Reply(r) = decide(&settings(), Ok(&Verdict::Invalid)) else { unreachable!() };
+        let Decision::Reply(r) = decide(&settings(), Ok(&Verdict::Invalid)) else {
+            unreachable!()
+        };
         assert_eq!(
             header(&r, "www-authenticate").as_deref(),
             Some("Bearer realm=\"service\", error=\"invalid_token\", error_description=\"The access token is invalid or has expired\"")
@@ -185,15 +225,25 @@ mod tests {
     #[test]
     fn global_token_body_differs_from_header_and_skips_anonymous() {
         let mut s = settings();
-        s.anonymous = Some(ConsumerInfo { id: "anon".into(), username: None, custom_id: None });
-        let Decision::Reply(r) = decide(&s, Ok(&Verdict::GlobalToken)) else { unreachable!() };
+        s.anonymous = Some(ConsumerInfo {
+            id: "anon".into(),
+            username: None,
+            custom_id: None,
+        });
+        let Decision::Reply(r) = decide(&s, Ok(&Verdict::GlobalToken)) else {
+            unreachable!()
+        };
         assert!(r.body.contains("configured without 'global_credentials'"));
-        assert!(header(&r, "www-authenticate").is_some_and(|h| h.contains("invalid or has expired")));
+        assert!(
+            header(&r, "www-authenticate").is_some_and(|h| h.contains("invalid or has expired"))
+        );
     }
 
     #[test]
     fn success_sets_every_header_and_clears_the_rest() {
-        let Decision::Forward(plan) = decide(&settings(), Ok(&Verdict::Active(identity()))) else { unreachable!() };
+        let Decision::Forward(plan) = decide(&settings(), Ok(&Verdict::Active(identity()))) else {
+            unreachable!()
+        };
         assert!(plan.contains(&(X_CONSUMER_ID, Some("c1".into()))));
         assert!(plan.contains(&(X_AUTHENTICATED_SCOPE, None)));
         assert!(plan.contains(&(X_ANONYMOUS_CONSUMER, None)));
@@ -202,14 +252,25 @@ mod tests {
     #[test]
     fn anonymous_fallback_and_its_misconfiguration() {
         let mut s = settings();
-        s.anonymous = Some(ConsumerInfo { id: "anon".into(), username: Some("no-body".into()), custom_id: None });
-        let Decision::Forward(plan) = decide(&s, Err(Failure::Missing)) else { unreachable!() };
+        s.anonymous = Some(ConsumerInfo {
+            id: "anon".into(),
+            username: Some("no-body".into()),
+            custom_id: None,
+        });
+        let Decision::Forward(plan) = decide(&s, Err(Failure::Missing)) else {
+            unreachable!()
+        };
         assert!(plan.contains(&(X_ANONYMOUS_CONSUMER, Some("true".into()))));
         assert!(plan.contains(&(X_CREDENTIAL_IDENTIFIER, None)));
         s.anonymous_error = Some("anonymous consumer x is configured but doesn't exist".into());
-        let Decision::Reply(r) = decide(&s, Ok(&Verdict::Invalid)) else { unreachable!() };
+        let Decision::Reply(r) = decide(&s, Ok(&Verdict::Invalid)) else {
+            unreachable!()
+        };
         assert_eq!(r.status, 500);
-        assert_eq!(r.body, r#"{"message":"anonymous consumer x is configured but doesn't exist"}"#);
+        assert_eq!(
+            r.body,
+            r#"{"message":"anonymous consumer x is configured but doesn't exist"}"#
+        );
     }
 
     #[test]

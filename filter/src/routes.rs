@@ -15,7 +15,10 @@ const ENDPOINTS: [(&str, &str); 5] = [
     ("/oauth2/token", "/oauth2/token"),
     ("/oauth2/introspect", "/oauth2/introspect"),
     ("/oauth2/revoke", "/oauth2/revoke"),
-    ("/.well-known/oauth-authorization-server", "/.well-known/oauth-authorization-server"),
+    (
+        "/.well-known/oauth-authorization-server",
+        "/.well-known/oauth-authorization-server",
+    ),
 ];
 
 pub fn endpoint(path: &str) -> Option<EndpointCall> {
@@ -25,9 +28,11 @@ pub fn endpoint(path: &str) -> Option<EndpointCall> {
     };
     let trimmed = path_only.strip_suffix('/').unwrap_or(path_only);
     ENDPOINTS.iter().find_map(|(suffix, target)| {
-        trimmed
-            .strip_suffix(suffix)
-            .map(|prefix| EndpointCall { prefix: prefix.to_string(), target, query: query.clone() })
+        trimmed.strip_suffix(suffix).map(|prefix| EndpointCall {
+            prefix: prefix.to_string(),
+            target,
+            query: query.clone(),
+        })
     })
 }
 
@@ -38,15 +43,26 @@ mod tests {
     #[test]
     fn endpoints_on_any_prefix_with_optional_trailing_slash() {
         let e = endpoint("/stepon/oauth2/token");
-        assert_eq!(e.map(|e| (e.prefix, e.target)), Some(("/stepon".to_string(), "/oauth2/token")));
+        assert_eq!(
+            e.map(|e| (e.prefix, e.target)),
+            Some(("/stepon".to_string(), "/oauth2/token"))
+        );
         let e = endpoint("/oauth2/authorize/?a=1");
-        assert_eq!(e.map(|e| (e.prefix, e.target, e.query)), Some((String::new(), "/oauth2/authorize", Some("a=1".into()))));
+        assert_eq!(
+            e.map(|e| (e.prefix, e.target, e.query)),
+            Some((String::new(), "/oauth2/authorize", Some("a=1".into())))
+        );
         assert!(endpoint("/stepon/.well-known/oauth-authorization-server").is_some());
     }
 
     #[test]
     fn other_paths_are_resources() {
-        for p in ["/stepon/stepcounts", "/oauth2/tokens", "/x?next=/oauth2/token", "/oauth2/token2"] {
+        for p in [
+            "/stepon/stepcounts",
+            "/oauth2/tokens",
+            "/x?next=/oauth2/token",
+            "/oauth2/token2",
+        ] {
             assert_eq!(endpoint(p), None, "{p}");
         }
     }

@@ -132,13 +132,17 @@ mod tests {
 
     #[test]
     fn state_without_plugin_turns_protection_off() {
-        let s = StatePoll::parse(br#"{"seq":3,"reset":true,"revoked":[],"service":{"id":"x","name":"s"},"plugin":null}"#);
+        let s = StatePoll::parse(
+            br#"{"seq":3,"reset":true,"revoked":[],"service":{"id":"x","name":"s"},"plugin":null}"#,
+        );
         assert_eq!(s.map(|s| s.protection()), Some(Protection::Off));
     }
 
     #[test]
     fn unknown_service_is_its_own_state() {
-        let s = StatePoll::parse(br#"{"seq":0,"reset":true,"revoked":[],"service":null,"plugin":null}"#);
+        let s = StatePoll::parse(
+            br#"{"seq":0,"reset":true,"revoked":[],"service":null,"plugin":null}"#,
+        );
         assert_eq!(s.map(|s| s.protection()), Some(Protection::UnknownService));
     }
 
@@ -158,8 +162,14 @@ mod tests {
         assert_eq!(identity.consumer_username.as_deref(), Some("bob"));
         assert_eq!(identity.credential_identifier.as_deref(), Some("app"));
         assert_eq!(identity.expires_at, Some(99));
-        assert_eq!(Verdict::parse(br#"{"active":false,"reason":"invalid"}"#), Some(Verdict::Invalid));
-        assert_eq!(Verdict::parse(br#"{"active":false,"reason":"global_token"}"#), Some(Verdict::GlobalToken));
+        assert_eq!(
+            Verdict::parse(br#"{"active":false,"reason":"invalid"}"#),
+            Some(Verdict::Invalid)
+        );
+        assert_eq!(
+            Verdict::parse(br#"{"active":false,"reason":"global_token"}"#),
+            Some(Verdict::GlobalToken)
+        );
         assert_eq!(Verdict::parse(br#"{"active":true}"#), None);
         assert_eq!(Verdict::parse(b""), None);
     }

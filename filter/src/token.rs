@@ -25,22 +25,36 @@ pub fn from_header(value: &str) -> Option<Found> {
     let (first, second, rest) = (parts.next(), parts.next(), parts.next());
     match (first, second, rest) {
         (None, _, _) => None,
-        (Some(scheme), Some(token), None) if scheme.eq_ignore_ascii_case("bearer") || scheme.eq_ignore_ascii_case("token") => {
-            Some(Found { token: token.to_string(), source: Source::Header })
+        (Some(scheme), Some(token), None)
+            if scheme.eq_ignore_ascii_case("bearer") || scheme.eq_ignore_ascii_case("token") =>
+        {
+            Some(Found {
+                token: token.to_string(),
+                source: Source::Header,
+            })
         }
-        _ => Some(Found { token: value.to_string(), source: Source::RawHeader }),
+        _ => Some(Found {
+            token: value.to_string(),
+            source: Source::RawHeader,
+        }),
     }
 }
 
 /// The `access_token` query parameter of a request path, percent-decoded.
 pub fn from_query(path: &str) -> Option<Found> {
     let (_, query) = path.split_once('?')?;
-    form_value(query.as_bytes(), "access_token").map(|token| Found { token, source: Source::Query })
+    form_value(query.as_bytes(), "access_token").map(|token| Found {
+        token,
+        source: Source::Query,
+    })
 }
 
 /// The `access_token` field of an `application/x-www-form-urlencoded` body.
 pub fn from_form_body(body: &[u8]) -> Option<Found> {
-    form_value(body, "access_token").map(|token| Found { token, source: Source::FormBody })
+    form_value(body, "access_token").map(|token| Found {
+        token,
+        source: Source::FormBody,
+    })
 }
 
 fn form_value(encoded: &[u8], wanted: &str) -> Option<String> {
@@ -48,14 +62,19 @@ fn form_value(encoded: &[u8], wanted: &str) -> Option<String> {
         .split(|b| *b == b'&')
         .filter_map(|pair| {
             let (key, value) = split_pair(pair);
-            (decode(key).as_deref() == Some(wanted)).then(|| decode(value)).flatten()
+            (decode(key).as_deref() == Some(wanted))
+                .then(|| decode(value))
+                .flatten()
         })
         .find(|value| !value.is_empty())
 }
 
 fn split_pair(pair: &[u8]) -> (&[u8], &[u8]) {
     match pair.iter().position(|b| *b == b'=') {
-        Some(i) => (pair.get(..i).unwrap_or_default(), pair.get(i + 1..).unwrap_or_default()),
+        Some(i) => (
+            pair.get(..i).unwrap_or_default(),
+            pair.get(i + 1..).unwrap_or_default(),
+        ),
         None => (pair, &[]),
     }
 }
@@ -67,7 +86,10 @@ fn decode(encoded: &[u8]) -> Option<String> {
     while let Some(&b) = encoded.get(i) {
         match b {
             b'+' => out.push(b' '),
-            b'%' => match (encoded.get(i + 1).and_then(hex), encoded.get(i + 2).and_then(hex)) {
+            b'%' => match (
+                encoded.get(i + 1).and_then(hex),
+                encoded.get(i + 2).and_then(hex),
+            ) {
                 (Some(h), Some(l)) => {
                     out.push(h << 4 | l);
                     i += 2;
@@ -94,14 +116,18 @@ fn hex(b: &u8) -> Option<u8> {
 pub fn without_access_token(encoded: &[u8]) -> Vec<u8> {
     let kept: Vec<&[u8]> = encoded
         .split(|b| *b == b'&')
-        .filter(|pair| !pair.is_empty() && decode(split_pair(pair).0).as_deref() != Some("access_token"))
+        .filter(|pair| {
+            !pair.is_empty() && decode(split_pair(pair).0).as_deref() != Some("access_token")
+        })
         .collect();
     kept.join(&b'&')
 }
 
 /// The request path with `access_token` removed from its query (and a bare `?` dropped).
 pub fn path_without_access_token(path: &str) -> String {
-    let Some((base, query)) = path.split_once('?') else { return path.to_string() };
+    let Some((base, query)) = path.split_once('?') else {
+        return path.to_string();
+    };
     let rest = without_access_token(query.as_bytes());
     if rest.is_empty() {
         base.to_string()
@@ -123,15 +149,39 @@ mod tests {
     #[test]
     fn bearer_and_token_schemes_any_case() {
         for h in ["Bearer abc", "bearer abc", "TOKEN abc", "  Bearer   abc  "] {
-            assert_eq!(from_header(h), Some(Found { token: "abc".into(), source: Source::Header }));
+            assert_eq!(
+                from_header(h),
+                Some(Found {
+                    token: "abc".into(),
+                    source: Source::Header
+                })
+            );
         }
     }
 
     #[test]
     fn other_values_are_used_verbatim() {
-        assert_eq!(from_header("Basic xyz"), Some(Found { token: "Basic xyz".into(), source: Source::RawHeader }));
-        assert_eq!(from_header("rawtoken"), Some(Found { token: "rawtoken".into(), source: Source::RawHeader }));
-        assert_eq!(from_header("Bearer a b"), Some(Found { token: "Bearer a b".into(), source: Source::RawHeader }));
+        assert_eq!(
+            from_header("Basic xyz"),
+            Some(Found {
+                token: "Basic xyz".into(),
+                source: Source::RawHeader
+            })
+        );
+        assert_eq!(
+            from_header("rawtoken"),
+            Some(Found {
+                token: "rawtoken".into(),
+                source: Source::RawHeader
+            })
+        );
+        assert_eq!(
+            from_header("Bearer a b"),
+            Some(Found {
+                token: "Bearer a b".into(),
+                source: Source::RawHeader
+            })
+        );
     }
 
     #[test]
@@ -142,7 +192,10 @@ mod tests {
 
     #[test]
     fn query_tokens_are_decoded() {
-        assert_eq!(from_query("/p?a=1&access_token=x%2By&b=2").map(|f| f.token), Some("x+y".into()));
+        assert_eq!(
+            from_query("/p?a=1&access_token=x%2By&b=2").map(|f| f.token),
+            Some("x+y".into())
+        );
         assert_eq!(from_query("/p?access_token="), None);
         assert_eq!(from_query("/p"), None);
         assert_eq!(from_query("/p?access_token=%ff"), None);
@@ -150,16 +203,25 @@ mod tests {
 
     #[test]
     fn form_bodies() {
-        assert_eq!(from_form_body(b"foo=bar&access_token=tok").map(|f| f.token), Some("tok".into()));
+        assert_eq!(
+            from_form_body(b"foo=bar&access_token=tok").map(|f| f.token),
+            Some("tok".into())
+        );
         assert_eq!(from_form_body(b"foo=bar"), None);
     }
 
     #[test]
     fn hiding_keeps_everything_else() {
-        assert_eq!(path_without_access_token("/p?a=1&access_token=x&b=2"), "/p?a=1&b=2");
+        assert_eq!(
+            path_without_access_token("/p?a=1&access_token=x&b=2"),
+            "/p?a=1&b=2"
+        );
         assert_eq!(path_without_access_token("/p?access_token=x"), "/p");
         assert_eq!(path_without_access_token("/p"), "/p");
-        assert_eq!(without_access_token(b"access_token=x&foo=bar"), b"foo=bar".to_vec());
+        assert_eq!(
+            without_access_token(b"access_token=x&foo=bar"),
+            b"foo=bar".to_vec()
+        );
     }
 
     #[test]

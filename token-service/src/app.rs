@@ -13,13 +13,18 @@ pub struct AppState {
 
 impl AppState {
     pub fn new(store: Store, admin_key: Option<String>) -> Self {
-        AppState { store, admin_key: admin_key.map(Arc::from) }
+        AppState {
+            store,
+            admin_key: admin_key.map(Arc::from),
+        }
     }
 }
 
 /// The listener the filter talks to: state poll, token check and the OAuth endpoints.
 pub fn gateway_router(state: AppState) -> Router {
-    crate::gateway::router().merge(crate::oauth::router()).with_state(state)
+    crate::gateway::router()
+        .merge(crate::oauth::router())
+        .with_state(state)
 }
 
 pub fn admin_router(state: AppState) -> Router {

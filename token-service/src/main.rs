@@ -12,7 +12,9 @@ const FEED_RETENTION_S: i64 = 3600;
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
         .init();
     match run(Config::parse()).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -35,14 +37,21 @@ async fn run(config: Config) -> Result<(), String> {
     let admin = tokio::net::TcpListener::bind(config.admin_listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", config.admin_listen))?;
-    tracing::info!("gateway API (for Envoy) listening on http://{}", config.gateway_listen);
+    tracing::info!(
+        "gateway API (for Envoy) listening on http://{}",
+        config.gateway_listen
+    );
     tracing::info!("admin API listening on http://{}", config.admin_listen);
     if config.admin_key.is_none() && !config.admin_listen.ip().is_loopback() {
         tracing::warn!("the admin API listens beyond loopback without --admin-key");
     }
 
-    tokio::spawn(purge_periodically(store, Duration::from_secs(config.purge_interval_s.max(1))));
-    let gateway_server = axum::serve(gateway, gateway_router(state.clone())).with_graceful_shutdown(shutdown());
+    tokio::spawn(purge_periodically(
+        store,
+        Duration::from_secs(config.purge_interval_s.max(1)),
+    ));
+    let gateway_server =
+        axum::serve(gateway, gateway_router(state.clone())).with_graceful_shutdown(shutdown());
     let admin_server = axum::serve(admin, admin_router(state)).with_graceful_shutdown(shutdown());
     let (g, a) = tokio::join!(gateway_server, admin_server);
     g.and(a).map_err(|e| format!("server error: {e}"))?;
@@ -55,7 +64,10 @@ async fn purge_periodically(store: Store, every: Duration) {
     let mut ticker = tokio::time::interval(every);
     loop {
         ticker.tick().await;
-        match store.write(|repo| repo.purge_expired(now(), FEED_RETENTION_S)).await {
+        match store
+            .write(|repo| repo.purge_expired(now(), FEED_RETENTION_S))
+            .await
+        {
             Ok(0) => {}
             Ok(n) => tracing::info!(rows = n, "purged expired codes and tokens"),
             Err(e) => tracing::warn!(error = %e, "purge failed"),
@@ -69,7 +81,8 @@ async fn shutdown() {
     };
     #[cfg(unix)]
     let terminate = async {
-        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
             s.recv().await;
         }
     };

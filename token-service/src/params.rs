@@ -73,8 +73,14 @@ pub fn parse_form(body: &[u8], nesting: Nesting) -> Params {
     for pair in body.split(|b| *b == b'&').filter(|p| !p.is_empty()) {
         let has_value = pair.contains(&b'=');
         let mut decoded = form_urlencoded::parse(pair);
-        let Some((key, value)) = decoded.next() else { continue };
-        let value = if has_value { Value::String(value.into_owned()) } else { Value::Bool(true) };
+        let Some((key, value)) = decoded.next() else {
+            continue;
+        };
+        let value = if has_value {
+            Value::String(value.into_owned())
+        } else {
+            Value::Bool(true)
+        };
         insert_param(&mut params, &key, value, nesting);
     }
     params
@@ -85,8 +91,8 @@ async fn parse_multipart(
     body: bytes_like::Bytes,
     nesting: Nesting,
 ) -> Result<Params, ParamsError> {
-    let boundary =
-        multer::parse_boundary(content_type).map_err(|e| ParamsError::InvalidMultipart(e.to_string()))?;
+    let boundary = multer::parse_boundary(content_type)
+        .map_err(|e| ParamsError::InvalidMultipart(e.to_string()))?;
     let stream = futures_util::stream::once(async move { Ok::<_, std::io::Error>(body) });
     let mut multipart = multer::Multipart::new(stream, boundary);
     let mut params = Params::new();
@@ -96,8 +102,13 @@ async fn parse_multipart(
             Ok(None) => break,
             Err(e) => return Err(ParamsError::InvalidMultipart(e.to_string())),
         };
-        let Some(name) = field.name().map(str::to_owned) else { continue };
-        let text = field.text().await.map_err(|e| ParamsError::InvalidMultipart(e.to_string()))?;
+        let Some(name) = field.name().map(str::to_owned) else {
+            continue;
+        };
+        let text = field
+            .text()
+            .await
+            .map_err(|e| ParamsError::InvalidMultipart(e.to_string()))?;
         insert_param(&mut params, &name, Value::String(text), nesting);
     }
     Ok(params)
@@ -114,7 +125,9 @@ fn insert_param(params: &mut Params, key: &str, value: Value, nesting: Nesting) 
         let mut parts: Vec<&str> = key.split('.').collect();
         let last = parts.pop().unwrap_or(key);
         for part in parts {
-            let entry = target.entry(part.to_string()).or_insert_with(|| Value::Object(Map::new()));
+            let entry = target
+                .entry(part.to_string())
+                .or_insert_with(|| Value::Object(Map::new()));
             if !entry.is_object() {
                 *entry = Value::Object(Map::new());
             }
@@ -152,12 +165,18 @@ mod tests {
     #[test]
     fn form_values_are_strings_and_repeats_become_arrays() {
         let p = parse_form(b"a=1&b=x%20y&b=z&c[]=only&flag", Nesting::Flat);
-        assert_eq!(Value::Object(p), json!({"a": "1", "b": ["x y", "z"], "c": ["only"], "flag": true}));
+        assert_eq!(
+            Value::Object(p),
+            json!({"a": "1", "b": ["x y", "z"], "c": ["only"], "flag": true})
+        );
     }
 
     #[test]
     fn dotted_keys_nest_for_the_admin_api() {
-        let p = parse_form(b"name=oauth2&config.scopes=a&config.scopes=b&config.mandatory_scope=true", Nesting::Dotted);
+        let p = parse_form(
+            b"name=oauth2&config.scopes=a&config.scopes=b&config.mandatory_scope=true",
+            Nesting::Dotted,
+        );
         assert_eq!(
             Value::Object(p),
             json!({"name": "oauth2", "config": {"scopes": ["a", "b"], "mandatory_scope": "true"}})
@@ -180,13 +199,21 @@ mod tests {
     fn json_must_be_an_object() {
         assert_eq!(parse_json(b"[1]"), Err(ParamsError::NotAnObject));
         assert!(matches!(parse_json(b"{"), Err(ParamsError::InvalidJson(_))));
-        assert_eq!(Value::Object(parse_json(br#"{"a":1}"#).unwrap_or_default()), json!({"a": 1}));
+        assert_eq!(
+            Value::Object(parse_json(br#"{"a":1}"#).unwrap_or_default()),
+            json!({"a": 1})
+        );
     }
 
     #[tokio::test]
     async fn multipart_fields_are_read() {
         let body = "--XX\r\nContent-Disposition: form-data; name=\"foo\"\r\n\r\nbar\r\n--XX--\r\n";
-        let p = parse_body(Some("multipart/form-data; boundary=XX"), body.into(), Nesting::Flat).await;
+        let p = parse_body(
+            Some("multipart/form-data; boundary=XX"),
+            body.into(),
+            Nesting::Flat,
+        )
+        .await;
         assert_eq!(p.map(Value::Object), Ok(json!({"foo": "bar"})));
     }
 

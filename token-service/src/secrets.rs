@@ -57,7 +57,11 @@ pub fn hash_client_secret(secret: &str, generated: bool) -> String {
 /// Kong's PHC string: `$pbkdf2-sha512$i=10000,l=32$<salt>$<hash>` (base64, no padding).
 pub fn pbkdf2_phc(secret: &str, salt: &[u8]) -> String {
     let hash = pbkdf2_sha512(secret, salt);
-    format!("{PBKDF2_PREFIX}{}${}", STANDARD_NO_PAD.encode(salt), STANDARD_NO_PAD.encode(hash))
+    format!(
+        "{PBKDF2_PREFIX}{}${}",
+        STANDARD_NO_PAD.encode(salt),
+        STANDARD_NO_PAD.encode(hash)
+    )
 }
 
 fn pbkdf2_sha512(secret: &str, salt: &[u8]) -> [u8; 32] {
@@ -75,8 +79,11 @@ pub fn verify_client_secret(presented: &str, stored: &str, hashed: bool) -> bool
         return constant_time_eq(token_digest(presented).as_bytes(), digest.as_bytes());
     }
     if let Some(rest) = stored.strip_prefix(PBKDF2_PREFIX) {
-        let Some((salt, hash)) = rest.split_once('$') else { return false };
-        let (Ok(salt), Ok(hash)) = (STANDARD_NO_PAD.decode(salt), STANDARD_NO_PAD.decode(hash)) else {
+        let Some((salt, hash)) = rest.split_once('$') else {
+            return false;
+        };
+        let (Ok(salt), Ok(hash)) = (STANDARD_NO_PAD.decode(salt), STANDARD_NO_PAD.decode(hash))
+        else {
             return false;
         };
         return constant_time_eq(&pbkdf2_sha512(presented, &salt), &hash);
@@ -124,7 +131,10 @@ mod tests {
 
     #[test]
     fn salts_are_random() {
-        assert_ne!(hash_client_secret("x", false), hash_client_secret("x", false));
+        assert_ne!(
+            hash_client_secret("x", false),
+            hash_client_secret("x", false)
+        );
     }
 
     #[test]

@@ -16,7 +16,10 @@ use serde_json::{json, Value};
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/consumers", get(list).post(create))
-        .route("/consumers/{consumer}", get(show).patch(update).put(upsert).delete(remove))
+        .route(
+            "/consumers/{consumer}",
+            get(show).patch(update).put(upsert).delete(remove),
+        )
 }
 
 pub fn to_json(c: &Consumer) -> Value {
@@ -37,31 +40,57 @@ fn apply(consumer: &mut Consumer, body: &Params) -> AdminResult<()> {
     }
     let blank = |v: &Option<String>| v.as_deref().is_none_or(str::is_empty);
     if blank(&consumer.username) && blank(&consumer.custom_id) {
-        f.error("@entity", json!(["at least one of these fields must be non-empty: 'custom_id', 'username'"]));
+        f.error(
+            "@entity",
+            json!(["at least one of these fields must be non-empty: 'custom_id', 'username'"]),
+        );
     }
     f.finish()
 }
 
 pub async fn find(state: &AppState, key: String) -> AdminResult<Consumer> {
-    state.store.read(move |repo| repo.consumer(&key)).await?.ok_or(AdminError::NotFound)
+    state
+        .store
+        .read(move |repo| repo.consumer(&key))
+        .await?
+        .ok_or(AdminError::NotFound)
 }
 
 fn blank_consumer() -> Consumer {
-    Consumer { id: new_id(), created_at: now(), username: None, custom_id: None, tags: None }
+    Consumer {
+        id: new_id(),
+        created_at: now(),
+        username: None,
+        custom_id: None,
+        tags: None,
+    }
 }
 
-async fn create(State(state): State<AppState>, headers: HeaderMap, body: Body) -> AdminResult<(StatusCode, Json<Value>)> {
+async fn create(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> AdminResult<(StatusCode, Json<Value>)> {
     let body = read_body(&headers, body).await?;
     let mut consumer = blank_consumer();
     apply(&mut consumer, &body)?;
     let stored = consumer.clone();
-    state.store.write(move |repo| repo.insert_consumer(&stored)).await?;
+    state
+        .store
+        .write(move |repo| repo.insert_consumer(&stored))
+        .await?;
     Ok((StatusCode::CREATED, Json(to_json(&consumer))))
 }
 
-async fn list(State(state): State<AppState>, Query(q): Query<ListQuery>) -> AdminResult<Json<Value>> {
+async fn list(
+    State(state): State<AppState>,
+    Query(q): Query<ListQuery>,
+) -> AdminResult<Json<Value>> {
     let (offset, size) = q.window()?;
-    let page = state.store.read(move |repo| repo.list_consumers(offset, size)).await?;
+    let page = state
+        .store
+        .read(move |repo| repo.list_consumers(offset, size))
+        .await?;
     Ok(page_json("/consumers", page, size, to_json))
 }
 
@@ -69,23 +98,38 @@ async fn show(State(state): State<AppState>, Path(key): Path<String>) -> AdminRe
     Ok(Json(to_json(&find(&state, key).await?)))
 }
 
-async fn update(State(state): State<AppState>, Path(key): Path<String>, headers: HeaderMap, body: Body) -> AdminResult<Json<Value>> {
+async fn update(
+    State(state): State<AppState>,
+    Path(key): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> AdminResult<Json<Value>> {
     let body = read_body(&headers, body).await?;
     let mut consumer = find(&state, key).await?;
     apply(&mut consumer, &body)?;
     let stored = consumer.clone();
-    state.store.write(move |repo| repo.update_consumer(&stored)).await?;
+    state
+        .store
+        .write(move |repo| repo.update_consumer(&stored))
+        .await?;
     Ok(Json(to_json(&consumer)))
 }
 
 /// PUT creates or replaces; a key that is not a UUID names the consumer's username.
-async fn upsert(State(state): State<AppState>, Path(key): Path<String>, headers: HeaderMap, body: Body) -> AdminResult<Json<Value>> {
+async fn upsert(
+    State(state): State<AppState>,
+    Path(key): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> AdminResult<Json<Value>> {
     let mut body = read_body(&headers, body).await?;
-    let existing = state.store.read({
-        let key = key.clone();
-        move |repo| repo.consumer(&key)
-    })
-    .await?;
+    let existing = state
+        .store
+        .read({
+            let key = key.clone();
+            move |repo| repo.consumer(&key)
+        })
+        .await?;
     let mut consumer = blank_consumer();
     match &existing {
         Some(found) => {
@@ -102,7 +146,13 @@ async fn upsert(State(state): State<AppState>, Path(key): Path<String>, headers:
     let exists = existing.is_some();
     state
         .store
-        .write(move |repo| if exists { repo.update_consumer(&stored) } else { repo.insert_consumer(&stored) })
+        .write(move |repo| {
+            if exists {
+                repo.update_consumer(&stored)
+            } else {
+                repo.insert_consumer(&stored)
+            }
+        })
         .await?;
     Ok(Json(to_json(&consumer)))
 }
@@ -117,4 +167,3 @@ async fn remove(State(state): State<AppState>, Path(key): Path<String>) -> Admin
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }
-

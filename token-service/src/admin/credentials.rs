@@ -17,13 +17,22 @@ use serde_json::{json, Value};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
-        .route("/consumers/{consumer}/oauth2", get(list_for_consumer).post(create_for_consumer))
+        .route(
+            "/consumers/{consumer}/oauth2",
+            get(list_for_consumer).post(create_for_consumer),
+        )
         .route(
             "/consumers/{consumer}/oauth2/{credential}",
-            get(show_for_consumer).patch(update_for_consumer).put(upsert_for_consumer).delete(remove_for_consumer),
+            get(show_for_consumer)
+                .patch(update_for_consumer)
+                .put(upsert_for_consumer)
+                .delete(remove_for_consumer),
         )
         .route("/oauth2", get(list_all).post(create))
-        .route("/oauth2/{credential}", get(show).patch(update).put(upsert).delete(remove))
+        .route(
+            "/oauth2/{credential}",
+            get(show).patch(update).put(upsert).delete(remove),
+        )
 }
 
 /// `plain_secret` replaces the stored (possibly hashed) secret in the answer that created it.
@@ -51,9 +60,15 @@ fn apply(c: &mut Credential, body: &Params, creating: bool) -> AdminResult<Optio
     if let Some(v) = f.string(body, "client_id") {
         c.client_id = v.unwrap_or_default();
     }
-    let uris = f.string_list(body, "redirect_uris", false).or_else(|| f.string_list(body, "redirect_uri", false));
+    let uris = f
+        .string_list(body, "redirect_uris", false)
+        .or_else(|| f.string_list(body, "redirect_uri", false));
     if let Some(uris) = uris {
-        let problems: Vec<Value> = uris.iter().flatten().map(|u| registration_error(u).map_or(Value::Null, Value::String)).collect();
+        let problems: Vec<Value> = uris
+            .iter()
+            .flatten()
+            .map(|u| registration_error(u).map_or(Value::Null, Value::String))
+            .collect();
         if problems.iter().any(|p| !p.is_null()) {
             f.error("redirect_uris", problems);
         }
@@ -69,10 +84,15 @@ fn apply(c: &mut Credential, body: &Params, creating: bool) -> AdminResult<Optio
             Some(_) => f.error("client_type", "expected one of: confidential, public"),
         }
     }
-    let secret = f.string(body, "client_secret").map(Option::unwrap_or_default);
+    let secret = f
+        .string(body, "client_secret")
+        .map(Option::unwrap_or_default);
     let hash = f.boolean(body, "hash_secret");
     if !creating && secret.is_some() != hash.is_some() {
-        f.error("@entity", json!(["all or none of these fields must be set: 'hash_secret', 'client_secret'"]));
+        f.error(
+            "@entity",
+            json!(["all or none of these fields must be set: 'hash_secret', 'client_secret'"]),
+        );
     }
     if c.name.is_empty() {
         f.error("name", "required field missing");
@@ -93,7 +113,11 @@ fn apply(c: &mut Credential, body: &Params, creating: bool) -> AdminResult<Optio
         None => (None, false),
     };
     if let Some(plain) = &plain {
-        c.client_secret = if c.hash_secret { hash_client_secret(plain, generated) } else { plain.clone() };
+        c.client_secret = if c.hash_secret {
+            hash_client_secret(plain, generated)
+        } else {
+            plain.clone()
+        };
     }
     Ok(plain)
 }
@@ -113,20 +137,41 @@ fn blank(consumer_id: String) -> Credential {
     }
 }
 
-async fn find(state: &AppState, key: String, consumer_id: Option<String>) -> AdminResult<Credential> {
+async fn find(
+    state: &AppState,
+    key: String,
+    consumer_id: Option<String>,
+) -> AdminResult<Credential> {
     let found = state.store.read(move |repo| repo.credential(&key)).await?;
-    found.filter(|c| consumer_id.as_ref().is_none_or(|id| *id == c.consumer_id)).ok_or(AdminError::NotFound)
+    found
+        .filter(|c| consumer_id.as_ref().is_none_or(|id| *id == c.consumer_id))
+        .ok_or(AdminError::NotFound)
 }
 
-async fn insert(state: &AppState, consumer_id: String, body: Params) -> AdminResult<(StatusCode, Json<Value>)> {
+async fn insert(
+    state: &AppState,
+    consumer_id: String,
+    body: Params,
+) -> AdminResult<(StatusCode, Json<Value>)> {
     let mut credential = blank(consumer_id);
     let plain = apply(&mut credential, &body, true)?;
     let stored = credential.clone();
-    state.store.write(move |repo| repo.insert_credential(&stored)).await?;
-    Ok((StatusCode::CREATED, Json(to_json(&credential, plain.as_deref()))))
+    state
+        .store
+        .write(move |repo| repo.insert_credential(&stored))
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(to_json(&credential, plain.as_deref())),
+    ))
 }
 
-async fn create_for_consumer(State(state): State<AppState>, Path(consumer): Path<String>, headers: HeaderMap, body: Body) -> AdminResult<(StatusCode, Json<Value>)> {
+async fn create_for_consumer(
+    State(state): State<AppState>,
+    Path(consumer): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> AdminResult<(StatusCode, Json<Value>)> {
     let body = read_body(&headers, body).await?;
     let consumer = consumers::find(&state, consumer).await?;
     insert(&state, consumer.id, body).await
@@ -138,7 +183,10 @@ async fn consumer_from_body(state: &AppState, body: &Params) -> AdminResult<Stri
     let reference = f.reference(body, "consumer").flatten();
     f.finish()?;
     let Some(key) = reference else {
-        return Err(AdminError::Schema(fields([("consumer", json!("required field missing"))])));
+        return Err(AdminError::Schema(fields([(
+            "consumer",
+            json!("required field missing"),
+        )])));
     };
     let consumer = consumers::find(state, key).await.map_err(|_| {
         AdminError::Schema(fields([("consumer", json!("the consumer does not exist"))]))
@@ -146,61 +194,109 @@ async fn consumer_from_body(state: &AppState, body: &Params) -> AdminResult<Stri
     Ok(consumer.id)
 }
 
-async fn create(State(state): State<AppState>, headers: HeaderMap, body: Body) -> AdminResult<(StatusCode, Json<Value>)> {
+async fn create(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> AdminResult<(StatusCode, Json<Value>)> {
     let body = read_body(&headers, body).await?;
     let consumer_id = consumer_from_body(&state, &body).await?;
     insert(&state, consumer_id, body).await
 }
 
-async fn list_for_consumer(State(state): State<AppState>, Path(consumer): Path<String>, Query(q): Query<ListQuery>) -> AdminResult<Json<Value>> {
+async fn list_for_consumer(
+    State(state): State<AppState>,
+    Path(consumer): Path<String>,
+    Query(q): Query<ListQuery>,
+) -> AdminResult<Json<Value>> {
     let (offset, size) = q.window()?;
     let consumer = consumers::find(&state, consumer).await?;
     let path = format!("/consumers/{}/oauth2", consumer.id);
-    let page = state.store.read(move |repo| repo.list_credentials(Some(&consumer.id), offset, size)).await?;
+    let page = state
+        .store
+        .read(move |repo| repo.list_credentials(Some(&consumer.id), offset, size))
+        .await?;
     Ok(page_json(&path, page, size, |c| to_json(c, None)))
 }
 
-async fn list_all(State(state): State<AppState>, Query(q): Query<ListQuery>) -> AdminResult<Json<Value>> {
+async fn list_all(
+    State(state): State<AppState>,
+    Query(q): Query<ListQuery>,
+) -> AdminResult<Json<Value>> {
     let (offset, size) = q.window()?;
-    let page = state.store.read(move |repo| repo.list_credentials(None, offset, size)).await?;
+    let page = state
+        .store
+        .read(move |repo| repo.list_credentials(None, offset, size))
+        .await?;
     Ok(page_json("/oauth2", page, size, |c| to_json(c, None)))
 }
 
-async fn show_for_consumer(State(state): State<AppState>, Path((consumer, key)): Path<(String, String)>) -> AdminResult<Json<Value>> {
+async fn show_for_consumer(
+    State(state): State<AppState>,
+    Path((consumer, key)): Path<(String, String)>,
+) -> AdminResult<Json<Value>> {
     let consumer = consumers::find(&state, consumer).await?;
-    Ok(Json(to_json(&find(&state, key, Some(consumer.id)).await?, None)))
+    Ok(Json(to_json(
+        &find(&state, key, Some(consumer.id)).await?,
+        None,
+    )))
 }
 
 async fn show(State(state): State<AppState>, Path(key): Path<String>) -> AdminResult<Json<Value>> {
     Ok(Json(to_json(&find(&state, key, None).await?, None)))
 }
 
-async fn patch(state: &AppState, key: String, consumer_id: Option<String>, body: Params) -> AdminResult<Json<Value>> {
+async fn patch(
+    state: &AppState,
+    key: String,
+    consumer_id: Option<String>,
+    body: Params,
+) -> AdminResult<Json<Value>> {
     let mut credential = find(state, key, consumer_id).await?;
     let plain = apply(&mut credential, &body, false)?;
     let stored = credential.clone();
-    state.store.write(move |repo| repo.update_credential(&stored)).await?;
+    state
+        .store
+        .write(move |repo| repo.update_credential(&stored))
+        .await?;
     Ok(Json(to_json(&credential, plain.as_deref())))
 }
 
-async fn update_for_consumer(State(state): State<AppState>, Path((consumer, key)): Path<(String, String)>, headers: HeaderMap, body: Body) -> AdminResult<Json<Value>> {
+async fn update_for_consumer(
+    State(state): State<AppState>,
+    Path((consumer, key)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Body,
+) -> AdminResult<Json<Value>> {
     let body = read_body(&headers, body).await?;
     let consumer = consumers::find(&state, consumer).await?;
     patch(&state, key, Some(consumer.id), body).await
 }
 
-async fn update(State(state): State<AppState>, Path(key): Path<String>, headers: HeaderMap, body: Body) -> AdminResult<Json<Value>> {
+async fn update(
+    State(state): State<AppState>,
+    Path(key): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> AdminResult<Json<Value>> {
     let body = read_body(&headers, body).await?;
     patch(&state, key, None, body).await
 }
 
 /// PUT replaces or creates; a key that is not a UUID becomes the `client_id`.
-async fn put(state: &AppState, key: String, consumer_id: String, mut body: Params) -> AdminResult<Json<Value>> {
-    let existing = state.store.read({
-        let key = key.clone();
-        move |repo| repo.credential(&key)
-    })
-    .await?;
+async fn put(
+    state: &AppState,
+    key: String,
+    consumer_id: String,
+    mut body: Params,
+) -> AdminResult<Json<Value>> {
+    let existing = state
+        .store
+        .read({
+            let key = key.clone();
+            move |repo| repo.credential(&key)
+        })
+        .await?;
     let mut credential = blank(consumer_id);
     match &existing {
         Some(found) => {
@@ -218,32 +314,57 @@ async fn put(state: &AppState, key: String, consumer_id: String, mut body: Param
     let exists = existing.is_some();
     state
         .store
-        .write(move |repo| if exists { repo.update_credential(&stored) } else { repo.insert_credential(&stored) })
+        .write(move |repo| {
+            if exists {
+                repo.update_credential(&stored)
+            } else {
+                repo.insert_credential(&stored)
+            }
+        })
         .await?;
     Ok(Json(to_json(&credential, plain.as_deref())))
 }
 
-async fn upsert_for_consumer(State(state): State<AppState>, Path((consumer, key)): Path<(String, String)>, headers: HeaderMap, body: Body) -> AdminResult<Json<Value>> {
+async fn upsert_for_consumer(
+    State(state): State<AppState>,
+    Path((consumer, key)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Body,
+) -> AdminResult<Json<Value>> {
     let body = read_body(&headers, body).await?;
     let consumer = consumers::find(&state, consumer).await?;
     put(&state, key, consumer.id, body).await
 }
 
-async fn upsert(State(state): State<AppState>, Path(key): Path<String>, headers: HeaderMap, body: Body) -> AdminResult<Json<Value>> {
+async fn upsert(
+    State(state): State<AppState>,
+    Path(key): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> AdminResult<Json<Value>> {
     let body = read_body(&headers, body).await?;
     let consumer_id = consumer_from_body(&state, &body).await?;
     put(&state, key, consumer_id, body).await
 }
 
-async fn remove_for_consumer(State(state): State<AppState>, Path((consumer, key)): Path<(String, String)>) -> AdminResult<StatusCode> {
+async fn remove_for_consumer(
+    State(state): State<AppState>,
+    Path((consumer, key)): Path<(String, String)>,
+) -> AdminResult<StatusCode> {
     let consumer = consumers::find(&state, consumer).await?;
     let credential = find(&state, key, Some(consumer.id)).await?;
-    state.store.write(move |repo| repo.delete_credential(&credential.id).map(drop)).await?;
+    state
+        .store
+        .write(move |repo| repo.delete_credential(&credential.id).map(drop))
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 async fn remove(State(state): State<AppState>, Path(key): Path<String>) -> AdminResult<StatusCode> {
     let credential = find(&state, key, None).await?;
-    state.store.write(move |repo| repo.delete_credential(&credential.id).map(drop)).await?;
+    state
+        .store
+        .write(move |repo| repo.delete_credential(&credential.id).map(drop))
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -28,9 +28,10 @@ impl From<StoreError> for AdminError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::Conflict(field) => AdminError::Conflict(field),
-            StoreError::MissingReference => {
-                AdminError::Schema(fields([("@entity", json!("a referenced entity does not exist"))]))
-            }
+            StoreError::MissingReference => AdminError::Schema(fields([(
+                "@entity",
+                json!("a referenced entity does not exist"),
+            )])),
             other => AdminError::Store(other),
         }
     }
@@ -46,7 +47,10 @@ fn summary(fields: &Map<String, Value>) -> String {
         .iter()
         .map(|(k, v)| match v {
             Value::String(s) => format!("{k}: {s}"),
-            Value::Object(inner) => summary(inner).replace("schema violation (", &format!("{k}.")).trim_end_matches(')').to_string(),
+            Value::Object(inner) => summary(inner)
+                .replace("schema violation (", &format!("{k}."))
+                .trim_end_matches(')')
+                .to_string(),
             other => format!("{k}: {other}"),
         })
         .collect();
@@ -70,14 +74,24 @@ impl IntoResponse for AdminError {
                     "fields": {field: "already exists"},
                 }),
             ),
-            AdminError::Body(ParamsError::TooLarge) => {
-                (StatusCode::PAYLOAD_TOO_LARGE, json!({"message": ParamsError::TooLarge.to_string()}))
-            }
-            AdminError::Body(e) => (StatusCode::BAD_REQUEST, json!({"name": "bad request", "message": e.to_string()})),
-            AdminError::Unauthorized => (StatusCode::UNAUTHORIZED, json!({"message": "Invalid admin key"})),
+            AdminError::Body(ParamsError::TooLarge) => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                json!({"message": ParamsError::TooLarge.to_string()}),
+            ),
+            AdminError::Body(e) => (
+                StatusCode::BAD_REQUEST,
+                json!({"name": "bad request", "message": e.to_string()}),
+            ),
+            AdminError::Unauthorized => (
+                StatusCode::UNAUTHORIZED,
+                json!({"message": "Invalid admin key"}),
+            ),
             AdminError::Store(e) => {
                 tracing::error!(error = %e, "admin request failed on storage");
-                (StatusCode::INTERNAL_SERVER_ERROR, json!({"message": "An unexpected error occurred"}))
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    json!({"message": "An unexpected error occurred"}),
+                )
             }
         };
         (status, Json(body)).into_response()

@@ -50,7 +50,9 @@ impl Fields {
     pub fn integer(&mut self, body: &Map<String, Value>, field: &str) -> Option<i64> {
         let value = body.get(field)?;
         let parsed = match value {
-            Value::Number(n) => n.as_i64().or_else(|| n.as_f64().filter(|f| f.fract() == 0.0).map(|f| f as i64)),
+            Value::Number(n) => n
+                .as_i64()
+                .or_else(|| n.as_f64().filter(|f| f.fract() == 0.0).map(|f| f as i64)),
             Value::String(s) => s.trim().parse::<i64>().ok(),
             _ => None,
         };
@@ -70,7 +72,11 @@ impl Fields {
     ) -> Option<Option<Vec<String>>> {
         let split = |s: &str| -> Vec<String> {
             if comma_separated {
-                s.split(',').map(str::trim).filter(|p| !p.is_empty()).map(str::to_owned).collect()
+                s.split(',')
+                    .map(str::trim)
+                    .filter(|p| !p.is_empty())
+                    .map(str::to_owned)
+                    .collect()
             } else {
                 vec![s.to_string()]
             }

@@ -31,7 +31,10 @@ pub fn router(state: AppState) -> Router {
         .merge(services::routes())
         .merge(plugins::routes())
         .merge(tokens::routes())
-        .layer(middleware::from_fn_with_state(state.clone(), require_admin_key))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            require_admin_key,
+        ))
         .with_state(state)
 }
 
@@ -43,16 +46,28 @@ async fn root() -> Json<Value> {
 }
 
 async fn status(State(state): State<AppState>) -> Response {
-    match state.store.read(|repo| repo.list_services(0, 1).map(|_| ())).await {
+    match state
+        .store
+        .read(|repo| repo.list_services(0, 1).map(|_| ()))
+        .await
+    {
         Ok(()) => Json(json!({"database": {"reachable": true}})).into_response(),
         Err(e) => AdminError::from(e).into_response(),
     }
 }
 
 /// With `--admin-key`, every request must carry it in `x-admin-key` (compared in constant time).
-async fn require_admin_key(State(state): State<AppState>, request: Request, next: Next) -> Response {
+async fn require_admin_key(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
     if let Some(expected) = state.admin_key.as_deref() {
-        let presented = request.headers().get("x-admin-key").map(|v| v.as_bytes()).unwrap_or_default();
+        let presented = request
+            .headers()
+            .get("x-admin-key")
+            .map(|v| v.as_bytes())
+            .unwrap_or_default();
         if !crate::secrets::constant_time_eq(presented, expected.as_bytes()) {
             return AdminError::Unauthorized.into_response();
         }
@@ -62,7 +77,9 @@ async fn require_admin_key(State(state): State<AppState>, request: Request, next
 
 /// Reads and parses an admin request body (dotted form keys nest: `config.scopes=a`).
 pub(crate) async fn read_body(headers: &HeaderMap, body: Body) -> AdminResult<Params> {
-    let bytes = axum::body::to_bytes(body, MAX_BODY_BYTES).await.map_err(|_| ParamsError::TooLarge)?;
+    let bytes = axum::body::to_bytes(body, MAX_BODY_BYTES)
+        .await
+        .map_err(|_| ParamsError::TooLarge)?;
     let content_type = headers.get("content-type").and_then(|v| v.to_str().ok());
     Ok(params::parse_body(content_type, bytes, Nesting::Dotted).await?)
 }
@@ -80,24 +97,34 @@ impl ListQuery {
             None => 100,
             Some(s) => match s.parse::<i64>() {
                 Ok(n) if (1..=1000).contains(&n) => n,
-                _ => return Err(AdminError::Schema(error::fields([("size", json!("must be an integer between 1 and 1000"))]))),
+                _ => {
+                    return Err(AdminError::Schema(error::fields([(
+                        "size",
+                        json!("must be an integer between 1 and 1000"),
+                    )])))
+                }
             },
         };
         let offset = match &self.offset {
             None => 0,
-            Some(o) => o
-                .parse::<i64>()
-                .ok()
-                .filter(|n| *n >= 0)
-                .ok_or_else(|| AdminError::Schema(error::fields([("offset", json!("invalid offset"))])))?,
+            Some(o) => o.parse::<i64>().ok().filter(|n| *n >= 0).ok_or_else(|| {
+                AdminError::Schema(error::fields([("offset", json!("invalid offset"))]))
+            })?,
         };
         Ok((offset, size))
     }
 }
 
 /// Kong's list shape: `{"data": [...], "next": url|null, "offset": ...}`.
-pub(crate) fn page_json<T>(path: &str, page: crate::store::Page<T>, size: i64, to_json: impl Fn(&T) -> Value) -> Json<Value> {
+pub(crate) fn page_json<T>(
+    path: &str,
+    page: crate::store::Page<T>,
+    size: i64,
+    to_json: impl Fn(&T) -> Value,
+) -> Json<Value> {
     let data: Vec<Value> = page.data.iter().map(to_json).collect();
-    let next = page.next_offset.map(|o| format!("{path}?offset={o}&size={size}"));
+    let next = page
+        .next_offset
+        .map(|o| format!("{path}?offset={o}&size={size}"));
     Json(json!({"data": data, "next": next, "offset": page.next_offset.map(|o| o.to_string())}))
 }

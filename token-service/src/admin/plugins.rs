@@ -16,13 +16,23 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{json, Map, Value};
 
-const GRANT_FLAGS: [&str; 4] =
-    ["enable_authorization_code", "enable_implicit_grant", "enable_client_credentials", "enable_password_grant"];
+const GRANT_FLAGS: [&str; 4] = [
+    "enable_authorization_code",
+    "enable_implicit_grant",
+    "enable_client_credentials",
+    "enable_password_grant",
+];
 
 pub fn routes() -> Router<AppState> {
     Router::new()
-        .route("/services/{service}/plugins", get(list_for_service).post(create_for_service))
-        .route("/apis/{service}/plugins", get(list_for_service).post(create_for_api))
+        .route(
+            "/services/{service}/plugins",
+            get(list_for_service).post(create_for_service),
+        )
+        .route(
+            "/apis/{service}/plugins",
+            get(list_for_service).post(create_for_api),
+        )
         .route("/plugins", get(list_all))
         .route("/plugins/{id}", get(show).patch(update).delete(remove))
 }
@@ -43,7 +53,10 @@ pub fn to_json(p: &Plugin) -> Value {
 }
 
 /// Applies the `config` object of a request over `config`, with Kong's field validation.
-fn apply_config(config: &mut OAuth2Config, input: &Map<String, Value>) -> Result<(), Map<String, Value>> {
+fn apply_config(
+    config: &mut OAuth2Config,
+    input: &Map<String, Value>,
+) -> Result<(), Map<String, Value>> {
     let mut f = Fields::default();
     if let Some(v) = f.string_list(input, "scopes", true) {
         config.scopes = v;
@@ -54,12 +67,21 @@ fn apply_config(config: &mut OAuth2Config, input: &Map<String, Value>) -> Result
     }
     let flags: [(&str, &mut bool); 9] = [
         ("mandatory_scope", &mut config.mandatory_scope),
-        ("enable_authorization_code", &mut config.enable_authorization_code),
+        (
+            "enable_authorization_code",
+            &mut config.enable_authorization_code,
+        ),
         ("enable_implicit_grant", &mut config.enable_implicit_grant),
-        ("enable_client_credentials", &mut config.enable_client_credentials),
+        (
+            "enable_client_credentials",
+            &mut config.enable_client_credentials,
+        ),
         ("enable_password_grant", &mut config.enable_password_grant),
         ("hide_credentials", &mut config.hide_credentials),
-        ("accept_http_if_already_terminated", &mut config.accept_http_if_already_terminated),
+        (
+            "accept_http_if_already_terminated",
+            &mut config.accept_http_if_already_terminated,
+        ),
         ("global_credentials", &mut config.global_credentials),
         ("reuse_refresh_token", &mut config.reuse_refresh_token),
     ];
@@ -75,7 +97,9 @@ fn apply_config(config: &mut OAuth2Config, input: &Map<String, Value>) -> Result
         config.anonymous = v.filter(|a| !a.is_empty());
     }
     if let Some(v) = f.string(input, "auth_header_name") {
-        config.auth_header_name = v.unwrap_or_else(|| "authorization".into()).to_ascii_lowercase();
+        config.auth_header_name = v
+            .unwrap_or_else(|| "authorization".into())
+            .to_ascii_lowercase();
     }
     if let Some(v) = f.string(input, "realm") {
         config.realm = v;
@@ -103,7 +127,10 @@ fn apply_config(config: &mut OAuth2Config, input: &Map<String, Value>) -> Result
 
 fn check_config(config: &OAuth2Config, f: &mut Fields) {
     if !(0..=100_000_000).contains(&config.refresh_token_ttl) {
-        f.error("refresh_token_ttl", "value should be between 0 and 100000000");
+        f.error(
+            "refresh_token_ttl",
+            "value should be between 0 and 100000000",
+        );
     }
     if config.token_expiration < 0 {
         f.error("token_expiration", "value should be 0 or more");
@@ -111,7 +138,12 @@ fn check_config(config: &OAuth2Config, f: &mut Fields) {
     if config.mandatory_scope && config.scopes.as_ref().is_none_or(Vec::is_empty) {
         f.error("scopes", "required field missing");
     }
-    if config.auth_header_name.is_empty() || !config.auth_header_name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+    if config.auth_header_name.is_empty()
+        || !config
+            .auth_header_name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
         f.error("auth_header_name", "expected a valid header name");
     }
     let grants = [
@@ -123,7 +155,10 @@ fn check_config(config: &OAuth2Config, f: &mut Fields) {
     if !grants.contains(&true) {
         f.error(
             "@config",
-            format!("at least one of these fields must be true: {}", GRANT_FLAGS.join(", ")),
+            format!(
+                "at least one of these fields must be true: {}",
+                GRANT_FLAGS.join(", ")
+            ),
         );
     }
 }
@@ -141,19 +176,35 @@ fn config_input(body: &Params) -> AdminResult<Map<String, Value>> {
     match body.get("config") {
         None | Some(Value::Null) => Ok(Map::new()),
         Some(Value::Object(config)) => Ok(config.clone()),
-        Some(_) => Err(AdminError::Schema(fields([("config", json!("expected a record"))]))),
+        Some(_) => Err(AdminError::Schema(fields([(
+            "config",
+            json!("expected a record"),
+        )]))),
     }
 }
 
 fn check_name(body: &Params) -> AdminResult<()> {
     match body.get("name").and_then(Value::as_str) {
         Some("oauth2") => Ok(()),
-        Some(other) => Err(AdminError::Schema(fields([("name", json!(format!("plugin '{other}' not enabled; only 'oauth2' is available")))]))),
-        None => Err(AdminError::Schema(fields([("name", json!("required field missing"))]))),
+        Some(other) => Err(AdminError::Schema(fields([(
+            "name",
+            json!(format!(
+                "plugin '{other}' not enabled; only 'oauth2' is available"
+            )),
+        )]))),
+        None => Err(AdminError::Schema(fields([(
+            "name",
+            json!("required field missing"),
+        )]))),
     }
 }
 
-async fn insert(state: &AppState, service_key: String, body: Params, seed_defaults: bool) -> AdminResult<(StatusCode, Json<Value>)> {
+async fn insert(
+    state: &AppState,
+    service_key: String,
+    body: Params,
+    seed_defaults: bool,
+) -> AdminResult<(StatusCode, Json<Value>)> {
     check_name(&body)?;
     let service = services::find(state, service_key).await?;
     let mut input = config_input(&body)?;
@@ -179,16 +230,29 @@ async fn insert(state: &AppState, service_key: String, body: Params, seed_defaul
         config,
     };
     let stored = plugin.clone();
-    state.store.write(move |repo| repo.insert_plugin(&stored)).await?;
+    state
+        .store
+        .write(move |repo| repo.insert_plugin(&stored))
+        .await?;
     Ok((StatusCode::CREATED, Json(to_json(&plugin))))
 }
 
-async fn create_for_service(State(state): State<AppState>, Path(service): Path<String>, headers: HeaderMap, body: Body) -> AdminResult<(StatusCode, Json<Value>)> {
+async fn create_for_service(
+    State(state): State<AppState>,
+    Path(service): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> AdminResult<(StatusCode, Json<Value>)> {
     let body = read_body(&headers, body).await?;
     insert(&state, service, body, false).await
 }
 
-async fn create_for_api(State(state): State<AppState>, Path(service): Path<String>, headers: HeaderMap, body: Body) -> AdminResult<(StatusCode, Json<Value>)> {
+async fn create_for_api(
+    State(state): State<AppState>,
+    Path(service): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> AdminResult<(StatusCode, Json<Value>)> {
     let mut body = read_body(&headers, body).await?;
     if let Some(value) = body.remove("value") {
         body.entry("config").or_insert(value);
@@ -196,29 +260,51 @@ async fn create_for_api(State(state): State<AppState>, Path(service): Path<Strin
     insert(&state, service, body, true).await
 }
 
-async fn list_for_service(State(state): State<AppState>, Path(service): Path<String>, Query(q): Query<ListQuery>) -> AdminResult<Json<Value>> {
+async fn list_for_service(
+    State(state): State<AppState>,
+    Path(service): Path<String>,
+    Query(q): Query<ListQuery>,
+) -> AdminResult<Json<Value>> {
     let (offset, size) = q.window()?;
     let service = services::find(&state, service).await?;
     let path = format!("/services/{}/plugins", service.id);
-    let page = state.store.read(move |repo| repo.list_plugins(Some(&service.id), offset, size)).await?;
+    let page = state
+        .store
+        .read(move |repo| repo.list_plugins(Some(&service.id), offset, size))
+        .await?;
     Ok(page_json(&path, page, size, to_json))
 }
 
-async fn list_all(State(state): State<AppState>, Query(q): Query<ListQuery>) -> AdminResult<Json<Value>> {
+async fn list_all(
+    State(state): State<AppState>,
+    Query(q): Query<ListQuery>,
+) -> AdminResult<Json<Value>> {
     let (offset, size) = q.window()?;
-    let page = state.store.read(move |repo| repo.list_plugins(None, offset, size)).await?;
+    let page = state
+        .store
+        .read(move |repo| repo.list_plugins(None, offset, size))
+        .await?;
     Ok(page_json("/plugins", page, size, to_json))
 }
 
 async fn find(state: &AppState, id: String) -> AdminResult<Plugin> {
-    state.store.read(move |repo| repo.plugin(&id)).await?.ok_or(AdminError::NotFound)
+    state
+        .store
+        .read(move |repo| repo.plugin(&id))
+        .await?
+        .ok_or(AdminError::NotFound)
 }
 
 async fn show(State(state): State<AppState>, Path(id): Path<String>) -> AdminResult<Json<Value>> {
     Ok(Json(to_json(&find(&state, id).await?)))
 }
 
-async fn update(State(state): State<AppState>, Path(id): Path<String>, headers: HeaderMap, body: Body) -> AdminResult<Json<Value>> {
+async fn update(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> AdminResult<Json<Value>> {
     let body = read_body(&headers, body).await?;
     let mut plugin = find(&state, id).await?;
     let input = config_input(&body)?;
@@ -233,12 +319,18 @@ async fn update(State(state): State<AppState>, Path(id): Path<String>, headers: 
     f.finish()?;
     plugin.updated_at = now();
     let stored = plugin.clone();
-    state.store.write(move |repo| repo.update_plugin(&stored)).await?;
+    state
+        .store
+        .write(move |repo| repo.update_plugin(&stored))
+        .await?;
     Ok(Json(to_json(&plugin)))
 }
 
 async fn remove(State(state): State<AppState>, Path(id): Path<String>) -> AdminResult<StatusCode> {
-    state.store.write(move |repo| repo.delete_plugin(&id).map(drop)).await?;
+    state
+        .store
+        .write(move |repo| repo.delete_plugin(&id).map(drop))
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -285,7 +377,10 @@ mod tests {
     fn form_strings_are_coerced_and_scopes_split() {
         let mut config = OAuth2Config::default();
         let input = json!({"enable_authorization_code": "true", "scopes": "a,b", "token_expiration": "60", "persistent_refresh_token": "true"});
-        assert_eq!(apply_config(&mut config, input.as_object().unwrap_or(&Map::new())), Ok(()));
+        assert_eq!(
+            apply_config(&mut config, input.as_object().unwrap_or(&Map::new())),
+            Ok(())
+        );
         assert_eq!(config.scopes, Some(vec!["a".to_string(), "b".to_string()]));
         assert_eq!(config.token_expiration, 60);
         assert!(config.reuse_refresh_token);

@@ -16,7 +16,10 @@ use serde_json::{json, Value};
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/services", get(list).post(create))
-        .route("/services/{service}", get(show).patch(update).put(upsert).delete(remove))
+        .route(
+            "/services/{service}",
+            get(show).patch(update).put(upsert).delete(remove),
+        )
 }
 
 pub fn to_json(s: &Service) -> Value {
@@ -37,8 +40,15 @@ fn apply(service: &mut Service, body: &Params) -> AdminResult<()> {
     match service.name.as_deref() {
         None | Some("") => f.error("name", "required field missing"),
         Some(name) if is_uuid(name) => f.error("name", "must not be a UUID"),
-        Some(name) if !name.chars().all(|c| c.is_ascii_alphanumeric() || "-._~".contains(c)) => {
-            f.error("name", "invalid value: only letters, digits, '-', '.', '_' and '~' are allowed")
+        Some(name)
+            if !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-._~".contains(c)) =>
+        {
+            f.error(
+                "name",
+                "invalid value: only letters, digits, '-', '.', '_' and '~' are allowed",
+            )
         }
         Some(_) => {}
     }
@@ -47,26 +57,50 @@ fn apply(service: &mut Service, body: &Params) -> AdminResult<()> {
 }
 
 pub async fn find(state: &AppState, key: String) -> AdminResult<Service> {
-    state.store.read(move |repo| repo.service(&key)).await?.ok_or(AdminError::NotFound)
+    state
+        .store
+        .read(move |repo| repo.service(&key))
+        .await?
+        .ok_or(AdminError::NotFound)
 }
 
 fn blank_service() -> Service {
     let t = now();
-    Service { id: new_id(), created_at: t, updated_at: t, name: None, url: None, tags: None }
+    Service {
+        id: new_id(),
+        created_at: t,
+        updated_at: t,
+        name: None,
+        url: None,
+        tags: None,
+    }
 }
 
-async fn create(State(state): State<AppState>, headers: HeaderMap, body: Body) -> AdminResult<(StatusCode, Json<Value>)> {
+async fn create(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> AdminResult<(StatusCode, Json<Value>)> {
     let body = read_body(&headers, body).await?;
     let mut service = blank_service();
     apply(&mut service, &body)?;
     let stored = service.clone();
-    state.store.write(move |repo| repo.insert_service(&stored)).await?;
+    state
+        .store
+        .write(move |repo| repo.insert_service(&stored))
+        .await?;
     Ok((StatusCode::CREATED, Json(to_json(&service))))
 }
 
-async fn list(State(state): State<AppState>, Query(q): Query<ListQuery>) -> AdminResult<Json<Value>> {
+async fn list(
+    State(state): State<AppState>,
+    Query(q): Query<ListQuery>,
+) -> AdminResult<Json<Value>> {
     let (offset, size) = q.window()?;
-    let page = state.store.read(move |repo| repo.list_services(offset, size)).await?;
+    let page = state
+        .store
+        .read(move |repo| repo.list_services(offset, size))
+        .await?;
     Ok(page_json("/services", page, size, to_json))
 }
 
@@ -74,22 +108,37 @@ async fn show(State(state): State<AppState>, Path(key): Path<String>) -> AdminRe
     Ok(Json(to_json(&find(&state, key).await?)))
 }
 
-async fn update(State(state): State<AppState>, Path(key): Path<String>, headers: HeaderMap, body: Body) -> AdminResult<Json<Value>> {
+async fn update(
+    State(state): State<AppState>,
+    Path(key): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> AdminResult<Json<Value>> {
     let body = read_body(&headers, body).await?;
     let mut service = find(&state, key).await?;
     apply(&mut service, &body)?;
     let stored = service.clone();
-    state.store.write(move |repo| repo.update_service(&stored)).await?;
+    state
+        .store
+        .write(move |repo| repo.update_service(&stored))
+        .await?;
     Ok(Json(to_json(&service)))
 }
 
-async fn upsert(State(state): State<AppState>, Path(key): Path<String>, headers: HeaderMap, body: Body) -> AdminResult<Json<Value>> {
+async fn upsert(
+    State(state): State<AppState>,
+    Path(key): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> AdminResult<Json<Value>> {
     let mut body = read_body(&headers, body).await?;
-    let existing = state.store.read({
-        let key = key.clone();
-        move |repo| repo.service(&key)
-    })
-    .await?;
+    let existing = state
+        .store
+        .read({
+            let key = key.clone();
+            move |repo| repo.service(&key)
+        })
+        .await?;
     let mut service = blank_service();
     match &existing {
         Some(found) => {
@@ -106,7 +155,13 @@ async fn upsert(State(state): State<AppState>, Path(key): Path<String>, headers:
     let exists = existing.is_some();
     state
         .store
-        .write(move |repo| if exists { repo.update_service(&stored) } else { repo.insert_service(&stored) })
+        .write(move |repo| {
+            if exists {
+                repo.update_service(&stored)
+            } else {
+                repo.insert_service(&stored)
+            }
+        })
         .await?;
     Ok(Json(to_json(&service)))
 }

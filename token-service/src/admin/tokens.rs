@@ -19,7 +19,10 @@ use serde_json::{json, Value};
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/oauth2_tokens", get(list).post(create))
-        .route("/oauth2_tokens/{token}", get(show).patch(update).put(upsert).delete(remove))
+        .route(
+            "/oauth2_tokens/{token}",
+            get(show).patch(update).put(upsert).delete(remove),
+        )
 }
 
 fn to_json(t: &Token, plain: Option<&Plain>) -> Value {
@@ -49,13 +52,17 @@ struct Plain {
 /// Tokens an operator supplies must be something a client can send in a header.
 fn token_text_error(token: &str) -> Option<&'static str> {
     let printable = token.bytes().all(|b| (0x21..=0x7e).contains(&b));
-    (!printable || token.is_empty() || token.len() > 512).then_some("must be 1 to 512 printable ASCII characters without spaces")
+    (!printable || token.is_empty() || token.len() > 512)
+        .then_some("must be 1 to 512 printable ASCII characters without spaces")
 }
 
 /// Applies body fields over `t`; returns plaintexts that were set here.
 fn apply(t: &mut Token, body: &Params, creating: bool) -> AdminResult<Plain> {
     let mut f = Fields::default();
-    let mut plain = Plain { access_token: None, refresh_token: None };
+    let mut plain = Plain {
+        access_token: None,
+        refresh_token: None,
+    };
     if let Some(credential) = f.reference(body, "credential") {
         t.credential_id = credential.unwrap_or_default();
     }
@@ -148,29 +155,52 @@ async fn check_references(state: &AppState, t: &Token) -> AdminResult<()> {
     if errors.is_empty() {
         Ok(())
     } else {
-        Err(AdminError::Schema(errors.into_iter().map(|(k, v)| (k.to_string(), v)).collect()))
+        Err(AdminError::Schema(
+            errors
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v))
+                .collect(),
+        ))
     }
 }
 
 async fn find(state: &AppState, key: String) -> AdminResult<Option<Token>> {
     let digest = token_digest(&key);
-    Ok(state.store.read(move |repo| repo.token(&key, &digest)).await?)
+    Ok(state
+        .store
+        .read(move |repo| repo.token(&key, &digest))
+        .await?)
 }
 
-async fn create(State(state): State<AppState>, headers: HeaderMap, body: Body) -> AdminResult<(StatusCode, Json<Value>)> {
+async fn create(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> AdminResult<(StatusCode, Json<Value>)> {
     let body = read_body(&headers, body).await?;
     let mut token = blank();
     let plain = apply(&mut token, &body, true)?;
     check_references(&state, &token).await?;
     let stored = token.clone();
-    state.store.write(move |repo| repo.insert_token_row(&stored)).await?;
+    state
+        .store
+        .write(move |repo| repo.insert_token_row(&stored))
+        .await?;
     Ok((StatusCode::CREATED, Json(to_json(&token, Some(&plain)))))
 }
 
-async fn list(State(state): State<AppState>, Query(q): Query<ListQuery>) -> AdminResult<Json<Value>> {
+async fn list(
+    State(state): State<AppState>,
+    Query(q): Query<ListQuery>,
+) -> AdminResult<Json<Value>> {
     let (offset, size) = q.window()?;
-    let page = state.store.read(move |repo| repo.list_tokens(offset, size)).await?;
-    Ok(page_json("/oauth2_tokens", page, size, |t| to_json(t, None)))
+    let page = state
+        .store
+        .read(move |repo| repo.list_tokens(offset, size))
+        .await?;
+    Ok(page_json("/oauth2_tokens", page, size, |t| {
+        to_json(t, None)
+    }))
 }
 
 async fn show(State(state): State<AppState>, Path(key): Path<String>) -> AdminResult<Json<Value>> {
@@ -178,19 +208,32 @@ async fn show(State(state): State<AppState>, Path(key): Path<String>) -> AdminRe
     Ok(Json(to_json(&token, None)))
 }
 
-async fn update(State(state): State<AppState>, Path(key): Path<String>, headers: HeaderMap, body: Body) -> AdminResult<Json<Value>> {
+async fn update(
+    State(state): State<AppState>,
+    Path(key): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> AdminResult<Json<Value>> {
     let body = read_body(&headers, body).await?;
     let mut token = find(&state, key).await?.ok_or(AdminError::NotFound)?;
     let plain = apply(&mut token, &body, false)?;
     check_references(&state, &token).await?;
     let stored = token.clone();
-    state.store.write(move |repo| repo.update_token(&stored)).await?;
+    state
+        .store
+        .write(move |repo| repo.update_token(&stored))
+        .await?;
     let shown = (plain.access_token.is_some() || plain.refresh_token.is_some()).then_some(&plain);
     Ok(Json(to_json(&token, shown)))
 }
 
 /// PUT creates or replaces; a key that is not a UUID is the access token itself.
-async fn upsert(State(state): State<AppState>, Path(key): Path<String>, headers: HeaderMap, body: Body) -> AdminResult<Json<Value>> {
+async fn upsert(
+    State(state): State<AppState>,
+    Path(key): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> AdminResult<Json<Value>> {
     let mut body = read_body(&headers, body).await?;
     let existing = find(&state, key.clone()).await?;
     let mut token = blank();
@@ -210,7 +253,13 @@ async fn upsert(State(state): State<AppState>, Path(key): Path<String>, headers:
     let stored = token.clone();
     state
         .store
-        .write(move |repo| if exists { repo.update_token(&stored) } else { repo.insert_token_row(&stored) })
+        .write(move |repo| {
+            if exists {
+                repo.update_token(&stored)
+            } else {
+                repo.insert_token_row(&stored)
+            }
+        })
         .await?;
     Ok(Json(to_json(&token, Some(&plain))))
 }
@@ -218,8 +267,10 @@ async fn upsert(State(state): State<AppState>, Path(key): Path<String>, headers:
 /// Idempotent, as in Kong: deleting an unknown token answers 204 too.
 async fn remove(State(state): State<AppState>, Path(key): Path<String>) -> AdminResult<StatusCode> {
     if let Some(token) = find(&state, key).await? {
-        state.store.write(move |repo| repo.delete_token(&token.id).map(drop)).await?;
+        state
+            .store
+            .write(move |repo| repo.delete_token(&token.id).map(drop))
+            .await?;
     }
     Ok(StatusCode::NO_CONTENT)
 }
-

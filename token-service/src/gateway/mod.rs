@@ -28,9 +28,16 @@ struct StateQuery {
     since: Option<i64>,
 }
 
-async fn state(State(app): State<AppState>, Path(service): Path<String>, Query(q): Query<StateQuery>) -> Response {
+async fn state(
+    State(app): State<AppState>,
+    Path(service): Path<String>,
+    Query(q): Query<StateQuery>,
+) -> Response {
     let since = q.since.unwrap_or(0);
-    let result = app.store.read(move |repo| service_state(repo, &service, since)).await;
+    let result = app
+        .store
+        .read(move |repo| service_state(repo, &service, since))
+        .await;
     match result {
         Ok(body) => Json(body).into_response(),
         Err(e) => storage_failure(e),
@@ -39,7 +46,10 @@ async fn state(State(app): State<AppState>, Path(service): Path<String>, Query(q
 
 fn service_state(repo: &Repo<'_>, key: &str, since: i64) -> StoreResult<Value> {
     let (seq, oldest, revoked) = repo.changes_since(since, MAX_FEED_ENTRIES + 1)?;
-    let reset = since <= 0 || since > seq || (oldest > 0 && since < oldest - 1) || revoked.len() as i64 > MAX_FEED_ENTRIES;
+    let reset = since <= 0
+        || since > seq
+        || (oldest > 0 && since < oldest - 1)
+        || revoked.len() as i64 > MAX_FEED_ENTRIES;
     let revoked = if reset { Vec::new() } else { revoked };
     let service = repo.service(key)?;
     let plugin = match &service {
@@ -68,7 +78,12 @@ fn plugin_settings(repo: &Repo<'_>, plugin: &Plugin) -> StoreResult<Value> {
     let (anonymous, anonymous_error) = match anonymous {
         None => (Value::Null, Value::Null),
         Some((_, Some(consumer))) => (consumer_json(&consumer), Value::Null),
-        Some((key, None)) => (Value::Null, json!(format!("anonymous consumer {key} is configured but doesn't exist"))),
+        Some((key, None)) => (
+            Value::Null,
+            json!(format!(
+                "anonymous consumer {key} is configured but doesn't exist"
+            )),
+        ),
     };
     Ok(json!({
         "id": plugin.id,
@@ -86,44 +101,75 @@ fn consumer_json(c: &Consumer) -> Value {
     json!({"id": c.id, "username": c.username, "custom_id": c.custom_id})
 }
 
-async fn check_token(State(app): State<AppState>, Path(service): Path<String>, headers: HeaderMap) -> Response {
-    let Some(token) = headers.get("x-access-token").and_then(|v| v.to_str().ok()).map(token_digest) else {
-        return (StatusCode::BAD_REQUEST, Json(json!({"message": "x-access-token header is required"}))).into_response();
+async fn check_token(
+    State(app): State<AppState>,
+    Path(service): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let Some(token) = headers
+        .get("x-access-token")
+        .and_then(|v| v.to_str().ok())
+        .map(token_digest)
+    else {
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"message": "x-access-token header is required"})),
+        )
+            .into_response();
     };
     let result = app
         .store
         .read(move |repo| {
-            let Some(service) = repo.service(&service)? else { return Ok(None) };
-            let global = repo.enabled_oauth2_plugin(&service.id)?.is_some_and(|p| p.config.global_credentials);
+            let Some(service) = repo.service(&service)? else {
+                return Ok(None);
+            };
+            let global = repo
+                .enabled_oauth2_plugin(&service.id)?
+                .is_some_and(|p| p.config.global_credentials);
             Ok(Some(token_answer(repo, &token, &service.id, global)?))
         })
         .await;
     match result {
         Ok(Some(body)) => Json(body).into_response(),
-        Ok(None) => (StatusCode::NOT_FOUND, Json(json!({"message": "Unknown service"}))).into_response(),
+        Ok(None) => (
+            StatusCode::NOT_FOUND,
+            Json(json!({"message": "Unknown service"})),
+        )
+            .into_response(),
         Err(e) => storage_failure(e),
     }
 }
 
-fn token_answer(repo: &Repo<'_>, digest: &str, service_id: &str, global: bool) -> StoreResult<Value> {
+fn token_answer(
+    repo: &Repo<'_>,
+    digest: &str,
+    service_id: &str,
+    global: bool,
+) -> StoreResult<Value> {
     let Some(owner) = repo.token_with_owner(digest)? else {
         return Ok(json!({"active": false, "reason": "invalid"}));
     };
-    Ok(match validity::check(&owner.token, service_id, global, now()) {
-        Validity::Invalid => json!({"active": false, "reason": "invalid"}),
-        Validity::GlobalToken => json!({"active": false, "reason": "global_token"}),
-        Validity::Active => json!({
-            "active": true,
-            "consumer": consumer_json(&owner.consumer),
-            "credential": {"id": owner.credential.id, "client_id": owner.credential.client_id},
-            "authenticated_userid": owner.token.authenticated_userid,
-            "scope": owner.token.scope,
-            "exp": owner.token.access_expires_at(),
-        }),
-    })
+    Ok(
+        match validity::check(&owner.token, service_id, global, now()) {
+            Validity::Invalid => json!({"active": false, "reason": "invalid"}),
+            Validity::GlobalToken => json!({"active": false, "reason": "global_token"}),
+            Validity::Active => json!({
+                "active": true,
+                "consumer": consumer_json(&owner.consumer),
+                "credential": {"id": owner.credential.id, "client_id": owner.credential.client_id},
+                "authenticated_userid": owner.token.authenticated_userid,
+                "scope": owner.token.scope,
+                "exp": owner.token.access_expires_at(),
+            }),
+        },
+    )
 }
 
 fn storage_failure(e: StoreError) -> Response {
     tracing::error!(error = %e, "gateway request failed on storage");
-    (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"message": "storage unavailable"}))).into_response()
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        Json(json!({"message": "storage unavailable"})),
+    )
+        .into_response()
 }

@@ -9,7 +9,11 @@ use crate::model::{now, AuthorizationCode, Credential};
 use crate::secrets::token_digest;
 use crate::store::StoreError;
 
-pub async fn exchange(ctx: &Context<'_>, req: &Request, client: Credential) -> Result<Outcome, StoreError> {
+pub async fn exchange(
+    ctx: &Context<'_>,
+    req: &Request,
+    client: Credential,
+) -> Result<Outcome, StoreError> {
     let Some(code) = req.text("code") else {
         return Ok(Outcome::Error(OAuthError::invalid_code()));
     };
@@ -19,14 +23,19 @@ pub async fn exchange(ctx: &Context<'_>, req: &Request, client: Credential) -> R
     let service_id = ctx.service.id.clone();
     let plugin_id = ctx.plugin.id.clone();
     let pkce_required = pkce::required(client.client_type, ctx.plugin.config.pkce);
-    let found = ctx.store.read(move |repo| repo.code_by_hash(&code_hash)).await?;
+    let found = ctx
+        .store
+        .read(move |repo| repo.code_by_hash(&code_hash))
+        .await?;
     let Some(code) = found else {
         return Ok(Outcome::Error(OAuthError::invalid_code()));
     };
     if code.used_at.is_some() {
         // A second use means the code leaked: revoke what the first use produced.
         let family = code.id.clone();
-        ctx.store.write(move |repo| repo.revoke_family(&family)).await?;
+        ctx.store
+            .write(move |repo| repo.revoke_family(&family))
+            .await?;
         return Ok(Outcome::Error(OAuthError::invalid_code()));
     }
     if let Err(e) = check_code(&code, &client, global, &service_id, &plugin_id, now()) {

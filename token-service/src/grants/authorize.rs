@@ -35,7 +35,10 @@ pub async fn handle(ctx: &Context<'_>, req: &Request) -> Result<Outcome, StoreEr
     if req.text("provision_key") != Some(config.provision_key.as_str()) {
         return Ok(Outcome::Error(OAuthError::invalid_provision_key()));
     }
-    let Some(userid) = req.text("authenticated_userid").filter(|u| !u.trim().is_empty()) else {
+    let Some(userid) = req
+        .text("authenticated_userid")
+        .filter(|u| !u.trim().is_empty())
+    else {
         return Ok(Outcome::Error(OAuthError::missing_authenticated_userid()));
     };
 
@@ -44,7 +47,10 @@ pub async fn handle(ctx: &Context<'_>, req: &Request) -> Result<Outcome, StoreEr
         Some("code") if config.enable_authorization_code => Some(ResponseType::Code),
         Some("token") if config.enable_implicit_grant => Some(ResponseType::Token),
         _ => {
-            error = Some(OAuthError::new(ErrorCode::UnsupportedResponseType, "Invalid response_type"));
+            error = Some(OAuthError::new(
+                ErrorCode::UnsupportedResponseType,
+                "Invalid response_type",
+            ));
             None
         }
     };
@@ -56,7 +62,10 @@ pub async fn handle(ctx: &Context<'_>, req: &Request) -> Result<Outcome, StoreEr
     let mut target = None;
     match &client {
         None => error = Some(OAuthError::invalid_client(false)),
-        Some(c) => match redirect::resolve(c.redirect_uris.as_deref().unwrap_or_default(), req.params.get("redirect_uri")) {
+        Some(c) => match redirect::resolve(
+            c.redirect_uris.as_deref().unwrap_or_default(),
+            req.params.get("redirect_uri"),
+        ) {
             Ok(uri) => target = Some(uri.to_string()),
             Err(first) => {
                 error = Some(OAuthError::invalid_redirect_uri());
@@ -66,7 +75,10 @@ pub async fn handle(ctx: &Context<'_>, req: &Request) -> Result<Outcome, StoreEr
     }
     let challenge = match pkce::challenge_from(&req.params) {
         Ok(None) => {
-            if let Some(c) = client.as_ref().filter(|c| pkce::required(c.client_type, config.pkce)) {
+            if let Some(c) = client
+                .as_ref()
+                .filter(|c| pkce::required(c.client_type, config.pkce))
+            {
                 error = Some(OAuthError::invalid_request(format!(
                     "code_challenge is required for {} clients",
                     c.client_type.as_str()
@@ -83,29 +95,57 @@ pub async fn handle(ctx: &Context<'_>, req: &Request) -> Result<Outcome, StoreEr
 
     let state = req.state();
     let (Some(target), Some(client)) = (target, client) else {
-        return Ok(Outcome::Error(error.unwrap_or_else(|| OAuthError::invalid_client(false))));
+        return Ok(Outcome::Error(
+            error.unwrap_or_else(|| OAuthError::invalid_client(false)),
+        ));
     };
     if let Some(e) = error {
         let mut params = e.to_params();
         params.extend(state.map(|s| ("state".to_string(), s)));
-        return Ok(Outcome::Redirect { ok: false, uri: redirect::build(&target, &params, Placement::Query) });
+        return Ok(Outcome::Redirect {
+            ok: false,
+            uri: redirect::build(&target, &params, Placement::Query),
+        });
     }
 
     let (mut params, placement) = match response_type {
-        Some(ResponseType::Token) => (issue_implicit_token(ctx, &client, userid, scope).await?, Placement::Fragment),
-        _ => (issue_code(ctx, &client, userid, scope, challenge).await?, Placement::Query),
+        Some(ResponseType::Token) => (
+            issue_implicit_token(ctx, &client, userid, scope).await?,
+            Placement::Fragment,
+        ),
+        _ => (
+            issue_code(ctx, &client, userid, scope, challenge).await?,
+            Placement::Query,
+        ),
     };
     params.extend(state.map(|s| ("state".to_string(), s)));
-    Ok(Outcome::Redirect { ok: true, uri: redirect::build(&target, &params, placement) })
+    Ok(Outcome::Redirect {
+        ok: true,
+        uri: redirect::build(&target, &params, placement),
+    })
 }
 
 /// Kong treats a client without redirect URIs as unknown at this endpoint.
-async fn client_with_redirect_uris(ctx: &Context<'_>, req: &Request) -> Result<Option<Credential>, StoreError> {
-    let Some(client_id) = req.text("client_id").filter(|id| !id.is_empty()).map(str::to_owned) else {
+async fn client_with_redirect_uris(
+    ctx: &Context<'_>,
+    req: &Request,
+) -> Result<Option<Credential>, StoreError> {
+    let Some(client_id) = req
+        .text("client_id")
+        .filter(|id| !id.is_empty())
+        .map(str::to_owned)
+    else {
         return Ok(None);
     };
-    let client = ctx.store.read(move |repo| repo.credential_by_client_id(&client_id)).await?;
-    Ok(client.filter(|c| c.redirect_uris.as_ref().is_some_and(|uris| !uris.is_empty())))
+    let client = ctx
+        .store
+        .read(move |repo| repo.credential_by_client_id(&client_id))
+        .await?;
+    Ok(client.filter(|c| {
+        c.redirect_uris
+            .as_ref()
+            .is_some_and(|uris| !uris.is_empty())
+    }))
 }
 
 async fn issue_code(

@@ -9,9 +9,16 @@ use crate::model::{ClientType, Credential};
 use crate::store::StoreError;
 use serde_json::Value;
 
-pub async fn issue(ctx: &Context<'_>, req: &Request, client: Option<Credential>) -> Result<Outcome, StoreError> {
+pub async fn issue(
+    ctx: &Context<'_>,
+    req: &Request,
+    client: Option<Credential>,
+) -> Result<Outcome, StoreError> {
     let config = &ctx.plugin.config;
-    let userid = req.params.get("authenticated_userid").filter(|v| !v.is_null());
+    let userid = req
+        .params
+        .get("authenticated_userid")
+        .filter(|v| !v.is_null());
     if userid.is_some() && req.text("provision_key") != Some(config.provision_key.as_str()) {
         return Ok(Outcome::Error(OAuthError::invalid_provision_key()));
     }

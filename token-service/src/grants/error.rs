@@ -49,7 +49,11 @@ pub struct OAuthError {
 
 impl OAuthError {
     pub fn new(code: ErrorCode, description: impl Into<String>) -> Self {
-        OAuthError { code, description: description.into(), challenge_basic: false }
+        OAuthError {
+            code,
+            description: description.into(),
+            challenge_basic: false,
+        }
     }
 
     pub fn invalid_request(description: impl Into<String>) -> Self {
@@ -77,7 +81,10 @@ impl OAuthError {
     }
 
     pub fn missing_authenticated_userid() -> Self {
-        Self::new(ErrorCode::InvalidAuthenticatedUserid, "Missing authenticated_userid parameter")
+        Self::new(
+            ErrorCode::InvalidAuthenticatedUserid,
+            "Missing authenticated_userid parameter",
+        )
     }
 
     pub fn invalid_redirect_uri() -> Self {

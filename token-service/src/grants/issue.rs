@@ -55,7 +55,14 @@ pub fn mint(ctx: &Context<'_>, grant: Grant) -> (NewToken, Minted) {
         family_id: grant.family_id,
         created_at,
     };
-    (new, Minted { access_token, refresh_token, expires_in: config.token_expiration })
+    (
+        new,
+        Minted {
+            access_token,
+            refresh_token,
+            expires_in: config.token_expiration,
+        },
+    )
 }
 
 pub fn service_binding(ctx: &Context<'_>) -> Option<String> {
@@ -64,7 +71,8 @@ pub fn service_binding(ctx: &Context<'_>) -> Option<String> {
 
 pub fn row_ttl(ctx: &Context<'_>, from: i64) -> Option<i64> {
     let config = &ctx.plugin.config;
-    (config.token_expiration > 0 && config.refresh_token_ttl > 0).then_some(from + config.refresh_token_ttl)
+    (config.token_expiration > 0 && config.refresh_token_ttl > 0)
+        .then_some(from + config.refresh_token_ttl)
 }
 
 /// `reuse_refresh_token`: the same row gets a new access token and a fresh lifetime.
@@ -79,5 +87,12 @@ pub fn renew_in_place(ctx: &Context<'_>, token: &Token, refresh_token: String) -
         ttl_at: row_ttl(ctx, created_at),
         ..token.clone()
     };
-    (renewed, Minted { access_token, refresh_token: Some(refresh_token), expires_in: config.token_expiration })
+    (
+        renewed,
+        Minted {
+            access_token,
+            refresh_token: Some(refresh_token),
+            expires_in: config.token_expiration,
+        },
+    )
 }

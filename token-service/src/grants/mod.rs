@@ -1,8 +1,8 @@
 //! OAuth 2.0 grant rules: Kong's `oauth2` plugin behaviour, one module per grant, with the
 //! pure rules (scope, PKCE, client authentication, redirect URIs) apart from storage.
 
-pub mod authorize;
 mod authorization_code;
+pub mod authorize;
 pub mod client_auth;
 mod client_credentials;
 pub mod error;
@@ -64,9 +64,10 @@ pub fn require_https(ctx: &Context<'_>, req: &Request) -> Result<(), OAuthError>
         return Err(OAuthError::https_required());
     }
     match req.forwarded_proto.as_deref() {
-        Some(proto) if proto.contains(',') => {
-            Err(OAuthError::new(ErrorCode::AccessDenied, "Only one X-Forwarded-Proto header allowed"))
-        }
+        Some(proto) if proto.contains(',') => Err(OAuthError::new(
+            ErrorCode::AccessDenied,
+            "Only one X-Forwarded-Proto header allowed",
+        )),
         Some(proto) if proto.trim().eq_ignore_ascii_case("https") => Ok(()),
         _ => Err(OAuthError::https_required()),
     }

@@ -9,12 +9,19 @@ use super::{scope, Context, Request};
 use crate::model::Credential;
 use crate::store::StoreError;
 
-pub async fn issue(ctx: &Context<'_>, req: &Request, client: Credential) -> Result<Outcome, StoreError> {
+pub async fn issue(
+    ctx: &Context<'_>,
+    req: &Request,
+    client: Credential,
+) -> Result<Outcome, StoreError> {
     let config = &ctx.plugin.config;
     if req.text("provision_key") != Some(config.provision_key.as_str()) {
         return Ok(Outcome::Error(OAuthError::invalid_provision_key()));
     }
-    let Some(userid) = req.text("authenticated_userid").filter(|u| !u.trim().is_empty()) else {
+    let Some(userid) = req
+        .text("authenticated_userid")
+        .filter(|u| !u.trim().is_empty())
+    else {
         return Ok(Outcome::Error(OAuthError::missing_authenticated_userid()));
     };
     let scope = match scope::validate(config, req.params.get("scope")) {

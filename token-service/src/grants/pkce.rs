@@ -23,14 +23,16 @@ pub fn required(client_type: ClientType, mode: PkceMode) -> bool {
 }
 
 /// Reads `code_challenge` / `code_challenge_method` from an authorization request.
-pub fn challenge_from(params: &serde_json::Map<String, Value>) -> Result<Option<Challenge>, OAuthError> {
+pub fn challenge_from(
+    params: &serde_json::Map<String, Value>,
+) -> Result<Option<Challenge>, OAuthError> {
     let challenge = params.get("code_challenge").and_then(value_text);
     let method = params.get("code_challenge_method");
     let Some(challenge) = challenge.filter(|c| !c.is_empty()) else {
         return match method {
-            Some(m) if !m.is_null() => {
-                Err(OAuthError::invalid_request("code_challenge is required when code_method is present"))
-            }
+            Some(m) if !m.is_null() => Err(OAuthError::invalid_request(
+                "code_challenge is required when code_method is present",
+            )),
             _ => Ok(None),
         };
     };
@@ -38,10 +40,15 @@ pub fn challenge_from(params: &serde_json::Map<String, Value>) -> Result<Option<
         None | Some(None) => {}
         Some(Some(m)) if m.eq_ignore_ascii_case("S256") => {}
         Some(Some(_)) => {
-            return Err(OAuthError::invalid_request("code_challenge_method is not supported, must be S256"))
+            return Err(OAuthError::invalid_request(
+                "code_challenge_method is not supported, must be S256",
+            ))
         }
     }
-    Ok(Some(Challenge { challenge: normalise(&challenge), method: "S256" }))
+    Ok(Some(Challenge {
+        challenge: normalise(&challenge),
+        method: "S256",
+    }))
 }
 
 fn value_text(v: &Value) -> Option<String> {
@@ -68,18 +75,29 @@ fn normalise(challenge: &str) -> String {
 pub fn verify(verifier: Option<&Value>, stored_challenge: Option<&str>) -> Result<(), OAuthError> {
     let verifier = match verifier {
         None | Some(Value::Null) => {
-            return Err(OAuthError::invalid_request("code_verifier is required for PKCE authorization requests"))
+            return Err(OAuthError::invalid_request(
+                "code_verifier is required for PKCE authorization requests",
+            ))
         }
         Some(Value::String(v)) => v,
         Some(_) => return Err(OAuthError::invalid_request("code_verifier is not a string")),
     };
     if !(43..=128).contains(&verifier.len()) {
-        return Err(OAuthError::invalid_request("code_verifier must be between 43 and 128 characters"));
+        return Err(OAuthError::invalid_request(
+            "code_verifier must be between 43 and 128 characters",
+        ));
     }
     let computed = URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()));
     match stored_challenge {
-        Some(stored) if crate::secrets::constant_time_eq(computed.as_bytes(), stored.as_bytes()) => Ok(()),
-        _ => Err(OAuthError::new(super::error::ErrorCode::InvalidGrant, "Invalid code")),
+        Some(stored)
+            if crate::secrets::constant_time_eq(computed.as_bytes(), stored.as_bytes()) =>
+        {
+            Ok(())
+        }
+        _ => Err(OAuthError::new(
+            super::error::ErrorCode::InvalidGrant,
+            "Invalid code",
+        )),
     }
 }
 
@@ -94,11 +112,21 @@ mod tests {
 
     #[test]
     fn padded_and_standard_alphabet_challenges_verify() {
-        let c = challenge_from(&params(json!({"code_challenge": "2aC4cMSkAsMRtZbhHhiZkDW3sddRf_iTRGil1r9gi8w="})));
+        let c = challenge_from(&params(
+            json!({"code_challenge": "2aC4cMSkAsMRtZbhHhiZkDW3sddRf_iTRGil1r9gi8w="}),
+        ));
         let c = c.ok().flatten().map(|c| c.challenge);
-        assert_eq!(verify(Some(&json!("abcdelfhigklmnopqrstuvwxyz0123456789abcdefg")), c.as_deref()), Ok(()));
+        assert_eq!(
+            verify(
+                Some(&json!("abcdelfhigklmnopqrstuvwxyz0123456789abcdefg")),
+                c.as_deref()
+            ),
+            Ok(())
+        );
 
-        let c = challenge_from(&params(json!({"code_challenge": "0LoS6Gtrw16r07+ZXsCf8MeAi21QHmKc3LJdUCA5w/o="})));
+        let c = challenge_from(&params(
+            json!({"code_challenge": "0LoS6Gtrw16r07+ZXsCf8MeAi21QHmKc3LJdUCA5w/o="}),
+        ));
         let c = c.ok().flatten().map(|c| c.challenge);
         let v = json!("abcdelfhigklmnopqrstuvwxyz0123456789abcdefghijklmnop9");
         assert_eq!(verify(Some(&v), c.as_deref()), Ok(()));
@@ -107,33 +135,66 @@ mod tests {
     #[test]
     fn plain_and_unknown_methods_are_refused() {
         for m in ["plain", "foo"] {
-            let r = challenge_from(&params(json!({"code_challenge": "1234", "code_challenge_method": m})));
-            assert_eq!(r.err().map(|e| e.description), Some("code_challenge_method is not supported, must be S256".into()));
+            let r = challenge_from(&params(
+                json!({"code_challenge": "1234", "code_challenge_method": m}),
+            ));
+            assert_eq!(
+                r.err().map(|e| e.description),
+                Some("code_challenge_method is not supported, must be S256".into())
+            );
         }
     }
 
     #[test]
     fn a_method_needs_a_challenge() {
         let r = challenge_from(&params(json!({"code_challenge_method": "H256"})));
-        assert_eq!(r.err().map(|e| e.description), Some("code_challenge is required when code_method is present".into()));
+        assert_eq!(
+            r.err().map(|e| e.description),
+            Some("code_challenge is required when code_method is present".into())
+        );
     }
 
     #[test]
     fn undecodable_challenges_are_kept_verbatim_with_s256() {
         let r = challenge_from(&params(json!({"code_challenge": "1234"})));
-        assert_eq!(r, Ok(Some(Challenge { challenge: "1234".into(), method: "S256" })));
+        assert_eq!(
+            r,
+            Ok(Some(Challenge {
+                challenge: "1234".into(),
+                method: "S256"
+            }))
+        );
     }
 
     #[test]
     fn verifier_rules_in_kongs_order() {
-        let d = |v: Option<Value>| verify(v.as_ref(), Some("x")).err().map(|e| (e.code, e.description));
-        assert_eq!(d(None).map(|x| x.1), Some("code_verifier is required for PKCE authorization requests".into()));
-        assert_eq!(d(Some(json!(12))).map(|x| x.1), Some("code_verifier is not a string".into()));
-        assert_eq!(d(Some(json!(""))).map(|x| x.1), Some("code_verifier must be between 43 and 128 characters".into()));
-        assert_eq!(d(Some(json!("abc123".repeat(30)))).map(|x| x.1), Some("code_verifier must be between 43 and 128 characters".into()));
+        let d = |v: Option<Value>| {
+            verify(v.as_ref(), Some("x"))
+                .err()
+                .map(|e| (e.code, e.description))
+        };
+        assert_eq!(
+            d(None).map(|x| x.1),
+            Some("code_verifier is required for PKCE authorization requests".into())
+        );
+        assert_eq!(
+            d(Some(json!(12))).map(|x| x.1),
+            Some("code_verifier is not a string".into())
+        );
+        assert_eq!(
+            d(Some(json!(""))).map(|x| x.1),
+            Some("code_verifier must be between 43 and 128 characters".into())
+        );
+        assert_eq!(
+            d(Some(json!("abc123".repeat(30)))).map(|x| x.1),
+            Some("code_verifier must be between 43 and 128 characters".into())
+        );
         assert_eq!(
             d(Some(json!("abcdelfhigklmnopqrstuvwxyz0123456789abcdefg"))),
-            Some((super::super::error::ErrorCode::InvalidGrant, "Invalid code".into()))
+            Some((
+                super::super::error::ErrorCode::InvalidGrant,
+                "Invalid code".into()
+            ))
         );
     }
 

@@ -14,15 +14,24 @@ fn invalid_refresh_token() -> OAuthError {
     OAuthError::invalid_request("Invalid refresh_token")
 }
 
-pub async fn refresh(ctx: &Context<'_>, req: &Request, client: Credential) -> Result<Outcome, StoreError> {
+pub async fn refresh(
+    ctx: &Context<'_>,
+    req: &Request,
+    client: Credential,
+) -> Result<Outcome, StoreError> {
     let Some(presented) = req.text("refresh_token").map(str::to_owned) else {
         return Ok(Outcome::Error(invalid_refresh_token()));
     };
     let hash = token_digest(&presented);
     let lookup_hash = hash.clone();
-    let found = ctx.store.read(move |repo| repo.token_by_refresh_hash(&lookup_hash)).await?;
+    let found = ctx
+        .store
+        .read(move |repo| repo.token_by_refresh_hash(&lookup_hash))
+        .await?;
     let Some(token) = found else {
-        ctx.store.write(move |repo| repo.handle_unknown_refresh(&hash)).await?;
+        ctx.store
+            .write(move |repo| repo.handle_unknown_refresh(&hash))
+            .await?;
         return Ok(Outcome::Error(invalid_refresh_token()));
     };
     if let Err(e) = check_token(ctx, &token, &client) {
@@ -30,7 +39,10 @@ pub async fn refresh(ctx: &Context<'_>, req: &Request, client: Credential) -> Re
     }
     let minted = if ctx.plugin.config.reuse_refresh_token {
         let (renewed, minted) = renew_in_place(ctx, &token, presented);
-        let updated = ctx.store.write(move |repo| replace_if_current(repo, &token, |r| r.update_token(&renewed))).await?;
+        let updated = ctx
+            .store
+            .write(move |repo| replace_if_current(repo, &token, |r| r.update_token(&renewed)))
+            .await?;
         updated.then_some(minted)
     } else {
         let grant = Grant {
@@ -43,7 +55,9 @@ pub async fn refresh(ctx: &Context<'_>, req: &Request, client: Credential) -> Re
         let (new, minted) = mint(ctx, grant);
         let rotated = ctx
             .store
-            .write(move |repo| replace_if_current(repo, &token, |r| r.rotate_token(&token, &new).map(drop)))
+            .write(move |repo| {
+                replace_if_current(repo, &token, |r| r.rotate_token(&token, &new).map(drop))
+            })
             .await?;
         rotated.then_some(minted)
     };

@@ -5,7 +5,10 @@
 
 use super::client_auth::{self, PresentedClient};
 use super::error::{ErrorCode, OAuthError};
-use super::{authorization_code, client_credentials, password, redirect, refresh_token, require_https, Context, Request};
+use super::{
+    authorization_code, client_credentials, password, redirect, refresh_token, require_https,
+    Context, Request,
+};
 use crate::model::Credential;
 use crate::store::StoreError;
 use serde_json::{Map, Value};
@@ -29,7 +32,9 @@ fn grant_type(ctx: &Context<'_>, req: &Request) -> Option<GrantType> {
     match req.text("grant_type")? {
         "authorization_code" => Some(GrantType::AuthorizationCode),
         "refresh_token" => Some(GrantType::RefreshToken),
-        "client_credentials" if config.enable_client_credentials => Some(GrantType::ClientCredentials),
+        "client_credentials" if config.enable_client_credentials => {
+            Some(GrantType::ClientCredentials)
+        }
         "password" if config.enable_password_grant => Some(GrantType::Password),
         _ => None,
     }
@@ -42,7 +47,10 @@ pub async fn handle(ctx: &Context<'_>, req: &Request) -> Result<Outcome, StoreEr
     let mut error = None;
     let grant = grant_type(ctx, req);
     if grant.is_none() {
-        error = Some(OAuthError::new(ErrorCode::UnsupportedGrantType, "Invalid grant_type"));
+        error = Some(OAuthError::new(
+            ErrorCode::UnsupportedGrantType,
+            "Invalid grant_type",
+        ));
     }
     let presented = client_auth::presented(&req.params, req.auth_header.as_deref());
     let mut client = find_client(ctx, &presented).await?;
@@ -67,17 +75,26 @@ pub async fn handle(ctx: &Context<'_>, req: &Request) -> Result<Outcome, StoreEr
         return Ok(Outcome::Error(e));
     }
     match (grant, client) {
-        (Some(GrantType::AuthorizationCode), Some(c)) => authorization_code::exchange(ctx, req, c).await,
+        (Some(GrantType::AuthorizationCode), Some(c)) => {
+            authorization_code::exchange(ctx, req, c).await
+        }
         (Some(GrantType::RefreshToken), Some(c)) => refresh_token::refresh(ctx, req, c).await,
         (Some(GrantType::Password), Some(c)) => password::issue(ctx, req, c).await,
         (Some(GrantType::ClientCredentials), c) => client_credentials::issue(ctx, req, c).await,
-        _ => Ok(Outcome::Error(OAuthError::invalid_client(presented.from_header))),
+        _ => Ok(Outcome::Error(OAuthError::invalid_client(
+            presented.from_header,
+        ))),
     }
 }
 
-async fn find_client(ctx: &Context<'_>, presented: &PresentedClient) -> Result<Option<Credential>, StoreError> {
+async fn find_client(
+    ctx: &Context<'_>,
+    presented: &PresentedClient,
+) -> Result<Option<Credential>, StoreError> {
     let Some(id) = presented.client_id.clone().filter(|id| !id.is_empty()) else {
         return Ok(None);
     };
-    ctx.store.read(move |repo| repo.credential_by_client_id(&id)).await
+    ctx.store
+        .read(move |repo| repo.credential_by_client_id(&id))
+        .await
 }

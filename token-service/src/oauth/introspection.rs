@@ -12,12 +12,19 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use serde_json::json;
 
-async fn authenticated_client(ctx: &Context<'_>, req: &Request) -> Result<Result<Credential, OAuthError>, StoreError> {
+async fn authenticated_client(
+    ctx: &Context<'_>,
+    req: &Request,
+) -> Result<Result<Credential, OAuthError>, StoreError> {
     let presented = client_auth::presented(&req.params, req.auth_header.as_deref());
     let Some(id) = presented.client_id.clone().filter(|id| !id.is_empty()) else {
         return Ok(Err(OAuthError::invalid_client(presented.from_header)));
     };
-    let Some(client) = ctx.store.read(move |repo| repo.credential_by_client_id(&id)).await? else {
+    let Some(client) = ctx
+        .store
+        .read(move |repo| repo.credential_by_client_id(&id))
+        .await?
+    else {
         return Ok(Err(OAuthError::invalid_client(presented.from_header)));
     };
     Ok(client_auth::authenticate(&client, &presented).map(|()| client))
@@ -28,11 +35,18 @@ pub async fn introspect(ctx: &Context<'_>, req: &Request) -> Result<Response, St
         return Ok(oauth_error(e, None));
     }
     let Some(token) = req.text("token").map(token_digest) else {
-        return Ok(oauth_error(OAuthError::invalid_request("The token parameter is missing"), None));
+        return Ok(oauth_error(
+            OAuthError::invalid_request("The token parameter is missing"),
+            None,
+        ));
     };
-    let found = ctx.store.read(move |repo| repo.token_with_owner(&token)).await?;
+    let found = ctx
+        .store
+        .read(move |repo| repo.token_with_owner(&token))
+        .await?;
     let global = ctx.plugin.config.global_credentials;
-    let active = found.filter(|t| validity::check(&t.token, &ctx.service.id, global, now()) == Validity::Active);
+    let active = found
+        .filter(|t| validity::check(&t.token, &ctx.service.id, global, now()) == Validity::Active);
     let Some(owner) = active else {
         return Ok(json_response(StatusCode::OK, json!({"active": false})));
     };
@@ -60,7 +74,10 @@ pub async fn revoke(ctx: &Context<'_>, req: &Request) -> Result<Response, StoreE
         Err(e) => return Ok(oauth_error(e, None)),
     };
     let Some(digest) = req.text("token").map(token_digest) else {
-        return Ok(oauth_error(OAuthError::invalid_request("The token parameter is missing"), None));
+        return Ok(oauth_error(
+            OAuthError::invalid_request("The token parameter is missing"),
+            None,
+        ));
     };
     ctx.store
         .write(move |repo| {

@@ -7,7 +7,11 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-pub async fn serve(State(state): State<AppState>, Path(service): Path<String>, headers: HeaderMap) -> Response {
+pub async fn serve(
+    State(state): State<AppState>,
+    Path(service): Path<String>,
+    headers: HeaderMap,
+) -> Response {
     let (_, plugin) = match super::protected_service(&state, service).await {
         Ok(found) => found,
         Err(e) => return e.into_response(),

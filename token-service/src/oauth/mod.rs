@@ -21,8 +21,14 @@ use response::{oauth_error, ServiceLookupError};
 
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/gateway/v1/services/{service}/oauth2/{endpoint}", any(endpoint))
-        .route("/gateway/v1/services/{service}/.well-known/oauth-authorization-server", get(metadata::serve))
+        .route(
+            "/gateway/v1/services/{service}/oauth2/{endpoint}",
+            any(endpoint),
+        )
+        .route(
+            "/gateway/v1/services/{service}/.well-known/oauth-authorization-server",
+            get(metadata::serve),
+        )
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -55,11 +61,16 @@ impl Endpoint {
 }
 
 /// The service and its enabled `oauth2` plugin.
-pub(crate) async fn protected_service(state: &AppState, key: String) -> Result<(Service, Plugin), ServiceLookupError> {
+pub(crate) async fn protected_service(
+    state: &AppState,
+    key: String,
+) -> Result<(Service, Plugin), ServiceLookupError> {
     let found = state
         .store
         .read(move |repo| {
-            let Some(service) = repo.service(&key)? else { return Ok(None) };
+            let Some(service) = repo.service(&key)? else {
+                return Ok(None);
+            };
             let plugin = repo.enabled_oauth2_plugin(&service.id)?;
             Ok(Some((service, plugin)))
         })
@@ -88,16 +99,27 @@ async fn endpoint(
     };
     let realm = plugin.config.realm.clone();
     if method != Method::POST {
-        return response::method_not_allowed(grants::method_not_allowed(method.as_str(), endpoint.label()), realm);
+        return response::method_not_allowed(
+            grants::method_not_allowed(method.as_str(), endpoint.label()),
+            realm,
+        );
     }
     let request = match read_request(&plugin, method, &uri, &headers, body).await {
         Ok(request) => request,
         Err(e) => return response::bad_body(e),
     };
-    let ctx = Context { store: &state.store, service: &service, plugin: &plugin };
+    let ctx = Context {
+        store: &state.store,
+        service: &service,
+        plugin: &plugin,
+    };
     let result = match endpoint {
-        Endpoint::Authorize => grants::authorize::handle(&ctx, &request).await.map(|o| response::authorize(o, request.state())),
-        Endpoint::Token => grants::token::handle(&ctx, &request).await.map(|o| response::token(o, request.state())),
+        Endpoint::Authorize => grants::authorize::handle(&ctx, &request)
+            .await
+            .map(|o| response::authorize(o, request.state())),
+        Endpoint::Token => grants::token::handle(&ctx, &request)
+            .await
+            .map(|o| response::token(o, request.state())),
         Endpoint::Introspect => introspection::introspect(&ctx, &request).await,
         Endpoint::Revoke => introspection::revoke(&ctx, &request).await,
     };
@@ -114,7 +136,9 @@ async fn read_request(
     headers: &HeaderMap,
     body: Body,
 ) -> Result<Request, ParamsError> {
-    let bytes = axum::body::to_bytes(body, MAX_BODY_BYTES).await.map_err(|_| ParamsError::TooLarge)?;
+    let bytes = axum::body::to_bytes(body, MAX_BODY_BYTES)
+        .await
+        .map_err(|_| ParamsError::TooLarge)?;
     let content_type = header_text(headers, "content-type");
     let body_params = params::parse_body(content_type.as_deref(), bytes, Nesting::Flat).await?;
     let query = params::parse_form(uri.query().unwrap_or("").as_bytes(), Nesting::Flat);
@@ -128,5 +152,8 @@ async fn read_request(
 }
 
 pub(crate) fn header_text(headers: &HeaderMap, name: &str) -> Option<String> {
-    headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned)
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
 }

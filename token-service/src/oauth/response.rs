@@ -37,9 +37,10 @@ pub fn oauth_error(error: OAuthError, state: Option<Value>) -> Response {
     };
     let mut response = json_response(status, error_body(&error, state));
     if status == StatusCode::UNAUTHORIZED {
-        response
-            .headers_mut()
-            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"OAuth2.0\""));
+        response.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Basic realm=\"OAuth2.0\""),
+        );
     }
     response
 }
@@ -65,7 +66,9 @@ pub fn method_not_allowed(error: OAuthError, realm: Option<String>) -> Response 
     let challenge = bearer_challenge(realm.as_deref(), Some(&error));
     let mut response = oauth_error(error, None);
     if let Ok(value) = HeaderValue::from_str(&challenge) {
-        response.headers_mut().insert(header::WWW_AUTHENTICATE, value);
+        response
+            .headers_mut()
+            .insert(header::WWW_AUTHENTICATE, value);
     }
     response
 }
@@ -73,7 +76,11 @@ pub fn method_not_allowed(error: OAuthError, realm: Option<String>) -> Response 
 pub fn authorize(outcome: AuthorizeOutcome, state: Option<Value>) -> Response {
     match outcome {
         AuthorizeOutcome::Redirect { ok, uri } => {
-            let status = if ok { StatusCode::OK } else { StatusCode::BAD_REQUEST };
+            let status = if ok {
+                StatusCode::OK
+            } else {
+                StatusCode::BAD_REQUEST
+            };
             json_response(status, json!({ "redirect_uri": uri }))
         }
         AuthorizeOutcome::Error(e) => oauth_error(e, state),
@@ -97,11 +104,17 @@ pub fn bad_body(error: ParamsError) -> Response {
         ParamsError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         _ => StatusCode::BAD_REQUEST,
     };
-    json_response(status, json!({"error": "invalid_request", "error_description": error.to_string()}))
+    json_response(
+        status,
+        json!({"error": "invalid_request", "error_description": error.to_string()}),
+    )
 }
 
 pub fn not_found() -> Response {
-    json_response(StatusCode::NOT_FOUND, json!({"error": "invalid_request", "error_description": "Not found"}))
+    json_response(
+        StatusCode::NOT_FOUND,
+        json!({"error": "invalid_request", "error_description": "Not found"}),
+    )
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -135,12 +148,18 @@ mod tests {
 
     #[test]
     fn bearer_challenges_put_realm_first() {
-        let e = OAuthError::new(ErrorCode::InvalidMethod, "The HTTP method GET is invalid for the token endpoint");
+        let e = OAuthError::new(
+            ErrorCode::InvalidMethod,
+            "The HTTP method GET is invalid for the token endpoint",
+        );
         assert_eq!(
             bearer_challenge(Some("test-oauth2"), Some(&e)),
             "Bearer realm=\"test-oauth2\", error=\"invalid_method\", error_description=\"The HTTP method GET is invalid for the token endpoint\""
         );
         assert_eq!(bearer_challenge(None, None), "Bearer");
-        assert_eq!(bearer_challenge(Some("service"), None), "Bearer realm=\"service\"");
+        assert_eq!(
+            bearer_challenge(Some("service"), None),
+            "Bearer realm=\"service\""
+        );
     }
 }

@@ -98,7 +98,10 @@ impl Store {
     {
         let inner = self.inner.clone();
         run_blocking(move || {
-            let mut conn = inner.writer.lock().map_err(|_| StoreError::Task("writer lock poisoned".into()))?;
+            let mut conn = inner
+                .writer
+                .lock()
+                .map_err(|_| StoreError::Task("writer lock poisoned".into()))?;
             let tx = conn
                 .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
                 .map_err(StoreError::classify)?;
@@ -144,7 +147,9 @@ where
     T: Send + 'static,
     F: FnOnce() -> StoreResult<T> + Send + 'static,
 {
-    tokio::task::spawn_blocking(f).await.map_err(|e| StoreError::Task(e.to_string()))?
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| StoreError::Task(e.to_string()))?
 }
 
 fn open_connection(path: &Path) -> StoreResult<Connection> {

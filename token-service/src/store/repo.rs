@@ -108,7 +108,11 @@ fn credential_from(row: &Row<'_>) -> rusqlite::Result<Credential> {
         client_secret: row.get("client_secret")?,
         hash_secret: row.get("hash_secret")?,
         redirect_uris: parse_list(row.get("redirect_uris")?),
-        client_type: if client_type == "public" { ClientType::Public } else { ClientType::Confidential },
+        client_type: if client_type == "public" {
+            ClientType::Public
+        } else {
+            ClientType::Confidential
+        },
         tags: parse_list(row.get("tags")?),
     })
 }
@@ -268,17 +272,27 @@ impl<'a> Repo<'a> {
     // ----- plugins -----
 
     pub fn insert_plugin(&self, p: &Plugin) -> StoreResult<()> {
-        let config = serde_json::to_string(&p.config).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let config =
+            serde_json::to_string(&p.config).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         self.exec(
             "INSERT INTO plugins (id, created_at, updated_at, name, service_id, enabled, config)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            (&p.id, p.created_at, p.updated_at, &p.name, &p.service_id, p.enabled, config),
+            (
+                &p.id,
+                p.created_at,
+                p.updated_at,
+                &p.name,
+                &p.service_id,
+                p.enabled,
+                config,
+            ),
         )
         .map(drop)
     }
 
     pub fn update_plugin(&self, p: &Plugin) -> StoreResult<()> {
-        let config = serde_json::to_string(&p.config).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let config =
+            serde_json::to_string(&p.config).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         self.exec(
             "UPDATE plugins SET updated_at = ?2, enabled = ?3, config = ?4, service_id = ?5 WHERE id = ?1",
             (&p.id, p.updated_at, p.enabled, config, &p.service_id),
@@ -290,7 +304,12 @@ impl<'a> Repo<'a> {
         self.one("SELECT * FROM plugins WHERE id = ?1", [id], plugin_from)
     }
 
-    pub fn list_plugins(&self, service_id: Option<&str>, offset: i64, size: i64) -> StoreResult<Page<Plugin>> {
+    pub fn list_plugins(
+        &self,
+        service_id: Option<&str>,
+        offset: i64,
+        size: i64,
+    ) -> StoreResult<Page<Plugin>> {
         match service_id {
             Some(id) => self.page(
                 "SELECT * FROM plugins WHERE service_id = :service",
@@ -369,10 +388,19 @@ impl<'a> Repo<'a> {
     }
 
     pub fn credential_by_client_id(&self, client_id: &str) -> StoreResult<Option<Credential>> {
-        self.one("SELECT * FROM oauth2_credentials WHERE client_id = ?1", [client_id], credential_from)
+        self.one(
+            "SELECT * FROM oauth2_credentials WHERE client_id = ?1",
+            [client_id],
+            credential_from,
+        )
     }
 
-    pub fn list_credentials(&self, consumer_id: Option<&str>, offset: i64, size: i64) -> StoreResult<Page<Credential>> {
+    pub fn list_credentials(
+        &self,
+        consumer_id: Option<&str>,
+        offset: i64,
+        size: i64,
+    ) -> StoreResult<Page<Credential>> {
         match consumer_id {
             Some(id) => self.page(
                 "SELECT * FROM oauth2_credentials WHERE consumer_id = :consumer",
@@ -381,7 +409,13 @@ impl<'a> Repo<'a> {
                 size,
                 credential_from,
             ),
-            None => self.page("SELECT * FROM oauth2_credentials", &[], offset, size, credential_from),
+            None => self.page(
+                "SELECT * FROM oauth2_credentials",
+                &[],
+                offset,
+                size,
+                credential_from,
+            ),
         }
     }
 
@@ -465,7 +499,11 @@ impl<'a> Repo<'a> {
     }
 
     pub fn token_by_refresh_hash(&self, refresh_hash: &str) -> StoreResult<Option<Token>> {
-        self.one("SELECT * FROM oauth2_tokens WHERE refresh_token_hash = ?1", [refresh_hash], token_from)
+        self.one(
+            "SELECT * FROM oauth2_tokens WHERE refresh_token_hash = ?1",
+            [refresh_hash],
+            token_from,
+        )
     }
 
     /// The token with its credential and consumer, in one indexed look-up (the filter's check).
@@ -516,8 +554,14 @@ impl<'a> Repo<'a> {
 
     /// Revokes every token descending from one grant.
     pub fn revoke_family(&self, family_id: &str) -> StoreResult<usize> {
-        self.exec("DELETE FROM oauth2_retired_refresh_tokens WHERE family_id = ?1", [family_id])?;
-        self.exec("DELETE FROM oauth2_tokens WHERE family_id = ?1", [family_id])
+        self.exec(
+            "DELETE FROM oauth2_retired_refresh_tokens WHERE family_id = ?1",
+            [family_id],
+        )?;
+        self.exec(
+            "DELETE FROM oauth2_tokens WHERE family_id = ?1",
+            [family_id],
+        )
     }
 
     /// Replaces `old` by `new` (refresh without reuse): the old pair dies with the same commit,
@@ -576,7 +620,11 @@ impl<'a> Repo<'a> {
     }
 
     pub fn code_by_hash(&self, code_hash: &str) -> StoreResult<Option<AuthorizationCode>> {
-        self.one("SELECT * FROM oauth2_authorization_codes WHERE code_hash = ?1", [code_hash], code_from)
+        self.one(
+            "SELECT * FROM oauth2_authorization_codes WHERE code_hash = ?1",
+            [code_hash],
+            code_from,
+        )
     }
 
     /// Marks a code spent; `false` when another exchange spent it first.
@@ -601,7 +649,9 @@ impl<'a> Repo<'a> {
         let newest = newest.max(self.sequence_floor()?);
         let mut stmt = self
             .tx
-            .prepare_cached("SELECT access_token_hash FROM changes WHERE seq > ?1 ORDER BY seq LIMIT ?2")
+            .prepare_cached(
+                "SELECT access_token_hash FROM changes WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+            )
             .map_err(map_err)?;
         let hashes = stmt
             .query_map((since, limit), |row| row.get(0))
@@ -614,7 +664,11 @@ impl<'a> Repo<'a> {
     /// AUTOINCREMENT never reuses numbers, even when the feed was pruned empty.
     fn sequence_floor(&self) -> StoreResult<i64> {
         Ok(self
-            .one("SELECT seq FROM sqlite_sequence WHERE name = 'changes'", [], |row| row.get(0))?
+            .one(
+                "SELECT seq FROM sqlite_sequence WHERE name = 'changes'",
+                [],
+                |row| row.get(0),
+            )?
             .unwrap_or(0))
     }
 
@@ -624,12 +678,18 @@ impl<'a> Repo<'a> {
             "DELETE FROM oauth2_authorization_codes WHERE expires_at < ?1",
             [now - crate::grants::CODE_REPLAY_MEMORY_S],
         )?;
-        removed += self.exec("DELETE FROM oauth2_tokens WHERE ttl_at IS NOT NULL AND ttl_at < ?1", [now])?;
+        removed += self.exec(
+            "DELETE FROM oauth2_tokens WHERE ttl_at IS NOT NULL AND ttl_at < ?1",
+            [now],
+        )?;
         removed += self.exec(
             "DELETE FROM oauth2_retired_refresh_tokens WHERE expires_at IS NOT NULL AND expires_at < ?1",
             [now],
         )?;
-        self.exec("DELETE FROM changes WHERE created_at < ?1", [now - feed_retention_s])?;
+        self.exec(
+            "DELETE FROM changes WHERE created_at < ?1",
+            [now - feed_retention_s],
+        )?;
         Ok(removed)
     }
 }

@@ -103,11 +103,14 @@ END;
 "#];
 
 pub fn migrate(conn: &mut Connection) -> StoreResult<()> {
-    let current: usize = conn.query_row("PRAGMA user_version", [], |row| row.get(0)).map_err(map_err)?;
+    let current: usize = conn
+        .query_row("PRAGMA user_version", [], |row| row.get(0))
+        .map_err(map_err)?;
     for (index, sql) in MIGRATIONS.iter().enumerate().skip(current) {
         let tx = conn.transaction().map_err(map_err)?;
         tx.execute_batch(sql).map_err(map_err)?;
-        tx.pragma_update(None, "user_version", index + 1).map_err(map_err)?;
+        tx.pragma_update(None, "user_version", index + 1)
+            .map_err(map_err)?;
         tx.commit().map_err(map_err)?;
         tracing::info!(version = index + 1, "database schema migrated");
     }
