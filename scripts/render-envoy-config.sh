@@ -9,5 +9,8 @@ sed -e "s|{{ADMIN_PORT}}|${ENVOY_ADMIN_PORT:-9901}|g" \
     -e "s|{{UPSTREAM_PORT}}|${UPSTREAM_PORT:-3000}|g" \
     -e "s|{{TOKEN_SERVICE_PORT}}|${TOKEN_SERVICE_PORT:-8080}|g" \
     -e "s|{{WASM_PATH}}|${WASM_PATH:-$here/target/wasm32-wasip1/wasm/oauth2_filter.wasm}|g" \
+    -e "s|{{SERVICE}}|${SERVICE:-step-on}|g" \
+    -e "s|{{ROUTE_PREFIX}}|${ROUTE_PREFIX:-/stepon}|g" \
+    -e "s|{{POLL_INTERVAL_MS}}|${POLL_INTERVAL_MS:-1000}|g" \
     -e "s|{{CERT_DIR}}|${CERT_DIR:-$here/envoy/certs}|g" \
     "$here/envoy/envoy.yaml.tmpl"

@@ -1,1 +1,14 @@
+//! End-to-end harness: real token-service, demo upstream and Envoy processes on free loopback
+//! ports, with typed helpers for the admin API and the OAuth flows through Envoy.
+//!
+//! Binaries come from `make build` (release token-service and demo-upstream, the wasm filter)
+//! and Envoy from the project's virtualenv (`.venv/bin/envoy`, or `ENVOY_BIN`).
 
+pub mod http;
+pub mod oauth;
+mod paths;
+mod process;
+pub mod stack;
+
+pub use http::{Answer, Client};
+pub use stack::{Gateway, Stack};

@@ -1,1 +1,4 @@
+//! End-to-end tests through a real Envoy. One test binary (each file under `tests/` would be
+//! a separate link); each module is one area of the product.
 
+mod tutorial;

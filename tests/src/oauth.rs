@@ -1,0 +1,72 @@
+//! The OAuth flows a client app runs, through Envoy.
+
+use crate::stack::{Gateway, Stack};
+use serde_json::Value;
+
+/// A consumer's OAuth application, as the admin API created it.
+#[derive(Debug, Clone)]
+pub struct App {
+    pub consumer_id: String,
+    pub client_id: String,
+    pub client_secret: String,
+    pub redirect_uri: String,
+}
+
+pub fn create_app(stack: &Stack, consumer: &str, redirect_uri: &str) -> App {
+    let c = stack.admin_post("/consumers", &[("username", consumer)]);
+    assert_eq!(c.status, 201, "{}", c.text);
+    let path = format!("/consumers/{consumer}/oauth2");
+    let k = stack.admin_post(&path, &[("name", consumer), ("redirect_uri", redirect_uri)]);
+    assert_eq!(k.status, 201, "{}", k.text);
+    let k = k.json();
+    App {
+        consumer_id: c.json()["id"].as_str().unwrap_or_default().to_string(),
+        client_id: k["client_id"].as_str().unwrap_or_default().to_string(),
+        client_secret: k["client_secret"].as_str().unwrap_or_default().to_string(),
+        redirect_uri: redirect_uri.to_string(),
+    }
+}
+
+/// The value of `name` in the query of a redirect URI.
+pub fn query_param(uri: &str, name: &str) -> Option<String> {
+    let query = uri.split_once('?')?.1;
+    query.split('&').find_map(|pair| {
+        let (k, v) = pair.split_once('=')?;
+        (k == name).then(|| v.to_string())
+    })
+}
+
+/// Authorizes `userid` for `app` over HTTPS and returns the code.
+pub fn authorize_code(stack: &Stack, gw: &Gateway, app: &App, provision_key: &str, scope: &str, userid: &str) -> String {
+    let answer = stack.client.post_form(
+        &gw.https("/oauth2/authorize"),
+        &[
+            ("response_type", "code"),
+            ("client_id", &app.client_id),
+            ("scope", scope),
+            ("provision_key", provision_key),
+            ("authenticated_userid", userid),
+        ],
+    );
+    assert_eq!(answer.status, 200, "authorize: {}", answer.text);
+    let uri = answer.json()["redirect_uri"].as_str().unwrap_or_default().to_string();
+    query_param(&uri, "code").unwrap_or_else(|| panic!("no code in {uri}"))
+}
+
+pub fn exchange_code(stack: &Stack, gw: &Gateway, app: &App, code: &str) -> Value {
+    let answer = stack.client.post_form(
+        &gw.https("/oauth2/token"),
+        &[
+            ("grant_type", "authorization_code"),
+            ("client_id", &app.client_id),
+            ("client_secret", &app.client_secret),
+            ("code", code),
+        ],
+    );
+    assert_eq!(answer.status, 200, "token: {}", answer.text);
+    answer.json()
+}
+
+pub fn bearer(token: &str) -> String {
+    format!("Bearer {token}")
+}

@@ -1,0 +1,223 @@
+//! One running product: a token-service with its SQLite file, the demo upstream, and one Envoy
+//! per protected service (a wasm filter is configured per listener, so each service the tests
+//! protect gets its own Envoy, rendered from the shipped `envoy/envoy.yaml.tmpl`).
+
+use crate::http::{Answer, Client};
+use crate::paths;
+use crate::process::{free_port, Process};
+use serde_json::Value;
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// The filter polls this often in tests; the propagation bound below follows from it.
+pub const POLL_INTERVAL_MS: u64 = 200;
+
+pub struct Stack {
+    pub dir: tempfile::TempDir,
+    pub admin_port: u16,
+    pub gateway_port: u16,
+    pub upstream_port: u16,
+    pub client: Client,
+    pub gateways: Vec<Gateway>,
+    token_service: Process,
+    _upstream: Process,
+}
+
+/// An Envoy protecting one service under a route prefix.
+pub struct Gateway {
+    pub service: String,
+    pub prefix: String,
+    pub http_port: u16,
+    pub https_port: u16,
+    pub admin_port: u16,
+    pub log: PathBuf,
+    process: Process,
+}
+
+impl Gateway {
+    pub fn http(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{}{}", self.http_port, self.prefix, path)
+    }
+
+    pub fn https(&self, path: &str) -> String {
+        format!("https://localhost:{}{}{}", self.https_port, self.prefix, path)
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        self.process.is_running()
+    }
+}
+
+impl Stack {
+    /// The tutorial's stack: service `step-on` (no plugin yet) behind `/stepon`.
+    pub fn start() -> Stack {
+        let mut stack = Stack::start_services();
+        stack.create_service("step-on");
+        stack.add_gateway("step-on", "/stepon");
+        stack
+    }
+
+    /// token-service and upstream only; add services and gateways yourself.
+    pub fn start_services() -> Stack {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (admin_port, gateway_port, upstream_port) = (free_port(), free_port(), free_port());
+        let token_service = spawn_token_service(&dir, admin_port, gateway_port);
+        let mut upstream_cmd = Command::new(paths::demo_upstream_bin());
+        upstream_cmd.arg("--listen").arg(format!("127.0.0.1:{upstream_port}"));
+        let upstream = Process::spawn("demo-upstream", upstream_cmd, &dir.path().join("upstream.log"));
+        let stack = Stack {
+            dir,
+            admin_port,
+            gateway_port,
+            upstream_port,
+            client: Client::new(),
+            gateways: Vec::new(),
+            token_service,
+            _upstream: upstream,
+        };
+        stack.wait_for(&format!("http://127.0.0.1:{admin_port}/status"), "token-service");
+        stack.wait_for(&format!("http://127.0.0.1:{upstream_port}/ready"), "demo upstream");
+        stack
+    }
+
+    pub fn database(&self) -> PathBuf {
+        self.dir.path().join("token-service.db")
+    }
+
+    pub fn token_service_log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("token-service.log")).unwrap_or_default()
+    }
+
+    fn wait_for(&self, url: &str, what: &str) {
+        let ok = wait_until(Duration::from_secs(20), || {
+            self.client.raw().get(url).send().map(|r| r.status().as_u16() < 500).unwrap_or(false)
+        });
+        assert!(ok, "{what} did not become ready at {url}; logs in {}", self.dir.path().display());
+    }
+
+    /// Starts an Envoy protecting `service` under `prefix`, and waits until its filter has
+    /// the service's state (requests no longer answer 503).
+    pub fn add_gateway(&mut self, service: &str, prefix: &str) -> &Gateway {
+        let index = self.gateways.len();
+        let (http_port, https_port, admin_port) = (free_port(), free_port(), free_port());
+        let certs = self.dir.path().join("certs");
+        let status = Command::new(paths::make_cert_script()).arg(&certs).status().expect("make-cert.sh");
+        assert!(status.success(), "making the certificate failed");
+        let template = std::fs::read_to_string(paths::envoy_template()).expect("envoy template");
+        let config = render(&template, &[
+            ("ADMIN_PORT", admin_port.to_string()),
+            ("LISTEN_ADDRESS", "127.0.0.1".into()),
+            ("HTTP_PORT", http_port.to_string()),
+            ("HTTPS_PORT", https_port.to_string()),
+            ("UPSTREAM_PORT", self.upstream_port.to_string()),
+            ("TOKEN_SERVICE_PORT", self.gateway_port.to_string()),
+            ("WASM_PATH", paths::wasm_module().display().to_string()),
+            ("CERT_DIR", certs.display().to_string()),
+            ("SERVICE", service.to_string()),
+            ("ROUTE_PREFIX", prefix.to_string()),
+            ("POLL_INTERVAL_MS", POLL_INTERVAL_MS.to_string()),
+        ]);
+        let config_path = self.dir.path().join(format!("envoy-{index}.yaml"));
+        std::fs::write(&config_path, config).expect("write envoy config");
+        let log = self.dir.path().join(format!("envoy-{index}.log"));
+        let mut cmd = Command::new(paths::envoy_bin());
+        cmd.arg("-c").arg(&config_path)
+            .args(["--disable-hot-restart", "--concurrency", "2", "--file-flush-interval-msec", "100", "-l", "warning"])
+            .arg("--log-path").arg(&log);
+        let process = Process::spawn("envoy", cmd, &self.dir.path().join(format!("envoy-{index}.out")));
+        let gateway = Gateway {
+            service: service.into(),
+            prefix: prefix.into(),
+            http_port,
+            https_port,
+            admin_port,
+            log,
+            process,
+        };
+        let ready = wait_until(Duration::from_secs(20), || {
+            self.client.raw().get(format!("http://127.0.0.1:{admin_port}/ready")).send().map(|r| r.status().is_success()).unwrap_or(false)
+        });
+        assert!(ready, "Envoy did not become ready; see {}", gateway.log.display());
+        let probe = gateway.http("/__probe");
+        let has_state = wait_until(Duration::from_secs(10), || {
+            let answer = self.client.get(&probe);
+            !(answer.status == 503 && answer.text.contains("temporarily_unavailable"))
+        });
+        assert!(has_state, "the filter never received the service state");
+        self.gateways.push(gateway);
+        self.gateways.last().expect("just pushed")
+    }
+
+    pub fn gateway(&self) -> &Gateway {
+        self.gateways.first().expect("a gateway")
+    }
+
+    pub fn admin(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{}", self.admin_port, path)
+    }
+
+    pub fn create_service(&self, name: &str) -> Value {
+        let answer = self.client.post_form(&self.admin("/services"), &[("name", name)]);
+        assert_eq!(answer.status, 201, "creating service {name}: {}", answer.text);
+        answer.json()
+    }
+
+    pub fn admin_post(&self, path: &str, form: &[(&str, &str)]) -> Answer {
+        self.client.post_form(&self.admin(path), form)
+    }
+
+    pub fn admin_get(&self, path: &str) -> Answer {
+        self.client.get(&self.admin(path))
+    }
+
+    /// SIGKILL, as a crash would.
+    pub fn kill_token_service(&mut self) {
+        self.token_service.kill();
+    }
+
+    pub fn restart_token_service(&mut self) {
+        self.token_service.kill();
+        self.token_service = spawn_token_service(&self.dir, self.admin_port, self.gateway_port);
+        self.wait_for(&self.admin("/status"), "token-service");
+    }
+
+    pub fn token_service_pid(&self) -> Option<u32> {
+        self.token_service.pid()
+    }
+}
+
+fn spawn_token_service(dir: &tempfile::TempDir, admin_port: u16, gateway_port: u16) -> Process {
+    let mut cmd = Command::new(paths::token_service_bin());
+    cmd.arg("--database")
+        .arg(dir.path().join("token-service.db"))
+        .arg("--admin-listen")
+        .arg(format!("127.0.0.1:{admin_port}"))
+        .arg("--gateway-listen")
+        .arg(format!("127.0.0.1:{gateway_port}"))
+        .env("RUST_LOG", "info");
+    Process::spawn("token-service", cmd, &dir.path().join("token-service.log"))
+}
+
+fn render(template: &str, values: &[(&str, String)]) -> String {
+    let mut out = template.to_string();
+    for (name, value) in values {
+        out = out.replace(&format!("{{{{{name}}}}}"), value);
+    }
+    assert!(!out.contains("{{"), "unrendered placeholder in the Envoy template");
+    out
+}
+
+/// Polls `condition` every 50 ms until it holds or `limit` passes.
+pub fn wait_until(limit: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    loop {
+        if condition() {
+            return true;
+        }
+        if start.elapsed() > limit {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
