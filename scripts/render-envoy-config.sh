@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Renders envoy/envoy.yaml.tmpl to stdout. Ports and paths come from the environment.
-set -euo pipefail
-here="$(cd "$(dirname "$0")/.." && pwd)"
+set -eu
+here="${TEMPLATE_ROOT:-$(cd "$(dirname "$0")/.." && pwd)}"
 sed -e "s|{{ADMIN_PORT}}|${ENVOY_ADMIN_PORT:-9901}|g" \
     -e "s|{{LISTEN_ADDRESS}}|${ENVOY_LISTEN_ADDRESS:-0.0.0.0}|g" \
     -e "s|{{HTTP_PORT}}|${ENVOY_HTTP_PORT:-8000}|g" \
     -e "s|{{HTTPS_PORT}}|${ENVOY_HTTPS_PORT:-8443}|g" \
+    -e "s|{{UPSTREAM_HOST}}|${UPSTREAM_HOST:-127.0.0.1}|g" \
+    -e "s|{{TOKEN_SERVICE_HOST}}|${TOKEN_SERVICE_HOST:-127.0.0.1}|g" \
     -e "s|{{UPSTREAM_PORT}}|${UPSTREAM_PORT:-3000}|g" \
     -e "s|{{TOKEN_SERVICE_PORT}}|${TOKEN_SERVICE_PORT:-8080}|g" \
     -e "s|{{WASM_PATH}}|${WASM_PATH:-$here/target/wasm32-wasip1/wasm/oauth2_filter.wasm}|g" \

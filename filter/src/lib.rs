@@ -20,5 +20,5 @@ pub mod routes;
 pub mod state;
 pub mod token;
 
-#[cfg(target_arch = "wasm32")]
+#[cfg(all(target_arch = "wasm32", not(test)))]
 mod adapter;

@@ -37,7 +37,14 @@ pub fn query_param(uri: &str, name: &str) -> Option<String> {
 }
 
 /// Authorizes `userid` for `app` over HTTPS and returns the code.
-pub fn authorize_code(stack: &Stack, gw: &Gateway, app: &App, provision_key: &str, scope: &str, userid: &str) -> String {
+pub fn authorize_code(
+    stack: &Stack,
+    gw: &Gateway,
+    app: &App,
+    provision_key: &str,
+    scope: &str,
+    userid: &str,
+) -> String {
     let answer = stack.client.post_form(
         &gw.https("/oauth2/authorize"),
         &[
@@ -49,7 +56,10 @@ pub fn authorize_code(stack: &Stack, gw: &Gateway, app: &App, provision_key: &st
         ],
     );
     assert_eq!(answer.status, 200, "authorize: {}", answer.text);
-    let uri = answer.json()["redirect_uri"].as_str().unwrap_or_default().to_string();
+    let uri = answer.json()["redirect_uri"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
     query_param(&uri, "code").unwrap_or_else(|| panic!("no code in {uri}"))
 }
 

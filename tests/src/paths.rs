@@ -7,28 +7,45 @@ pub fn workspace_root() -> PathBuf {
 }
 
 fn target_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| workspace_root().join("target"))
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target"))
 }
 
 fn required(path: PathBuf, what: &str) -> PathBuf {
-    assert!(path.exists(), "{what} not found at {}: run `make build` (or `make test`) first", path.display());
+    assert!(
+        path.exists(),
+        "{what} not found at {}: run `make build` (or `make test`) first",
+        path.display()
+    );
     path
 }
 
 pub fn token_service_bin() -> PathBuf {
-    required(target_dir().join("release/token-service"), "the token-service binary")
+    required(
+        target_dir().join("release/token-service"),
+        "the token-service binary",
+    )
 }
 
 pub fn demo_upstream_bin() -> PathBuf {
-    required(target_dir().join("release/demo-upstream"), "the demo-upstream binary")
+    required(
+        target_dir().join("release/demo-upstream"),
+        "the demo-upstream binary",
+    )
 }
 
 pub fn wasm_module() -> PathBuf {
-    required(target_dir().join("wasm32-wasip1/wasm/oauth2_filter.wasm"), "the wasm filter")
+    required(
+        target_dir().join("wasm32-wasip1/wasm/oauth2_filter.wasm"),
+        "the wasm filter",
+    )
 }
 
 pub fn envoy_bin() -> PathBuf {
-    let path = std::env::var_os("ENVOY_BIN").map(PathBuf::from).unwrap_or_else(|| workspace_root().join(".venv/bin/envoy"));
+    let path = std::env::var_os("ENVOY_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join(".venv/bin/envoy"));
     required(path, "Envoy (`make setup` installs it into .venv)")
 }
 

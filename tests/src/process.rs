@@ -13,11 +13,20 @@ pub struct Process {
 impl Process {
     /// Starts `command` with stdout and stderr appended to `log`.
     pub fn spawn(name: &str, mut command: Command, log: &Path) -> Process {
-        let out = File::options().create(true).append(true).open(log).expect("open log file");
+        let out = File::options()
+            .create(true)
+            .append(true)
+            .open(log)
+            .expect("open log file");
         let err = out.try_clone().expect("clone log file");
         command.stdin(Stdio::null()).stdout(out).stderr(err);
-        let child = command.spawn().unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
-        Process { name: name.to_string(), child: Some(child) }
+        let child = command
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+        Process {
+            name: name.to_string(),
+            child: Some(child),
+        }
     }
 
     pub fn pid(&self) -> Option<u32> {
@@ -48,5 +57,8 @@ impl Drop for Process {
 }
 
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
 }

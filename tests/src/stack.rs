@@ -41,7 +41,10 @@ impl Gateway {
     }
 
     pub fn https(&self, path: &str) -> String {
-        format!("https://localhost:{}{}{}", self.https_port, self.prefix, path)
+        format!(
+            "https://localhost:{}{}{}",
+            self.https_port, self.prefix, path
+        )
     }
 
     pub fn is_running(&mut self) -> bool {
@@ -64,8 +67,14 @@ impl Stack {
         let (admin_port, gateway_port, upstream_port) = (free_port(), free_port(), free_port());
         let token_service = spawn_token_service(&dir, admin_port, gateway_port);
         let mut upstream_cmd = Command::new(paths::demo_upstream_bin());
-        upstream_cmd.arg("--listen").arg(format!("127.0.0.1:{upstream_port}"));
-        let upstream = Process::spawn("demo-upstream", upstream_cmd, &dir.path().join("upstream.log"));
+        upstream_cmd
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{upstream_port}"));
+        let upstream = Process::spawn(
+            "demo-upstream",
+            upstream_cmd,
+            &dir.path().join("upstream.log"),
+        );
         let stack = Stack {
             dir,
             admin_port,
@@ -76,8 +85,14 @@ impl Stack {
             token_service,
             _upstream: upstream,
         };
-        stack.wait_for(&format!("http://127.0.0.1:{admin_port}/status"), "token-service");
-        stack.wait_for(&format!("http://127.0.0.1:{upstream_port}/ready"), "demo upstream");
+        stack.wait_for(
+            &format!("http://127.0.0.1:{admin_port}/status"),
+            "token-service",
+        );
+        stack.wait_for(
+            &format!("http://127.0.0.1:{upstream_port}/ready"),
+            "demo upstream",
+        );
         stack
     }
 
@@ -91,9 +106,18 @@ impl Stack {
 
     fn wait_for(&self, url: &str, what: &str) {
         let ok = wait_until(Duration::from_secs(20), || {
-            self.client.raw().get(url).send().map(|r| r.status().as_u16() < 500).unwrap_or(false)
+            self.client
+                .raw()
+                .get(url)
+                .send()
+                .map(|r| r.status().as_u16() < 500)
+                .unwrap_or(false)
         });
-        assert!(ok, "{what} did not become ready at {url}; logs in {}", self.dir.path().display());
+        assert!(
+            ok,
+            "{what} did not become ready at {url}; logs in {}",
+            self.dir.path().display()
+        );
     }
 
     /// Starts an Envoy protecting `service` under `prefix`, and waits until its filter has
@@ -102,30 +126,52 @@ impl Stack {
         let index = self.gateways.len();
         let (http_port, https_port, admin_port) = (free_port(), free_port(), free_port());
         let certs = self.dir.path().join("certs");
-        let status = Command::new(paths::make_cert_script()).arg(&certs).status().expect("make-cert.sh");
+        let status = Command::new(paths::make_cert_script())
+            .arg(&certs)
+            .status()
+            .expect("make-cert.sh");
         assert!(status.success(), "making the certificate failed");
         let template = std::fs::read_to_string(paths::envoy_template()).expect("envoy template");
-        let config = render(&template, &[
-            ("ADMIN_PORT", admin_port.to_string()),
-            ("LISTEN_ADDRESS", "127.0.0.1".into()),
-            ("HTTP_PORT", http_port.to_string()),
-            ("HTTPS_PORT", https_port.to_string()),
-            ("UPSTREAM_PORT", self.upstream_port.to_string()),
-            ("TOKEN_SERVICE_PORT", self.gateway_port.to_string()),
-            ("WASM_PATH", paths::wasm_module().display().to_string()),
-            ("CERT_DIR", certs.display().to_string()),
-            ("SERVICE", service.to_string()),
-            ("ROUTE_PREFIX", prefix.to_string()),
-            ("POLL_INTERVAL_MS", POLL_INTERVAL_MS.to_string()),
-        ]);
+        let config = render(
+            &template,
+            &[
+                ("ADMIN_PORT", admin_port.to_string()),
+                ("LISTEN_ADDRESS", "127.0.0.1".into()),
+                ("HTTP_PORT", http_port.to_string()),
+                ("HTTPS_PORT", https_port.to_string()),
+                ("UPSTREAM_HOST", "127.0.0.1".into()),
+                ("TOKEN_SERVICE_HOST", "127.0.0.1".into()),
+                ("UPSTREAM_PORT", self.upstream_port.to_string()),
+                ("TOKEN_SERVICE_PORT", self.gateway_port.to_string()),
+                ("WASM_PATH", paths::wasm_module().display().to_string()),
+                ("CERT_DIR", certs.display().to_string()),
+                ("SERVICE", service.to_string()),
+                ("ROUTE_PREFIX", prefix.to_string()),
+                ("POLL_INTERVAL_MS", POLL_INTERVAL_MS.to_string()),
+            ],
+        );
         let config_path = self.dir.path().join(format!("envoy-{index}.yaml"));
         std::fs::write(&config_path, config).expect("write envoy config");
         let log = self.dir.path().join(format!("envoy-{index}.log"));
         let mut cmd = Command::new(paths::envoy_bin());
-        cmd.arg("-c").arg(&config_path)
-            .args(["--disable-hot-restart", "--concurrency", "2", "--file-flush-interval-msec", "100", "-l", "warning"])
-            .arg("--log-path").arg(&log);
-        let process = Process::spawn("envoy", cmd, &self.dir.path().join(format!("envoy-{index}.out")));
+        cmd.arg("-c")
+            .arg(&config_path)
+            .args([
+                "--disable-hot-restart",
+                "--concurrency",
+                "2",
+                "--file-flush-interval-msec",
+                "100",
+                "-l",
+                "warning",
+            ])
+            .arg("--log-path")
+            .arg(&log);
+        let process = Process::spawn(
+            "envoy",
+            cmd,
+            &self.dir.path().join(format!("envoy-{index}.out")),
+        );
         let gateway = Gateway {
             service: service.into(),
             prefix: prefix.into(),
@@ -136,9 +182,18 @@ impl Stack {
             process,
         };
         let ready = wait_until(Duration::from_secs(20), || {
-            self.client.raw().get(format!("http://127.0.0.1:{admin_port}/ready")).send().map(|r| r.status().is_success()).unwrap_or(false)
+            self.client
+                .raw()
+                .get(format!("http://127.0.0.1:{admin_port}/ready"))
+                .send()
+                .map(|r| r.status().is_success())
+                .unwrap_or(false)
         });
-        assert!(ready, "Envoy did not become ready; see {}", gateway.log.display());
+        assert!(
+            ready,
+            "Envoy did not become ready; see {}",
+            gateway.log.display()
+        );
         let probe = gateway.http("/__probe");
         let has_state = wait_until(Duration::from_secs(10), || {
             let answer = self.client.get(&probe);
@@ -158,8 +213,14 @@ impl Stack {
     }
 
     pub fn create_service(&self, name: &str) -> Value {
-        let answer = self.client.post_form(&self.admin("/services"), &[("name", name)]);
-        assert_eq!(answer.status, 201, "creating service {name}: {}", answer.text);
+        let answer = self
+            .client
+            .post_form(&self.admin("/services"), &[("name", name)]);
+        assert_eq!(
+            answer.status, 201,
+            "creating service {name}: {}",
+            answer.text
+        );
         answer.json()
     }
 
@@ -204,7 +265,10 @@ fn render(template: &str, values: &[(&str, String)]) -> String {
     for (name, value) in values {
         out = out.replace(&format!("{{{{{name}}}}}"), value);
     }
-    assert!(!out.contains("{{"), "unrendered placeholder in the Envoy template");
+    assert!(
+        !out.contains("{{"),
+        "unrendered placeholder in the Envoy template"
+    );
     out
 }
 

@@ -27,31 +27,53 @@ fn the_seed_tutorial_works_through_envoy() {
     // Step 3: the oauth2 plugin, created the seed's way (form data, `value.*`).
     let plugin = stack.admin_post(
         "/apis/step-on/plugins",
-        &[("name", "oauth2"), ("value.scopes", "user_profile,biometric,step_counts"), ("value.mandatory_scope", "true")],
+        &[
+            ("name", "oauth2"),
+            ("value.scopes", "user_profile,biometric,step_counts"),
+            ("value.mandatory_scope", "true"),
+        ],
     );
     assert_eq!(plugin.status, 201, "{}", plugin.text);
     let plugin = plugin.json();
     assert_eq!(plugin["config"]["enable_authorization_code"], true);
-    let provision_key = plugin["config"]["provision_key"].as_str().unwrap_or_default().to_string();
+    let provision_key = plugin["config"]["provision_key"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
     assert_eq!(provision_key.len(), 32);
 
     let missing = || client.get(&gw.http("/stepcounts"));
     // (The demo upstream answers 401 itself without a user: wait for the filter's challenge.)
     let challenged = || missing().header("www-authenticate").is_some();
-    assert!(wait_until(propagation(), challenged), "the plugin never reached the filter");
+    assert!(
+        wait_until(propagation(), challenged),
+        "the plugin never reached the filter"
+    );
     let answer = missing();
     assert_eq!(answer.status, 401);
-    assert_eq!(answer.header("www-authenticate").as_deref(), Some("Bearer realm=\"service\""));
-    assert_eq!(answer.json(), serde_json::json!({"error": "invalid_request", "error_description": "The access token is missing"}));
+    assert_eq!(
+        answer.header("www-authenticate").as_deref(),
+        Some("Bearer realm=\"service\"")
+    );
+    assert_eq!(
+        answer.json(),
+        serde_json::json!({"error": "invalid_request", "error_description": "The access token is missing"})
+    );
 
     // Step 4: the consumer (Shoe Fly Shoe) and its OAuth application.
     let app = create_app(&stack, "shoe-fly-shoe", "http://localhost:5000/callback");
     assert_eq!(app.client_id.len(), 32);
 
     // The authorization endpoint refuses plain HTTP.
-    let http = client.post_form(&gw.http("/oauth2/authorize"), &[("client_id", &app.client_id)]);
+    let http = client.post_form(
+        &gw.http("/oauth2/authorize"),
+        &[("client_id", &app.client_id)],
+    );
     assert_eq!(http.status, 400);
-    assert_eq!(http.json(), serde_json::json!({"error": "access_denied", "error_description": "You must use HTTPS"}));
+    assert_eq!(
+        http.json(),
+        serde_json::json!({"error": "access_denied", "error_description": "You must use HTTPS"})
+    );
     assert_eq!(http.header("cache-control").as_deref(), Some("no-store"));
 
     // Clark grants Shoe Fly Shoe access to his step counts.
@@ -68,9 +90,18 @@ fn the_seed_tutorial_works_through_envoy() {
     );
     assert_eq!(authorize.status, 200, "{}", authorize.text);
     assert_eq!(authorize.header("pragma").as_deref(), Some("no-cache"));
-    let redirect = authorize.json()["redirect_uri"].as_str().unwrap_or_default().to_string();
-    assert!(redirect.starts_with("http://localhost:5000/callback?code="), "{redirect}");
-    assert_eq!(query_param(&redirect, "state").as_deref(), Some("shoes%26socks"));
+    let redirect = authorize.json()["redirect_uri"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        redirect.starts_with("http://localhost:5000/callback?code="),
+        "{redirect}"
+    );
+    assert_eq!(
+        query_param(&redirect, "state").as_deref(),
+        Some("shoes%26socks")
+    );
     let code = query_param(&redirect, "code").unwrap_or_default();
     assert_eq!(code.len(), 32);
     assert!(code.bytes().all(|b| b.is_ascii_alphanumeric()));
@@ -79,8 +110,14 @@ fn the_seed_tutorial_works_through_envoy() {
     let pair = exchange_code(&stack, gw, &app, &code);
     assert_eq!(pair["token_type"], "bearer");
     assert_eq!(pair["expires_in"], 7200);
-    let access = pair["access_token"].as_str().unwrap_or_default().to_string();
-    let refresh = pair["refresh_token"].as_str().unwrap_or_default().to_string();
+    let access = pair["access_token"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let refresh = pair["refresh_token"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
     assert_eq!((access.len(), refresh.len()), (32, 32));
 
     // The app reads Clark's step counts; the upstream learns who is asking, and forged
@@ -98,11 +135,17 @@ fn the_seed_tutorial_works_through_envoy() {
     let body = steps.json();
     assert_eq!(body["user"], "clark");
     let upstream: &Value = &body["headers"];
-    assert_eq!(upstream["x-consumer-id"], Value::String(app.consumer_id.clone()));
+    assert_eq!(
+        upstream["x-consumer-id"],
+        Value::String(app.consumer_id.clone())
+    );
     assert_eq!(upstream["x-consumer-username"], "shoe-fly-shoe");
     assert_eq!(upstream["x-authenticated-userid"], "clark");
     assert_eq!(upstream["x-authenticated-scope"], "step_counts");
-    assert_eq!(upstream["x-credential-identifier"], Value::String(app.client_id.clone()));
+    assert_eq!(
+        upstream["x-credential-identifier"],
+        Value::String(app.client_id.clone())
+    );
     assert!(upstream.get("x-anonymous-consumer").is_none(), "{upstream}");
     assert!(upstream.get("x-consumer-custom-id").is_none(), "{upstream}");
     assert_eq!(body["stepcounts"].as_array().map(Vec::len), Some(7));
@@ -110,28 +153,62 @@ fn the_seed_tutorial_works_through_envoy() {
     // Refresh: a new pair, and the old access token stops working within the bound.
     let refreshed = client.post_form(
         &gw.https("/oauth2/token"),
-        &[("grant_type", "refresh_token"), ("client_id", &app.client_id), ("client_secret", &app.client_secret), ("refresh_token", &refresh)],
+        &[
+            ("grant_type", "refresh_token"),
+            ("client_id", &app.client_id),
+            ("client_secret", &app.client_secret),
+            ("refresh_token", &refresh),
+        ],
     );
     assert_eq!(refreshed.status, 200, "{}", refreshed.text);
-    let new_access = refreshed.json()["access_token"].as_str().unwrap_or_default().to_string();
+    let new_access = refreshed.json()["access_token"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
     assert_ne!(new_access, access);
-    assert_ne!(refreshed.json()["refresh_token"].as_str(), Some(refresh.as_str()));
-    let old = || client.get_with(&gw.http("/stepcounts"), &[("authorization", &bearer(&access))]);
-    assert!(wait_until(propagation(), || old().status == 401), "the refreshed-away token still works");
-    assert_eq!(old().header("www-authenticate").as_deref(), Some(INVALID_CHALLENGE));
-    let new = client.get_with(&gw.http("/stepcounts"), &[("authorization", &bearer(&new_access))]);
+    assert_ne!(
+        refreshed.json()["refresh_token"].as_str(),
+        Some(refresh.as_str())
+    );
+    let old = || {
+        client.get_with(
+            &gw.http("/stepcounts"),
+            &[("authorization", &bearer(&access))],
+        )
+    };
+    assert!(
+        wait_until(propagation(), || old().status == 401),
+        "the refreshed-away token still works"
+    );
+    assert_eq!(
+        old().header("www-authenticate").as_deref(),
+        Some(INVALID_CHALLENGE)
+    );
+    let new = client.get_with(
+        &gw.http("/stepcounts"),
+        &[("authorization", &bearer(&new_access))],
+    );
     assert_eq!(new.status, 200);
 
     // A made-up token is refused with RFC 6750's invalid_token.
-    let bad = client.get_with(&gw.http("/stepcounts"), &[("authorization", "Bearer not-a-real-token")]);
+    let bad = client.get_with(
+        &gw.http("/stepcounts"),
+        &[("authorization", "Bearer not-a-real-token")],
+    );
     assert_eq!(bad.status, 401);
-    assert_eq!(bad.header("www-authenticate").as_deref(), Some(INVALID_CHALLENGE));
+    assert_eq!(
+        bad.header("www-authenticate").as_deref(),
+        Some(INVALID_CHALLENGE)
+    );
     assert_eq!(bad.json()["error"], "invalid_token");
 
     // The token-service goes down: an unknown token is an outage (503), never a pass.
     stack.kill_token_service();
     let gw = stack.gateway();
-    let down = stack.client.get_with(&gw.http("/stepcounts"), &[("authorization", "Bearer another-unknown-token")]);
+    let down = stack.client.get_with(
+        &gw.http("/stepcounts"),
+        &[("authorization", "Bearer another-unknown-token")],
+    );
     assert_eq!(down.status, 503, "{}", down.text);
     assert_eq!(down.json()["error"], "temporarily_unavailable");
 }
