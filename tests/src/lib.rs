@@ -5,6 +5,7 @@
 //! and Envoy from the project's virtualenv (`.venv/bin/envoy`, or `ENVOY_BIN`).
 
 pub mod http;
+pub mod kong;
 pub mod oauth;
 mod paths;
 mod process;

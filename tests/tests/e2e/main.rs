@@ -1,4 +1,6 @@
 //! End-to-end tests through a real Envoy. One test binary (each file under `tests/` would be
 //! a separate link); each module is one area of the product.
 
+mod authorize;
+mod token;
 mod tutorial;
