@@ -44,22 +44,66 @@ impl Kong {
     /// A token-service and upstream, consumer `bob` and Kong's credential table.
     pub fn start() -> Kong {
         let stack = Stack::start_services();
-        let bob = stack.client.post_json(&stack.admin("/consumers"), &json!({"username": "bob"}));
+        let bob = stack
+            .client
+            .post_json(&stack.admin("/consumers"), &json!({"username": "bob"}));
         assert_eq!(bob.status, 201, "{}", bob.text);
-        let kong = Kong { bob_id: bob.json()["id"].as_str().unwrap_or_default().to_string(), stack };
+        let kong = Kong {
+            bob_id: bob.json()["id"].as_str().unwrap_or_default().to_string(),
+            stack,
+        };
         for (id, secret, hash, uris, client_type) in [
-            ("clientid123", "secret123", true, json!([REDIRECT]), "confidential"),
-            ("clientid789", "secret789", false, json!(["http://google.test/kong?foo=bar&code=123"]), "confidential"),
-            ("clientid333", "secret333", true, json!([REDIRECT]), "confidential"),
-            ("clientid456", "secret456", false, json!(["http://one.test/one/", "http://two.test/two"]), "confidential"),
-            ("clientid10112", "secret10112", false, Value::Null, "confidential"),
-            ("clientid11211", "secret11211", false, json!([REDIRECT]), "public"),
+            (
+                "clientid123",
+                "secret123",
+                true,
+                json!([REDIRECT]),
+                "confidential",
+            ),
+            (
+                "clientid789",
+                "secret789",
+                false,
+                json!(["http://google.test/kong?foo=bar&code=123"]),
+                "confidential",
+            ),
+            (
+                "clientid333",
+                "secret333",
+                true,
+                json!([REDIRECT]),
+                "confidential",
+            ),
+            (
+                "clientid456",
+                "secret456",
+                false,
+                json!(["http://one.test/one/", "http://two.test/two"]),
+                "confidential",
+            ),
+            (
+                "clientid10112",
+                "secret10112",
+                false,
+                Value::Null,
+                "confidential",
+            ),
+            (
+                "clientid11211",
+                "secret11211",
+                false,
+                json!([REDIRECT]),
+                "public",
+            ),
         ] {
             let body = json!({
                 "name": id, "client_id": id, "client_secret": secret, "hash_secret": hash,
                 "redirect_uris": uris, "client_type": client_type,
             });
-            let answer = kong.stack.client.post_json(&kong.stack.admin("/consumers/bob/oauth2"), &body);
+            let answer = kong
+                .stack
+                .client
+                .post_json(&kong.stack.admin("/consumers/bob/oauth2"), &body);
             assert_eq!(answer.status, 201, "{}", answer.text);
         }
         kong
@@ -69,7 +113,10 @@ impl Kong {
     pub fn protect(&mut self, service: &str, overrides: Value) -> usize {
         self.stack.create_service(service);
         let url = self.stack.admin(&format!("/services/{service}/plugins"));
-        let plugin = self.stack.client.post_json(&url, &json!({"name": "oauth2", "config": kong_test_config(overrides)}));
+        let plugin = self.stack.client.post_json(
+            &url,
+            &json!({"name": "oauth2", "config": kong_test_config(overrides)}),
+        );
         assert_eq!(plugin.status, 201, "{}", plugin.text);
         self.stack.add_gateway(service, &format!("/{service}"));
         self.stack.gateways.len() - 1
@@ -84,7 +131,10 @@ impl Kong {
     }
 
     pub fn credential_id(&self, client_id: &str) -> String {
-        self.stack.admin_get(&format!("/oauth2/{client_id}")).json()["id"].as_str().unwrap_or_default().to_string()
+        self.stack.admin_get(&format!("/oauth2/{client_id}")).json()["id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
     }
 
     /// Authorizes `clientid123` for `userid123` with scope `email` and returns the code.
@@ -96,7 +146,10 @@ impl Kong {
         merge(&mut body, extra);
         let answer = self.post(&self.gw(gw).https("/oauth2/authorize"), body);
         assert_eq!(answer.status, 200, "{}", answer.text);
-        let uri = answer.json()["redirect_uri"].as_str().unwrap_or_default().to_string();
+        let uri = answer.json()["redirect_uri"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
         crate::oauth::query_param(&uri, "code").unwrap_or_else(|| panic!("no code in {uri}"))
     }
 
@@ -114,7 +167,9 @@ impl Kong {
     /// Waits until the filter of gateway `gw` accepts `token` (or gives up after 3 s).
     pub fn get_with_token(&self, gw: usize, path: &str, token: &str) -> Answer {
         let url = self.gw(gw).http(path);
-        self.stack.client.get_with(&url, &[("authorization", &format!("bearer {token}"))])
+        self.stack
+            .client
+            .get_with(&url, &[("authorization", &format!("bearer {token}"))])
     }
 }
 
@@ -132,7 +187,12 @@ pub fn oauth_error(error: &str, description: &str) -> Value {
 }
 
 pub fn assert_no_store(answer: &Answer) {
-    assert_eq!(answer.header("cache-control").as_deref(), Some("no-store"), "{:?}", answer.headers);
+    assert_eq!(
+        answer.header("cache-control").as_deref(),
+        Some("no-store"),
+        "{:?}",
+        answer.headers
+    );
     assert_eq!(answer.header("pragma").as_deref(), Some("no-cache"));
 }
 

@@ -2,5 +2,6 @@
 //! a separate link); each module is one area of the product.
 
 mod authorize;
+mod resource;
 mod token;
 mod tutorial;
