@@ -21,6 +21,7 @@ pub struct Stack {
     pub client: Client,
     pub gateways: Vec<Gateway>,
     token_service: Process,
+    token_service_args: Vec<String>,
     _upstream: Process,
 }
 
@@ -63,9 +64,15 @@ impl Stack {
 
     /// token-service and upstream only; add services and gateways yourself.
     pub fn start_services() -> Stack {
+        Stack::start_services_with(&[])
+    }
+
+    /// Like [`Stack::start_services`], with extra token-service arguments.
+    pub fn start_services_with(extra_args: &[&str]) -> Stack {
         let dir = tempfile::tempdir().expect("temp dir");
         let (admin_port, gateway_port, upstream_port) = (free_port(), free_port(), free_port());
-        let token_service = spawn_token_service(&dir, admin_port, gateway_port);
+        let extra_args: Vec<String> = extra_args.iter().map(|a| a.to_string()).collect();
+        let token_service = spawn_token_service(&dir, admin_port, gateway_port, &extra_args);
         let mut upstream_cmd = Command::new(paths::demo_upstream_bin());
         upstream_cmd
             .arg("--listen")
@@ -83,10 +90,11 @@ impl Stack {
             client: Client::new(),
             gateways: Vec::new(),
             token_service,
+            token_service_args: extra_args,
             _upstream: upstream,
         };
         stack.wait_for(
-            &format!("http://127.0.0.1:{admin_port}/status"),
+            &format!("http://127.0.0.1:{gateway_port}/gateway/v1/services/-/state"),
             "token-service",
         );
         stack.wait_for(
@@ -239,8 +247,19 @@ impl Stack {
 
     pub fn restart_token_service(&mut self) {
         self.token_service.kill();
-        self.token_service = spawn_token_service(&self.dir, self.admin_port, self.gateway_port);
-        self.wait_for(&self.admin("/status"), "token-service");
+        self.token_service = spawn_token_service(
+            &self.dir,
+            self.admin_port,
+            self.gateway_port,
+            &self.token_service_args,
+        );
+        self.wait_for(
+            &format!(
+                "http://127.0.0.1:{}/gateway/v1/services/-/state",
+                self.gateway_port
+            ),
+            "token-service",
+        );
     }
 
     pub fn token_service_pid(&self) -> Option<u32> {
@@ -248,7 +267,12 @@ impl Stack {
     }
 }
 
-fn spawn_token_service(dir: &tempfile::TempDir, admin_port: u16, gateway_port: u16) -> Process {
+fn spawn_token_service(
+    dir: &tempfile::TempDir,
+    admin_port: u16,
+    gateway_port: u16,
+    extra: &[String],
+) -> Process {
     let mut cmd = Command::new(paths::token_service_bin());
     cmd.arg("--database")
         .arg(dir.path().join("token-service.db"))
@@ -256,6 +280,7 @@ fn spawn_token_service(dir: &tempfile::TempDir, admin_port: u16, gateway_port: u
         .arg(format!("127.0.0.1:{admin_port}"))
         .arg("--gateway-listen")
         .arg(format!("127.0.0.1:{gateway_port}"))
+        .args(extra)
         .env("RUST_LOG", "info");
     Process::spawn("token-service", cmd, &dir.path().join("token-service.log"))
 }

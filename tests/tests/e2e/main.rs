@@ -2,6 +2,8 @@
 //! a separate link); each module is one area of the product.
 
 mod authorize;
+mod beyond_kong;
 mod resource;
+mod security;
 mod token;
 mod tutorial;

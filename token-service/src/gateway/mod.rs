@@ -22,7 +22,10 @@ pub fn router() -> Router<AppState> {
         .route("/gateway/v1/services/{service}/state", get(state))
         .route("/gateway/v1/services/{service}/token", get(check_token))
         .route("/gateway/v1/services/{service}/ext_authz", any(ext_authz))
-        .route("/gateway/v1/services/{service}/ext_authz/{*path}", any(ext_authz))
+        .route(
+            "/gateway/v1/services/{service}/ext_authz/{*path}",
+            any(ext_authz),
+        )
 }
 
 #[derive(Deserialize)]
@@ -179,12 +182,23 @@ fn storage_failure(e: StoreError) -> Response {
 /// Envoy's native `ext_authz` (HTTP) filter pointed here authorizes each request with one call:
 /// 200 with the identity headers, or 401. It is how Envoy users solve this job without our
 /// filter, and the peer `make bench` measures the filter against.
-async fn ext_authz(State(app): State<AppState>, Path(params): Path<Vec<(String, String)>>, headers: HeaderMap) -> Response {
-    let service = params.into_iter().find(|(k, _)| k == "service").map(|(_, v)| v).unwrap_or_default();
+async fn ext_authz(
+    State(app): State<AppState>,
+    Path(params): Path<Vec<(String, String)>>,
+    headers: HeaderMap,
+) -> Response {
+    let service = params
+        .into_iter()
+        .find(|(k, _)| k == "service")
+        .map(|(_, v)| v)
+        .unwrap_or_default();
     let token = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split_once(' ').filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer")))
+        .and_then(|v| {
+            v.split_once(' ')
+                .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        })
         .map(|(_, token)| token_digest(token.trim()));
     let Some(token) = token else {
         return (StatusCode::UNAUTHORIZED, [("www-authenticate", "Bearer")]).into_response();
@@ -192,8 +206,12 @@ async fn ext_authz(State(app): State<AppState>, Path(params): Path<Vec<(String, 
     let result = app
         .store
         .read(move |repo| {
-            let Some(service) = repo.service(&service)? else { return Ok(None) };
-            let global = repo.enabled_oauth2_plugin(&service.id)?.is_some_and(|p| p.config.global_credentials);
+            let Some(service) = repo.service(&service)? else {
+                return Ok(None);
+            };
+            let global = repo
+                .enabled_oauth2_plugin(&service.id)?
+                .is_some_and(|p| p.config.global_credentials);
             Ok(Some(token_answer(repo, &token, &service.id, global)?))
         })
         .await;
@@ -206,7 +224,10 @@ async fn ext_authz(State(app): State<AppState>, Path(params): Path<Vec<(String, 
                 ("x-consumer-username", &answer["consumer"]["username"]),
                 ("x-authenticated-userid", &answer["authenticated_userid"]),
                 ("x-authenticated-scope", &answer["scope"]),
-                ("x-credential-identifier", &answer["credential"]["client_id"]),
+                (
+                    "x-credential-identifier",
+                    &answer["credential"]["client_id"],
+                ),
             ];
             for (name, value) in pairs {
                 if let Some(Ok(value)) = value.as_str().map(axum::http::HeaderValue::from_str) {
@@ -215,7 +236,11 @@ async fn ext_authz(State(app): State<AppState>, Path(params): Path<Vec<(String, 
             }
             response
         }
-        Ok(_) => (StatusCode::UNAUTHORIZED, [("www-authenticate", "Bearer error=\"invalid_token\"")]).into_response(),
+        Ok(_) => (
+            StatusCode::UNAUTHORIZED,
+            [("www-authenticate", "Bearer error=\"invalid_token\"")],
+        )
+            .into_response(),
         Err(e) => storage_failure(e),
     }
 }
