@@ -3,6 +3,7 @@
 
 mod authorize;
 mod beyond_kong;
+mod faults;
 mod resource;
 mod security;
 mod token;

@@ -4,10 +4,12 @@
 //! are the whole storage vocabulary (consumers, services, plugins, credentials, codes, tokens,
 //! the change feed). A server database later means another `Repo` backend, not new handlers.
 //!
-//! Every write runs in one `BEGIN IMMEDIATE` transaction on the single writer connection, with
-//! `synchronous=FULL`, so an acknowledged write survives SIGKILL and power loss. Reads use a
-//! small pool of reader connections (WAL lets them run beside the writer). All SQLite work runs
-//! on tokio's blocking pool; no lock is held across an `.await`.
+//! Writes go to one writer thread, which group-commits: it takes every write waiting, runs each
+//! in its own savepoint of one `BEGIN IMMEDIATE` transaction, and commits once (one fsync with
+//! `synchronous=FULL`) before answering any of them. So an acknowledged write survives SIGKILL
+//! and power loss, a failing write rolls back alone, and the fsync cost is shared by every
+//! write of the batch. Reads use a small pool of reader connections on tokio's blocking pool
+//! (WAL lets them run beside the writer). No lock is held across an `.await`.
 //!
 //! The change feed (`changes`) is kept by triggers: whenever a token row is deleted, its access
 //! token replaced, or the consumer or credential behind it changes, the access-token digest is
@@ -20,7 +22,7 @@ pub use repo::{NewCode, NewToken, Page, RefreshOutcome, Repo, TokenWithOwner};
 
 use rusqlite::{Connection, OpenFlags};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
@@ -66,11 +68,18 @@ pub struct Store {
 
 struct Inner {
     path: PathBuf,
-    writer: Mutex<Connection>,
+    jobs: mpsc::Sender<Job>,
     readers: Mutex<Vec<Connection>>,
 }
 
 const READER_POOL: usize = 8;
+/// Most writes one commit carries: bounds the latency a batch adds to its first write.
+const MAX_BATCH: usize = 512;
+
+/// A write waiting for the writer thread: runs on a savepoint, says whether it succeeded, and
+/// hands back how to deliver its result once the batch's commit is known.
+type Job = Box<dyn FnOnce(&Connection) -> (bool, Deliver) + Send>;
+type Deliver = Box<dyn FnOnce(Result<(), String>) + Send>;
 
 impl Store {
     /// Opens (creating if needed) the database file and brings its schema up to date.
@@ -81,35 +90,43 @@ impl Store {
         }
         let mut writer = open_connection(path)?;
         schema::migrate(&mut writer)?;
+        let (jobs, queue) = mpsc::channel();
+        std::thread::Builder::new()
+            .name("sqlite-writer".into())
+            .spawn(move || write_batches(writer, queue))
+            .map_err(|e| StoreError::Task(format!("cannot start the writer thread: {e}")))?;
         Ok(Store {
             inner: Arc::new(Inner {
                 path: path.to_path_buf(),
-                writer: Mutex::new(writer),
+                jobs,
                 readers: Mutex::new(Vec::new()),
             }),
         })
     }
 
-    /// Runs `f` in a write transaction; commits when it returns `Ok`.
+    /// Runs `f` in a write transaction; its changes are committed (durably) when it returns
+    /// `Ok`, and rolled back alone when it returns `Err`.
     pub async fn write<T, F>(&self, f: F) -> StoreResult<T>
     where
         T: Send + 'static,
         F: FnOnce(&Repo<'_>) -> StoreResult<T> + Send + 'static,
     {
-        let inner = self.inner.clone();
-        run_blocking(move || {
-            let mut conn = inner
-                .writer
-                .lock()
-                .map_err(|_| StoreError::Task("writer lock poisoned".into()))?;
-            let tx = conn
-                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-                .map_err(StoreError::classify)?;
-            let value = f(&Repo::new(&tx))?;
-            tx.commit().map_err(StoreError::classify)?;
-            Ok(value)
-        })
-        .await
+        let (answer, answered) = tokio::sync::oneshot::channel();
+        let job: Job = Box::new(move |conn: &Connection| {
+            let result = f(&Repo::new(conn));
+            let ok = result.is_ok();
+            let deliver: Deliver = Box::new(move |commit: Result<(), String>| {
+                let _ = answer.send(commit.map_err(StoreError::Task).and(result));
+            });
+            (ok, deliver)
+        });
+        self.inner
+            .jobs
+            .send(job)
+            .map_err(|_| StoreError::Task("the writer thread stopped".into()))?;
+        answered
+            .await
+            .map_err(|_| StoreError::Task("the write was dropped".into()))?
     }
 
     /// Runs `f` on a reader connection (a consistent snapshot for its duration).
@@ -140,6 +157,50 @@ impl Store {
         })
         .await
     }
+}
+
+/// The writer thread: one transaction per batch of waiting writes, one savepoint per write.
+fn write_batches(mut conn: Connection, queue: mpsc::Receiver<Job>) {
+    while let Ok(first) = queue.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match queue.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        let mut delivers = Vec::with_capacity(batch.len());
+        let commit = run_batch(&mut conn, batch, &mut delivers).map_err(|e| {
+            tracing::error!(error = %e, "a write batch failed to commit");
+            e.to_string()
+        });
+        for deliver in delivers {
+            deliver(commit.clone());
+        }
+    }
+}
+
+fn run_batch(
+    conn: &mut Connection,
+    batch: Vec<Job>,
+    delivers: &mut Vec<Deliver>,
+) -> StoreResult<()> {
+    let mut tx = conn
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .map_err(StoreError::classify)?;
+    for job in batch {
+        let savepoint = tx.savepoint().map_err(StoreError::classify)?;
+        // A write that panics must not take the writer thread (and every later write) with
+        // it: its savepoint rolls back and its caller sees the write dropped.
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(&savepoint)));
+        let Ok((ok, deliver)) = outcome else { continue };
+        delivers.push(deliver);
+        if ok {
+            savepoint.commit().map_err(StoreError::classify)?;
+        }
+        // Dropped uncommitted, a savepoint rolls back: a failed write leaves no trace.
+    }
+    tx.commit().map_err(StoreError::classify)
 }
 
 async fn run_blocking<T, F>(f: F) -> StoreResult<T>

@@ -4,10 +4,12 @@ use super::{map_err, StoreError, StoreResult};
 use crate::model::{
     AuthorizationCode, ClientType, Consumer, Credential, OAuth2Config, Plugin, Service, Token,
 };
-use rusqlite::{named_params, OptionalExtension, Row, Transaction};
+use rusqlite::{named_params, Connection, OptionalExtension, Row};
 
+/// The storage vocabulary over one connection, inside a transaction (or savepoint) the
+/// [`super::Store`] opened: a closure given a `Repo` sees and writes one consistent state.
 pub struct Repo<'a> {
-    tx: &'a Transaction<'a>,
+    tx: &'a Connection,
 }
 
 /// One page of a list: the rows and the offset of the next page, if any.
@@ -152,7 +154,7 @@ fn code_from(row: &Row<'_>) -> rusqlite::Result<AuthorizationCode> {
 }
 
 impl<'a> Repo<'a> {
-    pub(super) fn new(tx: &'a Transaction<'a>) -> Self {
+    pub(super) fn new(tx: &'a Connection) -> Self {
         Repo { tx }
     }
 

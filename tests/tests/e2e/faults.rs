@@ -1,0 +1,208 @@
+//! Faults: the filter fails closed (503, never a pass, never a 401) when the token-service is
+//! down, slow, failing or talking nonsense, and recovers without restarting Envoy; a SIGKILLed
+//! token-service loses nothing it acknowledged; concurrent issuance loses or duplicates nothing.
+
+use e2e::fake::{FakeTokenService, Misbehaviour};
+use e2e::kong::Kong;
+use e2e::stack::wait_until;
+use serde_json::{json, Value};
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+fn unavailable(answer: &e2e::Answer) -> bool {
+    answer.status == 503 && answer.text.contains("temporarily_unavailable")
+}
+
+#[test]
+fn the_filter_fails_closed_and_recovers() {
+    let mut kong = Kong::start();
+    let gw = kong.protect("oauth2", json!({"token_expiration": 600}));
+    let known = kong.provision_token(gw)["access_token"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let port = kong.stack.gateway_port;
+    let mut unknown_tokens = (0..).map(|i| format!("never-seen-token-{i}"));
+
+    // Down: the connection is refused.
+    kong.stack.kill_token_service();
+    let r = kong.get_with_token(gw, "/request", &unknown_tokens.next().unwrap_or_default());
+    assert!(unavailable(&r), "down: {} {}", r.status, r.text);
+    assert_eq!(
+        r.json()["error_description"],
+        "The authorization service is unavailable"
+    );
+    // Even the OAuth endpoints fail closed.
+    let r = kong.post(
+        &kong.gw(gw).https("/oauth2/token"),
+        json!({"grant_type": "client_credentials"}),
+    );
+    assert_eq!(r.status, 503, "{}", r.text);
+
+    for behaviour in [
+        Misbehaviour::Garbage,
+        Misbehaviour::Failing,
+        Misbehaviour::Slow(Duration::from_secs(3)),
+    ] {
+        let fake = FakeTokenService::start(port, behaviour);
+        let started = Instant::now();
+        let r = kong.get_with_token(gw, "/request", &unknown_tokens.next().unwrap_or_default());
+        assert!(unavailable(&r), "{} {}", r.status, r.text);
+        // Within the filter's timeout (1 s) plus slack, never hanging.
+        assert!(
+            started.elapsed() < Duration::from_millis(2500),
+            "took {:?}",
+            started.elapsed()
+        );
+        drop(fake);
+    }
+
+    // The token-service returns: traffic recovers with the same Envoy.
+    kong.stack.restart_token_service();
+    assert!(wait_until(Duration::from_secs(5), || kong
+        .get_with_token(gw, "/request", &known)
+        .status
+        == 200));
+    let r = kong.get_with_token(gw, "/request", "still-not-a-token");
+    assert_eq!(r.status, 401);
+}
+
+#[test]
+fn acknowledged_tokens_survive_sigkill() {
+    let mut kong = Kong::start();
+    let gw = kong.protect(
+        "oauth2-4",
+        json!({"enable_client_credentials": true, "token_expiration": 3600}),
+    );
+    let url = kong.gw(gw).https("/oauth2/token");
+    let stop = Instant::now() + Duration::from_millis(1500);
+    let body = json!({"client_id": "clientid123", "client_secret": "secret123", "grant_type": "client_credentials", "scope": "email"});
+
+    // Issue tokens from two threads; SIGKILL the token-service in the middle of the stream.
+    let pid = kong
+        .stack
+        .token_service_pid()
+        .map(|p| p.to_string())
+        .unwrap_or_default();
+    let acknowledged: Vec<String> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..2)
+            .map(|_| {
+                let (url, body, client) = (url.clone(), body.clone(), &kong.stack.client);
+                scope.spawn(move || {
+                    let mut issued = Vec::new();
+                    while Instant::now() < stop {
+                        let request = client
+                            .raw()
+                            .post(&url)
+                            .json(&body)
+                            .timeout(Duration::from_secs(3));
+                        if let Ok(response) = request.send() {
+                            if response.status().as_u16() == 200 {
+                                if let Ok(v) = response.json::<Value>() {
+                                    issued.push(
+                                        v["access_token"].as_str().unwrap_or_default().to_string(),
+                                    );
+                                }
+                            }
+                        }
+                    }
+                    issued
+                })
+            })
+            .collect();
+        std::thread::sleep(Duration::from_millis(700));
+        let killed = std::process::Command::new("kill")
+            .args(["-9", &pid])
+            .status();
+        assert!(killed.is_ok_and(|s| s.success()), "SIGKILL failed");
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().unwrap_or_default())
+            .collect()
+    });
+    assert!(
+        acknowledged.len() >= 10,
+        "too few tokens issued before the kill: {}",
+        acknowledged.len()
+    );
+
+    kong.stack.restart_token_service();
+    let check = |token: &str| {
+        let url = format!(
+            "http://127.0.0.1:{}/gateway/v1/services/oauth2-4/token",
+            kong.stack.gateway_port
+        );
+        kong.stack
+            .client
+            .get_with(&url, &[("x-access-token", token)])
+            .json()["active"]
+            == true
+    };
+    let lost: Vec<&String> = acknowledged.iter().filter(|t| !check(t)).collect();
+    assert!(
+        lost.is_empty(),
+        "{} of {} acknowledged tokens were lost",
+        lost.len(),
+        acknowledged.len()
+    );
+    let status = kong.stack.admin_get("/status");
+    assert_eq!(status.status, 200);
+}
+
+#[test]
+fn hundreds_of_concurrent_requests_lose_and_duplicate_nothing() {
+    let mut kong = Kong::start();
+    let gw = kong.protect(
+        "oauth2-4",
+        json!({"enable_client_credentials": true, "token_expiration": 3600}),
+    );
+    let url = kong.gw(gw).https("/oauth2/token");
+    let admin = kong.stack.admin("/consumers");
+    let body = json!({"client_id": "clientid123", "client_secret": "secret123", "grant_type": "client_credentials", "scope": "email"});
+    let (tokens, statuses): (Vec<String>, Vec<u16>) = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..200)
+            .map(|i| {
+                let (url, admin, body, client) =
+                    (url.clone(), admin.clone(), body.clone(), &kong.stack.client);
+                scope.spawn(move || {
+                    let token = client.post_json(&url, &body);
+                    let consumer =
+                        client.post_json(&admin, &json!({"username": format!("user-{i}")}));
+                    (
+                        token.json()["access_token"]
+                            .as_str()
+                            .unwrap_or_default()
+                            .to_string(),
+                        vec![token.status, consumer.status],
+                    )
+                })
+            })
+            .collect();
+        let mut tokens = Vec::new();
+        let mut statuses = Vec::new();
+        for h in handles {
+            if let Ok((t, s)) = h.join() {
+                tokens.push(t);
+                statuses.extend(s);
+            }
+        }
+        (tokens, statuses)
+    });
+    assert_eq!(statuses.len(), 400);
+    assert!(
+        statuses.iter().all(|s| *s == 200 || *s == 201),
+        "{statuses:?}"
+    );
+    let distinct: HashSet<&String> = tokens.iter().collect();
+    assert_eq!(distinct.len(), 200, "duplicate tokens");
+    let listed = kong.stack.admin_get("/consumers?size=1000").json();
+    assert_eq!(
+        listed["data"].as_array().map(Vec::len),
+        Some(201),
+        "bob plus 200 users"
+    );
+    // Every one of them works through Envoy.
+    for token in tokens.iter().take(50) {
+        assert_eq!(kong.get_with_token(gw, "/request", token).status, 200);
+    }
+}
