@@ -80,6 +80,10 @@ impl Client {
         self.send(self.inner.post(url).json(body))
     }
 
+    pub fn put_json(&self, url: &str, body: &Value) -> Answer {
+        self.send(self.inner.put(url).json(body))
+    }
+
     pub fn patch_json(&self, url: &str, body: &Value) -> Answer {
         self.send(self.inner.patch(url).json(body))
     }

@@ -1,6 +1,7 @@
 //! End-to-end tests through a real Envoy. One test binary (each file under `tests/` would be
 //! a separate link); each module is one area of the product.
 
+mod admin_api;
 mod authorize;
 mod beyond_kong;
 mod faults;
