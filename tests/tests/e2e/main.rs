@@ -5,6 +5,7 @@ mod admin_api;
 mod authorize;
 mod beyond_kong;
 mod faults;
+mod hostile_input;
 mod resource;
 mod security;
 mod token;
