@@ -11,12 +11,13 @@ WASM        := $(CURDIR)/target/wasm32-wasip1/wasm/oauth2_filter.wasm
 WASM_RUNNER := $(PYTHON) $(CURDIR)/scripts/wasi-run.py
 RUN_DIR     := $(CURDIR)/.run
 
-.PHONY: help setup build run test test-unit test-wasm test-e2e validate lint fmt clean
+.PHONY: help setup build run test test-unit test-wasm test-e2e validate fuzz fuzz-short lint fmt clean
 
 help:
 	@echo "make run    start token-service (:8080, admin :8001), demo upstream (:3000) and Envoy (:8000, :8443)"
 	@echo "make test   every test: unit (native + wasm), Envoy config validation, end-to-end through Envoy"
 	@echo "make build  build the wasm filter and the release binaries"
+	@echo "make fuzz   fuzz every parser for 60 s each (make test runs 2 s each)"
 	@echo "make lint   rustfmt check and clippy with warnings denied"
 
 setup: $(ENVOY) $(VENV)/.wasmtime .rustup-wasm-target
@@ -50,12 +51,12 @@ build: setup
 run: build
 	@RUN_DIR=$(RUN_DIR) ENVOY=$(ENVOY) $(CURDIR)/scripts/run-stack.sh
 
-test: build test-unit test-wasm validate test-e2e
+test: build test-unit test-wasm validate fuzz-short test-e2e
 	@echo "==> all tests passed"
 
 test-unit:
 	@echo "==> unit and integration tests (native)"
-	cargo test --workspace --exclude e2e
+	cargo test --workspace --exclude e2e --exclude fuzz
 
 test-wasm: setup
 	@echo "==> the filter's unit tests, compiled to wasm32-wasip1 and run under wasmtime"
@@ -73,6 +74,14 @@ validate: build
 test-e2e: build
 	@echo "==> end-to-end tests: real token-service, demo upstream and Envoy processes"
 	ENVOY_BIN=$(ENVOY) cargo test -p e2e -- --test-threads 2
+
+fuzz-short:
+	@echo "==> fuzzing the filter's and the token-service's parsers (bounded: 2 s per target)"
+	cargo run --release -q -p fuzz --bin fuzz -- --seconds-per-target 2
+
+fuzz:
+	@echo "==> fuzzing every parser for 60 s per target"
+	cargo run --release -q -p fuzz --bin fuzz -- --seconds-per-target 60
 
 lint:
 	cargo fmt --all -- --check

@@ -6,7 +6,6 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
 pub struct Process {
-    name: String,
     child: Option<Child>,
 }
 
@@ -23,10 +22,7 @@ impl Process {
         let child = command
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
-        Process {
-            name: name.to_string(),
-            child: Some(child),
-        }
+        Process { child: Some(child) }
     }
 
     pub fn pid(&self) -> Option<u32> {
@@ -43,10 +39,6 @@ impl Process {
 
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.as_mut().map(|c| c.try_wait()), Some(Ok(None)))
-    }
-
-    pub fn name(&self) -> &str {
-        &self.name
     }
 }
 
