@@ -2,7 +2,7 @@
 //! and revocations, and an HTTP context per request that authenticates it.
 
 use crate::cache::{self, Entry, TokenDigest};
-use crate::config::FilterConfig;
+use crate::config::{Endpoint, FilterConfig, IntrospectionMode, Mode};
 use crate::decision::{self, Decision, Failure, Reply};
 use crate::routes::{self, EndpointCall};
 use crate::state::{Protection, Settings, StatePoll, Verdict};
@@ -95,7 +95,7 @@ impl Root {
                 LogLevel::Info,
                 &format!(
                     "oauth2 settings for service '{}' now: {}",
-                    s.config.service,
+                    s.config.service().unwrap_or_default(),
                     describe(&protection)
                 ),
             );
@@ -155,29 +155,37 @@ impl Root {
             return;
         };
         let s = shared.borrow();
-        let path = format!(
-            "/gateway/v1/services/{}/state?since={}",
-            s.config.service, s.seq
-        );
+        let Mode::TokenService { service, endpoint } = &s.config.mode else {
+            return;
+        };
+        let path = format!("/gateway/v1/services/{service}/state?since={}", s.seq);
         let headers = vec![
             (":method", "GET"),
             (":path", path.as_str()),
-            (":authority", s.config.token_service.authority.as_str()),
+            (":authority", endpoint.authority.as_str()),
         ];
-        let timeout = Duration::from_millis(s.config.token_service.timeout_ms);
-        match self.dispatch_http_call(
-            &s.config.token_service.cluster,
-            headers,
-            None,
-            vec![],
-            timeout,
-        ) {
+        let timeout = Duration::from_millis(endpoint.timeout_ms);
+        match self.dispatch_http_call(&endpoint.cluster, headers, None, vec![], timeout) {
             Ok(_) => self.poll_in_flight = true,
             Err(status) => log(
                 LogLevel::Warn,
                 &format!("cannot reach the token-service cluster: {status:?}"),
             ),
         }
+    }
+}
+
+/// With a third-party authorization server, the filter's own configuration is the settings.
+fn local_settings(mode: &IntrospectionMode) -> Settings {
+    Settings {
+        id: "introspection".into(),
+        updated_at: 0,
+        auth_header_name: mode.auth_header_name.clone(),
+        hide_credentials: mode.hide_credentials,
+        realm: mode.realm.clone(),
+        global_credentials: false,
+        anonymous: None,
+        anonymous_error: None,
     }
 }
 
@@ -201,14 +209,25 @@ impl RootContext for Root {
         };
         match FilterConfig::parse(&bytes) {
             Ok(config) => {
+                let settings = match &config.mode {
+                    Mode::Introspection(mode) => Some(Rc::new(local_settings(mode))),
+                    Mode::TokenService { .. } => None,
+                };
+                let protection = match &settings {
+                    Some(settings) => Protection::On(Settings::clone(settings)),
+                    None => Protection::Unknown,
+                };
+                let polls = matches!(config.mode, Mode::TokenService { .. });
                 self.shared = Some(Rc::new(RefCell::new(Shared {
                     config: Rc::new(config),
-                    protection: Protection::Unknown,
-                    settings: None,
+                    protection,
+                    settings,
                     seq: 0,
                     epoch: 0,
                 })));
-                self.set_tick_period(FIRST_POLL_DELAY);
+                if polls {
+                    self.set_tick_period(FIRST_POLL_DELAY);
+                }
                 true
             }
             Err(e) => {
@@ -279,8 +298,15 @@ impl Context for Request {
             .unwrap_or_default();
         match std::mem::replace(&mut self.pending, Pending::Nothing) {
             Pending::Check { digest } => {
+                let introspection =
+                    matches!(self.shared.borrow().config.mode, Mode::Introspection(_));
+                let parse = if introspection {
+                    Verdict::parse_introspection
+                } else {
+                    Verdict::parse
+                };
                 let verdict = (status.as_deref() == Some("200"))
-                    .then(|| Verdict::parse(&body))
+                    .then(|| parse(&body))
                     .flatten();
                 let Some(verdict) = verdict else {
                     log(
@@ -315,7 +341,13 @@ impl HttpContext for Request {
             (Protection::On(_), Some(settings)) => settings,
             (Protection::Off, _) => return Action::Continue,
             (Protection::UnknownService, _) => {
-                let service = self.shared.borrow().config.service.clone();
+                let service = self
+                    .shared
+                    .borrow()
+                    .config
+                    .service()
+                    .unwrap_or_default()
+                    .to_string();
                 return self.reply(&decision::unavailable(&format!(
                     "Service '{service}' is not known to the authorization service"
                 )));
@@ -328,7 +360,8 @@ impl HttpContext for Request {
         };
         self.settings = Some(settings.clone());
         let path = self.get_http_request_header(":path").unwrap_or_default();
-        if let Some(call) = routes::endpoint(&path) {
+        let relays = matches!(self.shared.borrow().config.mode, Mode::TokenService { .. });
+        if let Some(call) = routes::endpoint(&path).filter(|_| relays) {
             if end_of_stream {
                 return self.relay(&call, None);
             }
@@ -460,22 +493,35 @@ impl Request {
     fn check(&mut self, digest: TokenDigest, token: &str) -> Action {
         let shared = self.shared.clone();
         let s = shared.borrow();
-        let path = format!("/gateway/v1/services/{}/token", s.config.service);
-        let headers = vec![
-            (":method", "GET"),
-            (":path", path.as_str()),
-            (":authority", s.config.token_service.authority.as_str()),
-            ("x-access-token", token),
-        ];
-        let timeout = Duration::from_millis(s.config.token_service.timeout_ms);
-        match self.dispatch_http_call(
-            &s.config.token_service.cluster,
-            headers,
-            None,
-            vec![],
-            timeout,
-        ) {
-            Ok(_) => {
+        let dispatched = match &s.config.mode {
+            Mode::TokenService { service, endpoint } => {
+                let path = format!("/gateway/v1/services/{service}/token");
+                let headers = vec![
+                    (":method", "GET"),
+                    (":path", path.as_str()),
+                    (":authority", endpoint.authority.as_str()),
+                    ("x-access-token", token),
+                ];
+                self.call(endpoint, headers, None)
+            }
+            Mode::Introspection(mode) => {
+                let body = format!(
+                    "token={}&token_type_hint=access_token",
+                    token::form_encode(token)
+                );
+                let headers = vec![
+                    (":method", "POST"),
+                    (":path", mode.path.as_str()),
+                    (":authority", mode.endpoint.authority.as_str()),
+                    ("content-type", "application/x-www-form-urlencoded"),
+                    ("accept", "application/json"),
+                    ("authorization", mode.authorization.as_str()),
+                ];
+                self.call(&mode.endpoint, headers, Some(body.as_bytes()))
+            }
+        };
+        match dispatched {
+            Ok(()) => {
                 self.pending = Pending::Check { digest };
                 Action::Pause
             }
@@ -491,13 +537,27 @@ impl Request {
         }
     }
 
+    fn call(
+        &self,
+        endpoint: &Endpoint,
+        headers: Vec<(&str, &str)>,
+        body: Option<&[u8]>,
+    ) -> Result<(), proxy_wasm::types::Status> {
+        let timeout = Duration::from_millis(endpoint.timeout_ms);
+        self.dispatch_http_call(&endpoint.cluster, headers, body, vec![], timeout)
+            .map(drop)
+    }
+
     fn relay(&mut self, call: &EndpointCall, body: Option<&[u8]>) -> Action {
         let shared = self.shared.clone();
         let s = shared.borrow();
         let Some(settings) = self.settings.clone() else {
             return Action::Continue;
         };
-        let mut path = format!("/gateway/v1/services/{}{}", s.config.service, call.target);
+        let Mode::TokenService { service, endpoint } = &s.config.mode else {
+            return Action::Continue;
+        };
+        let mut path = format!("/gateway/v1/services/{service}{}", call.target);
         if let Some(query) = &call.query {
             path.push('?');
             path.push_str(query);
@@ -528,22 +588,14 @@ impl Request {
         let mut headers = vec![
             (":method", method.as_str()),
             (":path", path.as_str()),
-            (":authority", s.config.token_service.authority.as_str()),
+            (":authority", endpoint.authority.as_str()),
             ("x-gateway-tls", if tls { "on" } else { "off" }),
             ("x-gateway-host", host.as_str()),
             ("x-gateway-prefix", call.prefix.as_str()),
         ];
         headers.extend(forwarded.iter().map(|(n, v)| (n.as_str(), v.as_str())));
-        let timeout = Duration::from_millis(s.config.token_service.timeout_ms);
-        let body = body.filter(|b| !b.is_empty());
-        match self.dispatch_http_call(
-            &s.config.token_service.cluster,
-            headers,
-            body,
-            vec![],
-            timeout,
-        ) {
-            Ok(_) => {
+        match self.call(endpoint, headers, body.filter(|b| !b.is_empty())) {
+            Ok(()) => {
                 self.pending = Pending::Relay;
                 Action::Pause
             }

@@ -77,7 +77,7 @@ impl Entry {
             KIND_INVALID => Verdict::Invalid,
             KIND_GLOBAL => Verdict::GlobalToken,
             KIND_ACTIVE => Verdict::Active(Identity {
-                consumer_id: r.field()?.unwrap_or_default(),
+                consumer_id: r.field()?,
                 consumer_custom_id: r.field()?,
                 consumer_username: r.field()?,
                 credential_identifier: r.field()?,
@@ -103,7 +103,7 @@ impl Entry {
 
 fn identity_fields(i: &Identity) -> [Option<&str>; 6] {
     [
-        Some(i.consumer_id.as_str()),
+        i.consumer_id.as_deref(),
         i.consumer_custom_id.as_deref(),
         i.consumer_username.as_deref(),
         i.credential_identifier.as_deref(),
@@ -168,7 +168,7 @@ mod tests {
 
     fn identity() -> Identity {
         Identity {
-            consumer_id: "c1".into(),
+            consumer_id: Some("c1".into()),
             consumer_custom_id: None,
             consumer_username: Some("bob".into()),
             credential_identifier: Some("app".into()),

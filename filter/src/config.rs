@@ -1,26 +1,44 @@
 //! The filter's JSON configuration in Envoy (`configuration` of the wasm plugin).
+//!
+//! Two modes. With `token_service`, the filter protects a `service` of our token-service and
+//! learns Kong's plugin settings from it by polling. With `introspection`, it protects the
+//! route with any RFC 7662 authorization server (Keycloak, Hydra, ...), and the few settings
+//! a protected request needs (`auth_header_name`, `hide_credentials`, `realm`) come from here.
 
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
 use serde::Deserialize;
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct FilterConfig {
-    /// The service this filter protects, by name (or id) in the token-service.
-    pub service: String,
-    pub token_service: TokenService,
-    #[serde(default = "defaults::poll_interval_ms")]
+    pub mode: Mode,
     pub poll_interval_ms: u64,
-    #[serde(default)]
     pub cache: CacheConfig,
     /// Largest request body buffered (OAuth endpoints, `access_token` form fields).
-    #[serde(default = "defaults::max_body_bytes")]
     pub max_body_bytes: usize,
 }
 
+#[derive(Debug, Clone, PartialEq)]
+pub enum Mode {
+    TokenService { service: String, endpoint: Endpoint },
+    Introspection(IntrospectionMode),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct IntrospectionMode {
+    pub endpoint: Endpoint,
+    pub path: String,
+    /// `Basic <base64(client_id:client_secret)>`, computed once.
+    pub authorization: String,
+    pub auth_header_name: String,
+    pub hide_credentials: bool,
+    pub realm: Option<String>,
+}
+
+/// An Envoy cluster the filter calls.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct TokenService {
-    /// The Envoy cluster of the token-service's gateway listener.
+pub struct Endpoint {
     pub cluster: String,
     #[serde(default = "defaults::authority")]
     pub authority: String,
@@ -49,6 +67,36 @@ impl Default for CacheConfig {
     }
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    service: Option<String>,
+    token_service: Option<Endpoint>,
+    introspection: Option<RawIntrospection>,
+    #[serde(default = "defaults::poll_interval_ms")]
+    poll_interval_ms: u64,
+    #[serde(default)]
+    cache: CacheConfig,
+    #[serde(default = "defaults::max_body_bytes")]
+    max_body_bytes: usize,
+    auth_header_name: Option<String>,
+    hide_credentials: Option<bool>,
+    realm: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawIntrospection {
+    cluster: String,
+    #[serde(default = "defaults::authority")]
+    authority: String,
+    #[serde(default = "defaults::timeout_ms")]
+    timeout_ms: u64,
+    path: String,
+    client_id: String,
+    client_secret: String,
+}
+
 mod defaults {
     pub fn poll_interval_ms() -> u64 {
         1000
@@ -67,39 +115,94 @@ mod defaults {
 #[derive(Debug, PartialEq)]
 pub struct ConfigError(pub String);
 
+fn error(problem: &str) -> ConfigError {
+    ConfigError(format!("invalid filter configuration: {problem}"))
+}
+
 impl FilterConfig {
     pub fn parse(bytes: &[u8]) -> Result<FilterConfig, ConfigError> {
-        let config: FilterConfig = serde_json::from_slice(bytes)
-            .map_err(|e| ConfigError(format!("invalid filter configuration: {e}")))?;
-        config.validate()?;
-        Ok(config)
+        let raw: RawConfig = serde_json::from_slice(bytes).map_err(|e| error(&e.to_string()))?;
+        if raw.poll_interval_ms < 50 {
+            return Err(error("`poll_interval_ms` must be at least 50"));
+        }
+        if raw.cache.slots == 0 {
+            return Err(error("`cache.slots` must be positive"));
+        }
+        let mode = match (raw.service, raw.token_service, raw.introspection) {
+            (Some(service), Some(endpoint), None) => {
+                if raw.auth_header_name.is_some() || raw.hide_credentials.is_some() || raw.realm.is_some() {
+                    return Err(error(
+                        "`auth_header_name`, `hide_credentials` and `realm` are set in the token-service's plugin, not here",
+                    ));
+                }
+                check_service(&service)?;
+                check_endpoint(&endpoint)?;
+                Mode::TokenService { service, endpoint }
+            }
+            (None, None, Some(i)) => {
+                let endpoint = Endpoint { cluster: i.cluster, authority: i.authority, timeout_ms: i.timeout_ms };
+                check_endpoint(&endpoint)?;
+                if !i.path.starts_with('/') {
+                    return Err(error("`introspection.path` must start with '/'"));
+                }
+                let auth_header_name = raw.auth_header_name.unwrap_or_else(|| "authorization".into()).to_ascii_lowercase();
+                if auth_header_name.is_empty() {
+                    return Err(error("`auth_header_name` must not be empty"));
+                }
+                let credentials = STANDARD.encode(format!("{}:{}", i.client_id, i.client_secret));
+                Mode::Introspection(IntrospectionMode {
+                    endpoint,
+                    path: i.path,
+                    authorization: format!("Basic {credentials}"),
+                    auth_header_name,
+                    hide_credentials: raw.hide_credentials.unwrap_or(false),
+                    realm: Some(raw.realm.unwrap_or_else(|| "service".into())).filter(|r| !r.is_empty()),
+                })
+            }
+            _ => {
+                return Err(error(
+                    "give either `service` with `token_service`, or `introspection` (an RFC 7662 server)",
+                ))
+            }
+        };
+        Ok(FilterConfig {
+            mode,
+            poll_interval_ms: raw.poll_interval_ms,
+            cache: raw.cache,
+            max_body_bytes: raw.max_body_bytes,
+        })
     }
 
-    fn validate(&self) -> Result<(), ConfigError> {
-        let problem = if self.service.is_empty() {
-            Some("`service` must not be empty")
-        } else if !self
-            .service
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b))
-        {
-            Some("`service` may only hold letters, digits, '-', '.', '_' and '~'")
-        } else if self.token_service.cluster.is_empty() {
-            Some("`token_service.cluster` must not be empty")
-        } else if self.token_service.timeout_ms == 0 {
-            Some("`token_service.timeout_ms` must be positive")
-        } else if self.poll_interval_ms < 50 {
-            Some("`poll_interval_ms` must be at least 50")
-        } else if self.cache.slots == 0 {
-            Some("`cache.slots` must be positive")
-        } else {
-            None
-        };
-        match problem {
-            Some(p) => Err(ConfigError(format!("invalid filter configuration: {p}"))),
-            None => Ok(()),
+    /// The token-service mode's service name, for messages and paths.
+    pub fn service(&self) -> Option<&str> {
+        match &self.mode {
+            Mode::TokenService { service, .. } => Some(service),
+            Mode::Introspection(_) => None,
         }
     }
+}
+
+fn check_service(service: &str) -> Result<(), ConfigError> {
+    if service.is_empty()
+        || !service
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b))
+    {
+        return Err(error(
+            "`service` must be a non-empty name of letters, digits, '-', '.', '_' and '~'",
+        ));
+    }
+    Ok(())
+}
+
+fn check_endpoint(endpoint: &Endpoint) -> Result<(), ConfigError> {
+    if endpoint.cluster.is_empty() {
+        return Err(error("a `cluster` must not be empty"));
+    }
+    if endpoint.timeout_ms == 0 {
+        return Err(error("`timeout_ms` must be positive"));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -109,14 +212,41 @@ mod tests {
     #[test]
     fn minimal_config_gets_defaults() {
         let c = FilterConfig::parse(br#"{"service":"step-on","token_service":{"cluster":"ts"}}"#);
-        let c = c.ok();
-        assert_eq!(c.as_ref().map(|c| c.poll_interval_ms), Some(1000));
+        let Ok(c) = c else { unreachable!("valid") };
+        assert_eq!(c.poll_interval_ms, 1000);
+        assert_eq!(c.cache, CacheConfig::default());
+        assert_eq!(c.max_body_bytes, 65_536);
+        let Mode::TokenService { service, endpoint } = c.mode else {
+            unreachable!("token-service mode")
+        };
         assert_eq!(
-            c.as_ref().map(|c| c.cache.clone()),
-            Some(CacheConfig::default())
+            (
+                service.as_str(),
+                endpoint.timeout_ms,
+                endpoint.authority.as_str()
+            ),
+            ("step-on", 1000, "token-service")
         );
-        assert_eq!(c.as_ref().map(|c| c.token_service.timeout_ms), Some(1000));
-        assert_eq!(c.map(|c| c.max_body_bytes), Some(65_536));
+    }
+
+    #[test]
+    fn introspection_mode_precomputes_basic_credentials() {
+        let c = FilterConfig::parse(
+            br#"{"introspection":{"cluster":"idp","path":"/introspect","client_id":"rs","client_secret":"pw"},"hide_credentials":true}"#,
+        );
+        let Ok(FilterConfig {
+            mode: Mode::Introspection(i),
+            ..
+        }) = c
+        else {
+            unreachable!("introspection mode")
+        };
+        assert_eq!(i.authorization, "Basic cnM6cHc=");
+        assert!(i.hide_credentials);
+        assert_eq!(
+            (i.auth_header_name.as_str(), i.realm.as_deref()),
+            ("authorization", Some("service"))
+        );
     }
 
     #[test]
@@ -127,9 +257,12 @@ mod tests {
             br#"{"service":"a b","token_service":{"cluster":"ts"}}"#,
             br#"{"service":"s","token_service":{"cluster":"ts"},"cache":{"slots":0}}"#,
             br#"{"service":"s","token_service":{"cluster":"ts"},"typo":1}"#,
+            br#"{"service":"s","token_service":{"cluster":"ts"},"hide_credentials":true}"#,
+            br#"{"service":"s","token_service":{"cluster":"ts"},"introspection":{"cluster":"i","path":"/x","client_id":"a","client_secret":"b"}}"#,
+            br#"{"introspection":{"cluster":"i","path":"x","client_id":"a","client_secret":"b"}}"#,
             b"not json",
         ] {
-            assert!(FilterConfig::parse(bad).is_err());
+            assert!(FilterConfig::parse(bad).is_err(), "{}", String::from_utf8_lossy(bad));
         }
     }
 }

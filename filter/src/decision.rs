@@ -45,7 +45,7 @@ pub enum Failure {
 
 pub fn authenticated(identity: &Identity) -> HeaderPlan {
     [
-        (X_CONSUMER_ID, Some(identity.consumer_id.clone())),
+        (X_CONSUMER_ID, identity.consumer_id.clone()),
         (X_CONSUMER_CUSTOM_ID, identity.consumer_custom_id.clone()),
         (X_CONSUMER_USERNAME, identity.consumer_username.clone()),
         (
@@ -179,7 +179,7 @@ mod tests {
 
     fn identity() -> Identity {
         Identity {
-            consumer_id: "c1".into(),
+            consumer_id: Some("c1".into()),
             consumer_custom_id: None,
             consumer_username: Some("bob".into()),
             credential_identifier: Some("app".into()),

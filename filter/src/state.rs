@@ -82,7 +82,8 @@ pub enum Verdict {
 /// Who a valid token speaks for: the upstream identity headers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Identity {
-    pub consumer_id: String,
+    /// `None` for tokens of a third-party authorization server (no consumers there).
+    pub consumer_id: Option<String>,
     pub consumer_custom_id: Option<String>,
     pub consumer_username: Option<String>,
     pub credential_identifier: Option<String>,
@@ -115,7 +116,7 @@ impl Verdict {
         }
         let consumer = answer.consumer?;
         Some(Verdict::Active(Identity {
-            consumer_id: consumer.id,
+            consumer_id: Some(consumer.id),
             consumer_custom_id: consumer.custom_id,
             consumer_username: consumer.username,
             credential_identifier: answer.credential.map(|c| c.client_id),
@@ -126,9 +127,63 @@ impl Verdict {
     }
 }
 
+/// An RFC 7662 introspection answer from a third-party authorization server.
+#[derive(Deserialize)]
+struct Introspection {
+    active: bool,
+    scope: Option<String>,
+    client_id: Option<String>,
+    username: Option<String>,
+    sub: Option<String>,
+    exp: Option<u64>,
+}
+
+impl Verdict {
+    /// RFC 7662 §2.2: only `active` is required; the rest maps onto the identity headers.
+    pub fn parse_introspection(body: &[u8]) -> Option<Verdict> {
+        let answer: Introspection = serde_json::from_slice(body).ok()?;
+        if !answer.active {
+            return Some(Verdict::Invalid);
+        }
+        Some(Verdict::Active(Identity {
+            consumer_id: None,
+            consumer_custom_id: None,
+            authenticated_userid: answer.sub.or_else(|| answer.username.clone()),
+            consumer_username: answer.username,
+            credential_identifier: answer.client_id,
+            authenticated_scope: answer.scope,
+            expires_at: answer.exp,
+        }))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn introspection_answers_map_to_identities() {
+        let body = br#"{"active":true,"scope":"read","client_id":"app","username":"clark","sub":"u-1","exp":9,"extra":1}"#;
+        let Some(Verdict::Active(i)) = Verdict::parse_introspection(body) else {
+            unreachable!("active")
+        };
+        assert_eq!(
+            (i.consumer_id, i.authenticated_userid.as_deref()),
+            (None, Some("u-1"))
+        );
+        assert_eq!(
+            (
+                i.consumer_username.as_deref(),
+                i.credential_identifier.as_deref()
+            ),
+            (Some("clark"), Some("app"))
+        );
+        assert_eq!(
+            Verdict::parse_introspection(br#"{"active":false}"#),
+            Some(Verdict::Invalid)
+        );
+        assert_eq!(Verdict::parse_introspection(br#"{"scope":"x"}"#), None);
+    }
 
     #[test]
     fn state_without_plugin_turns_protection_off() {

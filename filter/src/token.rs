@@ -136,6 +136,19 @@ pub fn path_without_access_token(path: &str) -> String {
     }
 }
 
+/// Percent-encodes a value for an `application/x-www-form-urlencoded` body.
+pub fn form_encode(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for b in value.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 /// Tokens the token-service can have issued: 1..=512 visible ASCII characters. Anything else
 /// is invalid without asking (and could not travel in a header anyway).
 pub fn plausible(token: &str) -> bool {
@@ -221,6 +234,16 @@ mod tests {
         assert_eq!(
             without_access_token(b"access_token=x&foo=bar"),
             b"foo=bar".to_vec()
+        );
+    }
+
+    #[test]
+    fn form_encoding_round_trips() {
+        let raw = "a+b/c=d&e%f g";
+        let body = format!("access_token={}", form_encode(raw));
+        assert_eq!(
+            from_form_body(body.as_bytes()).map(|f| f.token),
+            Some(raw.to_string())
         );
     }
 

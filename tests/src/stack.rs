@@ -131,6 +131,20 @@ impl Stack {
     /// Starts an Envoy protecting `service` under `prefix`, and waits until its filter has
     /// the service's state (requests no longer answer 503).
     pub fn add_gateway(&mut self, service: &str, prefix: &str) -> &Gateway {
+        self.add_gateway_with(service, prefix, None)
+    }
+
+    /// An Envoy whose filter has `filter_config` (JSON) instead of the template's.
+    pub fn add_gateway_configured(&mut self, prefix: &str, filter_config: &str) -> &Gateway {
+        self.add_gateway_with("custom", prefix, Some(filter_config))
+    }
+
+    fn add_gateway_with(
+        &mut self,
+        service: &str,
+        prefix: &str,
+        filter_config: Option<&str>,
+    ) -> &Gateway {
         let index = self.gateways.len();
         let (http_port, https_port, admin_port) = (free_port(), free_port(), free_port());
         let certs = self.dir.path().join("certs");
@@ -158,6 +172,10 @@ impl Stack {
                 ("POLL_INTERVAL_MS", POLL_INTERVAL_MS.to_string()),
             ],
         );
+        let config = match filter_config {
+            Some(json) => replace_filter_config(&config, json),
+            None => config,
+        };
         let config_path = self.dir.path().join(format!("envoy-{index}.yaml"));
         std::fs::write(&config_path, config).expect("write envoy config");
         let log = self.dir.path().join(format!("envoy-{index}.log"));
@@ -285,6 +303,25 @@ fn spawn_token_service(
     Process::spawn("token-service", cmd, &dir.path().join("token-service.log"))
 }
 
+/// Swaps the filter's JSON configuration (the block under `value: |`) for `json`.
+fn replace_filter_config(config: &str, json: &str) -> String {
+    let start = config
+        .find("value: |\n")
+        .map(|i| i + "value: |\n".len())
+        .expect("filter configuration block");
+    let end = config[start..]
+        .find("vm_config:")
+        .map(|i| start + i)
+        .expect("vm_config after the configuration");
+    let line_start = config[..end].rfind('\n').map_or(end, |i| i + 1);
+    format!(
+        "{}                    {}\n{}",
+        &config[..start],
+        json,
+        &config[line_start..]
+    )
+}
+
 fn render(template: &str, values: &[(&str, String)]) -> String {
     let mut out = template.to_string();
     for (name, value) in values {
@@ -308,5 +345,28 @@ pub fn wait_until(limit: Duration, mut condition: impl FnMut() -> bool) -> bool 
             return false;
         }
         std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+impl Drop for Stack {
+    /// A failing test shows the tail of every process log before the temp dir goes away.
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            return;
+        }
+        let Ok(entries) = std::fs::read_dir(self.dir.path()) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.extension().is_some_and(|e| e == "log" || e == "out") {
+                let text = std::fs::read_to_string(&path).unwrap_or_default();
+                let tail: Vec<&str> = text.lines().rev().take(15).collect();
+                eprintln!("---- {} (last lines)", path.display());
+                for line in tail.iter().rev() {
+                    eprintln!("{line}");
+                }
+            }
+        }
     }
 }

@@ -94,3 +94,76 @@ fn introspection_revocation_and_metadata_on_the_route() {
         json!(["email", "profile", "user.email"])
     );
 }
+
+#[test]
+fn the_filter_can_trust_any_rfc7662_authorization_server() {
+    let mut kong = Kong::start();
+    let gw = kong.protect("oauth2", json!({"token_expiration": 600}));
+    // A second route, protected through introspection: here the token-service's own RFC 7662
+    // endpoint plays the third-party authorization server (Keycloak, Hydra, ...).
+    let config = json!({
+        "introspection": {
+            "cluster": "token_service",
+            "path": "/gateway/v1/services/oauth2/oauth2/introspect",
+            "client_id": "clientid789",
+            "client_secret": "secret789",
+        },
+        "hide_credentials": true,
+        "realm": "third-party",
+        "cache": {"max_ttl_s": 1, "negative_ttl_s": 1},
+    });
+    kong.stack
+        .add_gateway_configured("/api", &config.to_string());
+    let rs = kong.stack.gateways.len() - 1;
+    let pair = kong.provision_token(gw);
+    let token = pair["access_token"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+
+    let r = kong.get_with_token(rs, "/request", &token);
+    assert_eq!(r.status, 200, "{}", r.text);
+    let h = &r.json()["headers"];
+    assert_eq!(
+        (
+            h["x-authenticated-userid"].clone(),
+            h["x-authenticated-scope"].clone()
+        ),
+        (json!("userid123"), json!("email"))
+    );
+    assert_eq!(
+        (
+            h["x-consumer-username"].clone(),
+            h["x-credential-identifier"].clone()
+        ),
+        (json!("bob"), json!("clientid123"))
+    );
+    assert!(
+        h.get("authorization").is_none(),
+        "hide_credentials applies: {h}"
+    );
+    assert!(h.get("x-consumer-id").is_none());
+
+    let r = kong.get_with_token(rs, "/request", "made-up");
+    assert_eq!(r.status, 401);
+    assert_eq!(
+        r.header("www-authenticate").as_deref(),
+        Some("Bearer realm=\"third-party\", error=\"invalid_token\", error_description=\"The access token is invalid or has expired\"")
+    );
+    let r = kong.stack.client.get(&kong.gw(rs).http("/request"));
+    assert_eq!(
+        r.header("www-authenticate").as_deref(),
+        Some("Bearer realm=\"third-party\"")
+    );
+
+    // Revoked at the authorization server: refused once the short cache lifetime passes.
+    let revoke = kong.gw(gw).https("/oauth2/revoke");
+    kong.post(
+        &revoke,
+        json!({"token": token, "client_id": "clientid123", "client_secret": "secret123"}),
+    );
+    assert!(e2e::stack::wait_until(
+        std::time::Duration::from_secs(4),
+        || kong.get_with_token(rs, "/request", &token).status == 401
+    ));
+}
