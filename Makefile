@@ -11,12 +11,13 @@ WASM        := $(CURDIR)/target/wasm32-wasip1/wasm/oauth2_filter.wasm
 WASM_RUNNER := $(PYTHON) $(CURDIR)/scripts/wasi-run.py
 RUN_DIR     := $(CURDIR)/.run
 
-.PHONY: help setup build run test test-unit test-wasm test-e2e validate fuzz fuzz-short lint fmt clean
+.PHONY: help setup build run test test-unit test-wasm test-e2e validate fuzz fuzz-short bench lint fmt clean
 
 help:
 	@echo "make run    start token-service (:8080, admin :8001), demo upstream (:3000) and Envoy (:8000, :8443)"
 	@echo "make test   every test: unit (native + wasm), Envoy config validation, end-to-end through Envoy"
 	@echo "make build  build the wasm filter and the release binaries"
+	@echo "make bench  the filter against plain Envoy and ext_authz (writes BENCHMARKS.md)"
 	@echo "make fuzz   fuzz every parser for 60 s each (make test runs 2 s each)"
 	@echo "make lint   rustfmt check and clippy with warnings denied"
 
@@ -82,6 +83,10 @@ fuzz-short:
 fuzz:
 	@echo "==> fuzzing every parser for 60 s per target"
 	cargo run --release -q -p fuzz --bin fuzz -- --seconds-per-target 60
+
+bench: build
+	@command -v wrk >/dev/null || { echo "==> installing wrk (Debian package)"; apt-get install -y -q wrk || sudo apt-get install -y -q wrk; }
+	ENVOY=$(ENVOY) python3 bench/bench.py
 
 lint:
 	cargo fmt --all -- --check

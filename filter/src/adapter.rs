@@ -4,6 +4,7 @@
 use crate::cache::{self, Entry, TokenDigest};
 use crate::config::{Endpoint, FilterConfig, IntrospectionMode, Mode};
 use crate::decision::{self, Decision, Failure, Reply};
+use crate::request::RequestView;
 use crate::routes::{self, EndpointCall};
 use crate::state::{Protection, Settings, StatePoll, Verdict};
 use crate::token::{self, Found, Source};
@@ -256,6 +257,7 @@ impl RootContext for Root {
             shared,
             pending: Pending::Nothing,
             settings: None,
+            identity_present: 0,
         }))
     }
 
@@ -282,6 +284,8 @@ struct Request {
     shared: Rc<RefCell<Shared>>,
     pending: Pending,
     settings: Option<Rc<Settings>>,
+    /// Which identity headers the client sent (see `RequestView::identity_present`).
+    identity_present: u8,
 }
 
 impl Context for Request {
@@ -333,46 +337,43 @@ impl Context for Request {
 
 impl HttpContext for Request {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
-        let (protection_ready, settings) = {
+        let ready = {
             let s = self.shared.borrow();
-            (s.protection.clone(), s.settings.clone())
+            match (&s.protection, &s.settings) {
+                (Protection::On(_), Some(settings)) => Ok((
+                    settings.clone(),
+                    matches!(s.config.mode, Mode::TokenService { .. }),
+                )),
+                (Protection::Off, _) => return Action::Continue,
+                (Protection::UnknownService, _) => Err(format!(
+                    "Service '{}' is not known to the authorization service",
+                    s.config.service().unwrap_or_default()
+                )),
+                _ => Err("The authorization service is unavailable".to_string()),
+            }
         };
-        let settings = match (protection_ready, settings) {
-            (Protection::On(_), Some(settings)) => settings,
-            (Protection::Off, _) => return Action::Continue,
-            (Protection::UnknownService, _) => {
-                let service = self
-                    .shared
-                    .borrow()
-                    .config
-                    .service()
-                    .unwrap_or_default()
-                    .to_string();
-                return self.reply(&decision::unavailable(&format!(
-                    "Service '{service}' is not known to the authorization service"
-                )));
-            }
-            _ => {
-                return self.reply(&decision::unavailable(
-                    "The authorization service is unavailable",
-                ))
-            }
+        let (settings, relays) = match ready {
+            Ok(ready) => ready,
+            Err(message) => return self.reply(&decision::unavailable(&message)),
         };
         self.settings = Some(settings.clone());
-        let path = self.get_http_request_header(":path").unwrap_or_default();
-        let relays = matches!(self.shared.borrow().config.mode, Mode::TokenService { .. });
-        if let Some(call) = routes::endpoint(&path).filter(|_| relays) {
+        // One host call for every header the decision needs.
+        let view =
+            RequestView::from_headers(self.get_http_request_headers(), &settings.auth_header_name);
+        self.identity_present = view.identity_present;
+        let path = view.path.as_str();
+        if let Some(call) = routes::endpoint(path).filter(|_| relays) {
             if end_of_stream {
                 return self.relay(&call, None);
             }
             self.pending = Pending::EndpointBody(call);
             return Action::Pause;
         }
-        let found = match self.get_http_request_header(&settings.auth_header_name) {
-            Some(value) => token::from_header(&value),
-            None => match token::from_query(&path) {
+        let found = match &view.auth {
+            Some(value) => token::from_header(value),
+            None => match token::from_query(path) {
                 Some(found) => Some(found),
-                None if !end_of_stream && self.is_form_post() => {
+                None if !end_of_stream && view.is_form_post() => {
                     if settings.hide_credentials {
                         self.set_http_request_header("content-length", None);
                     }
@@ -383,7 +384,7 @@ impl HttpContext for Request {
             },
         };
         if settings.hide_credentials {
-            self.hide(found.as_ref(), &settings, &path);
+            self.hide(found.as_ref(), &settings, path);
         }
         self.authenticate(&settings, found)
     }
@@ -422,17 +423,6 @@ impl HttpContext for Request {
 }
 
 impl Request {
-    fn is_form_post(&self) -> bool {
-        let method = self.get_http_request_header(":method").unwrap_or_default();
-        let content_type = self
-            .get_http_request_header("content-type")
-            .unwrap_or_default();
-        matches!(method.as_str(), "POST" | "PUT" | "PATCH")
-            && content_type
-                .to_ascii_lowercase()
-                .starts_with("application/x-www-form-urlencoded")
-    }
-
     /// `hide_credentials`: the token never reaches the upstream (Kong strips it before
     /// validation, so an invalid token is removed too).
     fn hide(&self, found: Option<&Found>, settings: &Settings, path: &str) {
@@ -643,8 +633,17 @@ impl Request {
     fn enact(&mut self, decision: Decision) -> Action {
         match decision {
             Decision::Forward(plan) => {
-                for (name, value) in &plan {
-                    self.set_http_request_header(name, value.as_deref());
+                // Only headers that carry a value, or that the client sent, cost a host call.
+                for (i, (name, value)) in plan.iter().enumerate() {
+                    let sent_by_client = self.identity_present & (1 << i) != 0;
+                    match value {
+                        Some(value) if sent_by_client => {
+                            self.set_http_request_header(name, Some(value))
+                        }
+                        Some(value) => self.add_http_request_header(name, value),
+                        None if sent_by_client => self.set_http_request_header(name, None),
+                        None => {}
+                    }
                 }
                 Action::Continue
             }

@@ -16,6 +16,17 @@ const INVALID: &str = "The access token is invalid or has expired";
 const GLOBAL: &str =
     "The access token is global, but the current plugin is configured without 'global_credentials'";
 
+/// Every identity header, in the order of a [`HeaderPlan`].
+pub const IDENTITY_HEADERS: [&str; 7] = [
+    X_CONSUMER_ID,
+    X_CONSUMER_CUSTOM_ID,
+    X_CONSUMER_USERNAME,
+    X_CREDENTIAL_IDENTIFIER,
+    X_AUTHENTICATED_USERID,
+    X_AUTHENTICATED_SCOPE,
+    X_ANONYMOUS_CONSUMER,
+];
+
 /// The identity headers to write upstream: every one of them, `None` meaning "remove", so a
 /// client can never smuggle its own copies through.
 pub type HeaderPlan = [(&'static str, Option<String>); 7];
@@ -273,6 +284,24 @@ mod tests {
             r.body,
             r#"{"message":"anonymous consumer x is configured but doesn't exist"}"#
         );
+    }
+
+    #[test]
+    fn plans_follow_the_identity_header_order() {
+        let Decision::Forward(plan) = decide(&settings(), Ok(&Verdict::Active(identity()))) else {
+            unreachable!()
+        };
+        assert_eq!(plan.map(|(name, _)| name), IDENTITY_HEADERS);
+        let mut s = settings();
+        s.anonymous = Some(ConsumerInfo {
+            id: "a".into(),
+            username: None,
+            custom_id: None,
+        });
+        let Decision::Forward(plan) = decide(&s, Err(Failure::Missing)) else {
+            unreachable!()
+        };
+        assert_eq!(plan.map(|(name, _)| name), IDENTITY_HEADERS);
     }
 
     #[test]

@@ -200,3 +200,13 @@ pub fn assert_no_store(answer: &Answer) {
 pub fn eventually(condition: impl FnMut() -> bool) -> bool {
     wait_until(Duration::from_secs(3), condition)
 }
+
+/// Like [`eventually`], but the condition must hold for several requests in a row: each Envoy
+/// worker polls on its own, so one answer speaks for one worker only.
+pub fn eventually_everywhere(mut condition: impl FnMut() -> bool) -> bool {
+    let mut streak = 0;
+    wait_until(Duration::from_secs(4), || {
+        streak = if condition() { streak + 1 } else { 0 };
+        streak >= 8
+    })
+}

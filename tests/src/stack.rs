@@ -221,9 +221,13 @@ impl Stack {
             gateway.log.display()
         );
         let probe = gateway.http("/__probe");
+        // Every worker polls on its own: wait until a run of requests all see the state.
+        let mut streak = 0;
         let has_state = wait_until(Duration::from_secs(10), || {
             let answer = self.client.get(&probe);
-            !(answer.status == 503 && answer.text.contains("temporarily_unavailable"))
+            let ready = !(answer.status == 503 && answer.text.contains("temporarily_unavailable"));
+            streak = if ready { streak + 1 } else { 0 };
+            streak >= 6
         });
         assert!(has_state, "the filter never received the service state");
         self.gateways.push(gateway);

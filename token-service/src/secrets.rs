@@ -8,6 +8,8 @@
 use base64::engine::general_purpose::STANDARD_NO_PAD;
 use base64::Engine;
 use sha2::{Digest, Sha256, Sha512};
+use std::collections::HashMap;
+use std::sync::{Mutex, OnceLock};
 use subtle::ConstantTimeEq;
 
 const ALPHANUMERIC: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
@@ -79,17 +81,40 @@ pub fn verify_client_secret(presented: &str, stored: &str, hashed: bool) -> bool
         return constant_time_eq(token_digest(presented).as_bytes(), digest.as_bytes());
     }
     if let Some(rest) = stored.strip_prefix(PBKDF2_PREFIX) {
-        let Some((salt, hash)) = rest.split_once('$') else {
-            return false;
-        };
-        let (Ok(salt), Ok(hash)) = (STANDARD_NO_PAD.decode(salt), STANDARD_NO_PAD.decode(hash))
-        else {
-            return false;
-        };
-        return constant_time_eq(&pbkdf2_sha512(presented, &salt), &hash);
+        return verify_pbkdf2_remembering(presented, stored, rest);
     }
     // A row written before hashing was switched on still holds the plaintext.
     constant_time_eq(presented.as_bytes(), stored.as_bytes())
+}
+
+/// PBKDF2 costs ~10 ms of CPU by design; a client authenticating on every token request
+/// would pay it each time. A secret that verified once is remembered as its SHA-256 (keyed by
+/// the stored hash, so a changed secret is never matched), and later checks compare digests in
+/// constant time. A wrong secret never gets in faster: it fails the same digest comparison.
+fn verify_pbkdf2_remembering(presented: &str, stored: &str, phc_rest: &str) -> bool {
+    const REMEMBERED_MAX: usize = 10_000;
+    static REMEMBERED: OnceLock<Mutex<HashMap<String, [u8; 32]>>> = OnceLock::new();
+    let remembered = REMEMBERED.get_or_init(|| Mutex::new(HashMap::new()));
+    let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
+    if let Some(known) = remembered.lock().ok().and_then(|m| m.get(stored).copied()) {
+        return constant_time_eq(&known, &digest);
+    }
+    let Some((salt, hash)) = phc_rest.split_once('$') else {
+        return false;
+    };
+    let (Ok(salt), Ok(hash)) = (STANDARD_NO_PAD.decode(salt), STANDARD_NO_PAD.decode(hash)) else {
+        return false;
+    };
+    let ok = constant_time_eq(&pbkdf2_sha512(presented, &salt), &hash);
+    if ok {
+        if let Ok(mut m) = remembered.lock() {
+            if m.len() >= REMEMBERED_MAX {
+                m.clear();
+            }
+            m.insert(stored.to_string(), digest);
+        }
+    }
+    ok
 }
 
 pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
@@ -127,6 +152,16 @@ mod tests {
         let vector = "$pbkdf2-sha512$i=10000,l=32$YSBsaXR0ZSBiaXQsIGp1c3QgYSBsaXR0bGUgYml0$z6ysNworexAhDELywIDi0ba0B0T7F/MBZ6Ige9lWRYI";
         assert!(verify_client_secret("tofu", vector, true));
         assert!(!verify_client_secret("tofu!", vector, true));
+    }
+
+    #[test]
+    fn remembered_verifications_still_refuse_wrong_secrets() {
+        let stored = hash_client_secret("right", false);
+        assert!(verify_client_secret("right", &stored, true));
+        assert!(verify_client_secret("right", &stored, true));
+        assert!(!verify_client_secret("wrong", &stored, true));
+        let other = hash_client_secret("other", false);
+        assert!(!verify_client_secret("right", &other, true));
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Protected requests through Envoy: where the token is found, hide_credentials, anonymous,
 //! global credentials, expiry and the admin API's invalidations (R, G, H, K, IV cases).
 
-use e2e::kong::{eventually, oauth_error, Kong, PROVISION_KEY};
+use e2e::kong::{eventually, eventually_everywhere, oauth_error, Kong, PROVISION_KEY};
 use serde_json::{json, Value};
 
 const INVALID: &str = "Bearer realm=\"service\", error=\"invalid_token\", error_description=\"The access token is invalid or has expired\"";

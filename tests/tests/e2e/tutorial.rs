@@ -46,7 +46,7 @@ fn the_seed_tutorial_works_through_envoy() {
     // (The demo upstream answers 401 itself without a user: wait for the filter's challenge.)
     let challenged = || missing().header("www-authenticate").is_some();
     assert!(
-        wait_until(propagation(), challenged),
+        e2e::kong::eventually_everywhere(challenged),
         "the plugin never reached the filter"
     );
     let answer = missing();

@@ -70,6 +70,9 @@ struct Inner {
     path: PathBuf,
     jobs: mpsc::Sender<Job>,
     readers: Mutex<Vec<Connection>>,
+    /// At most `READER_POOL` reads at once, so their connections are always reused: a burst
+    /// of requests queues here instead of opening (and closing) a connection per read.
+    read_permits: Arc<tokio::sync::Semaphore>,
 }
 
 const READER_POOL: usize = 8;
@@ -100,6 +103,7 @@ impl Store {
                 path: path.to_path_buf(),
                 jobs,
                 readers: Mutex::new(Vec::new()),
+                read_permits: Arc::new(tokio::sync::Semaphore::new(READER_POOL)),
             }),
         })
     }
@@ -136,11 +140,18 @@ impl Store {
         F: FnOnce(&Repo<'_>) -> StoreResult<T> + Send + 'static,
     {
         let inner = self.inner.clone();
+        let permit = inner
+            .read_permits
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| StoreError::Task("the reader pool is closed".into()))?;
         run_blocking(move || {
+            let _permit = permit;
             let pooled = inner.readers.lock().ok().and_then(|mut pool| pool.pop());
             let mut conn = match pooled {
                 Some(conn) => conn,
-                None => open_connection(&inner.path)?,
+                None => open_reader(&inner.path)?,
             };
             let result = {
                 let tx = conn.transaction().map_err(StoreError::classify)?;
@@ -211,6 +222,18 @@ where
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| StoreError::Task(e.to_string()))?
+}
+
+/// A reader: WAL mode is a property of the file (set by the writer), so only per-connection
+/// settings are needed here.
+fn open_reader(path: &Path) -> StoreResult<Connection> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(Duration::from_secs(5))?;
+    conn.set_prepared_statement_cache_capacity(64);
+    Ok(conn)
 }
 
 fn open_connection(path: &Path) -> StoreResult<Connection> {
