@@ -271,7 +271,7 @@ fn admin_changes_reach_the_filter_within_the_bound() {
         &json!({"enabled": false}),
     );
     assert_eq!(p.status, 200);
-    assert!(eventually(|| stack
+    assert!(eventually_everywhere(|| stack
         .client
         .get(&kong.gw(gw).http("/request"))
         .status
@@ -280,7 +280,7 @@ fn admin_changes_reach_the_filter_within_the_bound() {
         &stack.admin(&format!("/plugins/{plugin}")),
         &json!({"enabled": true}),
     );
-    assert!(eventually(|| stack
+    assert!(eventually_everywhere(|| stack
         .client
         .get(&kong.gw(gw).http("/request"))
         .status
