@@ -115,13 +115,13 @@ def wait_for(url, what, accept=lambda status: status < 500):
     sys.exit(f"bench: {what} did not become ready at {url}")
 
 
-def render_envoy(directory, name, ports, transform):
+def render_envoy(directory, name, ports, transform, service="bench"):
     env = {
         **os.environ,
         "ENVOY_ADMIN_PORT": str(ports["admin"]), "ENVOY_HTTP_PORT": str(ports["http"]),
         "ENVOY_HTTPS_PORT": str(ports["https"]), "ENVOY_LISTEN_ADDRESS": "127.0.0.1",
         "UPSTREAM_PORT": str(ports["upstream"]), "TOKEN_SERVICE_PORT": str(ports["gateway"]),
-        "CERT_DIR": os.path.join(directory, "certs"), "SERVICE": "bench", "ROUTE_PREFIX": "/bench",
+        "CERT_DIR": os.path.join(directory, "certs"), "SERVICE": service, "ROUTE_PREFIX": "/bench",
         "POLL_INTERVAL_MS": "1000",
         "WASM_PATH": os.path.join(TARGET, "wasm32-wasip1", "wasm", "oauth2_filter.wasm"),
     }
@@ -222,6 +222,8 @@ def run(directory, procs):
     say("creating service, plugin, consumer and application through the admin API")
     _, service = http("POST", f"{admin}/services", {"name": "bench"})
     service = json.loads(service)
+    # A service with no plugin: its filter passes everything, which measures the wasm floor.
+    http("POST", f"{admin}/services", {"name": "bench-off"})
     status, plugin = http("POST", f"{admin}/services/bench/plugins", {"name": "oauth2", "config": {
         "enable_client_credentials": True, "enable_authorization_code": True, "token_expiration": 3600,
         "scopes": ["steps"], "provision_key": "bench-provision-key"}})
@@ -236,20 +238,22 @@ def run(directory, procs):
     subprocess.run([os.path.join(ROOT, "scripts", "make-cert.sh"), os.path.join(directory, "certs")], check=True,
                    capture_output=True)
     envoys = {}
-    for name, transform in (("filter", lambda c: c), ("plain", without_wasm),
-                            ("ext_authz", with_ext_authz(ports["gateway"]))):
+    for name, transform, svc in (("filter", lambda c: c, "bench"), ("plain", without_wasm, "bench"),
+                                 ("ext_authz", with_ext_authz(ports["gateway"]), "bench"),
+                                 ("floor", lambda c: c, "bench-off")):
         p = {**ports, "admin": free_port(), "http": free_port(), "https": free_port(),
              "upstream": ports["upstream"], "gateway": ports["gateway"]}
-        config = render_envoy(directory, name, p, transform)
+        config = render_envoy(directory, name, p, transform, svc)
         procs.start(f"envoy-{name}", ["taskset", "-c", "0", ENVOY, "-c", config, "--concurrency", "1",
                                       "--disable-hot-restart", "-l", "warning"])
         envoys[name] = p
         wait_for(f"http://127.0.0.1:{p['admin']}/ready", f"Envoy ({name})", accept=lambda s: s == 200)
     url = {name: f"http://127.0.0.1:{p['http']}/bench/ping" for name, p in envoys.items()}
     wait_for(url["filter"], "the filter's first state poll", accept=lambda s: s == 401)
+    wait_for(url["floor"], "the pass-through filter's first state poll", accept=lambda s: s == 200)
 
     say(f"minting {MISS_TOKENS} tokens for the cache-miss scenario (admin API, durable writes)")
-    minted = wrk(f"{admin}/oauth2_tokens", seconds=max(5, MISS_TOKENS // 1500), connections=16,
+    minted = wrk(f"{admin}/oauth2_tokens", seconds=max(5, MISS_TOKENS // 2500), connections=16,
                  script="mint_tokens.lua", args=("miss-", app["id"], service["id"], "10000000"))
     available = max(1000, minted["requests"] - minted["non2xx"] - 64)
     say(f"minted ~{available} tokens ({minted['rps']:.0f}/s through the admin API)")
@@ -261,6 +265,7 @@ def run(directory, procs):
     per_round = available // ROUNDS
     scenarios = {
         "1 plain Envoy (no filter)": lambda r: wrk(url["plain"], headers=[bearer]),
+        "0 filter loaded, no plugin (wasm floor)": lambda r: wrk(url["floor"], headers=[bearer]),
         "2 filter, cached valid token": lambda r: wrk(url["filter"], headers=[bearer]),
         "3 filter, new token each request": lambda r: wrk(url["filter"], script="cycle_tokens.lua",
                                                          args=("miss-", str(r * per_round), str(per_round))),
@@ -290,6 +295,7 @@ def run(directory, procs):
         "cache_hit_ratio": ratio("2 filter, cached valid token"),
         "miss_ratio": ratio("3 filter, new token each request"),
         "invalid_ratio": ratio("4 filter, invalid tokens"),
+        "floor_ratio": ratio("0 filter loaded, no plugin (wasm floor)"),
         "vs_ext_authz": ratio("2 filter, cached valid token", results["5 ext_authz peer (valid token)"]["rps"]),
         "miss_vs_ext_authz": ratio("3 filter, new token each request", results["5 ext_authz peer (valid token)"]["rps"]),
     }
@@ -298,7 +304,7 @@ def run(directory, procs):
     print()
     for name, r in results.items():
         print(f"{name:<44} {r['rps']:>9.0f} req/s   p50 {r['p50']:6.2f} ms   p99 {r['p99']:6.2f} ms")
-    print(f"ratios: cached/plain {summary['cache_hit_ratio']:.2f}  miss/plain {summary['miss_ratio']:.2f}  "
+    print(f"ratios: floor/plain {summary['floor_ratio']:.2f}  cached/plain {summary['cache_hit_ratio']:.2f}  miss/plain {summary['miss_ratio']:.2f}  "
           f"invalid/plain {summary['invalid_ratio']:.2f}  cached/ext_authz {summary['vs_ext_authz']:.2f}  "
           f"miss/ext_authz {summary['miss_vs_ext_authz']:.2f}")
     print("wrote BENCHMARKS.md")
@@ -332,10 +338,13 @@ def write_report(results, summary, samples, m, wasm_size):
         f"| cached valid token / plain Envoy | {summary['cache_hit_ratio']:.2f} |",
         f"| new token each request / plain Envoy | {summary['miss_ratio']:.2f} |",
         f"| invalid tokens / plain Envoy | {summary['invalid_ratio']:.2f} |",
+        f"| filter loaded, no plugin (wasm floor) / plain Envoy | {summary['floor_ratio']:.2f} |",
         f"| cached valid token / ext_authz peer | {summary['vs_ext_authz']:.2f} |",
         f"| new token each request / ext_authz peer | {summary['miss_vs_ext_authz']:.2f} |",
         "",
-        "Scenario notes: (1)–(5) request `GET /bench/ping` (the demo upstream's echo) with a bearer token; the",
+        "Scenario notes: (0) is the same Envoy and filter for a service without a plugin: the filter only",
+        "reads its settings and passes the request on, so (0)/(1) is what loading any wasm filter costs here.",
+        "(1)–(5) request `GET /bench/ping` (the demo upstream's echo) with a bearer token; the",
         "plain Envoy forwards it unchecked. (3) cycles through tokens minted beforehand through the admin API,",
         "a fresh range per round, so nearly every request misses the filter's cache and is checked by the",
         "token-service. (4) sends a different made-up token on every request (negative-cached per token).",
