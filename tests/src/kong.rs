@@ -111,6 +111,20 @@ impl Kong {
 
     /// A service with an oauth2 plugin (Kong's defaults + `overrides`) behind its own Envoy.
     pub fn protect(&mut self, service: &str, overrides: Value) -> usize {
+        self.configure(service, overrides);
+        self.stack.add_gateway(service, &format!("/{service}"));
+        self.stack.gateways.len() - 1
+    }
+
+    /// [`Kong::protect`] behind an Envoy that can be hot restarted.
+    pub fn protect_hot_restartable(&mut self, service: &str, overrides: Value) -> usize {
+        self.configure(service, overrides);
+        self.stack
+            .add_hot_restartable_gateway(service, &format!("/{service}"));
+        self.stack.gateways.len() - 1
+    }
+
+    fn configure(&mut self, service: &str, overrides: Value) {
         self.stack.create_service(service);
         let url = self.stack.admin(&format!("/services/{service}/plugins"));
         let plugin = self.stack.client.post_json(
@@ -118,8 +132,6 @@ impl Kong {
             &json!({"name": "oauth2", "config": kong_test_config(overrides)}),
         );
         assert_eq!(plugin.status, 201, "{}", plugin.text);
-        self.stack.add_gateway(service, &format!("/{service}"));
-        self.stack.gateways.len() - 1
     }
 
     pub fn gw(&self, index: usize) -> &Gateway {

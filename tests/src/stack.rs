@@ -34,6 +34,17 @@ pub struct Gateway {
     pub admin_port: u16,
     pub log: PathBuf,
     process: Process,
+    config_path: PathBuf,
+    out_path: PathBuf,
+    /// Set for a gateway started with hot restart enabled: its base id, epoch and the
+    /// processes of earlier epochs (they drain and exit on their own).
+    hot_restart: Option<HotRestart>,
+}
+
+struct HotRestart {
+    base_id_path: PathBuf,
+    epoch: u32,
+    parents: Vec<Process>,
 }
 
 impl Gateway {
@@ -50,6 +61,26 @@ impl Gateway {
 
     pub fn is_running(&mut self) -> bool {
         self.process.is_running()
+    }
+
+    /// Envoy's hot restart: a new process (next epoch, same configuration) takes over the
+    /// listeners while the old one drains and exits.
+    pub fn hot_restart(&mut self) {
+        let Some(hot) = self.hot_restart.as_mut() else {
+            panic!("this gateway was not started with hot restart enabled")
+        };
+        let base_id = std::fs::read_to_string(&hot.base_id_path).expect("base id file");
+        hot.epoch += 1;
+        let mut cmd = envoy_command(&self.config_path, &self.log);
+        cmd.args([
+            "--base-id",
+            base_id.trim(),
+            "--restart-epoch",
+            &hot.epoch.to_string(),
+        ])
+        .args(["--drain-time-s", "1", "--parent-shutdown-time-s", "2"]);
+        let next = Process::spawn("envoy", cmd, &self.out_path);
+        hot.parents.push(std::mem::replace(&mut self.process, next));
     }
 }
 
@@ -131,12 +162,17 @@ impl Stack {
     /// Starts an Envoy protecting `service` under `prefix`, and waits until its filter has
     /// the service's state (requests no longer answer 503).
     pub fn add_gateway(&mut self, service: &str, prefix: &str) -> &Gateway {
-        self.add_gateway_with(service, prefix, None)
+        self.add_gateway_with(service, prefix, None, false)
+    }
+
+    /// Like [`Stack::add_gateway`], with Envoy's hot restart enabled (see [`Gateway::hot_restart`]).
+    pub fn add_hot_restartable_gateway(&mut self, service: &str, prefix: &str) -> &Gateway {
+        self.add_gateway_with(service, prefix, None, true)
     }
 
     /// An Envoy whose filter has `filter_config` (JSON) instead of the template's.
     pub fn add_gateway_configured(&mut self, prefix: &str, filter_config: &str) -> &Gateway {
-        self.add_gateway_with("custom", prefix, Some(filter_config))
+        self.add_gateway_with("custom", prefix, Some(filter_config), false)
     }
 
     fn add_gateway_with(
@@ -144,6 +180,7 @@ impl Stack {
         service: &str,
         prefix: &str,
         filter_config: Option<&str>,
+        hot_restart: bool,
     ) -> &Gateway {
         let index = self.gateways.len();
         let (http_port, https_port, admin_port) = (free_port(), free_port(), free_port());
@@ -179,25 +216,16 @@ impl Stack {
         let config_path = self.dir.path().join(format!("envoy-{index}.yaml"));
         std::fs::write(&config_path, config).expect("write envoy config");
         let log = self.dir.path().join(format!("envoy-{index}.log"));
-        let mut cmd = Command::new(paths::envoy_bin());
-        cmd.arg("-c")
-            .arg(&config_path)
-            .args([
-                "--disable-hot-restart",
-                "--concurrency",
-                "2",
-                "--file-flush-interval-msec",
-                "100",
-                "-l",
-                "warning",
-            ])
-            .arg("--log-path")
-            .arg(&log);
-        let process = Process::spawn(
-            "envoy",
-            cmd,
-            &self.dir.path().join(format!("envoy-{index}.out")),
-        );
+        let mut cmd = envoy_command(&config_path, &log);
+        let base_id_path = self.dir.path().join(format!("envoy-{index}.base-id"));
+        if hot_restart {
+            cmd.args(["--use-dynamic-base-id", "--base-id-path"])
+                .arg(&base_id_path);
+        } else {
+            cmd.arg("--disable-hot-restart");
+        }
+        let out_path = self.dir.path().join(format!("envoy-{index}.out"));
+        let process = Process::spawn("envoy", cmd, &out_path);
         let gateway = Gateway {
             service: service.into(),
             prefix: prefix.into(),
@@ -206,6 +234,13 @@ impl Stack {
             admin_port,
             log,
             process,
+            config_path,
+            out_path,
+            hot_restart: hot_restart.then(|| HotRestart {
+                base_id_path,
+                epoch: 0,
+                parents: Vec::new(),
+            }),
         };
         let ready = wait_until(Duration::from_secs(20), || {
             self.client
@@ -305,6 +340,23 @@ fn spawn_token_service(
         .args(extra)
         .env("RUST_LOG", "info");
     Process::spawn("token-service", cmd, &dir.path().join("token-service.log"))
+}
+
+fn envoy_command(config: &std::path::Path, log: &std::path::Path) -> Command {
+    let mut cmd = Command::new(paths::envoy_bin());
+    cmd.arg("-c")
+        .arg(config)
+        .args([
+            "--concurrency",
+            "2",
+            "--file-flush-interval-msec",
+            "100",
+            "-l",
+            "warning",
+        ])
+        .arg("--log-path")
+        .arg(log);
+    cmd
 }
 
 /// Swaps the filter's JSON configuration (the block under `value: |`) for `json`.

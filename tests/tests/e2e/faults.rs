@@ -206,3 +206,36 @@ fn hundreds_of_concurrent_requests_lose_and_duplicate_nothing() {
         assert_eq!(kong.get_with_token(gw, "/request", token).status, 200);
     }
 }
+
+#[test]
+fn envoy_hot_restart_keeps_the_filter_working() {
+    let mut kong = Kong::start();
+    let gw = kong.protect_hot_restartable("oauth2", json!({"token_expiration": 600}));
+    let token = kong.provision_token(gw)["access_token"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert_eq!(kong.get_with_token(gw, "/request", &token).status, 200);
+
+    // A new Envoy process takes over the listeners; the old one drains and exits. Requests
+    // made all along keep being authorized (the new VM starts with an empty cache and asks).
+    kong.stack.gateways[gw].hot_restart();
+    let until = Instant::now() + Duration::from_secs(4);
+    let mut statuses = Vec::new();
+    while Instant::now() < until {
+        statuses.push(kong.get_with_token(gw, "/request", &token).status);
+        statuses.push(kong.get_with_token(gw, "/request", "forged-token").status);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (valid, forged): (Vec<(usize, &u16)>, Vec<(usize, &u16)>) =
+        statuses.iter().enumerate().partition(|(i, _)| i % 2 == 0);
+    assert!(
+        valid.iter().all(|(_, s)| **s == 200),
+        "valid token during the restart: {statuses:?}"
+    );
+    assert!(
+        forged.iter().all(|(_, s)| **s == 401),
+        "forged token during the restart: {statuses:?}"
+    );
+    assert!(kong.stack.gateways[gw].is_running(), "the new epoch serves");
+}
