@@ -221,21 +221,19 @@ fn envoy_hot_restart_keeps_the_filter_working() {
     // made all along keep being authorized (the new VM starts with an empty cache and asks).
     kong.stack.gateways[gw].hot_restart();
     let until = Instant::now() + Duration::from_secs(4);
-    let mut statuses = Vec::new();
+    let (mut valid, mut forged) = (Vec::new(), Vec::new());
     while Instant::now() < until {
-        statuses.push(kong.get_with_token(gw, "/request", &token).status);
-        statuses.push(kong.get_with_token(gw, "/request", "forged-token").status);
+        valid.push(kong.get_with_token(gw, "/request", &token).status);
+        forged.push(kong.get_with_token(gw, "/request", "forged-token").status);
         std::thread::sleep(Duration::from_millis(50));
     }
-    let (valid, forged): (Vec<(usize, &u16)>, Vec<(usize, &u16)>) =
-        statuses.iter().enumerate().partition(|(i, _)| i % 2 == 0);
     assert!(
-        valid.iter().all(|(_, s)| **s == 200),
-        "valid token during the restart: {statuses:?}"
+        valid.iter().all(|s| *s == 200),
+        "valid token during the restart: {valid:?}"
     );
     assert!(
-        forged.iter().all(|(_, s)| **s == 401),
-        "forged token during the restart: {statuses:?}"
+        forged.iter().all(|s| *s == 401),
+        "forged token during the restart: {forged:?}"
     );
     assert!(kong.stack.gateways[gw].is_running(), "the new epoch serves");
 }
