@@ -253,3 +253,136 @@ fn open_connection(path: &Path) -> StoreResult<Connection> {
 pub(crate) fn map_err(err: rusqlite::Error) -> StoreError {
     StoreError::classify(err)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{new_id, ClientType, Consumer, Credential};
+
+    async fn store_with_client() -> (tempfile::TempDir, Store, String) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = Store::open(&dir.path().join("t.db")).expect("store");
+        let credential_id = new_id();
+        let id = credential_id.clone();
+        store
+            .write(move |repo| {
+                let consumer = Consumer {
+                    id: new_id(),
+                    created_at: 0,
+                    username: Some("u".into()),
+                    custom_id: None,
+                    tags: None,
+                };
+                repo.insert_consumer(&consumer)?;
+                repo.insert_credential(&Credential {
+                    id,
+                    created_at: 0,
+                    consumer_id: consumer.id,
+                    name: "c".into(),
+                    client_id: "client".into(),
+                    client_secret: "s".into(),
+                    hash_secret: false,
+                    redirect_uris: None,
+                    client_type: ClientType::Confidential,
+                    tags: None,
+                })
+            })
+            .await
+            .expect("fixture");
+        (dir, store, credential_id)
+    }
+
+    fn token(credential_id: &str, hash: &str, ttl_at: Option<i64>) -> NewToken {
+        NewToken {
+            credential_id: credential_id.to_string(),
+            service_id: None,
+            access_token_hash: hash.to_string(),
+            refresh_token_hash: None,
+            authenticated_userid: None,
+            scope: None,
+            expires_in: 10,
+            ttl_at,
+            family_id: new_id(),
+            created_at: 0,
+        }
+    }
+
+    #[tokio::test]
+    async fn purge_removes_only_expired_rows() {
+        let (_dir, store, credential) = store_with_client().await;
+        let now = 1_000_000;
+        let (c1, c2, c3) = (credential.clone(), credential.clone(), credential.clone());
+        store
+            .write(move |repo| repo.insert_token(&token(&c1, "expired", Some(now - 1))))
+            .await
+            .ok();
+        store
+            .write(move |repo| repo.insert_token(&token(&c2, "alive", Some(now + 100))))
+            .await
+            .ok();
+        store
+            .write(move |repo| repo.insert_token(&token(&c3, "forever", None)))
+            .await
+            .ok();
+        let removed = store.write(move |repo| repo.purge_expired(now, 3600)).await;
+        assert_eq!(removed.ok(), Some(1));
+        for (hash, kept) in [("expired", false), ("alive", true), ("forever", true)] {
+            let found = store
+                .read(move |repo| repo.token("", hash))
+                .await
+                .ok()
+                .flatten();
+            assert_eq!(found.is_some(), kept, "{hash}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failing_write_rolls_back_alone_in_its_batch() {
+        let (_dir, store, credential) = store_with_client().await;
+        let c = credential.clone();
+        let ok = store.write(move |repo| repo.insert_token(&token(&c, "first", None)));
+        let c = credential.clone();
+        let clash = store.write(move |repo| {
+            repo.insert_token(&token(&c, "partial", None))?;
+            repo.insert_token(&token(&c, "first", None))
+        });
+        let (ok, clash) = tokio::join!(ok, clash);
+        assert!(ok.is_ok());
+        assert!(
+            matches!(clash, Err(StoreError::Conflict(ref column)) if column == "access_token_hash"),
+            "{clash:?}"
+        );
+        let partial = store
+            .read(|repo| repo.token("", "partial"))
+            .await
+            .ok()
+            .flatten();
+        assert!(partial.is_none(), "nothing of the failed write remains");
+    }
+
+    #[tokio::test]
+    async fn deleting_a_consumer_feeds_its_tokens_to_the_filter() {
+        let (_dir, store, credential) = store_with_client().await;
+        let c = credential.clone();
+        store
+            .write(move |repo| repo.insert_token(&token(&c, "digest-1", None)))
+            .await
+            .ok();
+        let (seq, _, _) = store
+            .read(|repo| repo.changes_since(0, 100))
+            .await
+            .unwrap_or_default();
+        store
+            .write(|repo| {
+                let consumer = repo.consumer("u")?.map(|c| c.id).unwrap_or_default();
+                repo.delete_consumer(&consumer)
+            })
+            .await
+            .ok();
+        let (_, _, revoked) = store
+            .read(move |repo| repo.changes_since(seq, 100))
+            .await
+            .unwrap_or_default();
+        assert_eq!(revoked, vec!["digest-1".to_string()]);
+    }
+}
