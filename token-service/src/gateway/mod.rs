@@ -122,18 +122,7 @@ async fn check_token(
         )
             .into_response();
     };
-    let result = app
-        .store
-        .read(move |repo| {
-            let Some(service) = repo.service(&service)? else {
-                return Ok(None);
-            };
-            let global = repo
-                .enabled_oauth2_plugin(&service.id)?
-                .is_some_and(|p| p.config.global_credentials);
-            Ok(Some(token_answer(repo, &token, &service.id, global)?))
-        })
-        .await;
+    let result = check(&app, service, token).await;
     match result {
         Ok(Some(body)) => Json(body).into_response(),
         Ok(None) => (
@@ -143,6 +132,21 @@ async fn check_token(
             .into_response(),
         Err(e) => storage_failure(e),
     }
+}
+
+/// The check answer for a token digest on a service; `None` when the service is unknown.
+async fn check(app: &AppState, service: String, digest: String) -> StoreResult<Option<Value>> {
+    app.store
+        .read(move |repo| {
+            let Some(service) = repo.service(&service)? else {
+                return Ok(None);
+            };
+            let global = repo
+                .enabled_oauth2_plugin(&service.id)?
+                .is_some_and(|p| p.config.global_credentials);
+            Ok(Some(token_answer(repo, &digest, &service.id, global)?))
+        })
+        .await
 }
 
 fn token_answer(
@@ -203,18 +207,7 @@ async fn ext_authz(
     let Some(token) = token else {
         return (StatusCode::UNAUTHORIZED, [("www-authenticate", "Bearer")]).into_response();
     };
-    let result = app
-        .store
-        .read(move |repo| {
-            let Some(service) = repo.service(&service)? else {
-                return Ok(None);
-            };
-            let global = repo
-                .enabled_oauth2_plugin(&service.id)?
-                .is_some_and(|p| p.config.global_credentials);
-            Ok(Some(token_answer(repo, &token, &service.id, global)?))
-        })
-        .await;
+    let result = check(&app, service, token).await;
     match result {
         Ok(Some(answer)) if answer["active"] == true => {
             let mut response = StatusCode::OK.into_response();
