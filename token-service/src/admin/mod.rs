@@ -5,6 +5,7 @@ mod consumers;
 mod credentials;
 pub mod error;
 mod input;
+mod named;
 mod plugins;
 mod services;
 mod tokens;
