@@ -43,7 +43,7 @@ $(VENV)/.wasmtime: | $(VENV)/bin/pip
 	@touch $@
 
 build: setup
-	@echo "==> building the wasm filter (wasm32-wasip1, size-optimised)"
+	@echo "==> building the wasm filter (wasm32-wasip1, profile wasm)"
 	cargo build -p oauth2-filter --target wasm32-wasip1 --profile wasm
 	@ls -l $(WASM) | awk '{print "    " $$5 " bytes  " $$9}'
 	@echo "==> building token-service and demo-upstream (release)"

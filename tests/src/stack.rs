@@ -187,6 +187,7 @@ impl Stack {
         let certs = self.dir.path().join("certs");
         let status = Command::new(paths::make_cert_script())
             .arg(&certs)
+            .stdout(std::process::Stdio::null())
             .status()
             .expect("make-cert.sh");
         assert!(status.success(), "making the certificate failed");
