@@ -139,6 +139,11 @@ fn acknowledged_tokens_survive_sigkill() {
             == true
     };
     let lost: Vec<&String> = acknowledged.iter().filter(|t| !check(t)).collect();
+    println!(
+        "SIGKILL: {} tokens acknowledged before the kill, {} lost",
+        acknowledged.len(),
+        lost.len()
+    );
     assert!(
         lost.is_empty(),
         "{} of {} acknowledged tokens were lost",
