@@ -15,6 +15,8 @@ use std::rc::Rc;
 use std::time::{Duration, UNIX_EPOCH};
 
 const EPOCH_KEY: &str = "oauth2.epoch";
+/// Entries a worker keeps in its own memory at most (each a few hundred bytes).
+const LOCAL_CACHE_MAX: u32 = 4096;
 const FIRST_POLL_DELAY: Duration = Duration::from_millis(20);
 /// Headers of a relayed OAuth answer that reach the client.
 const RELAYED_HEADERS: [&str; 4] = [
@@ -40,6 +42,8 @@ struct Shared {
     seq: i64,
     /// The cache epoch (mirrors shared data, refreshed on every poll).
     epoch: u32,
+    /// This worker's copy of recent answers, in front of shared data.
+    local: cache::LocalCache,
 }
 
 #[derive(Default)]
@@ -80,6 +84,7 @@ impl Root {
         let mut s = shared.borrow_mut();
         let protection = poll.protection();
         let settings_changed = s.protection != protection;
+        let previous_epoch = s.epoch;
         if poll.reset || settings_changed {
             s.epoch = self.bump_epoch();
         } else {
@@ -88,8 +93,12 @@ impl Root {
             for hex in &poll.revoked {
                 if let Some(digest) = cache::digest_from_hex(hex) {
                     self.evict(&digest, slots);
+                    s.local.remove(&digest);
                 }
             }
+        }
+        if s.epoch != previous_epoch {
+            s.local.clear();
         }
         if settings_changed {
             log(
@@ -219,12 +228,15 @@ impl RootContext for Root {
                     None => Protection::Unknown,
                 };
                 let polls = matches!(config.mode, Mode::TokenService { .. });
+                let local =
+                    cache::LocalCache::new(config.cache.slots.min(LOCAL_CACHE_MAX) as usize);
                 self.shared = Some(Rc::new(RefCell::new(Shared {
                     config: Rc::new(config),
                     protection,
                     settings,
                     seq: 0,
                     epoch: 0,
+                    local,
                 })));
                 if polls {
                     self.set_tick_period(FIRST_POLL_DELAY);
@@ -449,35 +461,40 @@ impl Request {
         self.check(digest, &found.token)
     }
 
+    /// This worker's copy first (no host call), then shared data (filled by every worker).
     fn cached(&self, digest: &TokenDigest) -> Option<Verdict> {
+        let now = self.now();
         let (slots, epoch) = {
             let s = self.shared.borrow();
+            if let Some(verdict) = s.local.get(digest, s.epoch, now) {
+                return Some(verdict.clone());
+            }
             (s.config.cache.slots, s.epoch)
         };
         let (bytes, _) = self.get_shared_data(&cache::slot_key(digest, slots));
         let entry = Entry::decode(&bytes?)?;
-        entry
-            .answers(digest, epoch, self.now())
-            .then_some(entry.verdict)
+        if !entry.answers(digest, epoch, now) {
+            return None;
+        }
+        let verdict = entry.verdict.clone();
+        self.shared.borrow_mut().local.put(entry);
+        Some(verdict)
     }
 
     fn remember(&self, digest: TokenDigest, verdict: &Verdict) {
-        let (key, epoch, expires_at) = {
-            let s = self.shared.borrow();
-            let c = &s.config.cache;
-            (
-                cache::slot_key(&digest, c.slots),
-                s.epoch,
-                cache::expiry_for(verdict, self.now(), c.max_ttl_s, c.negative_ttl_s),
-            )
-        };
+        let now = self.now();
+        let mut s = self.shared.borrow_mut();
+        let c = &s.config.cache;
+        let key = cache::slot_key(&digest, c.slots);
+        let expires_at = cache::expiry_for(verdict, now, c.max_ttl_s, c.negative_ttl_s);
         let entry = Entry {
             digest,
-            epoch,
+            epoch: s.epoch,
             expires_at,
             verdict: verdict.clone(),
         };
         let _ = self.set_shared_data(&key, Some(&entry.encode()), None);
+        s.local.put(entry);
     }
 
     fn check(&mut self, digest: TokenDigest, token: &str) -> Action {

@@ -6,6 +6,7 @@
 
 use crate::state::{Identity, Verdict};
 use sha2::{Digest, Sha256};
+use std::collections::HashMap;
 
 const FORMAT: u8 = 1;
 const KIND_ACTIVE: u8 = 1;
@@ -151,6 +152,55 @@ impl Reader<'_> {
     }
 }
 
+/// A worker's own copy of recent answers, in front of shared data: a hit costs no host call
+/// and no decoding. It follows the same rules (digest, epoch, expiry); the root context removes
+/// revoked digests from it on every poll, so it never outlives the shared cache's guarantees.
+/// Bounded: when full it starts over (hot tokens come back at the next request).
+#[derive(Debug)]
+pub struct LocalCache {
+    entries: HashMap<TokenDigest, Entry>,
+    capacity: usize,
+}
+
+impl LocalCache {
+    pub fn new(capacity: usize) -> Self {
+        LocalCache {
+            entries: HashMap::new(),
+            capacity: capacity.max(1),
+        }
+    }
+
+    pub fn get(&self, digest: &TokenDigest, epoch: u32, now: u64) -> Option<&Verdict> {
+        self.entries
+            .get(digest)
+            .filter(|e| e.answers(digest, epoch, now))
+            .map(|e| &e.verdict)
+    }
+
+    pub fn put(&mut self, entry: Entry) {
+        if self.entries.len() >= self.capacity && !self.entries.contains_key(&entry.digest) {
+            self.entries.clear();
+        }
+        self.entries.insert(entry.digest, entry);
+    }
+
+    pub fn remove(&mut self, digest: &TokenDigest) {
+        self.entries.remove(digest);
+    }
+
+    pub fn clear(&mut self) {
+        self.entries.clear();
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
 /// How long a check's answer may be reused.
 pub fn expiry_for(verdict: &Verdict, now: u64, max_ttl_s: u64, negative_ttl_s: u64) -> u64 {
     match verdict {
@@ -232,6 +282,29 @@ mod tests {
         i.expires_at = Some(500);
         assert_eq!(expiry_for(&Verdict::Active(i), 100, 60, 5), 160);
         assert_eq!(expiry_for(&Verdict::Invalid, 100, 60, 5), 105);
+    }
+
+    #[test]
+    fn the_local_cache_answers_like_shared_data_and_stays_bounded() {
+        let mut local = LocalCache::new(2);
+        let entry = |t: &str| Entry {
+            digest: digest(t),
+            epoch: 1,
+            expires_at: 100,
+            verdict: Verdict::Invalid,
+        };
+        local.put(entry("a"));
+        local.put(entry("b"));
+        assert_eq!(local.get(&digest("a"), 1, 100), Some(&Verdict::Invalid));
+        assert_eq!(local.get(&digest("a"), 2, 100), None, "another epoch");
+        assert_eq!(local.get(&digest("a"), 1, 101), None, "expired");
+        local.remove(&digest("a"));
+        assert_eq!(local.get(&digest("a"), 1, 100), None, "revoked");
+        local.put(entry("c"));
+        local.put(entry("d"));
+        assert!(local.len() <= 2);
+        local.clear();
+        assert!(local.is_empty());
     }
 
     #[test]
