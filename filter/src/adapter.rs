@@ -455,19 +455,20 @@ impl Request {
             return self.enact(decision::decide(settings, Ok(&Verdict::Invalid)));
         }
         let digest = cache::digest(&found.token);
-        if let Some(verdict) = self.cached(&digest) {
-            return self.enact(decision::decide(settings, Ok(&verdict)));
+        if let Some(decision) = self.cached(settings, &digest) {
+            return self.enact(decision);
         }
         self.check(digest, &found.token)
     }
 
-    /// This worker's copy first (no host call), then shared data (filled by every worker).
-    fn cached(&self, digest: &TokenDigest) -> Option<Verdict> {
+    /// The decision for a cached answer: this worker's copy first (no host call), then shared
+    /// data (filled by every worker).
+    fn cached(&self, settings: &Settings, digest: &TokenDigest) -> Option<Decision> {
         let now = self.now();
         let (slots, epoch) = {
             let s = self.shared.borrow();
             if let Some(verdict) = s.local.get(digest, s.epoch, now) {
-                return Some(verdict.clone());
+                return Some(decision::decide(settings, Ok(verdict)));
             }
             (s.config.cache.slots, s.epoch)
         };
@@ -476,9 +477,9 @@ impl Request {
         if !entry.answers(digest, epoch, now) {
             return None;
         }
-        let verdict = entry.verdict.clone();
+        let decision = decision::decide(settings, Ok(&entry.verdict));
         self.shared.borrow_mut().local.put(entry);
-        Some(verdict)
+        Some(decision)
     }
 
     fn remember(&self, digest: TokenDigest, verdict: &Verdict) {
