@@ -48,9 +48,22 @@ impl Drop for Process {
     }
 }
 
+/// A port nothing listens on, never handed out twice by this process, and below the kernel's
+/// ephemeral range (32768+), so neither a parallel test nor an outgoing connection's source port
+/// can take it between now and the moment our server binds it.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
+    use std::sync::atomic::{AtomicU16, Ordering};
+    const FIRST: u16 = 20_000;
+    const SPAN: u16 = 12_000;
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    // Start at a different place per test process, so concurrent test runs rarely meet.
+    let start = (std::process::id() % u32::from(SPAN)) as u16;
+    let _ = NEXT.compare_exchange(0, start.max(1), Ordering::SeqCst, Ordering::SeqCst);
+    loop {
+        let step = NEXT.fetch_add(1, Ordering::SeqCst);
+        let port = FIRST + step % SPAN;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
