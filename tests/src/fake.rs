@@ -46,26 +46,27 @@ impl FakeTokenService {
     }
 }
 
+/// One answer per connection (`connection: close`): a fake that kept pooled connections alive
+/// would go on answering after it is dropped, when the real token-service is back.
 fn serve(mut stream: TcpStream, behaviour: Misbehaviour) {
     let mut buf = [0u8; 4096];
-    loop {
-        let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
-        match stream.read(&mut buf) {
-            Ok(0) | Err(_) => return,
-            Ok(_) => {}
-        }
-        let answer: &[u8] = match behaviour {
-            Misbehaviour::Slow(delay) => {
-                std::thread::sleep(delay);
-                return;
-            }
-            Misbehaviour::Garbage => b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 14\r\n\r\n<html>oops</p>",
-            Misbehaviour::Failing => b"HTTP/1.1 500 Internal Server Error\r\ncontent-length: 0\r\n\r\n",
-        };
-        if stream.write_all(answer).is_err() {
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+    if matches!(stream.read(&mut buf), Ok(0) | Err(_)) {
+        return;
+    }
+    let answer: &[u8] = match behaviour {
+        Misbehaviour::Slow(delay) => {
+            std::thread::sleep(delay);
             return;
         }
-    }
+        Misbehaviour::Garbage => {
+            b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nconnection: close\r\ncontent-length: 14\r\n\r\n<html>oops</p>"
+        }
+        Misbehaviour::Failing => {
+            b"HTTP/1.1 500 Internal Server Error\r\nconnection: close\r\ncontent-length: 0\r\n\r\n"
+        }
+    };
+    let _ = stream.write_all(answer);
 }
 
 impl Drop for FakeTokenService {
