@@ -227,6 +227,38 @@ fn expiry_and_lifetimes() {
 }
 
 #[test]
+fn refresh_token_ttl_bounds_the_whole_grant() {
+    let mut kong = Kong::start();
+    // L1: the row (access and refresh token) lives refresh_token_ttl seconds.
+    let short = kong.protect(
+        "oauth2-21",
+        json!({"refresh_token_ttl": 2, "token_expiration": 600}),
+    );
+    // L2: refresh_token_ttl 0 keeps it.
+    let kept = kong.protect(
+        "oauth2-22",
+        json!({"refresh_token_ttl": 0, "token_expiration": 600}),
+    );
+    let refresh = |gw: usize, token: &Value| {
+        kong.post(
+            &kong.gw(gw).https("/oauth2/token"),
+            json!({"refresh_token": token, "client_id": "clientid123", "client_secret": "secret123", "grant_type": "refresh_token"}),
+        )
+    };
+    let (a, b) = (kong.provision_token(short), kong.provision_token(kept));
+    std::thread::sleep(std::time::Duration::from_millis(3100));
+    assert_eq!(
+        refresh(short, &a["refresh_token"]).json(),
+        oauth_error("invalid_request", "Invalid refresh_token")
+    );
+    assert_eq!(
+        kong.get_with_token(short, "/request", &access(&a)).status,
+        401
+    );
+    assert_eq!(refresh(kept, &b["refresh_token"]).status, 200);
+}
+
+#[test]
 fn admin_changes_reach_the_filter_within_the_bound() {
     let mut kong = Kong::start();
     let gw = kong.protect("oauth2", json!({}));
