@@ -28,7 +28,6 @@ pub const CODE_REPLAY_MEMORY_S: i64 = 3600;
 
 /// What a grant needs to know about the request it serves.
 pub struct Request {
-    pub method: String,
     pub params: Params,
     /// The value of the plugin's `auth_header_name` header (client Basic credentials).
     pub auth_header: Option<String>,

@@ -104,7 +104,7 @@ async fn endpoint(
             realm,
         );
     }
-    let request = match read_request(&plugin, method, &uri, &headers, body).await {
+    let request = match read_request(&plugin, &uri, &headers, body).await {
         Ok(request) => request,
         Err(e) => return response::bad_body(e),
     };
@@ -131,7 +131,6 @@ async fn endpoint(
 
 async fn read_request(
     plugin: &Plugin,
-    method: Method,
     uri: &Uri,
     headers: &HeaderMap,
     body: Body,
@@ -143,7 +142,6 @@ async fn read_request(
     let body_params = params::parse_body(content_type.as_deref(), bytes, Nesting::Flat).await?;
     let query = params::parse_form(uri.query().unwrap_or("").as_bytes(), Nesting::Flat);
     Ok(Request {
-        method: method.to_string(),
         params: params::merge(query, body_params),
         auth_header: header_text(headers, &plugin.config.auth_header_name),
         tls: header_text(headers, "x-gateway-tls").as_deref() == Some("on"),
