@@ -24,6 +24,18 @@ impl AppState {
 pub fn gateway_router(state: AppState) -> Router {
     crate::gateway::router()
         .merge(crate::oauth::router())
+        .fallback(|| async {
+            (
+                axum::http::StatusCode::NOT_FOUND,
+                axum::Json(serde_json::json!({"message": "Not found"})),
+            )
+        })
+        .method_not_allowed_fallback(|| async {
+            (
+                axum::http::StatusCode::METHOD_NOT_ALLOWED,
+                axum::Json(serde_json::json!({"message": "Method not allowed"})),
+            )
+        })
         .with_state(state)
 }
 

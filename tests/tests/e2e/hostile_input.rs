@@ -141,6 +141,17 @@ fn hostile_admin_requests_store_nothing() {
         let answer = kong.stack.client.send(request);
         assert_eq!(answer.status, expected, "{what}: {}", answer.text);
     }
+    // Unknown paths and methods answer JSON too.
+    let unknown = c.get(&kong.stack.admin("/no/such/path"));
+    assert_eq!(
+        (unknown.status, unknown.json()),
+        (404, json!({"message": "Not found"}))
+    );
+    let wrong = kong.stack.client.send(raw.delete(&consumers));
+    assert_eq!(
+        (wrong.status, wrong.json()),
+        (405, json!({"message": "Method not allowed"}))
+    );
     let list = c.get(&consumers).json();
     assert_eq!(
         list["data"].as_array().map(Vec::len),

@@ -32,11 +32,25 @@ pub fn router(state: AppState) -> Router {
         .merge(services::routes())
         .merge(plugins::routes())
         .merge(tokens::routes())
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(
             state.clone(),
             require_admin_key,
         ))
         .with_state(state)
+}
+
+async fn not_found() -> AdminError {
+    AdminError::NotFound
+}
+
+async fn method_not_allowed() -> Response {
+    (
+        axum::http::StatusCode::METHOD_NOT_ALLOWED,
+        Json(json!({"message": "Method not allowed"})),
+    )
+        .into_response()
 }
 
 async fn root() -> Json<Value> {
