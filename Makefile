@@ -45,6 +45,7 @@ $(VENV)/.wasmtime: | $(VENV)/bin/pip
 build: setup
 	@echo "==> building the wasm filter (wasm32-wasip1, profile wasm)"
 	cargo build -p oauth2-filter --target wasm32-wasip1 --profile wasm
+	cargo run -q --release -p wasm-trim -- $(WASM)
 	@ls -l $(WASM) | awk '{print "    " $$5 " bytes  " $$9}'
 	@echo "==> building token-service and demo-upstream (release)"
 	cargo build --release -p token-service -p demo-upstream

@@ -23,3 +23,17 @@ pub mod token;
 
 #[cfg(all(target_arch = "wasm32", not(test)))]
 mod adapter;
+
+/// The proxy-wasm callbacks this filter does not implement. Envoy skips a callback the module
+/// does not export, and the SDK exports them all, so each would cost a call into the VM on
+/// every request for nothing (together ~13 µs of Envoy CPU per request in `make bench`).
+/// `make build` removes these exports with `tools/wasm-trim`; a callback the filter starts to
+/// implement must come off this list.
+pub const UNUSED_CALLBACKS: [&str; 6] = [
+    "proxy_on_request_trailers",
+    "proxy_on_response_headers",
+    "proxy_on_response_body",
+    "proxy_on_response_trailers",
+    "proxy_on_log",
+    "proxy_on_done",
+];
