@@ -35,6 +35,10 @@ pub struct Config {
     /// When set, admin requests must carry this value in the `x-admin-key` header.
     #[arg(long, env = "TOKEN_SERVICE_ADMIN_KEY", hide_env_values = true)]
     pub admin_key: Option<String>,
+    /// Tokens the in-memory check index holds at most (each a few hundred bytes); checks of
+    /// tokens beyond it read the database.
+    #[arg(long, env = "TOKEN_SERVICE_INDEX_ENTRIES", default_value_t = crate::store::DEFAULT_INDEX_ENTRIES)]
+    pub index_entries: usize,
     /// Seconds between purges of expired codes and tokens.
     #[arg(long, env = "TOKEN_SERVICE_PURGE_INTERVAL", default_value_t = 60)]
     pub purge_interval_s: u64,

@@ -27,7 +27,7 @@ async fn main() -> std::process::ExitCode {
 }
 
 async fn run(config: Config) -> Result<(), String> {
-    let store = Store::open(&config.database)
+    let store = Store::open_with_index(&config.database, config.index_entries)
         .map_err(|e| format!("cannot open database {}: {e}", config.database.display()))?;
     tracing::info!(database = %config.database.display(), "database ready");
     let state = AppState::new(store.clone(), config.admin_key.clone());

@@ -5,7 +5,7 @@ use crate::app::AppState;
 use crate::grants::validity::{self, Validity};
 use crate::model::{now, Consumer, Plugin, Service};
 use crate::secrets::token_digest;
-use crate::store::{Repo, StoreError, StoreResult};
+use crate::store::{Known, Repo, ServiceEntry, StoreError, StoreResult, TokenWithOwner};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -135,43 +135,59 @@ async fn check_token(
 }
 
 /// The check answer for a token digest on a service; `None` when the service is unknown.
+/// Answered from the store's in-memory index when it holds the service and the token; only
+/// what it lacks costs a database read (which then fills it).
 async fn check(app: &AppState, service: String, digest: String) -> StoreResult<Option<Value>> {
+    let index = app.store.index();
+    match index.lookup(&service, &digest) {
+        Some(Known::UnknownService) => return Ok(None),
+        Some(Known::Service(entry, Some(owner))) => {
+            return Ok(Some(token_answer(Some(&owner), &entry)))
+        }
+        Some(Known::Service(..)) | None => {}
+    }
+    let generation = index.generation();
+    let store = app.store.clone();
     app.store
         .read(move |repo| {
-            let Some(service) = repo.service(&service)? else {
-                return Ok(None);
+            let entry = match repo.service(&service)? {
+                Some(found) => Some(ServiceEntry {
+                    global: repo
+                        .enabled_oauth2_plugin(&found.id)?
+                        .is_some_and(|p| p.config.global_credentials),
+                    id: found.id,
+                }),
+                None => None,
             };
-            let global = repo
-                .enabled_oauth2_plugin(&service.id)?
-                .is_some_and(|p| p.config.global_credentials);
-            Ok(Some(token_answer(repo, &digest, &service.id, global)?))
+            let owner = match &entry {
+                Some(_) => repo.token_with_owner(&digest)?,
+                None => None,
+            };
+            let answer = entry
+                .as_ref()
+                .map(|entry| token_answer(owner.as_ref(), entry));
+            store.index().learn(generation, &service, entry, owner);
+            Ok(answer)
         })
         .await
 }
 
-fn token_answer(
-    repo: &Repo<'_>,
-    digest: &str,
-    service_id: &str,
-    global: bool,
-) -> StoreResult<Value> {
-    let Some(owner) = repo.token_with_owner(digest)? else {
-        return Ok(json!({"active": false, "reason": "invalid"}));
+fn token_answer(owner: Option<&TokenWithOwner>, service: &ServiceEntry) -> Value {
+    let Some(owner) = owner else {
+        return json!({"active": false, "reason": "invalid"});
     };
-    Ok(
-        match validity::check(&owner.token, service_id, global, now()) {
-            Validity::Invalid => json!({"active": false, "reason": "invalid"}),
-            Validity::GlobalToken => json!({"active": false, "reason": "global_token"}),
-            Validity::Active => json!({
-                "active": true,
-                "consumer": consumer_json(&owner.consumer),
-                "credential": {"id": owner.credential.id, "client_id": owner.credential.client_id},
-                "authenticated_userid": owner.token.authenticated_userid,
-                "scope": owner.token.scope,
-                "exp": owner.token.access_expires_at(),
-            }),
-        },
-    )
+    match validity::check(&owner.token, &service.id, service.global, now()) {
+        Validity::Invalid => json!({"active": false, "reason": "invalid"}),
+        Validity::GlobalToken => json!({"active": false, "reason": "global_token"}),
+        Validity::Active => json!({
+            "active": true,
+            "consumer": consumer_json(&owner.consumer),
+            "credential": {"id": owner.credential.id, "client_id": owner.credential.client_id},
+            "authenticated_userid": owner.token.authenticated_userid,
+            "scope": owner.token.scope,
+            "exp": owner.token.access_expires_at(),
+        }),
+    }
 }
 
 fn storage_failure(e: StoreError) -> Response {

@@ -15,10 +15,14 @@
 //! token replaced, or the consumer or credential behind it changes, the access-token digest is
 //! appended in the same transaction. The filter polls it to evict cached tokens.
 
+mod index;
 mod repo;
 mod schema;
 
+pub use index::{Index, Known, ServiceEntry};
 pub use repo::{NewCode, NewToken, Page, RefreshOutcome, Repo, TokenWithOwner};
+
+use index::Invalidation;
 
 use rusqlite::{Connection, OpenFlags};
 use std::path::{Path, PathBuf};
@@ -73,7 +77,11 @@ struct Inner {
     /// At most `READER_POOL` reads at once, so their connections are always reused: a burst
     /// of requests queues here instead of opening (and closing) a connection per read.
     read_permits: Arc<tokio::sync::Semaphore>,
+    index: Arc<Index>,
 }
+
+/// Tokens the in-memory index holds at most by default.
+pub const DEFAULT_INDEX_ENTRIES: usize = 65_536;
 
 const READER_POOL: usize = 8;
 /// Most writes one commit carries: bounds the latency a batch adds to its first write.
@@ -87,16 +95,23 @@ type Deliver = Box<dyn FnOnce(Result<(), String>) + Send>;
 impl Store {
     /// Opens (creating if needed) the database file and brings its schema up to date.
     pub fn open(path: &Path) -> StoreResult<Store> {
+        Store::open_with_index(path, DEFAULT_INDEX_ENTRIES)
+    }
+
+    /// [`Store::open`], with an in-memory index of at most `index_entries` tokens.
+    pub fn open_with_index(path: &Path, index_entries: usize) -> StoreResult<Store> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)
                 .map_err(|e| StoreError::Task(format!("cannot create {}: {e}", dir.display())))?;
         }
         let mut writer = open_connection(path)?;
         schema::migrate(&mut writer)?;
+        let index = Arc::new(Index::new(index_entries));
+        let feed = Feed::follow(&writer, index.clone())?;
         let (jobs, queue) = mpsc::channel();
         std::thread::Builder::new()
             .name("sqlite-writer".into())
-            .spawn(move || write_batches(writer, queue))
+            .spawn(move || write_batches(writer, queue, feed))
             .map_err(|e| StoreError::Task(format!("cannot start the writer thread: {e}")))?;
         Ok(Store {
             inner: Arc::new(Inner {
@@ -104,6 +119,7 @@ impl Store {
                 jobs,
                 readers: Mutex::new(Vec::new()),
                 read_permits: Arc::new(tokio::sync::Semaphore::new(READER_POOL)),
+                index,
             }),
         })
     }
@@ -131,6 +147,11 @@ impl Store {
         answered
             .await
             .map_err(|_| StoreError::Task("the write was dropped".into()))?
+    }
+
+    /// The in-memory read path for token checks (see [`Index`]).
+    pub fn index(&self) -> &Index {
+        &self.inner.index
     }
 
     /// Runs `f` on a reader connection (a consistent snapshot for its duration).
@@ -171,7 +192,7 @@ impl Store {
 }
 
 /// The writer thread: one transaction per batch of waiting writes, one savepoint per write.
-fn write_batches(mut conn: Connection, queue: mpsc::Receiver<Job>) {
+fn write_batches(mut conn: Connection, queue: mpsc::Receiver<Job>, mut feed: Feed) {
     while let Ok(first) = queue.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -181,7 +202,7 @@ fn write_batches(mut conn: Connection, queue: mpsc::Receiver<Job>) {
             }
         }
         let mut delivers = Vec::with_capacity(batch.len());
-        let commit = run_batch(&mut conn, batch, &mut delivers).map_err(|e| {
+        let commit = run_batch(&mut conn, batch, &mut delivers, &mut feed).map_err(|e| {
             tracing::error!(error = %e, "a write batch failed to commit");
             e.to_string()
         });
@@ -195,6 +216,7 @@ fn run_batch(
     conn: &mut Connection,
     batch: Vec<Job>,
     delivers: &mut Vec<Deliver>,
+    feed: &mut Feed,
 ) -> StoreResult<()> {
     let mut tx = conn
         .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
@@ -211,7 +233,108 @@ fn run_batch(
         }
         // Dropped uncommitted, a savepoint rolls back: a failed write leaves no trace.
     }
-    tx.commit().map_err(StoreError::classify)
+    let pending = feed.before_commit(&tx);
+    tx.commit().map_err(StoreError::classify)?;
+    feed.after_commit(conn, pending);
+    Ok(())
+}
+
+/// Keeps the in-memory [`Index`] exact: learns from SQLite's update hook which tables a batch
+/// touched, and from the change feed which token digests it changed.
+struct Feed {
+    index: Arc<Index>,
+    touched: Arc<Mutex<Touched>>,
+    /// The newest change-feed seq already applied to the index.
+    applied_seq: i64,
+}
+
+#[derive(Default)]
+struct Touched {
+    changes: bool,
+    services: bool,
+    inserted_tokens: Vec<i64>,
+}
+
+/// What a batch will have changed once committed.
+struct Pending {
+    invalidation: Invalidation,
+    newest_seq: i64,
+    inserted_tokens: Vec<i64>,
+}
+
+impl Feed {
+    fn follow(writer: &Connection, index: Arc<Index>) -> StoreResult<Feed> {
+        let applied_seq = Repo::new(writer).newest_change()?;
+        let touched = Arc::new(Mutex::new(Touched::default()));
+        let hook = touched.clone();
+        writer.update_hook(Some(
+            move |action: rusqlite::hooks::Action, _db: &str, table: &str, rowid: i64| {
+                let Ok(mut t) = hook.lock() else { return };
+                match table {
+                    "changes" => t.changes = true,
+                    "services" | "plugins" => t.services = true,
+                    "oauth2_tokens" if action == rusqlite::hooks::Action::SQLITE_INSERT => {
+                        t.inserted_tokens.push(rowid)
+                    }
+                    _ => {}
+                }
+            },
+        ));
+        Ok(Feed {
+            index,
+            touched,
+            applied_seq,
+        })
+    }
+
+    /// Reads what the batch changed (inside its transaction) and drops it from the index
+    /// before the commit makes the change visible.
+    fn before_commit(&mut self, tx: &Connection) -> Pending {
+        let touched = self
+            .touched
+            .lock()
+            .map(|mut t| std::mem::take(&mut *t))
+            .unwrap_or_default();
+        let mut pending = Pending {
+            invalidation: Invalidation {
+                services: touched.services,
+                ..Invalidation::default()
+            },
+            newest_seq: self.applied_seq,
+            inserted_tokens: touched.inserted_tokens,
+        };
+        if touched.changes {
+            match Repo::new(tx).changed_digests_after(self.applied_seq) {
+                Ok((newest, digests)) => {
+                    pending.newest_seq = newest;
+                    pending.invalidation.digests = digests;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read the change feed; clearing the token index");
+                    pending.invalidation.all = true;
+                }
+            }
+        }
+        if !pending.invalidation.is_empty() {
+            self.index.invalidate(&pending.invalidation);
+        }
+        pending
+    }
+
+    /// Drops the changes again (a read may have raced the commit) and adds inserted tokens.
+    fn after_commit(&mut self, conn: &Connection, pending: Pending) {
+        self.applied_seq = pending.newest_seq;
+        if !pending.invalidation.is_empty() {
+            self.index.invalidate(&pending.invalidation);
+        }
+        if pending.inserted_tokens.is_empty() {
+            return;
+        }
+        match Repo::new(conn).tokens_with_owner_by_rowid(&pending.inserted_tokens) {
+            Ok(tokens) => self.index.add(tokens),
+            Err(e) => tracing::warn!(error = %e, "cannot index newly issued tokens"),
+        }
+    }
 }
 
 async fn run_blocking<T, F>(f: F) -> StoreResult<T>
@@ -384,5 +507,102 @@ mod tests {
             .await
             .unwrap_or_default();
         assert_eq!(revoked, vec!["digest-1".to_string()]);
+    }
+
+    fn indexed(store: &Store, digest: &str) -> bool {
+        store.index().learn(
+            store.index().generation(),
+            "svc",
+            Some(service_entry()),
+            None,
+        );
+        matches!(
+            store.index().lookup("svc", digest),
+            Some(Known::Service(_, Some(_)))
+        )
+    }
+
+    fn service_entry() -> ServiceEntry {
+        ServiceEntry {
+            id: "s".into(),
+            global: true,
+        }
+    }
+
+    #[tokio::test]
+    async fn issued_tokens_are_in_memory_when_the_write_returns() {
+        let (_dir, store, credential) = store_with_client().await;
+        store
+            .write(move |repo| repo.insert_token(&token(&credential, "fresh", None)))
+            .await
+            .expect("insert");
+        assert!(indexed(&store, "fresh"));
+    }
+
+    #[tokio::test]
+    async fn a_rolled_back_insert_is_not_indexed() {
+        let (_dir, store, credential) = store_with_client().await;
+        let failed = store
+            .write(move |repo| {
+                repo.insert_token(&token(&credential, "never", None))?;
+                Err::<(), _>(StoreError::MissingReference)
+            })
+            .await;
+        assert!(failed.is_err());
+        assert!(!indexed(&store, "never"));
+    }
+
+    #[tokio::test]
+    async fn revocations_and_cascades_leave_the_index_before_the_write_returns() {
+        let (_dir, store, credential) = store_with_client().await;
+        let (c1, c2) = (credential.clone(), credential.clone());
+        let doomed = store
+            .write(move |repo| repo.insert_token(&token(&c1, "revoked", None)))
+            .await
+            .expect("insert");
+        store
+            .write(move |repo| repo.insert_token(&token(&c2, "cascaded", None)))
+            .await
+            .expect("insert");
+        store
+            .write(move |repo| repo.delete_token(&doomed.id))
+            .await
+            .expect("delete");
+        assert!(!indexed(&store, "revoked"));
+        assert!(indexed(&store, "cascaded"));
+        store
+            .write(|repo| {
+                let consumer = repo.consumer("u")?.map(|c| c.id).unwrap_or_default();
+                repo.delete_consumer(&consumer)
+            })
+            .await
+            .expect("delete consumer");
+        assert!(!indexed(&store, "cascaded"));
+    }
+
+    #[tokio::test]
+    async fn a_service_write_drops_what_the_index_knows_of_services() {
+        let (_dir, store, _) = store_with_client().await;
+        store.index().learn(
+            store.index().generation(),
+            "svc",
+            Some(service_entry()),
+            None,
+        );
+        assert!(store.index().lookup("svc", "x").is_some());
+        store
+            .write(|repo| {
+                repo.insert_service(&crate::model::Service {
+                    id: new_id(),
+                    created_at: 0,
+                    updated_at: 0,
+                    name: Some("other".into()),
+                    url: None,
+                    tags: None,
+                })
+            })
+            .await
+            .expect("service");
+        assert!(store.index().lookup("svc", "x").is_none());
     }
 }

@@ -57,6 +57,47 @@ pub struct TokenWithOwner {
     pub consumer: Consumer,
 }
 
+const TOKEN_WITH_OWNER: &str =
+    "SELECT t.*, c.id AS c_id, c.created_at AS c_created_at, c.consumer_id, c.name, c.client_id,
+            c.client_secret, c.hash_secret, c.redirect_uris, c.client_type, c.tags AS c_tags,
+            u.created_at AS u_created_at, u.username, u.custom_id, u.tags AS u_tags
+     FROM oauth2_tokens t
+     JOIN oauth2_credentials c ON c.id = t.credential_id
+     JOIN consumers u ON u.id = c.consumer_id";
+
+fn token_with_owner_from(row: &Row<'_>) -> rusqlite::Result<TokenWithOwner> {
+    let token = token_from(row)?;
+    let client_type: String = row.get("client_type")?;
+    let credential = Credential {
+        id: row.get("c_id")?,
+        created_at: row.get("c_created_at")?,
+        consumer_id: row.get("consumer_id")?,
+        name: row.get("name")?,
+        client_id: row.get("client_id")?,
+        client_secret: row.get("client_secret")?,
+        hash_secret: row.get("hash_secret")?,
+        redirect_uris: parse_list(row.get("redirect_uris")?),
+        client_type: if client_type == "public" {
+            ClientType::Public
+        } else {
+            ClientType::Confidential
+        },
+        tags: parse_list(row.get("c_tags")?),
+    };
+    let consumer = Consumer {
+        id: credential.consumer_id.clone(),
+        created_at: row.get("u_created_at")?,
+        username: row.get("username")?,
+        custom_id: row.get("custom_id")?,
+        tags: parse_list(row.get("u_tags")?),
+    };
+    Ok(TokenWithOwner {
+        token,
+        credential,
+        consumer,
+    })
+}
+
 fn json_list(value: &Option<Vec<String>>) -> Option<String> {
     value.as_ref().and_then(|v| serde_json::to_string(v).ok())
 }
@@ -511,39 +552,23 @@ impl<'a> Repo<'a> {
     /// The token with its credential and consumer, in one indexed look-up (the filter's check).
     pub fn token_with_owner(&self, access_hash: &str) -> StoreResult<Option<TokenWithOwner>> {
         self.one(
-            "SELECT t.*, c.id AS c_id, c.created_at AS c_created_at, c.consumer_id, c.name, c.client_id,
-                    c.client_secret, c.hash_secret, c.redirect_uris, c.client_type, c.tags AS c_tags,
-                    u.created_at AS u_created_at, u.username, u.custom_id, u.tags AS u_tags
-             FROM oauth2_tokens t
-             JOIN oauth2_credentials c ON c.id = t.credential_id
-             JOIN consumers u ON u.id = c.consumer_id
-             WHERE t.access_token_hash = ?1",
+            &format!("{TOKEN_WITH_OWNER} WHERE t.access_token_hash = ?1"),
             [access_hash],
-            |row| {
-                let token = token_from(row)?;
-                let client_type: String = row.get("client_type")?;
-                let credential = Credential {
-                    id: row.get("c_id")?,
-                    created_at: row.get("c_created_at")?,
-                    consumer_id: row.get("consumer_id")?,
-                    name: row.get("name")?,
-                    client_id: row.get("client_id")?,
-                    client_secret: row.get("client_secret")?,
-                    hash_secret: row.get("hash_secret")?,
-                    redirect_uris: parse_list(row.get("redirect_uris")?),
-                    client_type: if client_type == "public" { ClientType::Public } else { ClientType::Confidential },
-                    tags: parse_list(row.get("c_tags")?),
-                };
-                let consumer = Consumer {
-                    id: credential.consumer_id.clone(),
-                    created_at: row.get("u_created_at")?,
-                    username: row.get("username")?,
-                    custom_id: row.get("custom_id")?,
-                    tags: parse_list(row.get("u_tags")?),
-                };
-                Ok(TokenWithOwner { token, credential, consumer })
-            },
+            token_with_owner_from,
         )
+    }
+
+    /// Tokens by SQLite row id (rows a write just inserted), with their owners; ids of rows that
+    /// are gone are skipped.
+    pub fn tokens_with_owner_by_rowid(&self, rowids: &[i64]) -> StoreResult<Vec<TokenWithOwner>> {
+        let mut found = Vec::with_capacity(rowids.len());
+        for rowid in rowids {
+            let by_rowid = format!("{TOKEN_WITH_OWNER} WHERE t.rowid = ?1");
+            if let Some(owner) = self.one(&by_rowid, [rowid], token_with_owner_from)? {
+                found.push(owner);
+            }
+        }
+        Ok(found)
     }
 
     pub fn list_tokens(&self, offset: i64, size: i64) -> StoreResult<Page<Token>> {
@@ -661,6 +686,29 @@ impl<'a> Repo<'a> {
             .collect::<rusqlite::Result<Vec<String>>>()
             .map_err(map_err)?;
         Ok((newest, oldest, hashes))
+    }
+
+    /// Access-token digests the feed received after `since`, with the newest seq seen.
+    pub fn changed_digests_after(&self, since: i64) -> StoreResult<(i64, Vec<String>)> {
+        let mut stmt = self
+            .tx
+            .prepare_cached(
+                "SELECT seq, access_token_hash FROM changes WHERE seq > ?1 ORDER BY seq",
+            )
+            .map_err(map_err)?;
+        let mut newest = since;
+        let mut digests = Vec::new();
+        let mut rows = stmt.query([since]).map_err(map_err)?;
+        while let Some(row) = rows.next().map_err(map_err)? {
+            newest = row.get(0).map_err(map_err)?;
+            digests.push(row.get(1).map_err(map_err)?);
+        }
+        Ok((newest, digests))
+    }
+
+    /// The newest seq the change feed has handed out.
+    pub fn newest_change(&self) -> StoreResult<i64> {
+        self.sequence_floor()
     }
 
     /// AUTOINCREMENT never reuses numbers, even when the feed was pruned empty.
