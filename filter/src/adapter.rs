@@ -494,7 +494,10 @@ impl Request {
             expires_at,
             verdict: verdict.clone(),
         };
-        let _ = self.set_shared_data(&key, Some(&entry.encode()), None);
+        let Some(bytes) = entry.encode_within(c.max_entry_bytes) else {
+            return;
+        };
+        let _ = self.set_shared_data(&key, Some(&bytes), None);
         s.local.put(entry);
     }
 

@@ -15,6 +15,9 @@ const KIND_GLOBAL: u8 = 3;
 
 pub type TokenDigest = [u8; 32];
 
+/// The size of an entry that carries no identity (format, digest, epoch, expiry, kind).
+pub const MIN_ENTRY_BYTES: usize = 1 + 32 + 4 + 8 + 1;
+
 pub fn digest(token: &str) -> TokenDigest {
     Sha256::digest(token.as_bytes()).into()
 }
@@ -64,6 +67,11 @@ impl Entry {
             }
         }
         out
+    }
+
+    /// The encoding, unless it is longer than `limit` bytes (such an entry is not cached).
+    pub fn encode_within(&self, limit: usize) -> Option<Vec<u8>> {
+        Some(self.encode()).filter(|bytes| bytes.len() <= limit)
     }
 
     pub fn decode(bytes: &[u8]) -> Option<Entry> {
@@ -327,5 +335,25 @@ mod tests {
             ]
             .contains(&key.as_str()));
         }
+    }
+
+    #[test]
+    fn entries_beyond_the_byte_limit_are_not_cached() {
+        let small = Entry {
+            digest: digest("t"),
+            epoch: 1,
+            expires_at: 100,
+            verdict: Verdict::Invalid,
+        };
+        assert_eq!(small.encode().len(), MIN_ENTRY_BYTES);
+        assert!(small.encode_within(MIN_ENTRY_BYTES).is_some());
+        let mut long = identity();
+        long.consumer_username = Some("x".repeat(3000));
+        let big = Entry {
+            verdict: Verdict::Active(long),
+            ..small
+        };
+        assert!(big.encode_within(2048).is_none());
+        assert!(big.encode_within(4096).is_some());
     }
 }

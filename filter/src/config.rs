@@ -5,6 +5,7 @@
 //! route with any RFC 7662 authorization server (Keycloak, Hydra, ...), and the few settings
 //! a protected request needs (`auth_header_name`, `hide_credentials`, `realm`) come from here.
 
+use crate::cache;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use serde::Deserialize;
@@ -55,6 +56,9 @@ pub struct CacheConfig {
     pub max_ttl_s: u64,
     /// How long an invalid token is remembered (shields the token-service from floods).
     pub negative_ttl_s: u64,
+    /// Largest entry cached, in bytes (an identity with longer names is checked every time), so
+    /// the cache's memory is bounded in bytes too: at most `slots` × `max_entry_bytes`.
+    pub max_entry_bytes: usize,
 }
 
 impl Default for CacheConfig {
@@ -63,6 +67,7 @@ impl Default for CacheConfig {
             slots: 16_384,
             max_ttl_s: 60,
             negative_ttl_s: 5,
+            max_entry_bytes: 2048,
         }
     }
 }
@@ -127,6 +132,12 @@ impl FilterConfig {
         }
         if raw.cache.slots == 0 {
             return Err(error("`cache.slots` must be positive"));
+        }
+        if raw.cache.max_entry_bytes < cache::MIN_ENTRY_BYTES {
+            return Err(error(&format!(
+                "`cache.max_entry_bytes` must be at least {} (an entry without identity)",
+                cache::MIN_ENTRY_BYTES
+            )));
         }
         let mode = match (raw.service, raw.token_service, raw.introspection) {
             (Some(service), Some(endpoint), None) => {
@@ -256,6 +267,7 @@ mod tests {
             br#"{"service":"","token_service":{"cluster":"ts"}}"#,
             br#"{"service":"a b","token_service":{"cluster":"ts"}}"#,
             br#"{"service":"s","token_service":{"cluster":"ts"},"cache":{"slots":0}}"#,
+            br#"{"service":"s","token_service":{"cluster":"ts"},"cache":{"max_entry_bytes":45}}"#,
             br#"{"service":"s","token_service":{"cluster":"ts"},"typo":1}"#,
             br#"{"service":"s","token_service":{"cluster":"ts"},"hide_credentials":true}"#,
             br#"{"service":"s","token_service":{"cluster":"ts"},"introspection":{"cluster":"i","path":"/x","client_id":"a","client_secret":"b"}}"#,
