@@ -5,7 +5,7 @@ use crate::app::AppState;
 use crate::grants::validity::{self, Validity};
 use crate::model::{now, Consumer, Plugin, Service};
 use crate::secrets::token_digest;
-use crate::store::{Known, Repo, ServiceEntry, StoreError, StoreResult, TokenWithOwner};
+use crate::store::{ProtectedService, Repo, StoreError, StoreResult, TokenWithOwner};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -135,48 +135,21 @@ async fn check_token(
 }
 
 /// The check answer for a token digest on a service; `None` when the service is unknown.
-/// Answered from the store's in-memory index when it holds the service and the token; only
-/// what it lacks costs a database read (which then fills it).
+/// Both look-ups come from the store's in-memory index when it holds them.
 async fn check(app: &AppState, service: String, digest: String) -> StoreResult<Option<Value>> {
-    let index = app.store.index();
-    match index.lookup(&service, &digest) {
-        Some(Known::UnknownService) => return Ok(None),
-        Some(Known::Service(entry, Some(owner))) => {
-            return Ok(Some(token_answer(Some(&owner), &entry)))
-        }
-        Some(Known::Service(..)) | None => {}
-    }
-    let generation = index.generation();
-    let store = app.store.clone();
-    app.store
-        .read(move |repo| {
-            let entry = match repo.service(&service)? {
-                Some(found) => Some(ServiceEntry {
-                    global: repo
-                        .enabled_oauth2_plugin(&found.id)?
-                        .is_some_and(|p| p.config.global_credentials),
-                    id: found.id,
-                }),
-                None => None,
-            };
-            let owner = match &entry {
-                Some(_) => repo.token_with_owner(&digest)?,
-                None => None,
-            };
-            let answer = entry
-                .as_ref()
-                .map(|entry| token_answer(owner.as_ref(), entry));
-            store.index().learn(generation, &service, entry, owner);
-            Ok(answer)
-        })
-        .await
+    let Some(service) = app.store.protected_service(&service).await? else {
+        return Ok(None);
+    };
+    let owner = app.store.token_with_owner(&digest).await?;
+    Ok(Some(token_answer(owner.as_deref(), &service)))
 }
 
-fn token_answer(owner: Option<&TokenWithOwner>, service: &ServiceEntry) -> Value {
+fn token_answer(owner: Option<&TokenWithOwner>, service: &ProtectedService) -> Value {
     let Some(owner) = owner else {
         return json!({"active": false, "reason": "invalid"});
     };
-    match validity::check(&owner.token, &service.id, service.global, now()) {
+    let global = service.accepts_global_tokens();
+    match validity::check(&owner.token, &service.service.id, global, now()) {
         Validity::Invalid => json!({"active": false, "reason": "invalid"}),
         Validity::GlobalToken => json!({"active": false, "reason": "global_token"}),
         Validity::Active => json!({

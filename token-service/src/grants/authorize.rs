@@ -139,8 +139,9 @@ async fn client_with_redirect_uris(
     };
     let client = ctx
         .store
-        .read(move |repo| repo.credential_by_client_id(&client_id))
-        .await?;
+        .credential_by_client_id(&client_id)
+        .await?
+        .map(|c| Credential::clone(&c));
     Ok(client.filter(|c| {
         c.redirect_uris
             .as_ref()

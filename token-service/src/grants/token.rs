@@ -94,7 +94,9 @@ async fn find_client(
     let Some(id) = presented.client_id.clone().filter(|id| !id.is_empty()) else {
         return Ok(None);
     };
-    ctx.store
-        .read(move |repo| repo.credential_by_client_id(&id))
-        .await
+    Ok(ctx
+        .store
+        .credential_by_client_id(&id)
+        .await?
+        .map(|c| Credential::clone(&c)))
 }

@@ -22,8 +22,9 @@ async fn authenticated_client(
     };
     let Some(client) = ctx
         .store
-        .read(move |repo| repo.credential_by_client_id(&id))
+        .credential_by_client_id(&id)
         .await?
+        .map(|c| Credential::clone(&c))
     else {
         return Ok(Err(OAuthError::invalid_client(presented.from_header)));
     };

@@ -10,7 +10,7 @@ use crate::app::AppState;
 use crate::grants::{self, error::OAuthError, Context, Request};
 use crate::model::{Plugin, Service};
 use crate::params::{self, Nesting, ParamsError, MAX_BODY_BYTES};
-use crate::store::StoreError;
+use crate::store::{ProtectedService, StoreError};
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, Method, Uri};
@@ -65,20 +65,13 @@ pub(crate) async fn protected_service(
     state: &AppState,
     key: String,
 ) -> Result<(Service, Plugin), ServiceLookupError> {
-    let found = state
-        .store
-        .read(move |repo| {
-            let Some(service) = repo.service(&key)? else {
-                return Ok(None);
-            };
-            let plugin = repo.enabled_oauth2_plugin(&service.id)?;
-            Ok(Some((service, plugin)))
-        })
-        .await?;
-    match found {
+    match state.store.protected_service(&key).await?.as_deref() {
         None => Err(ServiceLookupError::UnknownService),
-        Some((_, None)) => Err(ServiceLookupError::NoPlugin),
-        Some((service, Some(plugin))) => Ok((service, plugin)),
+        Some(ProtectedService { plugin: None, .. }) => Err(ServiceLookupError::NoPlugin),
+        Some(ProtectedService {
+            service,
+            plugin: Some(plugin),
+        }) => Ok((service.clone(), plugin.clone())),
     }
 }
 

@@ -1,24 +1,34 @@
-//! The in-memory read path for token checks: what a check needs (the service and its plugin's
-//! `global_credentials`, the token with its owner), answered without SQLite or a thread hop.
+//! The in-memory read path: what token checks and token requests read on every call (the
+//! service with its plugin, the client's credential, the token with its owner), answered
+//! without SQLite or a thread hop.
 //!
 //! It is a cache in front of the database, never the source of truth, kept exact by the writer
-//! thread: every committed batch that changed tokens (the change feed's digests), services or
-//! plugins is applied here before the commit (so nothing stale is visible once the change is)
+//! thread: every committed batch that changed tokens (the change feed's digests), services,
+//! plugins or credentials is applied here before the commit (so nothing stale is visible once the change is)
 //! and again after it (so a read that raced the commit cannot put a stale answer back). A read
 //! that fills the index presents the generation it started under and is ignored when a batch
 //! was applied meanwhile. Tokens a batch inserted are added after the commit, so a token is
 //! usually in memory before its first check. Bounded: when full, the token map starts over.
 
 use super::TokenWithOwner;
+use crate::model::{Credential, Plugin, Service};
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
-/// A service as checks see it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ServiceEntry {
-    pub id: String,
-    /// Its enabled oauth2 plugin accepts tokens issued under `global_credentials`.
-    pub global: bool,
+/// A service with its enabled `oauth2` plugin, if it has one.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProtectedService {
+    pub service: Service,
+    pub plugin: Option<Plugin>,
+}
+
+impl ProtectedService {
+    /// Its plugin accepts tokens issued under `global_credentials`.
+    pub fn accepts_global_tokens(&self) -> bool {
+        self.plugin
+            .as_ref()
+            .is_some_and(|p| p.config.global_credentials)
+    }
 }
 
 pub struct Index {
@@ -30,32 +40,29 @@ pub struct Index {
 struct Maps {
     generation: u64,
     /// By service id or name; `None` remembers that no such service exists.
-    services: HashMap<String, Option<ServiceEntry>>,
+    services: HashMap<String, Option<Arc<ProtectedService>>>,
+    /// By `client_id`; `None` remembers that no such client exists.
+    credentials: HashMap<String, Option<Arc<Credential>>>,
     /// By access-token digest.
     tokens: HashMap<String, Arc<TokenWithOwner>>,
 }
 
-/// A batch's effect on what checks may answer.
+/// A batch's effect on what the index may answer.
 #[derive(Debug, Default)]
 pub struct Invalidation {
     pub digests: Vec<String>,
+    /// Services or plugins changed.
     pub services: bool,
+    /// Credentials changed.
+    pub credentials: bool,
     /// What changed is not known: forget everything.
     pub all: bool,
 }
 
 impl Invalidation {
     pub fn is_empty(&self) -> bool {
-        self.digests.is_empty() && !self.services && !self.all
+        self.digests.is_empty() && !self.services && !self.credentials && !self.all
     }
-}
-
-/// What the index knows about a check.
-pub enum Known {
-    /// No such service.
-    UnknownService,
-    /// The service, and the token when the index holds it.
-    Service(ServiceEntry, Option<Arc<TokenWithOwner>>),
 }
 
 impl Index {
@@ -71,32 +78,66 @@ impl Index {
         self.maps.read().map_or(u64::MAX, |m| m.generation)
     }
 
-    /// `None` when the service itself is not in memory (the database must be asked).
-    pub fn lookup(&self, service: &str, digest: &str) -> Option<Known> {
-        let maps = self.maps.read().ok()?;
-        Some(match maps.services.get(service)? {
-            None => Known::UnknownService,
-            Some(entry) => Known::Service(entry.clone(), maps.tokens.get(digest).cloned()),
-        })
+    /// `None`: not in memory (ask the database); `Some(None)`: no such service.
+    pub fn service(&self, key: &str) -> Option<Option<Arc<ProtectedService>>> {
+        self.maps.read().ok()?.services.get(key).cloned()
     }
 
-    /// Records what a read found, unless a batch was applied since it started.
-    pub fn learn(
+    /// `None`: not in memory (ask the database); `Some(None)`: no such client.
+    pub fn credential(&self, client_id: &str) -> Option<Option<Arc<Credential>>> {
+        self.maps.read().ok()?.credentials.get(client_id).cloned()
+    }
+
+    /// `None` means only that the index does not hold the token.
+    pub fn token(&self, digest: &str) -> Option<Arc<TokenWithOwner>> {
+        self.maps.read().ok()?.tokens.get(digest).cloned()
+    }
+
+    /// Records what a read found about a service (unless a batch was applied since the read
+    /// started) and hands it back shared.
+    pub fn learn_service(
         &self,
         generation: u64,
-        service: &str,
-        entry: Option<ServiceEntry>,
-        token: Option<TokenWithOwner>,
-    ) {
-        let Ok(mut maps) = self.maps.write() else {
-            return;
-        };
-        if maps.generation != generation {
-            return;
-        }
-        maps.services.insert(service.to_string(), entry);
-        if let Some(token) = token {
-            self.insert(&mut maps, token);
+        key: &str,
+        found: Option<ProtectedService>,
+    ) -> Option<Arc<ProtectedService>> {
+        let found = found.map(Arc::new);
+        self.learn(generation, |maps| {
+            bounded_insert(&mut maps.services, self.capacity, key, found.clone());
+        });
+        found
+    }
+
+    pub fn learn_credential(
+        &self,
+        generation: u64,
+        client_id: &str,
+        found: Option<Credential>,
+    ) -> Option<Arc<Credential>> {
+        let found = found.map(Arc::new);
+        // Unknown client ids are remembered too (they come from requests): bounded like tokens.
+        self.learn(generation, |maps| {
+            bounded_insert(
+                &mut maps.credentials,
+                self.capacity,
+                client_id,
+                found.clone(),
+            );
+        });
+        found
+    }
+
+    pub fn learn_token(&self, generation: u64, found: TokenWithOwner) -> Arc<TokenWithOwner> {
+        let found = Arc::new(found);
+        self.learn(generation, |maps| self.insert(maps, found.clone()));
+        found
+    }
+
+    fn learn(&self, generation: u64, record: impl FnOnce(&mut Maps)) {
+        if let Ok(mut maps) = self.maps.write() {
+            if maps.generation == generation {
+                record(&mut maps);
+            }
         }
     }
 
@@ -108,6 +149,9 @@ impl Index {
         maps.generation = maps.generation.wrapping_add(1);
         if what.services || what.all {
             maps.services.clear();
+        }
+        if what.credentials || what.all {
+            maps.credentials.clear();
         }
         if what.all {
             maps.tokens.clear();
@@ -123,16 +167,13 @@ impl Index {
             return;
         };
         for token in tokens {
-            self.insert(&mut maps, token);
+            self.insert(&mut maps, Arc::new(token));
         }
     }
 
-    fn insert(&self, maps: &mut Maps, token: TokenWithOwner) {
-        if maps.tokens.len() >= self.capacity {
-            maps.tokens.clear();
-        }
-        maps.tokens
-            .insert(token.token.access_token_hash.clone(), Arc::new(token));
+    fn insert(&self, maps: &mut Maps, token: Arc<TokenWithOwner>) {
+        let digest = token.token.access_token_hash.clone();
+        bounded_insert(&mut maps.tokens, self.capacity, &digest, token);
     }
 
     #[cfg(test)]
@@ -141,10 +182,18 @@ impl Index {
     }
 }
 
+/// Bounded: a full map starts over (the database still answers everything).
+fn bounded_insert<V>(map: &mut HashMap<String, V>, capacity: usize, key: &str, value: V) {
+    if map.len() >= capacity && !map.contains_key(key) {
+        map.clear();
+    }
+    map.insert(key.to_string(), value);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{ClientType, Consumer, Credential, Token};
+    use crate::model::{ClientType, Consumer, Token};
 
     fn owner(digest: &str) -> TokenWithOwner {
         TokenWithOwner {
@@ -162,18 +211,7 @@ mod tests {
                 ttl_at: None,
                 family_id: "f".into(),
             },
-            credential: Credential {
-                id: "c".into(),
-                created_at: 0,
-                consumer_id: "u".into(),
-                name: "app".into(),
-                client_id: "client".into(),
-                client_secret: "secret".into(),
-                hash_secret: false,
-                redirect_uris: None,
-                client_type: ClientType::Confidential,
-                tags: None,
-            },
+            credential: credential(),
             consumer: Consumer {
                 id: "u".into(),
                 created_at: 0,
@@ -184,35 +222,49 @@ mod tests {
         }
     }
 
-    fn service() -> Option<ServiceEntry> {
-        Some(ServiceEntry {
-            id: "s".into(),
-            global: false,
-        })
+    fn credential() -> Credential {
+        Credential {
+            id: "c".into(),
+            created_at: 0,
+            consumer_id: "u".into(),
+            name: "app".into(),
+            client_id: "client".into(),
+            client_secret: "secret".into(),
+            hash_secret: false,
+            redirect_uris: None,
+            client_type: ClientType::Confidential,
+            tags: None,
+        }
     }
 
-    fn held(index: &Index, digest: &str) -> bool {
-        matches!(
-            index.lookup("svc", digest),
-            Some(Known::Service(_, Some(_)))
-        )
+    fn service() -> ProtectedService {
+        ProtectedService {
+            service: Service {
+                id: "s".into(),
+                created_at: 0,
+                updated_at: 0,
+                name: Some("svc".into()),
+                url: None,
+                tags: None,
+            },
+            plugin: None,
+        }
     }
 
     #[test]
-    fn answers_what_a_read_learned() {
+    fn answers_what_reads_learned() {
         let index = Index::new(10);
-        assert!(index.lookup("svc", "d1").is_none());
-        index.learn(index.generation(), "svc", service(), Some(owner("d1")));
-        assert!(held(&index, "d1"));
-        assert!(matches!(
-            index.lookup("svc", "d2"),
-            Some(Known::Service(_, None))
-        ));
-        index.learn(index.generation(), "gone", None, None);
-        assert!(matches!(
-            index.lookup("gone", "d1"),
-            Some(Known::UnknownService)
-        ));
+        assert!(index.service("svc").is_none());
+        assert!(index.token("d1").is_none());
+        index.learn_service(index.generation(), "svc", Some(service()));
+        index.learn_service(index.generation(), "gone", None);
+        index.learn_token(index.generation(), owner("d1"));
+        index.learn_credential(index.generation(), "client", Some(credential()));
+        assert!(matches!(index.service("svc"), Some(Some(_))));
+        assert!(matches!(index.service("gone"), Some(None)));
+        assert!(index.token("d1").is_some());
+        assert!(matches!(index.credential("client"), Some(Some(_))));
+        assert!(!service().accepts_global_tokens());
     }
 
     #[test]
@@ -223,26 +275,47 @@ mod tests {
             digests: vec!["d1".into()],
             ..Invalidation::default()
         });
-        index.learn(started, "svc", service(), Some(owner("d1")));
-        assert!(index.lookup("svc", "d1").is_none());
+        let answered = index.learn_token(started, owner("d1"));
+        assert_eq!(
+            answered.token.access_token_hash, "d1",
+            "the read still answers"
+        );
+        assert!(index.token("d1").is_none());
+        index.learn_service(started, "svc", Some(service()));
+        assert!(index.service("svc").is_none());
     }
 
     #[test]
-    fn invalidation_drops_changed_tokens_and_services() {
+    fn invalidation_drops_only_what_changed() {
         let index = Index::new(10);
-        index.learn(index.generation(), "svc", service(), Some(owner("d1")));
+        index.learn_service(index.generation(), "svc", Some(service()));
+        index.learn_credential(index.generation(), "client", Some(credential()));
+        index.learn_token(index.generation(), owner("d1"));
         index.add(vec![owner("d2")]);
         index.invalidate(&Invalidation {
             digests: vec!["d1".into()],
             ..Invalidation::default()
         });
-        assert!(!held(&index, "d1"));
-        assert!(held(&index, "d2"));
+        assert!(index.token("d1").is_none());
+        assert!(index.token("d2").is_some());
+        assert!(index.service("svc").is_some());
+        index.invalidate(&Invalidation {
+            credentials: true,
+            ..Invalidation::default()
+        });
+        assert!(index.credential("client").is_none());
+        assert!(index.service("svc").is_some());
         index.invalidate(&Invalidation {
             services: true,
             ..Invalidation::default()
         });
-        assert!(index.lookup("svc", "d2").is_none());
+        assert!(index.service("svc").is_none());
+        assert!(index.token("d2").is_some());
+        index.invalidate(&Invalidation {
+            all: true,
+            ..Invalidation::default()
+        });
+        assert!(index.token("d2").is_none());
     }
 
     #[test]
@@ -250,7 +323,11 @@ mod tests {
         let index = Index::new(3);
         index.add((0..10).map(|i| owner(&format!("d{i}"))).collect());
         assert!(index.tokens_held() <= 3);
-        index.learn(index.generation(), "svc", service(), None);
-        assert!(held(&index, "d9"));
+        assert!(index.token("d9").is_some());
+        for i in 0..10 {
+            index.learn_credential(index.generation(), &format!("unknown-{i}"), None);
+        }
+        assert!(index.credential("unknown-9").is_some());
+        assert!(index.credential("unknown-0").is_none(), "started over");
     }
 }

@@ -19,11 +19,12 @@ mod index;
 mod repo;
 mod schema;
 
-pub use index::{Index, Known, ServiceEntry};
+pub use index::{Index, ProtectedService};
 pub use repo::{NewCode, NewToken, Page, RefreshOutcome, Repo, TokenWithOwner};
 
 use index::Invalidation;
 
+use crate::model::Credential;
 use rusqlite::{Connection, OpenFlags};
 use std::path::{Path, PathBuf};
 use std::sync::{mpsc, Arc, Mutex};
@@ -149,9 +150,63 @@ impl Store {
             .map_err(|_| StoreError::Task("the write was dropped".into()))?
     }
 
-    /// The in-memory read path for token checks (see [`Index`]).
+    /// The in-memory read path (see [`Index`]).
     pub fn index(&self) -> &Index {
         &self.inner.index
+    }
+
+    /// A service (by id or name) with its enabled `oauth2` plugin; from memory when it can.
+    pub async fn protected_service(&self, key: &str) -> StoreResult<Option<Arc<ProtectedService>>> {
+        if let Some(known) = self.index().service(key) {
+            return Ok(known);
+        }
+        let (key, generation, store) = (key.to_string(), self.index().generation(), self.clone());
+        self.read(move |repo| {
+            let found = match repo.service(&key)? {
+                Some(service) => Some(ProtectedService {
+                    plugin: repo.enabled_oauth2_plugin(&service.id)?,
+                    service,
+                }),
+                None => None,
+            };
+            Ok(store.index().learn_service(generation, &key, found))
+        })
+        .await
+    }
+
+    /// The OAuth credential with this `client_id`; from memory when it can.
+    pub async fn credential_by_client_id(
+        &self,
+        client_id: &str,
+    ) -> StoreResult<Option<Arc<Credential>>> {
+        if let Some(known) = self.index().credential(client_id) {
+            return Ok(known);
+        }
+        let (id, generation, store) = (
+            client_id.to_string(),
+            self.index().generation(),
+            self.clone(),
+        );
+        self.read(move |repo| {
+            let found = repo.credential_by_client_id(&id)?;
+            Ok(store.index().learn_credential(generation, &id, found))
+        })
+        .await
+    }
+
+    /// The token with this access-token digest and its owner; from memory when it can.
+    pub async fn token_with_owner(&self, digest: &str) -> StoreResult<Option<Arc<TokenWithOwner>>> {
+        if let Some(known) = self.index().token(digest) {
+            return Ok(Some(known));
+        }
+        let (digest, generation, store) =
+            (digest.to_string(), self.index().generation(), self.clone());
+        self.read(move |repo| {
+            Ok(repo
+                .token_with_owner(&digest)?
+                .map(|found| store.index().learn_token(generation, found)))
+        })
+        .await
     }
 
     /// Runs `f` on a reader connection (a consistent snapshot for its duration).
@@ -252,6 +307,7 @@ struct Feed {
 struct Touched {
     changes: bool,
     services: bool,
+    credentials: bool,
     inserted_tokens: Vec<i64>,
 }
 
@@ -273,6 +329,7 @@ impl Feed {
                 match table {
                     "changes" => t.changes = true,
                     "services" | "plugins" => t.services = true,
+                    "oauth2_credentials" => t.credentials = true,
                     "oauth2_tokens" if action == rusqlite::hooks::Action::SQLITE_INSERT => {
                         t.inserted_tokens.push(rowid)
                     }
@@ -298,6 +355,7 @@ impl Feed {
         let mut pending = Pending {
             invalidation: Invalidation {
                 services: touched.services,
+                credentials: touched.credentials,
                 ..Invalidation::default()
             },
             newest_seq: self.applied_seq,
@@ -510,23 +568,7 @@ mod tests {
     }
 
     fn indexed(store: &Store, digest: &str) -> bool {
-        store.index().learn(
-            store.index().generation(),
-            "svc",
-            Some(service_entry()),
-            None,
-        );
-        matches!(
-            store.index().lookup("svc", digest),
-            Some(Known::Service(_, Some(_)))
-        )
-    }
-
-    fn service_entry() -> ServiceEntry {
-        ServiceEntry {
-            id: "s".into(),
-            global: true,
-        }
+        store.index().token(digest).is_some()
     }
 
     #[tokio::test]
@@ -581,15 +623,23 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_service_write_drops_what_the_index_knows_of_services() {
+    async fn service_and_credential_writes_drop_what_the_index_knows_of_them() {
         let (_dir, store, _) = store_with_client().await;
-        store.index().learn(
-            store.index().generation(),
-            "svc",
-            Some(service_entry()),
-            None,
+        assert!(store
+            .protected_service("other")
+            .await
+            .expect("read")
+            .is_none());
+        assert!(store
+            .credential_by_client_id("client")
+            .await
+            .expect("read")
+            .is_some());
+        assert!(
+            matches!(store.index().service("other"), Some(None)),
+            "remembered"
         );
-        assert!(store.index().lookup("svc", "x").is_some());
+        assert!(store.index().credential("client").is_some(), "remembered");
         store
             .write(|repo| {
                 repo.insert_service(&crate::model::Service {
@@ -603,6 +653,22 @@ mod tests {
             })
             .await
             .expect("service");
-        assert!(store.index().lookup("svc", "x").is_none());
+        assert!(store.index().service("other").is_none());
+        assert!(store.index().credential("client").is_some());
+        let found = store.protected_service("other").await.expect("read");
+        assert!(found.is_some_and(|s| s.plugin.is_none()));
+        store
+            .write(|repo| {
+                let consumer = repo.consumer("u")?.map(|c| c.id).unwrap_or_default();
+                repo.delete_consumer(&consumer)
+            })
+            .await
+            .expect("delete consumer");
+        assert!(store.index().credential("client").is_none());
+        assert!(store
+            .credential_by_client_id("client")
+            .await
+            .expect("read")
+            .is_none());
     }
 }
