@@ -558,16 +558,21 @@ impl<'a> Repo<'a> {
         )
     }
 
-    /// Tokens by SQLite row id (rows a write just inserted), with their owners; ids of rows that
-    /// are gone are skipped.
+    /// Tokens by SQLite row id (rows a write just inserted), with their owners, in one query;
+    /// ids of rows that are gone are skipped.
     pub fn tokens_with_owner_by_rowid(&self, rowids: &[i64]) -> StoreResult<Vec<TokenWithOwner>> {
-        let mut found = Vec::with_capacity(rowids.len());
-        for rowid in rowids {
-            let by_rowid = format!("{TOKEN_WITH_OWNER} WHERE t.rowid = ?1");
-            if let Some(owner) = self.one(&by_rowid, [rowid], token_with_owner_from)? {
-                found.push(owner);
-            }
-        }
+        let ids = serde_json::to_string(rowids).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let mut stmt = self
+            .tx
+            .prepare_cached(&format!(
+                "{TOKEN_WITH_OWNER} WHERE t.rowid IN (SELECT value FROM json_each(?1))"
+            ))
+            .map_err(map_err)?;
+        let found = stmt
+            .query_map([ids], token_with_owner_from)
+            .map_err(map_err)?
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(map_err)?;
         Ok(found)
     }
 
