@@ -1,10 +1,9 @@
-//! A misbehaving stand-in for the token-service's gateway listener (fault tests).
+//! A misbehaving stand-in for the token-service's gateway listener (fault tests): a real HTTP
+//! server (HTTP/1.1 and h2c, like the token-service) whose every answer is wrong on purpose.
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::thread::JoinHandle;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
 use std::time::Duration;
 
 #[derive(Clone, Copy)]
@@ -17,64 +16,50 @@ pub enum Misbehaviour {
     Failing,
 }
 
+/// Serves until dropped; dropping it closes every connection it holds, so Envoy's pooled
+/// connections cannot reach it any more once the real token-service is back.
 pub struct FakeTokenService {
-    stop: Arc<AtomicBool>,
-    port: u16,
-    thread: Option<JoinHandle<()>>,
+    runtime: Option<tokio::runtime::Runtime>,
 }
 
 impl FakeTokenService {
     pub fn start(port: u16, behaviour: Misbehaviour) -> FakeTokenService {
-        let listener = TcpListener::bind(("127.0.0.1", port)).expect("bind the fake token-service");
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
-        let thread = std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                if flag.load(Ordering::SeqCst) {
-                    break;
-                }
-                if let Ok(stream) = stream {
-                    std::thread::spawn(move || serve(stream, behaviour));
-                }
-            }
-        });
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("a runtime for the fake token-service");
+        let listener = runtime
+            .block_on(tokio::net::TcpListener::bind(("127.0.0.1", port)))
+            .expect("bind the fake token-service");
+        let app = Router::new().fallback(move || misbehave(behaviour));
+        runtime.spawn(async move { axum::serve(listener, app).await });
         FakeTokenService {
-            stop,
-            port,
-            thread: Some(thread),
+            runtime: Some(runtime),
         }
     }
 }
 
-/// One answer per connection (`connection: close`): a fake that kept pooled connections alive
-/// would go on answering after it is dropped, when the real token-service is back.
-fn serve(mut stream: TcpStream, behaviour: Misbehaviour) {
-    let mut buf = [0u8; 4096];
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
-    if matches!(stream.read(&mut buf), Ok(0) | Err(_)) {
-        return;
-    }
-    let answer: &[u8] = match behaviour {
+async fn misbehave(behaviour: Misbehaviour) -> Response {
+    match behaviour {
         Misbehaviour::Slow(delay) => {
-            std::thread::sleep(delay);
-            return;
+            tokio::time::sleep(delay).await;
+            StatusCode::GATEWAY_TIMEOUT.into_response()
         }
-        Misbehaviour::Garbage => {
-            b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nconnection: close\r\ncontent-length: 14\r\n\r\n<html>oops</p>"
-        }
-        Misbehaviour::Failing => {
-            b"HTTP/1.1 500 Internal Server Error\r\nconnection: close\r\ncontent-length: 0\r\n\r\n"
-        }
-    };
-    let _ = stream.write_all(answer);
+        Misbehaviour::Garbage => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "application/json")],
+            "<html>oops</p>",
+        )
+            .into_response(),
+        Misbehaviour::Failing => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    }
 }
 
 impl Drop for FakeTokenService {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        let _ = TcpStream::connect(("127.0.0.1", self.port));
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_timeout(Duration::from_secs(2));
         }
     }
 }

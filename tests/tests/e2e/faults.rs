@@ -54,6 +54,19 @@ fn the_filter_fails_closed_and_recovers() {
             "took {:?}",
             started.elapsed()
         );
+        // The fake was reached (over HTTP/2, as the token-service is) and gave its answer.
+        let answered = match behaviour {
+            Misbehaviour::Garbage => Some(r#"token check failed (status Some("200"))"#),
+            Misbehaviour::Failing => Some(r#"token check failed (status Some("500"))"#),
+            Misbehaviour::Slow(_) => None,
+        };
+        if let Some(line) = answered {
+            let envoy_log = || std::fs::read_to_string(&kong.gw(gw).log).unwrap_or_default();
+            assert!(
+                wait_until(Duration::from_secs(2), || envoy_log().contains(line)),
+                "Envoy's log lacks {line}"
+            );
+        }
         drop(fake);
     }
 
