@@ -278,10 +278,19 @@ impl RootContext for Root {
     }
 }
 
+/// An OAuth endpoint request to relay, with what it needs of the client's request headers
+/// (read with all the others in the one header-map read).
+struct Relay {
+    call: EndpointCall,
+    method: String,
+    host: String,
+    headers: Vec<(String, String)>,
+}
+
 enum Pending {
     Nothing,
     /// Waiting for the whole body of an OAuth endpoint request.
-    EndpointBody(EndpointCall),
+    EndpointBody(Relay),
     /// Waiting for a form body that may carry `access_token`.
     FormBody,
     /// Waiting for the token-service's check of a token.
@@ -375,10 +384,16 @@ impl HttpContext for Request {
         self.identity_present = view.identity_present;
         let path = view.path.as_str();
         if let Some(call) = routes::endpoint(path).filter(|_| relays) {
+            let relay = Relay {
+                method: view.method.clone(),
+                host: view.authority.clone(),
+                headers: view.relayed_headers(&settings.auth_header_name),
+                call,
+            };
             if end_of_stream {
-                return self.relay(&call, None);
+                return self.relay(&relay, None);
             }
-            self.pending = Pending::EndpointBody(call);
+            self.pending = Pending::EndpointBody(relay);
             return Action::Pause;
         }
         let found = match &view.auth {
@@ -418,7 +433,7 @@ impl HttpContext for Request {
         }
         let body = self.get_http_request_body(0, body_size).unwrap_or_default();
         match std::mem::replace(&mut self.pending, Pending::Nothing) {
-            Pending::EndpointBody(call) => self.relay(&call, Some(&body)),
+            Pending::EndpointBody(relay) => self.relay(&relay, Some(&body)),
             Pending::FormBody => {
                 let Some(settings) = self.settings.clone() else {
                     return Action::Continue;
@@ -559,52 +574,35 @@ impl Request {
             .map(drop)
     }
 
-    fn relay(&mut self, call: &EndpointCall, body: Option<&[u8]>) -> Action {
+    fn relay(&mut self, relay: &Relay, body: Option<&[u8]>) -> Action {
         let shared = self.shared.clone();
         let s = shared.borrow();
-        let Some(settings) = self.settings.clone() else {
-            return Action::Continue;
-        };
         let Mode::TokenService { service, endpoint } = &s.config.mode else {
             return Action::Continue;
         };
+        let call = &relay.call;
         let mut path = format!("/gateway/v1/services/{service}{}", call.target);
         if let Some(query) = &call.query {
             path.push('?');
             path.push_str(query);
         }
-        let method = self
-            .get_http_request_header(":method")
-            .unwrap_or_else(|| "GET".into());
-        let host = self
-            .get_http_request_header(":authority")
-            .unwrap_or_default();
         let tls = self
             .get_property(vec!["connection", "tls_version"])
             .is_some_and(|v| !v.is_empty());
-        let mut forwarded: Vec<(String, String)> = Vec::new();
-        for name in [
-            "content-type",
-            "authorization",
-            settings.auth_header_name.as_str(),
-            "x-forwarded-proto",
-        ] {
-            if forwarded.iter().any(|(n, _)| n == name) {
-                continue;
-            }
-            if let Some(value) = self.get_http_request_header(name) {
-                forwarded.push((name.to_string(), value));
-            }
-        }
+        let method = if relay.method.is_empty() {
+            "GET"
+        } else {
+            relay.method.as_str()
+        };
         let mut headers = vec![
-            (":method", method.as_str()),
+            (":method", method),
             (":path", path.as_str()),
             (":authority", endpoint.authority.as_str()),
             ("x-gateway-tls", if tls { "on" } else { "off" }),
-            ("x-gateway-host", host.as_str()),
+            ("x-gateway-host", relay.host.as_str()),
             ("x-gateway-prefix", call.prefix.as_str()),
         ];
-        headers.extend(forwarded.iter().map(|(n, v)| (n.as_str(), v.as_str())));
+        headers.extend(relay.headers.iter().map(|(n, v)| (n.as_str(), v.as_str())));
         match self.call(endpoint, headers, body.filter(|b| !b.is_empty())) {
             Ok(()) => {
                 self.pending = Pending::Relay;
@@ -624,24 +622,19 @@ impl Request {
 
     fn relay_answer(&mut self, status: Option<String>, body: &[u8]) {
         let code = status.as_deref().and_then(|s| s.parse::<u32>().ok());
+        let answer = self.get_http_call_response_headers();
         // Envoy answers a failed callout itself (503/504, plain text): that is an outage.
-        let from_service = self
-            .get_http_call_response_header("content-type")
-            .is_some_and(|c| c.contains("json"));
+        let from_service = answer
+            .iter()
+            .any(|(name, value)| name == "content-type" && value.contains("json"));
         match code {
             Some(code) if from_service && code != 503 => {
-                let headers: Vec<(String, String)> = RELAYED_HEADERS
+                let headers: Vec<(&str, &str)> = answer
                     .iter()
-                    .filter_map(|name| {
-                        self.get_http_call_response_header(name)
-                            .map(|v| (name.to_string(), v))
-                    })
-                    .collect();
-                let header_refs: Vec<(&str, &str)> = headers
-                    .iter()
+                    .filter(|(name, _)| RELAYED_HEADERS.contains(&name.as_str()))
                     .map(|(n, v)| (n.as_str(), v.as_str()))
                     .collect();
-                self.send_http_response(code, header_refs, Some(body));
+                self.send_http_response(code, headers, Some(body));
             }
             _ => {
                 self.reply(&decision::unavailable(

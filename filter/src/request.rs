@@ -6,9 +6,14 @@ use crate::decision::IDENTITY_HEADERS;
 pub struct RequestView {
     pub path: String,
     pub method: String,
-    pub content_type: String,
+    pub authority: String,
+    pub content_type: Option<String>,
     /// The first value of the configured token header, when present.
     pub auth: Option<String>,
+    /// The first `authorization` value (client credentials at the OAuth endpoints), whatever
+    /// the configured token header.
+    pub authorization: Option<String>,
+    pub forwarded_proto: Option<String>,
     /// Bit `i` set: the client sent `IDENTITY_HEADERS[i]` (it must be removed).
     pub identity_present: u8,
 }
@@ -17,13 +22,16 @@ impl RequestView {
     pub fn from_headers(headers: Vec<(String, String)>, auth_header_name: &str) -> RequestView {
         let mut view = RequestView::default();
         for (name, value) in headers {
+            if name == auth_header_name && view.auth.is_none() {
+                view.auth = Some(value.clone());
+            }
             match name.as_str() {
                 ":path" => view.path = value,
                 ":method" => view.method = value,
-                "content-type" => view.content_type = value,
-                n if n == auth_header_name => {
-                    view.auth.get_or_insert(value);
-                }
+                ":authority" => view.authority = value,
+                "content-type" => first(&mut view.content_type, value),
+                "authorization" => first(&mut view.authorization, value),
+                "x-forwarded-proto" => first(&mut view.forwarded_proto, value),
                 n => {
                     if let Some(i) = IDENTITY_HEADERS.iter().position(|h| *h == n) {
                         view.identity_present |= 1 << i;
@@ -36,10 +44,37 @@ impl RequestView {
 
     pub fn is_form_post(&self) -> bool {
         matches!(self.method.as_str(), "POST" | "PUT" | "PATCH")
-            && self
-                .content_type
-                .to_ascii_lowercase()
-                .starts_with("application/x-www-form-urlencoded")
+            && self.content_type.as_ref().is_some_and(|c| {
+                c.to_ascii_lowercase()
+                    .starts_with("application/x-www-form-urlencoded")
+            })
+    }
+
+    /// The request headers the token-service sees on a relayed OAuth request (beside the
+    /// gateway's own), each once: client credentials may come in `authorization` or in the
+    /// configured token header.
+    pub fn relayed_headers(&self, auth_header_name: &str) -> Vec<(String, String)> {
+        let mut relayed = Vec::with_capacity(4);
+        let candidates = [
+            ("content-type", &self.content_type),
+            ("authorization", &self.authorization),
+            (auth_header_name, &self.auth),
+            ("x-forwarded-proto", &self.forwarded_proto),
+        ];
+        for (name, value) in candidates {
+            if let Some(value) = value {
+                if !relayed.iter().any(|(n, _): &(String, String)| n == name) {
+                    relayed.push((name.to_string(), value.clone()));
+                }
+            }
+        }
+        relayed
+    }
+}
+
+fn first(slot: &mut Option<String>, value: String) {
+    if slot.is_none() {
+        *slot = Some(value);
     }
 }
 
@@ -75,6 +110,36 @@ mod tests {
         assert_eq!(v.auth.as_deref(), Some("Bearer one"));
         assert!(v.is_form_post());
         assert_eq!(v.identity_present, 0b100_0001);
+    }
+
+    #[test]
+    fn relays_each_client_credential_header_once() {
+        let v = RequestView::from_headers(
+            headers(&[
+                (":authority", "api.example"),
+                ("content-type", "application/x-www-form-urlencoded"),
+                ("authorization", "Basic abc"),
+                ("x-forwarded-proto", "https"),
+            ]),
+            "authorization",
+        );
+        assert_eq!(v.authority, "api.example");
+        assert_eq!(
+            v.relayed_headers("authorization"),
+            headers(&[
+                ("content-type", "application/x-www-form-urlencoded"),
+                ("authorization", "Basic abc"),
+                ("x-forwarded-proto", "https"),
+            ])
+        );
+        let custom = RequestView::from_headers(
+            headers(&[("authorization", "Basic abc"), ("custom", "Basic def")]),
+            "custom",
+        );
+        assert_eq!(
+            custom.relayed_headers("custom"),
+            headers(&[("authorization", "Basic abc"), ("custom", "Basic def")])
+        );
     }
 
     #[test]
