@@ -4,12 +4,13 @@
 use crate::cache::{self, Entry, TokenDigest};
 use crate::config::{Endpoint, FilterConfig, IntrospectionMode, Mode};
 use crate::decision::{self, Decision, Failure, Reply};
+use crate::headers;
 use crate::request::RequestView;
 use crate::routes::{self, EndpointCall};
 use crate::state::{Protection, Settings, StatePoll, Verdict};
 use crate::token::{self, Found, Source};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, ContextType, LogLevel};
+use proxy_wasm::types::{Action, ContextType, LogLevel, MapType, Status};
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::{Duration, UNIX_EPOCH};
@@ -65,7 +66,7 @@ impl Context for Root {
         let Some(shared) = self.shared.clone() else {
             return;
         };
-        let ok = self.get_http_call_response_header(":status").as_deref() == Some("200");
+        let ok = status_of(&header_map(MapType::HttpCallResponseHeaders)) == Some("200");
         let poll = self
             .get_http_call_response_body(0, body_size)
             .and_then(|b| StatePoll::parse(&b));
@@ -317,7 +318,8 @@ impl Context for Request {
         body_size: usize,
         _trailers: usize,
     ) {
-        let status = self.get_http_call_response_header(":status");
+        let answer_headers = header_map(MapType::HttpCallResponseHeaders);
+        let status = status_of(&answer_headers).map(str::to_owned);
         let body = self
             .get_http_call_response_body(0, body_size)
             .unwrap_or_default();
@@ -350,7 +352,7 @@ impl Context for Request {
                     }
                 }
             }
-            Pending::Relay => self.relay_answer(status, &body),
+            Pending::Relay => self.relay_answer(status, &answer_headers, &body),
             _ => {}
         }
     }
@@ -379,8 +381,10 @@ impl HttpContext for Request {
         };
         self.settings = Some(settings.clone());
         // One host call for every header the decision needs.
-        let view =
-            RequestView::from_headers(self.get_http_request_headers(), &settings.auth_header_name);
+        let view = RequestView::from_headers(
+            header_map(MapType::HttpRequestHeaders),
+            &settings.auth_header_name,
+        );
         self.identity_present = view.identity_present;
         let path = view.path.as_str();
         if let Some(call) = routes::endpoint(path).filter(|_| relays) {
@@ -620,9 +624,8 @@ impl Request {
         }
     }
 
-    fn relay_answer(&mut self, status: Option<String>, body: &[u8]) {
+    fn relay_answer(&mut self, status: Option<String>, answer: &[(String, String)], body: &[u8]) {
         let code = status.as_deref().and_then(|s| s.parse::<u32>().ok());
-        let answer = self.get_http_call_response_headers();
         // Envoy answers a failed callout itself (503/504, plain text): that is an outage.
         let from_service = answer
             .iter()
@@ -680,6 +683,37 @@ impl Request {
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs())
     }
+}
+
+/// The host's header map `map`, decoded without trusting its bytes: the SDK's readers panic
+/// on a value that is not UTF-8, which any client can send (see `headers`).
+fn header_map(map: MapType) -> Vec<(String, String)> {
+    extern "C" {
+        fn proxy_get_header_map_pairs(
+            map_type: MapType,
+            return_map_data: *mut *mut u8,
+            return_map_size: *mut usize,
+        ) -> Status;
+    }
+    let mut data: *mut u8 = std::ptr::null_mut();
+    let mut size: usize = 0;
+    // SAFETY: the ABI call only writes the two out-pointers, which point at live locals.
+    let status = unsafe { proxy_get_header_map_pairs(map, &mut data, &mut size) };
+    if status != Status::Ok || data.is_null() {
+        return Vec::new();
+    }
+    // SAFETY: the host allocated this buffer through the SDK's `proxy_on_memory_allocate`
+    // (a boxed slice of exactly `size` bytes) and gave up ownership of it; the SDK's own
+    // readers take it back the same way.
+    let bytes = unsafe { Vec::from_raw_parts(data, size, size) };
+    headers::decode_pairs(&bytes)
+}
+
+fn status_of(headers: &[(String, String)]) -> Option<&str> {
+    headers
+        .iter()
+        .find(|(name, _)| name == ":status")
+        .map(|(_, value)| value.as_str())
 }
 
 fn log(level: LogLevel, message: &str) {

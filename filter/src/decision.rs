@@ -1,6 +1,7 @@
 //! What to do with a protected request, given the settings and the token's verdict: forward
 //! with identity headers, or answer (RFC 6750 challenges, anonymous fallback, outages).
 
+use crate::headers::is_safe_value;
 use crate::state::{ConsumerInfo, Identity, Settings, Verdict};
 
 pub const X_CONSUMER_ID: &str = "x-consumer-id";
@@ -56,32 +57,35 @@ pub enum Failure {
 
 pub fn authenticated(identity: &Identity) -> HeaderPlan {
     [
-        (X_CONSUMER_ID, identity.consumer_id.clone()),
-        (X_CONSUMER_CUSTOM_ID, identity.consumer_custom_id.clone()),
-        (X_CONSUMER_USERNAME, identity.consumer_username.clone()),
+        (X_CONSUMER_ID, safe(&identity.consumer_id)),
+        (X_CONSUMER_CUSTOM_ID, safe(&identity.consumer_custom_id)),
+        (X_CONSUMER_USERNAME, safe(&identity.consumer_username)),
         (
             X_CREDENTIAL_IDENTIFIER,
-            identity.credential_identifier.clone(),
+            safe(&identity.credential_identifier),
         ),
-        (
-            X_AUTHENTICATED_USERID,
-            identity.authenticated_userid.clone(),
-        ),
-        (X_AUTHENTICATED_SCOPE, identity.authenticated_scope.clone()),
+        (X_AUTHENTICATED_USERID, safe(&identity.authenticated_userid)),
+        (X_AUTHENTICATED_SCOPE, safe(&identity.authenticated_scope)),
         (X_ANONYMOUS_CONSUMER, None),
     ]
 }
 
 fn anonymous(consumer: &ConsumerInfo) -> HeaderPlan {
     [
-        (X_CONSUMER_ID, Some(consumer.id.clone())),
-        (X_CONSUMER_CUSTOM_ID, consumer.custom_id.clone()),
-        (X_CONSUMER_USERNAME, consumer.username.clone()),
+        (X_CONSUMER_ID, safe(&Some(consumer.id.clone()))),
+        (X_CONSUMER_CUSTOM_ID, safe(&consumer.custom_id)),
+        (X_CONSUMER_USERNAME, safe(&consumer.username)),
         (X_CREDENTIAL_IDENTIFIER, None),
         (X_AUTHENTICATED_USERID, None),
         (X_AUTHENTICATED_SCOPE, None),
         (X_ANONYMOUS_CONSUMER, Some("true".to_string())),
     ]
+}
+
+/// An identity value that could not travel in a header (control characters) is not sent: the
+/// header is removed instead, never written half or split into two.
+fn safe(value: &Option<String>) -> Option<String> {
+    value.clone().filter(|v| is_safe_value(v))
 }
 
 pub fn decide(settings: &Settings, verdict: Result<&Verdict, Failure>) -> Decision {
@@ -307,5 +311,16 @@ mod tests {
     #[test]
     fn outages_are_503() {
         assert_eq!(unavailable("down").status, 503);
+    }
+
+    #[test]
+    fn identity_values_with_control_characters_are_not_forwarded() {
+        let mut forged = identity();
+        forged.consumer_username = Some("bob\r\nx-consumer-id: admin".into());
+        let Decision::Forward(plan) = decide(&settings(), Ok(&Verdict::Active(forged))) else {
+            panic!("an active token is forwarded");
+        };
+        assert_eq!(plan[2], (X_CONSUMER_USERNAME, None), "removed, not split");
+        assert_eq!(plan[0], (X_CONSUMER_ID, Some("c1".to_string())));
     }
 }

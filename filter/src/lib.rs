@@ -16,6 +16,7 @@
 pub mod cache;
 pub mod config;
 pub mod decision;
+pub mod headers;
 pub mod request;
 pub mod routes;
 pub mod state;

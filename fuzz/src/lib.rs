@@ -4,7 +4,7 @@
 //! The driver (`src/bin/fuzz.rs`) feeds them random and mutated inputs on stable Rust; the same
 //! targets fit `cargo fuzz` (libFuzzer) where a nightly toolchain is available.
 
-use oauth2_filter::{cache, config, routes, state, token};
+use oauth2_filter::{cache, config, headers, request, routes, state, token};
 use token_service::grants::{client_auth, pkce, redirect, scope};
 use token_service::model::OAuth2Config;
 use token_service::params::{self, Nesting};
@@ -17,6 +17,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("filter_state_and_check", filter_state_and_check),
     ("filter_config", filter_config),
     ("filter_routes", filter_routes),
+    ("filter_header_map", filter_header_map),
     ("service_form_params", service_form_params),
     ("service_json_params", service_json_params),
     ("service_multipart_params", service_multipart_params),
@@ -35,6 +36,7 @@ pub const SEEDS: &[&[u8]] = &[
     b"grant_type=authorization_code&code=abc&client_id=x&client_secret=y&redirect_uri=http%3A%2F%2Fa.test%2F&scope=email+profile",
     b"{\"grant_type\":\"refresh_token\",\"scope\":[\"a\"],\"code_verifier\":12,\"redirect_uri\":null}",
     b"--XX\r\nContent-Disposition: form-data; name=\"access_token\"\r\n\r\ntok\r\n--XX--\r\n",
+    b"\x02\x00\x00\x00\x05\x00\x00\x00\x02\x00\x00\x00\x0d\x00\x00\x00\x08\x00\x00\x00:path\x00/a\x00authorization\x00Bearer \xff\x00",
     b"\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x07\x00\x00\x00\x00\x00\x00\x00\x64\x01\x00\x02c1\xff\xff\x00\x03bob",
 ];
 
@@ -81,6 +83,19 @@ pub fn filter_state_and_check(data: &[u8]) {
 
 pub fn filter_config(data: &[u8]) {
     let _ = config::FilterConfig::parse(data);
+}
+
+/// Header maps straight from the host (any client bytes in them), then everything the
+/// filter derives from a request's headers.
+pub fn filter_header_map(data: &[u8]) {
+    let pairs = headers::decode_pairs(data);
+    let view = request::RequestView::from_headers(pairs, "authorization");
+    let _ = view.is_form_post();
+    let _ = view.relayed_headers("x-token");
+    if let Some(auth) = &view.auth {
+        let _ = token::from_header(auth);
+    }
+    let _ = headers::is_safe_value(&text(data));
 }
 
 pub fn filter_routes(data: &[u8]) {

@@ -92,6 +92,33 @@ fn malformed_requests_get_clear_client_errors() {
         200,
         "the filter still works"
     );
+    // Header values that are not UTF-8 (HTTP allows obs-text bytes) in the token header, in an
+    // unrelated header and in a forged identity header: answered, and the VM keeps serving.
+    let latin1 = raw
+        .get(&resource)
+        .header("authorization", &b"Bearer caf\xe9"[..]);
+    assert_eq!(send(&kong, latin1).status, 401);
+    let beside_a_valid_token = raw
+        .get(&resource)
+        .header("authorization", format!("Bearer {token}"))
+        .header("x-note", &b"\xff\xfe"[..])
+        .header("x-consumer-id", &b"forged\xff"[..]);
+    let answer = send(&kong, beside_a_valid_token);
+    assert_eq!(answer.status, 200, "{}", answer.text);
+    assert!(!answer.text.contains("forged"), "{}", answer.text);
+    let relayed = raw
+        .post(&token_url)
+        .header("authorization", &b"Basic \xff"[..])
+        .form(&[("grant_type", "client_credentials")]);
+    let answer = send(&kong, relayed);
+    // Undecodable Basic credentials count as none presented (Kong's rule): 400, not 401.
+    assert_eq!(answer.status, 400, "{}", answer.text);
+    assert_eq!(answer.json()["error"], "invalid_client");
+    assert_eq!(
+        kong.get_with_token(gw, "/request", &token).status,
+        200,
+        "the VM survived"
+    );
 
     // Nothing was stored half-way: only the consumer fixtures' one token exists.
     let tokens = kong.stack.admin_get("/oauth2_tokens").json();
