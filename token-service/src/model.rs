@@ -138,6 +138,37 @@ pub struct Token {
 }
 
 impl Token {
+    pub fn lifetime(&self) -> Lifetime {
+        Lifetime {
+            created_at: self.created_at,
+            expires_in: self.expires_in,
+            ttl_at: self.ttl_at,
+        }
+    }
+
+    pub fn access_expired(&self, now: i64) -> bool {
+        self.lifetime().access_expired(now)
+    }
+
+    pub fn row_expired(&self, now: i64) -> bool {
+        self.lifetime().row_expired(now)
+    }
+
+    pub fn access_expires_at(&self) -> Option<i64> {
+        self.lifetime().access_expires_at()
+    }
+}
+
+/// When a token stops being good.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lifetime {
+    pub created_at: i64,
+    pub expires_in: i64,
+    /// When the whole row (and so the refresh token) disappears; `None` keeps it forever.
+    pub ttl_at: Option<i64>,
+}
+
+impl Lifetime {
     /// Kong's rule: valid for exactly `expires_in` seconds (inclusive); `<= 0` never expires.
     pub fn access_expired(&self, now: i64) -> bool {
         self.expires_in > 0 && now - self.created_at > self.expires_in

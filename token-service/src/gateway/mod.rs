@@ -5,7 +5,7 @@ use crate::app::AppState;
 use crate::grants::validity::{self, Validity};
 use crate::model::{now, Consumer, Plugin, Service};
 use crate::secrets::token_digest;
-use crate::store::{ProtectedService, Repo, StoreError, StoreResult, TokenWithOwner};
+use crate::store::{IndexedToken, ProtectedService, Repo, StoreError, StoreResult};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -140,25 +140,35 @@ async fn check(app: &AppState, service: String, digest: String) -> StoreResult<O
     let Some(service) = app.store.protected_service(&service).await? else {
         return Ok(None);
     };
-    let owner = app.store.token_with_owner(&digest).await?;
-    Ok(Some(token_answer(owner.as_deref(), &service)))
+    let token = app.store.checked_token(&digest).await?;
+    Ok(Some(token_answer(token.as_deref(), &service)))
 }
 
-fn token_answer(owner: Option<&TokenWithOwner>, service: &ProtectedService) -> Value {
-    let Some(owner) = owner else {
+fn token_answer(token: Option<&IndexedToken>, service: &ProtectedService) -> Value {
+    let Some(token) = token else {
         return json!({"active": false, "reason": "invalid"});
     };
-    let global = service.accepts_global_tokens();
-    match validity::check(&owner.token, &service.service.id, global, now()) {
+    let validity = validity::check(
+        token.lifetime,
+        token.service_id.as_deref(),
+        &service.service.id,
+        service.accepts_global_tokens(),
+        now(),
+    );
+    match validity {
         Validity::Invalid => json!({"active": false, "reason": "invalid"}),
         Validity::GlobalToken => json!({"active": false, "reason": "global_token"}),
         Validity::Active => json!({
             "active": true,
-            "consumer": consumer_json(&owner.consumer),
-            "credential": {"id": owner.credential.id, "client_id": owner.credential.client_id},
-            "authenticated_userid": owner.token.authenticated_userid,
-            "scope": owner.token.scope,
-            "exp": owner.token.access_expires_at(),
+            "consumer": {
+                "id": token.consumer_id,
+                "username": token.consumer_username,
+                "custom_id": token.consumer_custom_id,
+            },
+            "credential": {"id": token.credential_id, "client_id": token.client_id},
+            "authenticated_userid": token.authenticated_userid,
+            "scope": token.scope,
+            "exp": token.lifetime.access_expires_at(),
         }),
     }
 }

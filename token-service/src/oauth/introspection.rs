@@ -41,27 +41,30 @@ pub async fn introspect(ctx: &Context<'_>, req: &Request) -> Result<Response, St
             None,
         ));
     };
-    let found = ctx
-        .store
-        .read(move |repo| repo.token_with_owner(&token))
-        .await?;
+    let found = ctx.store.checked_token(&token).await?;
     let global = ctx.plugin.config.global_credentials;
-    let active = found
-        .filter(|t| validity::check(&t.token, &ctx.service.id, global, now()) == Validity::Active);
-    let Some(owner) = active else {
+    let active = found.filter(|t| {
+        validity::check(
+            t.lifetime,
+            t.service_id.as_deref(),
+            &ctx.service.id,
+            global,
+            now(),
+        ) == Validity::Active
+    });
+    let Some(token) = active else {
         return Ok(json_response(StatusCode::OK, json!({"active": false})));
     };
-    let token = &owner.token;
     Ok(json_response(
         StatusCode::OK,
         json!({
             "active": true,
             "scope": token.scope,
-            "client_id": owner.credential.client_id,
-            "username": owner.consumer.username,
+            "client_id": token.client_id,
+            "username": token.consumer_username,
             "token_type": "bearer",
-            "exp": token.access_expires_at(),
-            "iat": token.created_at,
+            "exp": token.lifetime.access_expires_at(),
+            "iat": token.lifetime.created_at,
             "sub": token.authenticated_userid,
         }),
     ))

@@ -11,7 +11,7 @@
 //! usually in memory before its first check. Bounded: when full, the token map starts over.
 
 use super::TokenWithOwner;
-use crate::model::{Credential, Plugin, Service};
+use crate::model::{Credential, Lifetime, Plugin, Service};
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
@@ -31,6 +31,47 @@ impl ProtectedService {
     }
 }
 
+/// What a check needs of a token and its owner, and nothing more (a few hundred bytes).
+#[derive(Debug, Clone, PartialEq)]
+pub struct IndexedToken {
+    pub lifetime: Lifetime,
+    /// The service it was issued for; `None` under `global_credentials`.
+    pub service_id: Option<Box<str>>,
+    pub authenticated_userid: Option<Box<str>>,
+    pub scope: Option<Box<str>>,
+    pub credential_id: Box<str>,
+    pub client_id: Box<str>,
+    pub consumer_id: Box<str>,
+    pub consumer_username: Option<Box<str>>,
+    pub consumer_custom_id: Option<Box<str>>,
+}
+
+impl From<TokenWithOwner> for IndexedToken {
+    fn from(found: TokenWithOwner) -> IndexedToken {
+        let boxed = |s: Option<String>| s.map(String::into_boxed_str);
+        IndexedToken {
+            lifetime: found.token.lifetime(),
+            service_id: boxed(found.token.service_id),
+            authenticated_userid: boxed(found.token.authenticated_userid),
+            scope: boxed(found.token.scope),
+            credential_id: found.credential.id.into_boxed_str(),
+            client_id: found.credential.client_id.into_boxed_str(),
+            consumer_id: found.consumer.id.into_boxed_str(),
+            consumer_username: boxed(found.consumer.username),
+            consumer_custom_id: boxed(found.consumer.custom_id),
+        }
+    }
+}
+
+/// A token's SHA-256, the index's key (stored as hex in the database).
+type Digest = [u8; 32];
+
+fn digest_key(hex_digest: &str) -> Option<Digest> {
+    let mut key = [0u8; 32];
+    hex::decode_to_slice(hex_digest, &mut key).ok()?;
+    Some(key)
+}
+
 pub struct Index {
     maps: RwLock<Maps>,
     capacity: usize,
@@ -43,8 +84,7 @@ struct Maps {
     services: HashMap<String, Option<Arc<ProtectedService>>>,
     /// By `client_id`; `None` remembers that no such client exists.
     credentials: HashMap<String, Option<Arc<Credential>>>,
-    /// By access-token digest.
-    tokens: HashMap<String, Arc<TokenWithOwner>>,
+    tokens: HashMap<Digest, Arc<IndexedToken>>,
 }
 
 /// A batch's effect on what the index may answer.
@@ -89,8 +129,9 @@ impl Index {
     }
 
     /// `None` means only that the index does not hold the token.
-    pub fn token(&self, digest: &str) -> Option<Arc<TokenWithOwner>> {
-        self.maps.read().ok()?.tokens.get(digest).cloned()
+    pub fn token(&self, digest: &str) -> Option<Arc<IndexedToken>> {
+        let key = digest_key(digest)?;
+        self.maps.read().ok()?.tokens.get(&key).cloned()
     }
 
     /// Records what a read found about a service (unless a batch was applied since the read
@@ -103,7 +144,12 @@ impl Index {
     ) -> Option<Arc<ProtectedService>> {
         let found = found.map(Arc::new);
         self.learn(generation, |maps| {
-            bounded_insert(&mut maps.services, self.capacity, key, found.clone());
+            bounded_insert(
+                &mut maps.services,
+                self.capacity,
+                key.to_string(),
+                found.clone(),
+            );
         });
         found
     }
@@ -120,16 +166,23 @@ impl Index {
             bounded_insert(
                 &mut maps.credentials,
                 self.capacity,
-                client_id,
+                client_id.to_string(),
                 found.clone(),
             );
         });
         found
     }
 
-    pub fn learn_token(&self, generation: u64, found: TokenWithOwner) -> Arc<TokenWithOwner> {
-        let found = Arc::new(found);
-        self.learn(generation, |maps| self.insert(maps, found.clone()));
+    pub fn learn_token(
+        &self,
+        generation: u64,
+        digest: &str,
+        found: TokenWithOwner,
+    ) -> Arc<IndexedToken> {
+        let found = Arc::new(IndexedToken::from(found));
+        if let Some(key) = digest_key(digest) {
+            self.learn(generation, |maps| self.insert(maps, key, found.clone()));
+        }
         found
     }
 
@@ -156,8 +209,8 @@ impl Index {
         if what.all {
             maps.tokens.clear();
         }
-        for digest in &what.digests {
-            maps.tokens.remove(digest);
+        for key in what.digests.iter().filter_map(|d| digest_key(d)) {
+            maps.tokens.remove(&key);
         }
     }
 
@@ -167,13 +220,14 @@ impl Index {
             return;
         };
         for token in tokens {
-            self.insert(&mut maps, Arc::new(token));
+            if let Some(key) = digest_key(&token.token.access_token_hash) {
+                self.insert(&mut maps, key, Arc::new(IndexedToken::from(token)));
+            }
         }
     }
 
-    fn insert(&self, maps: &mut Maps, token: Arc<TokenWithOwner>) {
-        let digest = token.token.access_token_hash.clone();
-        bounded_insert(&mut maps.tokens, self.capacity, &digest, token);
+    fn insert(&self, maps: &mut Maps, key: Digest, token: Arc<IndexedToken>) {
+        bounded_insert(&mut maps.tokens, self.capacity, key, token);
     }
 
     #[cfg(test)]
@@ -183,11 +237,16 @@ impl Index {
 }
 
 /// Bounded: a full map starts over (the database still answers everything).
-fn bounded_insert<V>(map: &mut HashMap<String, V>, capacity: usize, key: &str, value: V) {
-    if map.len() >= capacity && !map.contains_key(key) {
+fn bounded_insert<K: std::hash::Hash + Eq, V>(
+    map: &mut HashMap<K, V>,
+    capacity: usize,
+    key: K,
+    value: V,
+) {
+    if map.len() >= capacity && !map.contains_key(&key) {
         map.clear();
     }
-    map.insert(key.to_string(), value);
+    map.insert(key, value);
 }
 
 #[cfg(test)]
@@ -195,16 +254,22 @@ mod tests {
     use super::*;
     use crate::model::{ClientType, Consumer, Token};
 
-    fn owner(digest: &str) -> TokenWithOwner {
+    /// A digest as the database keeps it (hex), for a short name.
+    fn d(name: &str) -> String {
+        crate::secrets::token_digest(name)
+    }
+
+    fn owner(name: &str) -> TokenWithOwner {
+        let digest = d(name);
         TokenWithOwner {
             token: Token {
-                id: format!("id-{digest}"),
+                id: format!("id-{name}"),
                 created_at: 0,
                 credential_id: "c".into(),
                 service_id: Some("s".into()),
                 token_type: "bearer".into(),
                 expires_in: 0,
-                access_token_hash: digest.into(),
+                access_token_hash: digest,
                 refresh_token_hash: None,
                 authenticated_userid: None,
                 scope: None,
@@ -255,14 +320,14 @@ mod tests {
     fn answers_what_reads_learned() {
         let index = Index::new(10);
         assert!(index.service("svc").is_none());
-        assert!(index.token("d1").is_none());
+        assert!(index.token(&d("d1")).is_none());
         index.learn_service(index.generation(), "svc", Some(service()));
         index.learn_service(index.generation(), "gone", None);
-        index.learn_token(index.generation(), owner("d1"));
+        index.learn_token(index.generation(), &d("d1"), owner("d1"));
         index.learn_credential(index.generation(), "client", Some(credential()));
         assert!(matches!(index.service("svc"), Some(Some(_))));
         assert!(matches!(index.service("gone"), Some(None)));
-        assert!(index.token("d1").is_some());
+        assert!(index.token(&d("d1")).is_some());
         assert!(matches!(index.credential("client"), Some(Some(_))));
         assert!(!service().accepts_global_tokens());
     }
@@ -272,15 +337,12 @@ mod tests {
         let index = Index::new(10);
         let started = index.generation();
         index.invalidate(&Invalidation {
-            digests: vec!["d1".into()],
+            digests: vec![d("d1")],
             ..Invalidation::default()
         });
-        let answered = index.learn_token(started, owner("d1"));
-        assert_eq!(
-            answered.token.access_token_hash, "d1",
-            "the read still answers"
-        );
-        assert!(index.token("d1").is_none());
+        let answered = index.learn_token(started, &d("d1"), owner("d1"));
+        assert_eq!(&*answered.client_id, "client", "the read still answers");
+        assert!(index.token(&d("d1")).is_none());
         index.learn_service(started, "svc", Some(service()));
         assert!(index.service("svc").is_none());
     }
@@ -290,14 +352,14 @@ mod tests {
         let index = Index::new(10);
         index.learn_service(index.generation(), "svc", Some(service()));
         index.learn_credential(index.generation(), "client", Some(credential()));
-        index.learn_token(index.generation(), owner("d1"));
+        index.learn_token(index.generation(), &d("d1"), owner("d1"));
         index.add(vec![owner("d2")]);
         index.invalidate(&Invalidation {
-            digests: vec!["d1".into()],
+            digests: vec![d("d1")],
             ..Invalidation::default()
         });
-        assert!(index.token("d1").is_none());
-        assert!(index.token("d2").is_some());
+        assert!(index.token(&d("d1")).is_none());
+        assert!(index.token(&d("d2")).is_some());
         assert!(index.service("svc").is_some());
         index.invalidate(&Invalidation {
             credentials: true,
@@ -310,12 +372,12 @@ mod tests {
             ..Invalidation::default()
         });
         assert!(index.service("svc").is_none());
-        assert!(index.token("d2").is_some());
+        assert!(index.token(&d("d2")).is_some());
         index.invalidate(&Invalidation {
             all: true,
             ..Invalidation::default()
         });
-        assert!(index.token("d2").is_none());
+        assert!(index.token(&d("d2")).is_none());
     }
 
     #[test]
@@ -323,7 +385,8 @@ mod tests {
         let index = Index::new(3);
         index.add((0..10).map(|i| owner(&format!("d{i}"))).collect());
         assert!(index.tokens_held() <= 3);
-        assert!(index.token("d9").is_some());
+        assert!(index.token("not hex").is_none());
+        assert!(index.token(&d("d9")).is_some());
         for i in 0..10 {
             index.learn_credential(index.generation(), &format!("unknown-{i}"), None);
         }

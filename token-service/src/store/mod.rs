@@ -19,7 +19,7 @@ mod index;
 mod repo;
 mod schema;
 
-pub use index::{Index, ProtectedService};
+pub use index::{Index, IndexedToken, ProtectedService};
 pub use repo::{NewCode, NewToken, Page, RefreshOutcome, Repo, TokenWithOwner};
 
 use index::Invalidation;
@@ -194,8 +194,8 @@ impl Store {
         .await
     }
 
-    /// The token with this access-token digest and its owner; from memory when it can.
-    pub async fn token_with_owner(&self, digest: &str) -> StoreResult<Option<Arc<TokenWithOwner>>> {
+    /// What a check needs of the token with this access-token digest; from memory when it can.
+    pub async fn checked_token(&self, digest: &str) -> StoreResult<Option<Arc<IndexedToken>>> {
         if let Some(known) = self.index().token(digest) {
             return Ok(Some(known));
         }
@@ -204,7 +204,7 @@ impl Store {
         self.read(move |repo| {
             Ok(repo
                 .token_with_owner(&digest)?
-                .map(|found| store.index().learn_token(generation, found)))
+                .map(|found| store.index().learn_token(generation, &digest, found)))
         })
         .await
     }
@@ -567,15 +567,19 @@ mod tests {
         assert_eq!(revoked, vec!["digest-1".to_string()]);
     }
 
-    fn indexed(store: &Store, digest: &str) -> bool {
-        store.index().token(digest).is_some()
+    fn indexed(store: &Store, name: &str) -> bool {
+        store.index().token(&digest(name)).is_some()
+    }
+
+    fn digest(name: &str) -> String {
+        crate::secrets::token_digest(name)
     }
 
     #[tokio::test]
     async fn issued_tokens_are_in_memory_when_the_write_returns() {
         let (_dir, store, credential) = store_with_client().await;
         store
-            .write(move |repo| repo.insert_token(&token(&credential, "fresh", None)))
+            .write(move |repo| repo.insert_token(&token(&credential, &digest("fresh"), None)))
             .await
             .expect("insert");
         assert!(indexed(&store, "fresh"));
@@ -586,7 +590,7 @@ mod tests {
         let (_dir, store, credential) = store_with_client().await;
         let failed = store
             .write(move |repo| {
-                repo.insert_token(&token(&credential, "never", None))?;
+                repo.insert_token(&token(&credential, &digest("never"), None))?;
                 Err::<(), _>(StoreError::MissingReference)
             })
             .await;
@@ -599,11 +603,11 @@ mod tests {
         let (_dir, store, credential) = store_with_client().await;
         let (c1, c2) = (credential.clone(), credential.clone());
         let doomed = store
-            .write(move |repo| repo.insert_token(&token(&c1, "revoked", None)))
+            .write(move |repo| repo.insert_token(&token(&c1, &digest("revoked"), None)))
             .await
             .expect("insert");
         store
-            .write(move |repo| repo.insert_token(&token(&c2, "cascaded", None)))
+            .write(move |repo| repo.insert_token(&token(&c2, &digest("cascaded"), None)))
             .await
             .expect("insert");
         store
