@@ -71,7 +71,7 @@ impl Context for Root {
             .get_http_call_response_body(0, body_size)
             .and_then(|b| StatePoll::parse(&b));
         match (ok, poll) {
-            (true, Some(poll)) => self.apply_poll(&shared, poll),
+            (true, Some(poll)) => apply_poll(self, &shared, poll),
             _ => log(
                 LogLevel::Warn,
                 "token-service state poll failed; keeping the last known settings",
@@ -80,110 +80,125 @@ impl Context for Root {
     }
 }
 
-impl Root {
-    fn apply_poll(&self, shared: &Rc<RefCell<Shared>>, poll: StatePoll) {
-        let mut s = shared.borrow_mut();
-        let protection = poll.protection();
-        let settings_changed = s.protection != protection;
-        let previous_epoch = s.epoch;
-        if poll.reset || settings_changed {
-            s.epoch = self.bump_epoch();
-        } else {
-            s.epoch = self.current_epoch();
-            let slots = s.config.cache.slots;
-            for hex in &poll.revoked {
-                if let Some(digest) = cache::digest_from_hex(hex) {
-                    self.evict(&digest, slots);
-                    s.local.remove(&digest);
-                }
+/// Applies a state answer (from the root's poll, or a request's own fetch at start-up) to what
+/// this worker knows: settings, the cache epoch, revoked tokens.
+fn apply_poll(host: &dyn Context, shared: &Rc<RefCell<Shared>>, poll: StatePoll) {
+    let mut s = shared.borrow_mut();
+    let protection = poll.protection();
+    let settings_changed = s.protection != protection;
+    let previous_epoch = s.epoch;
+    if poll.reset || settings_changed {
+        s.epoch = bump_epoch(host);
+    } else {
+        s.epoch = current_epoch(host);
+        let slots = s.config.cache.slots;
+        for hex in &poll.revoked {
+            if let Some(digest) = cache::digest_from_hex(hex) {
+                evict(host, &digest, slots);
+                s.local.remove(&digest);
             }
         }
-        if s.epoch != previous_epoch {
-            s.local.clear();
-        }
-        if settings_changed {
-            log(
-                LogLevel::Info,
-                &format!(
-                    "oauth2 settings for service '{}' now: {}",
-                    s.config.service().unwrap_or_default(),
-                    describe(&protection)
-                ),
-            );
-        }
-        s.settings = match &protection {
-            Protection::On(settings) => Some(Rc::new(settings.clone())),
-            _ => None,
-        };
-        s.protection = protection;
-        s.seq = poll.seq;
     }
+    if s.epoch != previous_epoch {
+        s.local.clear();
+    }
+    if settings_changed {
+        log(
+            LogLevel::Info,
+            &format!(
+                "oauth2 settings for service '{}' now: {}",
+                s.config.service().unwrap_or_default(),
+                describe(&protection)
+            ),
+        );
+    }
+    s.settings = match &protection {
+        Protection::On(settings) => Some(Rc::new(settings.clone())),
+        _ => None,
+    };
+    s.protection = protection;
+    s.seq = poll.seq;
+}
 
-    fn current_epoch(&self) -> u32 {
-        match self.get_shared_data(EPOCH_KEY) {
-            (Some(bytes), _) => bytes
+fn current_epoch(host: &dyn Context) -> u32 {
+    match host.get_shared_data(EPOCH_KEY) {
+        (Some(bytes), _) => bytes
+            .get(..4)
+            .and_then(|b| b.try_into().ok())
+            .map_or(0, u32::from_be_bytes),
+        _ => 0,
+    }
+}
+
+/// Drops every cache entry at once by moving all workers to a new epoch.
+fn bump_epoch(host: &dyn Context) -> u32 {
+    let (current, cas) = match host.get_shared_data(EPOCH_KEY) {
+        (Some(bytes), cas) => (
+            bytes
                 .get(..4)
                 .and_then(|b| b.try_into().ok())
                 .map_or(0, u32::from_be_bytes),
-            _ => 0,
+            cas,
+        ),
+        (None, cas) => (0, cas),
+    };
+    let next = current.wrapping_add(1);
+    if host
+        .set_shared_data(EPOCH_KEY, Some(&next.to_be_bytes()), cas)
+        .is_err()
+    {
+        // Another worker bumped it concurrently: its new epoch serves us too.
+        return current_epoch(host);
+    }
+    next
+}
+
+fn evict(host: &dyn Context, digest: &TokenDigest, slots: u32) {
+    let key = cache::slot_key(digest, slots);
+    if let (Some(bytes), cas) = host.get_shared_data(&key) {
+        if Entry::decode(&bytes).is_some_and(|e| e.digest == *digest) {
+            let _ = host.set_shared_data(&key, Some(&[]), cas);
         }
     }
+}
 
-    /// Drops every cache entry at once by moving all workers to a new epoch.
-    fn bump_epoch(&self) -> u32 {
-        let (current, cas) = match self.get_shared_data(EPOCH_KEY) {
-            (Some(bytes), cas) => (
-                bytes
-                    .get(..4)
-                    .and_then(|b| b.try_into().ok())
-                    .map_or(0, u32::from_be_bytes),
-                cas,
-            ),
-            (None, cas) => (0, cas),
-        };
-        let next = current.wrapping_add(1);
-        if self
-            .set_shared_data(EPOCH_KEY, Some(&next.to_be_bytes()), cas)
-            .is_err()
-        {
-            // Another worker bumped it concurrently: its new epoch serves us too.
-            return self.current_epoch();
-        }
-        next
-    }
-
-    fn evict(&self, digest: &TokenDigest, slots: u32) {
-        let key = cache::slot_key(digest, slots);
-        if let (Some(bytes), cas) = self.get_shared_data(&key) {
-            if Entry::decode(&bytes).is_some_and(|e| e.digest == *digest) {
-                let _ = self.set_shared_data(&key, Some(&[]), cas);
-            }
-        }
-    }
-
+impl Root {
     fn poll(&mut self) {
         let Some(shared) = self.shared.clone() else {
             return;
         };
-        let s = shared.borrow();
-        let Mode::TokenService { service, endpoint } = &s.config.mode else {
-            return;
+        let requested = {
+            let s = shared.borrow();
+            request_state(self, &s, s.seq)
         };
-        let path = format!("/gateway/v1/services/{service}/state?since={}", s.seq);
-        let headers = vec![
-            (":method", "GET"),
-            (":path", path.as_str()),
-            (":authority", endpoint.authority.as_str()),
-        ];
-        let timeout = Duration::from_millis(endpoint.timeout_ms);
-        match self.dispatch_http_call(&endpoint.cluster, headers, None, vec![], timeout) {
-            Ok(_) => self.poll_in_flight = true,
+        match requested {
+            Ok(()) => self.poll_in_flight = true,
             Err(status) => log(
                 LogLevel::Warn,
                 &format!("cannot reach the token-service cluster: {status:?}"),
             ),
         }
     }
+}
+
+/// Asks the token-service for the service's state (settings and the change feed after `since`).
+fn request_state(
+    host: &dyn Context,
+    shared: &Shared,
+    since: i64,
+) -> Result<(), proxy_wasm::types::Status> {
+    let Mode::TokenService { service, endpoint } = &shared.config.mode else {
+        return Err(proxy_wasm::types::Status::BadArgument);
+    };
+    let path = format!("/gateway/v1/services/{service}/state?since={since}");
+    let headers = vec![
+        (":method", "GET"),
+        (":path", path.as_str()),
+        (":authority", endpoint.authority.as_str()),
+    ];
+    let timeout = Duration::from_millis(endpoint.timeout_ms);
+    host.dispatch_http_call(&endpoint.cluster, headers, None, vec![], timeout)
+        .map(drop)
 }
 
 /// With a third-party authorization server, the filter's own configuration is the settings.
@@ -271,6 +286,7 @@ impl RootContext for Root {
             pending: Pending::Nothing,
             settings: None,
             identity_present: 0,
+            fetched_state: false,
         }))
     }
 
@@ -300,6 +316,8 @@ enum Pending {
     },
     /// Waiting for the token-service's answer to a relayed OAuth request.
     Relay,
+    /// Waiting for the service's state, which this worker does not have yet.
+    State,
 }
 
 struct Request {
@@ -308,6 +326,8 @@ struct Request {
     settings: Option<Rc<Settings>>,
     /// Which identity headers the client sent (see `RequestView::identity_present`).
     identity_present: u8,
+    /// This request already fetched the state itself (it never does twice).
+    fetched_state: bool,
 }
 
 impl Context for Request {
@@ -353,6 +373,24 @@ impl Context for Request {
                 }
             }
             Pending::Relay => self.relay_answer(status, &answer_headers, &body),
+            Pending::State => {
+                self.fetched_state = true;
+                let poll = (status.as_deref() == Some("200"))
+                    .then(|| StatePoll::parse(&body))
+                    .flatten();
+                let Some(poll) = poll else {
+                    self.reply(&decision::unavailable(
+                        "The authorization service is unavailable",
+                    ));
+                    return;
+                };
+                let shared = self.shared.clone();
+                apply_poll(self, &shared, poll);
+                // Now as if the state had been there when the request came (no body: it ended).
+                if self.on_http_request_headers(0, true) == Action::Continue {
+                    self.resume_http_request();
+                }
+            }
             _ => {}
         }
     }
@@ -368,16 +406,26 @@ impl HttpContext for Request {
                     matches!(s.config.mode, Mode::TokenService { .. }),
                 )),
                 (Protection::Off, _) => return Action::Continue,
-                (Protection::UnknownService, _) => Err(format!(
+                (Protection::UnknownService, _) => Err(Some(format!(
                     "Service '{}' is not known to the authorization service",
                     s.config.service().unwrap_or_default()
-                )),
-                _ => Err("The authorization service is unavailable".to_string()),
+                ))),
+                // No state yet (a fresh VM, e.g. the new process of a hot restart): a request
+                // without a body fetches it itself rather than fail in the first milliseconds.
+                (Protection::Unknown, _)
+                    if end_of_stream
+                        && !self.fetched_state
+                        && matches!(s.config.mode, Mode::TokenService { .. }) =>
+                {
+                    Err(None)
+                }
+                _ => Err(Some("The authorization service is unavailable".to_string())),
             }
         };
         let (settings, relays) = match ready {
             Ok(ready) => ready,
-            Err(message) => return self.reply(&decision::unavailable(&message)),
+            Err(Some(message)) => return self.reply(&decision::unavailable(&message)),
+            Err(None) => return self.fetch_state(),
         };
         self.settings = Some(settings.clone());
         // One host call for every header the decision needs.
@@ -518,6 +566,20 @@ impl Request {
         };
         let _ = self.set_shared_data(&key, Some(&bytes), None);
         s.local.put(entry);
+    }
+
+    fn fetch_state(&mut self) -> Action {
+        let shared = self.shared.clone();
+        let requested = request_state(self, &shared.borrow(), 0);
+        match requested {
+            Ok(()) => {
+                self.pending = Pending::State;
+                Action::Pause
+            }
+            Err(_) => self.reply(&decision::unavailable(
+                "The authorization service is unavailable",
+            )),
+        }
     }
 
     fn check(&mut self, digest: TokenDigest, token: &str) -> Action {
