@@ -553,18 +553,23 @@ mod tests {
             .read(|repo| repo.changes_since(0, 100))
             .await
             .unwrap_or_default();
-        store
-            .write(|repo| {
-                let consumer = repo.consumer("u")?.map(|c| c.id).unwrap_or_default();
-                repo.delete_consumer(&consumer)
-            })
-            .await
-            .ok();
+        delete_the_consumer(&store).await;
         let (_, _, revoked) = store
             .read(move |repo| repo.changes_since(seq, 100))
             .await
             .unwrap_or_default();
         assert_eq!(revoked, vec!["digest-1".to_string()]);
+    }
+
+    /// Deletes the fixture's consumer (and so, by cascade, its credential and tokens).
+    async fn delete_the_consumer(store: &Store) {
+        let deleted = store
+            .write(|repo| {
+                let consumer = repo.consumer("u")?.map(|c| c.id).unwrap_or_default();
+                repo.delete_consumer(&consumer)
+            })
+            .await;
+        assert!(matches!(deleted, Ok(true)), "{deleted:?}");
     }
 
     fn indexed(store: &Store, name: &str) -> bool {
@@ -616,13 +621,7 @@ mod tests {
             .expect("delete");
         assert!(!indexed(&store, "revoked"));
         assert!(indexed(&store, "cascaded"));
-        store
-            .write(|repo| {
-                let consumer = repo.consumer("u")?.map(|c| c.id).unwrap_or_default();
-                repo.delete_consumer(&consumer)
-            })
-            .await
-            .expect("delete consumer");
+        delete_the_consumer(&store).await;
         assert!(!indexed(&store, "cascaded"));
     }
 
@@ -661,13 +660,7 @@ mod tests {
         assert!(store.index().credential("client").is_some());
         let found = store.protected_service("other").await.expect("read");
         assert!(found.is_some_and(|s| s.plugin.is_none()));
-        store
-            .write(|repo| {
-                let consumer = repo.consumer("u")?.map(|c| c.id).unwrap_or_default();
-                repo.delete_consumer(&consumer)
-            })
-            .await
-            .expect("delete consumer");
+        delete_the_consumer(&store).await;
         assert!(store.index().credential("client").is_none());
         assert!(store
             .credential_by_client_id("client")

@@ -66,33 +66,10 @@ const TOKEN_WITH_OWNER: &str =
      JOIN consumers u ON u.id = c.consumer_id";
 
 fn token_with_owner_from(row: &Row<'_>) -> rusqlite::Result<TokenWithOwner> {
-    let token = token_from(row)?;
-    let client_type: String = row.get("client_type")?;
-    let credential = Credential {
-        id: row.get("c_id")?,
-        created_at: row.get("c_created_at")?,
-        consumer_id: row.get("consumer_id")?,
-        name: row.get("name")?,
-        client_id: row.get("client_id")?,
-        client_secret: row.get("client_secret")?,
-        hash_secret: row.get("hash_secret")?,
-        redirect_uris: parse_list(row.get("redirect_uris")?),
-        client_type: if client_type == "public" {
-            ClientType::Public
-        } else {
-            ClientType::Confidential
-        },
-        tags: parse_list(row.get("c_tags")?),
-    };
-    let consumer = Consumer {
-        id: credential.consumer_id.clone(),
-        created_at: row.get("u_created_at")?,
-        username: row.get("username")?,
-        custom_id: row.get("custom_id")?,
-        tags: parse_list(row.get("u_tags")?),
-    };
+    let credential = credential_in(row, ["c_id", "c_created_at", "c_tags"])?;
+    let consumer = consumer_in(row, ["consumer_id", "u_created_at", "u_tags"])?;
     Ok(TokenWithOwner {
-        token,
+        token: token_from(row)?,
         credential,
         consumer,
     })
@@ -107,12 +84,18 @@ fn parse_list(text: Option<String>) -> Option<Vec<String>> {
 }
 
 fn consumer_from(row: &Row<'_>) -> rusqlite::Result<Consumer> {
+    consumer_in(row, ["id", "created_at", "tags"])
+}
+
+/// A consumer from a row whose `id`, `created_at` and `tags` columns carry these names (a
+/// join renames them).
+fn consumer_in(row: &Row<'_>, [id, created_at, tags]: [&str; 3]) -> rusqlite::Result<Consumer> {
     Ok(Consumer {
-        id: row.get("id")?,
-        created_at: row.get("created_at")?,
+        id: row.get(id)?,
+        created_at: row.get(created_at)?,
         username: row.get("username")?,
         custom_id: row.get("custom_id")?,
-        tags: parse_list(row.get("tags")?),
+        tags: parse_list(row.get(tags)?),
     })
 }
 
@@ -141,10 +124,16 @@ fn plugin_from(row: &Row<'_>) -> rusqlite::Result<Plugin> {
 }
 
 fn credential_from(row: &Row<'_>) -> rusqlite::Result<Credential> {
+    credential_in(row, ["id", "created_at", "tags"])
+}
+
+/// A credential from a row whose `id`, `created_at` and `tags` columns carry these names (a
+/// join renames them).
+fn credential_in(row: &Row<'_>, [id, created_at, tags]: [&str; 3]) -> rusqlite::Result<Credential> {
     let client_type: String = row.get("client_type")?;
     Ok(Credential {
-        id: row.get("id")?,
-        created_at: row.get("created_at")?,
+        id: row.get(id)?,
+        created_at: row.get(created_at)?,
         consumer_id: row.get("consumer_id")?,
         name: row.get("name")?,
         client_id: row.get("client_id")?,
@@ -156,7 +145,7 @@ fn credential_from(row: &Row<'_>) -> rusqlite::Result<Credential> {
         } else {
             ClientType::Confidential
         },
-        tags: parse_list(row.get("tags")?),
+        tags: parse_list(row.get(tags)?),
     })
 }
 
