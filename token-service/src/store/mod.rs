@@ -604,6 +604,34 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_renamed_consumer_is_not_answered_under_its_old_name() {
+        let (_dir, store, credential) = store_with_client().await;
+        store
+            .write(move |repo| repo.insert_token(&token(&credential, &digest("t"), None)))
+            .await
+            .expect("insert");
+        let before = store.checked_token(&digest("t")).await.expect("read");
+        assert_eq!(
+            before.and_then(|t| t.consumer_username.clone()).as_deref(),
+            Some("u")
+        );
+        store
+            .write(|repo| {
+                let mut consumer = repo.consumer("u")?.ok_or(StoreError::MissingReference)?;
+                consumer.username = Some("renamed".into());
+                repo.update_consumer(&consumer)
+            })
+            .await
+            .expect("rename");
+        assert!(!indexed(&store, "t"), "dropped by the rename");
+        let after = store.checked_token(&digest("t")).await.expect("read");
+        assert_eq!(
+            after.and_then(|t| t.consumer_username.clone()).as_deref(),
+            Some("renamed")
+        );
+    }
+
+    #[tokio::test]
     async fn revocations_and_cascades_leave_the_index_before_the_write_returns() {
         let (_dir, store, credential) = store_with_client().await;
         let (c1, c2) = (credential.clone(), credential.clone());
