@@ -121,27 +121,20 @@ fn apply_poll(host: &dyn Context, shared: &Rc<RefCell<Shared>>, poll: StatePoll)
 }
 
 fn current_epoch(host: &dyn Context) -> u32 {
-    match host.get_shared_data(EPOCH_KEY) {
-        (Some(bytes), _) => bytes
-            .get(..4)
-            .and_then(|b| b.try_into().ok())
-            .map_or(0, u32::from_be_bytes),
-        _ => 0,
-    }
+    epoch_in(host.get_shared_data(EPOCH_KEY).0.as_deref())
+}
+
+fn epoch_in(bytes: Option<&[u8]>) -> u32 {
+    bytes
+        .and_then(|b| b.get(..4))
+        .and_then(|b| b.try_into().ok())
+        .map_or(0, u32::from_be_bytes)
 }
 
 /// Drops every cache entry at once by moving all workers to a new epoch.
 fn bump_epoch(host: &dyn Context) -> u32 {
-    let (current, cas) = match host.get_shared_data(EPOCH_KEY) {
-        (Some(bytes), cas) => (
-            bytes
-                .get(..4)
-                .and_then(|b| b.try_into().ok())
-                .map_or(0, u32::from_be_bytes),
-            cas,
-        ),
-        (None, cas) => (0, cas),
-    };
+    let (bytes, cas) = host.get_shared_data(EPOCH_KEY);
+    let current = epoch_in(bytes.as_deref());
     let next = current.wrapping_add(1);
     if host
         .set_shared_data(EPOCH_KEY, Some(&next.to_be_bytes()), cas)
