@@ -2,12 +2,13 @@
 
 use super::error::{fields, AdminError, AdminResult};
 use super::input::Fields;
-use super::{consumers, page_json, read_body, ListQuery};
+use super::{consumers, list_page, read_body, ListQuery};
 use crate::app::AppState;
 use crate::grants::redirect::registration_error;
 use crate::model::{is_uuid, new_id, now, ClientType, Credential};
 use crate::params::Params;
 use crate::secrets::{hash_client_secret, random_string};
+use crate::store::Repo;
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -209,26 +210,21 @@ async fn list_for_consumer(
     Path(consumer): Path<String>,
     Query(q): Query<ListQuery>,
 ) -> AdminResult<Json<Value>> {
-    let (offset, size) = q.window()?;
+    let window = q.window()?;
     let consumer = consumers::find(&state, consumer).await?;
     let path = format!("/consumers/{}/oauth2", consumer.id);
-    let page = state
-        .store
-        .read(move |repo| repo.list_credentials(Some(&consumer.id), offset, size))
-        .await?;
-    Ok(page_json(&path, page, size, |c| to_json(c, None)))
+    let read = move |repo: &Repo<'_>, offset, size| {
+        repo.list_credentials(Some(&consumer.id), offset, size)
+    };
+    list_page(&state, window, &path, read, |c| to_json(c, None)).await
 }
 
 async fn list_all(
     State(state): State<AppState>,
     Query(q): Query<ListQuery>,
 ) -> AdminResult<Json<Value>> {
-    let (offset, size) = q.window()?;
-    let page = state
-        .store
-        .read(move |repo| repo.list_credentials(None, offset, size))
-        .await?;
-    Ok(page_json("/oauth2", page, size, |c| to_json(c, None)))
+    let read = |repo: &Repo<'_>, offset, size| repo.list_credentials(None, offset, size);
+    list_page(&state, q.window()?, "/oauth2", read, |c| to_json(c, None)).await
 }
 
 async fn show_for_consumer(

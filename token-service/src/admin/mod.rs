@@ -130,8 +130,34 @@ impl ListQuery {
     }
 }
 
+/// One page of the collection at `path`: the `(offset, size)` window read from the store, in
+/// Kong's list shape.
+pub(crate) async fn list_page<T, F>(
+    state: &AppState,
+    (offset, size): (i64, i64),
+    path: &str,
+    read: F,
+    to_json: impl Fn(&T) -> Value,
+) -> AdminResult<Json<Value>>
+where
+    T: Send + 'static,
+    F: FnOnce(
+            &crate::store::Repo<'_>,
+            i64,
+            i64,
+        ) -> crate::store::StoreResult<crate::store::Page<T>>
+        + Send
+        + 'static,
+{
+    let page = state
+        .store
+        .read(move |repo| read(repo, offset, size))
+        .await?;
+    Ok(page_json(path, page, size, to_json))
+}
+
 /// Kong's list shape: `{"data": [...], "next": url|null, "offset": ...}`.
-pub(crate) fn page_json<T>(
+fn page_json<T>(
     path: &str,
     page: crate::store::Page<T>,
     size: i64,

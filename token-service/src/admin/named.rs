@@ -2,7 +2,7 @@
 //! `username`, services by `name`): Kong's POST / GET list / GET / PATCH / PUT / DELETE.
 
 use super::error::{AdminError, AdminResult};
-use super::{page_json, read_body, ListQuery};
+use super::{list_page, read_body, ListQuery};
 use crate::app::AppState;
 use crate::model::is_uuid;
 use crate::params::Params;
@@ -76,12 +76,7 @@ async fn list<E: Named>(
     State(state): State<AppState>,
     Query(q): Query<ListQuery>,
 ) -> AdminResult<Json<Value>> {
-    let (offset, size) = q.window()?;
-    let page = state
-        .store
-        .read(move |repo| E::list(repo, offset, size))
-        .await?;
-    Ok(page_json(E::COLLECTION, page, size, E::to_json))
+    list_page(&state, q.window()?, E::COLLECTION, E::list, E::to_json).await
 }
 
 async fn show<E: Named>(

@@ -4,11 +4,12 @@
 
 use super::error::{fields, AdminError, AdminResult};
 use super::input::Fields;
-use super::{page_json, read_body, services, ListQuery};
+use super::{list_page, read_body, services, ListQuery};
 use crate::app::AppState;
 use crate::model::{new_id, now, OAuth2Config, PkceMode, Plugin};
 use crate::params::Params;
 use crate::secrets::random_string;
+use crate::store::Repo;
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -265,26 +266,20 @@ async fn list_for_service(
     Path(service): Path<String>,
     Query(q): Query<ListQuery>,
 ) -> AdminResult<Json<Value>> {
-    let (offset, size) = q.window()?;
+    let window = q.window()?;
     let service = services::find(&state, service).await?;
     let path = format!("/services/{}/plugins", service.id);
-    let page = state
-        .store
-        .read(move |repo| repo.list_plugins(Some(&service.id), offset, size))
-        .await?;
-    Ok(page_json(&path, page, size, to_json))
+    let read =
+        move |repo: &Repo<'_>, offset, size| repo.list_plugins(Some(&service.id), offset, size);
+    list_page(&state, window, &path, read, to_json).await
 }
 
 async fn list_all(
     State(state): State<AppState>,
     Query(q): Query<ListQuery>,
 ) -> AdminResult<Json<Value>> {
-    let (offset, size) = q.window()?;
-    let page = state
-        .store
-        .read(move |repo| repo.list_plugins(None, offset, size))
-        .await?;
-    Ok(page_json("/plugins", page, size, to_json))
+    let read = |repo: &Repo<'_>, offset, size| repo.list_plugins(None, offset, size);
+    list_page(&state, q.window()?, "/plugins", read, to_json).await
 }
 
 async fn find(state: &AppState, id: String) -> AdminResult<Plugin> {

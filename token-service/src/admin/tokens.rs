@@ -4,11 +4,12 @@
 
 use super::error::{AdminError, AdminResult};
 use super::input::Fields;
-use super::{page_json, read_body, ListQuery};
+use super::{list_page, read_body, ListQuery};
 use crate::app::AppState;
 use crate::model::{is_uuid, new_id, now, Token};
 use crate::params::Params;
 use crate::secrets::{random_string, token_digest};
+use crate::store::Repo;
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -193,14 +194,11 @@ async fn list(
     State(state): State<AppState>,
     Query(q): Query<ListQuery>,
 ) -> AdminResult<Json<Value>> {
-    let (offset, size) = q.window()?;
-    let page = state
-        .store
-        .read(move |repo| repo.list_tokens(offset, size))
-        .await?;
-    Ok(page_json("/oauth2_tokens", page, size, |t| {
+    let read = |repo: &Repo<'_>, offset, size| repo.list_tokens(offset, size);
+    list_page(&state, q.window()?, "/oauth2_tokens", read, |t| {
         to_json(t, None)
-    }))
+    })
+    .await
 }
 
 async fn show(State(state): State<AppState>, Path(key): Path<String>) -> AdminResult<Json<Value>> {
