@@ -96,3 +96,15 @@ impl Client {
         &self.inner
     }
 }
+
+/// A string field of a JSON answer, `""` when it is missing or not a string (the assertion
+/// that follows says what was expected).
+pub trait Text {
+    fn text(&self, field: &str) -> String;
+}
+
+impl Text for Value {
+    fn text(&self, field: &str) -> String {
+        self[field].as_str().unwrap_or_default().to_string()
+    }
+}

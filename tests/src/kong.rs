@@ -3,6 +3,7 @@
 
 use crate::http::Answer;
 use crate::stack::{wait_until, Gateway, Stack};
+use crate::Text;
 use serde_json::{json, Value};
 use std::time::Duration;
 
@@ -49,7 +50,7 @@ impl Kong {
             .post_json(&stack.admin("/consumers"), &json!({"username": "bob"}));
         assert_eq!(bob.status, 201, "{}", bob.text);
         let kong = Kong {
-            bob_id: bob.json()["id"].as_str().unwrap_or_default().to_string(),
+            bob_id: bob.json().text("id"),
             stack,
         };
         for (id, secret, hash, uris, client_type) in [
@@ -143,10 +144,10 @@ impl Kong {
     }
 
     pub fn credential_id(&self, client_id: &str) -> String {
-        self.stack.admin_get(&format!("/oauth2/{client_id}")).json()["id"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string()
+        self.stack
+            .admin_get(&format!("/oauth2/{client_id}"))
+            .json()
+            .text("id")
     }
 
     /// Authorizes `clientid123` for `userid123` with scope `email` and returns the code.
@@ -158,10 +159,7 @@ impl Kong {
         merge(&mut body, extra);
         let answer = self.post(&self.gw(gw).https("/oauth2/authorize"), body);
         assert_eq!(answer.status, 200, "{}", answer.text);
-        let uri = answer.json()["redirect_uri"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string();
+        let uri = answer.json().text("redirect_uri");
         crate::oauth::query_param(&uri, "code").unwrap_or_else(|| panic!("no code in {uri}"))
     }
 

@@ -12,5 +12,5 @@ mod paths;
 mod process;
 pub mod stack;
 
-pub use http::{Answer, Client};
+pub use http::{Answer, Client, Text};
 pub use stack::{Gateway, Stack};

@@ -1,6 +1,7 @@
 //! The OAuth flows a client app runs, through Envoy.
 
 use crate::stack::{Gateway, Stack};
+use crate::Text;
 use serde_json::Value;
 
 /// A consumer's OAuth application, as the admin API created it.
@@ -20,9 +21,9 @@ pub fn create_app(stack: &Stack, consumer: &str, redirect_uri: &str) -> App {
     assert_eq!(k.status, 201, "{}", k.text);
     let k = k.json();
     App {
-        consumer_id: c.json()["id"].as_str().unwrap_or_default().to_string(),
-        client_id: k["client_id"].as_str().unwrap_or_default().to_string(),
-        client_secret: k["client_secret"].as_str().unwrap_or_default().to_string(),
+        consumer_id: c.json().text("id"),
+        client_id: k.text("client_id"),
+        client_secret: k.text("client_secret"),
         redirect_uri: redirect_uri.to_string(),
     }
 }
@@ -56,10 +57,7 @@ pub fn authorize_code(
         ],
     );
     assert_eq!(answer.status, 200, "authorize: {}", answer.text);
-    let uri = answer.json()["redirect_uri"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
+    let uri = answer.json().text("redirect_uri");
     query_param(&uri, "code").unwrap_or_else(|| panic!("no code in {uri}"))
 }
 

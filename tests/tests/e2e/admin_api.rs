@@ -2,6 +2,7 @@
 //! look-ups by id or natural key, pagination, cascades. No Envoy needed.
 
 use e2e::stack::Stack;
+use e2e::Text;
 use serde_json::{json, Value};
 
 fn ok(answer: &e2e::Answer, status: u16) -> Value {
@@ -187,7 +188,7 @@ fn consumers_and_their_credentials() {
     // AP13 and pagination: size, next, offset.
     let all = ok(&stack.admin_get("/oauth2?size=2"), 200);
     assert_eq!(all["data"].as_array().map(Vec::len), Some(2));
-    let next = all["next"].as_str().unwrap_or_default().to_string();
+    let next = all.text("next");
     let page2 = ok(&stack.admin_get(&next), 200);
     assert_eq!(page2["data"].as_array().map(Vec::len), Some(2));
     assert_ne!(page2["data"][0]["id"], all["data"][0]["id"]);
@@ -335,7 +336,7 @@ fn services_plugins_and_tokens() {
         ),
         (json!("bearer"), Value::Null, json!(10))
     );
-    let access = t["access_token"].as_str().unwrap_or_default().to_string();
+    let access = t.text("access_token");
     assert_eq!(access.len(), 32);
     // By id and by access_token; the token itself is never shown again.
     let by_token = ok(&stack.admin_get(&format!("/oauth2_tokens/{access}")), 200);

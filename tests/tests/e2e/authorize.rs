@@ -1,13 +1,11 @@
 //! `/oauth2/authorize` through Envoy: Kong's code and implicit grant cases (A1–A28, I1–I5).
 
 use e2e::kong::{assert_no_store, oauth_error, Kong, PROVISION_KEY};
+use e2e::Text;
 use serde_json::{json, Value};
 
 fn redirect_of(answer: &e2e::Answer) -> String {
-    answer.json()["redirect_uri"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string()
+    answer.json().text("redirect_uri")
 }
 
 #[test]

@@ -2,6 +2,7 @@
 //! revocation and RFC 8414 metadata.
 
 use e2e::kong::{eventually, oauth_error, Kong};
+use e2e::Text;
 use serde_json::json;
 
 #[test]
@@ -9,10 +10,7 @@ fn introspection_revocation_and_metadata_on_the_route() {
     let mut kong = Kong::start();
     let gw = kong.protect("oauth2", json!({"token_expiration": 600}));
     let pair = kong.provision_token(gw);
-    let token = pair["access_token"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
+    let token = pair.text("access_token");
     let introspect = kong.gw(gw).https("/oauth2/introspect");
 
     // Introspection needs an authenticated client.
@@ -61,10 +59,7 @@ fn introspection_revocation_and_metadata_on_the_route() {
     );
     assert_eq!(a.status, 200);
     let other = kong.provision_token(gw);
-    let other_token = other["access_token"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
+    let other_token = other.text("access_token");
     kong.post(
         &revoke,
         json!({"token": other_token, "client_id": "clientid789", "client_secret": "secret789"}),
@@ -116,10 +111,7 @@ fn the_filter_can_trust_any_rfc7662_authorization_server() {
         .add_gateway_configured("/api", &config.to_string());
     let rs = kong.stack.gateways.len() - 1;
     let pair = kong.provision_token(gw);
-    let token = pair["access_token"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
+    let token = pair.text("access_token");
 
     let r = kong.get_with_token(rs, "/request", &token);
     assert_eq!(r.status, 200, "{}", r.text);

@@ -5,6 +5,7 @@
 use e2e::fake::{FakeTokenService, Misbehaviour};
 use e2e::kong::Kong;
 use e2e::stack::wait_until;
+use e2e::Text;
 use serde_json::{json, Value};
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
@@ -17,10 +18,7 @@ fn unavailable(answer: &e2e::Answer) -> bool {
 fn the_filter_fails_closed_and_recovers() {
     let mut kong = Kong::start();
     let gw = kong.protect("oauth2", json!({"token_expiration": 600}));
-    let known = kong.provision_token(gw)["access_token"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
+    let known = kong.provision_token(gw).text("access_token");
     let port = kong.stack.gateway_port;
     let mut unknown_tokens = (0..).map(|i| format!("never-seen-token-{i}"));
 
@@ -112,9 +110,7 @@ fn acknowledged_tokens_survive_sigkill() {
                         if let Ok(response) = request.send() {
                             if response.status().as_u16() == 200 {
                                 if let Ok(v) = response.json::<Value>() {
-                                    issued.push(
-                                        v["access_token"].as_str().unwrap_or_default().to_string(),
-                                    );
+                                    issued.push(v.text("access_token"));
                                 }
                             }
                         }
@@ -187,10 +183,7 @@ fn hundreds_of_concurrent_requests_lose_and_duplicate_nothing() {
                     let consumer =
                         client.post_json(&admin, &json!({"username": format!("user-{i}")}));
                     (
-                        token.json()["access_token"]
-                            .as_str()
-                            .unwrap_or_default()
-                            .to_string(),
+                        token.json().text("access_token"),
                         vec![token.status, consumer.status],
                     )
                 })
@@ -229,10 +222,7 @@ fn hundreds_of_concurrent_requests_lose_and_duplicate_nothing() {
 fn envoy_hot_restart_keeps_the_filter_working() {
     let mut kong = Kong::start();
     let gw = kong.protect_hot_restartable("oauth2", json!({"token_expiration": 600}));
-    let token = kong.provision_token(gw)["access_token"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
+    let token = kong.provision_token(gw).text("access_token");
     assert_eq!(kong.get_with_token(gw, "/request", &token).status, 200);
 
     // A new Envoy process takes over the listeners; the old one drains and exits. Requests

@@ -2,6 +2,7 @@
 //! than the designed ones), never a hang, and nothing stored half-way.
 
 use e2e::kong::{Kong, PROVISION_KEY};
+use e2e::Text;
 use serde_json::json;
 
 fn send(kong: &Kong, request: reqwest::blocking::RequestBuilder) -> e2e::Answer {
@@ -83,10 +84,7 @@ fn malformed_requests_get_clear_client_errors() {
             .body(vec![b'x'; 70_000]),
     );
     assert_eq!(answer.status, 413, "{}", answer.text);
-    let token = kong.provision_token(gw)["access_token"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
+    let token = kong.provision_token(gw).text("access_token");
     assert_eq!(
         kong.get_with_token(gw, "/request", &token).status,
         200,

@@ -2,12 +2,13 @@
 //! global credentials, expiry and the admin API's invalidations (R, G, H, K, IV cases).
 
 use e2e::kong::{eventually, eventually_everywhere, oauth_error, Kong, PROVISION_KEY};
+use e2e::Text;
 use serde_json::{json, Value};
 
 const INVALID: &str = "Bearer realm=\"service\", error=\"invalid_token\", error_description=\"The access token is invalid or has expired\"";
 
 fn access(t: &Value) -> String {
-    t["access_token"].as_str().unwrap_or_default().to_string()
+    t.text("access_token")
 }
 
 #[test]
@@ -112,7 +113,7 @@ fn custom_auth_header_and_anonymous_consumers() {
             &json!({"username": "no-body"}),
         )
         .json();
-    let nobody_id = nobody["id"].as_str().unwrap_or_default().to_string();
+    let nobody_id = nobody.text("id");
     let custom = kong.protect(
         "oauth2-11",
         json!({"auth_header_name": "custom_header_name"}),
@@ -294,10 +295,7 @@ fn admin_changes_reach_the_filter_within_the_bound() {
         200
     );
     // Disabling the plugin opens the route (Kong: no plugin, no checks).
-    let plugin = stack.admin_get("/services/oauth2/plugins").json()["data"][0]["id"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
+    let plugin = stack.admin_get("/services/oauth2/plugins").json()["data"][0].text("id");
     let p = stack.client.patch_json(
         &stack.admin(&format!("/plugins/{plugin}")),
         &json!({"enabled": false}),

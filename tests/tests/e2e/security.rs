@@ -3,6 +3,7 @@
 
 use e2e::kong::{eventually, oauth_error, Kong};
 use e2e::stack::Stack;
+use e2e::Text;
 use serde_json::json;
 
 /// Every byte SQLite has on disk for the database (main file and write-ahead log).
@@ -29,14 +30,8 @@ fn tokens_codes_and_hashed_secrets_never_rest_or_log_in_plaintext() {
         json!({"code": code, "client_id": "clientid123", "client_secret": "secret123", "grant_type": "authorization_code"}),
     )
     .json();
-    let access = pair["access_token"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
-    let refresh = pair["refresh_token"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
+    let access = pair.text("access_token");
+    let refresh = pair.text("refresh_token");
     // The token is usable through query strings too (which Envoy's access log drops).
     let r = kong
         .stack
@@ -72,10 +67,7 @@ fn a_replayed_refresh_token_revokes_its_family() {
         kong.post(&url, json!({"refresh_token": token, "client_id": "clientid123", "client_secret": "secret123", "grant_type": "refresh_token"}))
     };
     let second = refresh(&first["refresh_token"]).json();
-    let access = second["access_token"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
+    let access = second.text("access_token");
     assert_eq!(kong.get_with_token(gw, "/request", &access).status, 200);
     // The rotated-out refresh token comes back: an attacker has it. The whole family dies.
     let replay = refresh(&first["refresh_token"]);
@@ -128,10 +120,7 @@ fn redirect_uris_match_exactly_and_state_is_echoed_untouched() {
     ] {
         let a = kong.post(&url, json!({"provision_key": "provision123", "authenticated_userid": "u", "client_id": "clientid123",
             "scope": "email", "response_type": "code", "redirect_uri": redirect, "state": state}));
-        let uri = a.json()["redirect_uri"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string();
+        let uri = a.json().text("redirect_uri");
         assert!(
             uri.starts_with("http://google.test/kong?"),
             "never redirected elsewhere: {uri}"

@@ -2,6 +2,7 @@
 //! refresh grants with Kong's statuses and texts (T1–T40, C1–C19, P1–P11, F1–F9).
 
 use e2e::kong::{assert_no_store, oauth_error, Kong, PROVISION_KEY};
+use e2e::Text;
 use serde_json::{json, Value};
 
 const VERIFIER: &str = "abcdelfhigklmnopqrstuvwxyz0123456789abcdefg";
@@ -70,7 +71,7 @@ fn authorization_code_exchange() {
         is_token(&t["access_token"]) && is_token(&t["refresh_token"]),
         "{t}"
     );
-    let token = t["access_token"].as_str().unwrap_or_default().to_string();
+    let token = t.text("access_token");
     assert_eq!(kong.get_with_token(gw, "/request", &token).status, 200);
     // T10: single use; and beyond Kong (RFC 6749 §4.1.2), a replayed code revokes what it gave.
     let a = kong.post(&url, json!({"code": code, "client_id": "clientid123", "client_secret": "secret123", "grant_type": "authorization_code"}));
@@ -126,10 +127,7 @@ fn authorization_code_exchange() {
     );
     assert_eq!(a.status, 200, "{}", a.text);
     // The token works on its service only (R9/R22).
-    let token = a.json()["access_token"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
+    let token = a.json().text("access_token");
     let r = kong.get_with_token(other, "/request", &token);
     assert_eq!(r.status, 401);
     assert_eq!(
@@ -314,10 +312,7 @@ fn client_credentials_and_password_grants() {
     // C14/C18: an authenticated user vouched for with the provision key travels upstream.
     let a = kong.post(&url, json!({"client_id": "clientid123", "client_secret": "secret123", "grant_type": "client_credentials",
         "scope": "email", "authenticated_userid": "hello", "provision_key": PROVISION_KEY}));
-    let token = a.json()["access_token"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
+    let token = a.json().text("access_token");
     let r = kong
         .stack
         .client
@@ -414,10 +409,7 @@ fn refresh_tokens_rotate_or_are_reused() {
     assert!(is_token(&rotated["access_token"]) && is_token(&rotated["refresh_token"]));
     assert_ne!(rotated["refresh_token"], pair["refresh_token"]);
     // The old access token dies at once.
-    let old = pair["access_token"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
+    let old = pair.text("access_token");
     assert!(e2e::kong::eventually(|| kong
         .get_with_token(gw, "/request", &old)
         .status
@@ -435,15 +427,9 @@ fn refresh_tokens_rotate_or_are_reused() {
     assert_eq!(a.status, 200, "{}", a.text);
     assert_eq!(a.json()["refresh_token"], first["refresh_token"]);
     assert_ne!(a.json()["access_token"], first["access_token"]);
-    let new = a.json()["access_token"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
+    let new = a.json().text("access_token");
     assert_eq!(kong.get_with_token(reuse, "/request", &new).status, 200);
-    let old = first["access_token"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
+    let old = first.text("access_token");
     assert!(e2e::kong::eventually(|| kong
         .get_with_token(reuse, "/request", &old)
         .status

@@ -2,6 +2,7 @@
 
 use e2e::oauth::{bearer, create_app, exchange_code, query_param};
 use e2e::stack::{wait_until, Stack, POLL_INTERVAL_MS};
+use e2e::Text;
 use serde_json::Value;
 use std::time::Duration;
 
@@ -36,10 +37,7 @@ fn the_seed_tutorial_works_through_envoy() {
     assert_eq!(plugin.status, 201, "{}", plugin.text);
     let plugin = plugin.json();
     assert_eq!(plugin["config"]["enable_authorization_code"], true);
-    let provision_key = plugin["config"]["provision_key"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
+    let provision_key = plugin["config"].text("provision_key");
     assert_eq!(provision_key.len(), 32);
 
     let missing = || client.get(&gw.http("/stepcounts"));
@@ -90,10 +88,7 @@ fn the_seed_tutorial_works_through_envoy() {
     );
     assert_eq!(authorize.status, 200, "{}", authorize.text);
     assert_eq!(authorize.header("pragma").as_deref(), Some("no-cache"));
-    let redirect = authorize.json()["redirect_uri"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
+    let redirect = authorize.json().text("redirect_uri");
     assert!(
         redirect.starts_with("http://localhost:5000/callback?code="),
         "{redirect}"
@@ -110,14 +105,8 @@ fn the_seed_tutorial_works_through_envoy() {
     let pair = exchange_code(&stack, gw, &app, &code);
     assert_eq!(pair["token_type"], "bearer");
     assert_eq!(pair["expires_in"], 7200);
-    let access = pair["access_token"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
-    let refresh = pair["refresh_token"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
+    let access = pair.text("access_token");
+    let refresh = pair.text("refresh_token");
     assert_eq!((access.len(), refresh.len()), (32, 32));
 
     // The app reads Clark's step counts; the upstream learns who is asking, and forged
@@ -161,10 +150,7 @@ fn the_seed_tutorial_works_through_envoy() {
         ],
     );
     assert_eq!(refreshed.status, 200, "{}", refreshed.text);
-    let new_access = refreshed.json()["access_token"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
+    let new_access = refreshed.json().text("access_token");
     assert_ne!(new_access, access);
     assert_ne!(
         refreshed.json()["refresh_token"].as_str(),
