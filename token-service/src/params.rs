@@ -12,6 +12,18 @@ pub type Params = Map<String, Value>;
 /// Bodies above this size are refused with 413 before they are parsed.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
+/// Parsed values are dropped, cloned and printed recursively, so a hostile body could grow a
+/// value deep enough to overflow the stack (a form key of 32,000 dotted segments did). These
+/// bounds keep every parsed body shallow and small, far above anything a real request needs.
+/// Most segments in a dotted form key (`config.scopes` is 2).
+pub const MAX_KEY_DEPTH: usize = 8;
+/// Longest parameter name.
+pub const MAX_KEY_BYTES: usize = 256;
+/// Most parameters (form pairs, multipart fields) in one body or query.
+pub const MAX_PARAMS: usize = 1_000;
+/// Deepest JSON body (serde_json alone stops at 128).
+pub const MAX_JSON_DEPTH: usize = 32;
+
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum ParamsError {
     #[error("request body is not valid JSON: {0}")]
@@ -24,6 +36,14 @@ pub enum ParamsError {
     InvalidMultipart(String),
     #[error("request body is larger than {MAX_BODY_BYTES} bytes")]
     TooLarge,
+    #[error("parameter names may have at most {MAX_KEY_DEPTH} dotted segments")]
+    KeyTooDeep,
+    #[error("parameter names may be at most {MAX_KEY_BYTES} bytes long")]
+    KeyTooLong,
+    #[error("a request may carry at most {MAX_PARAMS} parameters")]
+    TooManyParams,
+    #[error("request body is nested deeper than {MAX_JSON_DEPTH} levels")]
+    TooDeep,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,7 +67,7 @@ pub async fn parse_body(
     if mime.starts_with("application/json") || mime.contains("+json") {
         parse_json(&body)
     } else if mime.starts_with("application/x-www-form-urlencoded") {
-        Ok(parse_form(&body, nesting))
+        parse_form(&body, nesting)
     } else if mime.starts_with("multipart/form-data") {
         parse_multipart(content_type.unwrap_or(""), body, nesting).await
     } else {
@@ -61,16 +81,41 @@ pub mod bytes_like {
 
 pub fn parse_json(body: &[u8]) -> Result<Params, ParamsError> {
     match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(map)) if depth(&map) > MAX_JSON_DEPTH => Err(ParamsError::TooDeep),
         Ok(Value::Object(map)) => Ok(map),
         Ok(_) => Err(ParamsError::NotAnObject),
+        Err(e) if e.to_string().starts_with("recursion limit exceeded") => {
+            Err(ParamsError::TooDeep)
+        }
         Err(e) => Err(ParamsError::InvalidJson(e.to_string())),
     }
 }
 
-/// Parses `a=1&b=2` (also a query string). Invalid UTF-8 is replaced, never fatal.
-pub fn parse_form(body: &[u8], nesting: Nesting) -> Params {
+/// How deeply `map` nests (an object of scalars is 1); iterative, so it cannot overflow.
+fn depth(map: &Params) -> usize {
+    let mut deepest = 1;
+    let mut pending: Vec<(&Value, usize)> = map.values().map(|v| (v, 2)).collect();
+    while let Some((value, level)) = pending.pop() {
+        let children: Box<dyn Iterator<Item = &Value>> = match value {
+            Value::Object(inner) => Box::new(inner.values()),
+            Value::Array(items) => Box::new(items.iter()),
+            _ => continue,
+        };
+        deepest = deepest.max(level);
+        pending.extend(children.map(|child| (child, level + 1)));
+    }
+    deepest
+}
+
+/// Parses `a=1&b=2` (also a query string). Invalid UTF-8 is replaced, never fatal; too many
+/// parameters or names too long or too deep are refused.
+pub fn parse_form(body: &[u8], nesting: Nesting) -> Result<Params, ParamsError> {
     let mut params = Params::new();
-    for pair in body.split(|b| *b == b'&').filter(|p| !p.is_empty()) {
+    let pairs = body.split(|b| *b == b'&').filter(|p| !p.is_empty());
+    for (count, pair) in pairs.enumerate() {
+        if count >= MAX_PARAMS {
+            return Err(ParamsError::TooManyParams);
+        }
         let has_value = pair.contains(&b'=');
         let mut decoded = form_urlencoded::parse(pair);
         let Some((key, value)) = decoded.next() else {
@@ -81,9 +126,9 @@ pub fn parse_form(body: &[u8], nesting: Nesting) -> Params {
         } else {
             Value::Bool(true)
         };
-        insert_param(&mut params, &key, value, nesting);
+        insert_param(&mut params, &key, value, nesting)?;
     }
-    params
+    Ok(params)
 }
 
 async fn parse_multipart(
@@ -96,7 +141,10 @@ async fn parse_multipart(
     let stream = futures_util::stream::once(async move { Ok::<_, std::io::Error>(body) });
     let mut multipart = multer::Multipart::new(stream, boundary);
     let mut params = Params::new();
-    loop {
+    for count in 0.. {
+        if count >= MAX_PARAMS {
+            return Err(ParamsError::TooManyParams);
+        }
         let field = match multipart.next_field().await {
             Ok(Some(field)) => field,
             Ok(None) => break,
@@ -109,12 +157,20 @@ async fn parse_multipart(
             .text()
             .await
             .map_err(|e| ParamsError::InvalidMultipart(e.to_string()))?;
-        insert_param(&mut params, &name, Value::String(text), nesting);
+        insert_param(&mut params, &name, Value::String(text), nesting)?;
     }
     Ok(params)
 }
 
-fn insert_param(params: &mut Params, key: &str, value: Value, nesting: Nesting) {
+fn insert_param(
+    params: &mut Params,
+    key: &str,
+    value: Value,
+    nesting: Nesting,
+) -> Result<(), ParamsError> {
+    if key.len() > MAX_KEY_BYTES {
+        return Err(ParamsError::KeyTooLong);
+    }
     let (key, force_array) = match key.strip_suffix("[]") {
         Some(stripped) => (stripped, true),
         None => (key, false),
@@ -122,6 +178,9 @@ fn insert_param(params: &mut Params, key: &str, value: Value, nesting: Nesting) 
     let mut target = params;
     let mut name = key;
     if nesting == Nesting::Dotted {
+        if key.split('.').count() > MAX_KEY_DEPTH {
+            return Err(ParamsError::KeyTooDeep);
+        }
         let mut parts: Vec<&str> = key.split('.').collect();
         let last = parts.pop().unwrap_or(key);
         for part in parts {
@@ -131,7 +190,9 @@ fn insert_param(params: &mut Params, key: &str, value: Value, nesting: Nesting) 
             if !entry.is_object() {
                 *entry = Value::Object(Map::new());
             }
-            let Value::Object(inner) = entry else { return };
+            let Value::Object(inner) = entry else {
+                return Ok(());
+            };
             target = inner;
         }
         name = last;
@@ -149,6 +210,7 @@ fn insert_param(params: &mut Params, key: &str, value: Value, nesting: Nesting) 
             target.insert(name.to_string(), value);
         }
     }
+    Ok(())
 }
 
 /// Query parameters, then body parameters over them (Kong: the body wins on a clash).
@@ -164,7 +226,7 @@ mod tests {
 
     #[test]
     fn form_values_are_strings_and_repeats_become_arrays() {
-        let p = parse_form(b"a=1&b=x%20y&b=z&c[]=only&flag", Nesting::Flat);
+        let p = parse_form(b"a=1&b=x%20y&b=z&c[]=only&flag", Nesting::Flat).expect("form");
         assert_eq!(
             Value::Object(p),
             json!({"a": "1", "b": ["x y", "z"], "c": ["only"], "flag": true})
@@ -176,7 +238,8 @@ mod tests {
         let p = parse_form(
             b"name=oauth2&config.scopes=a&config.scopes=b&config.mandatory_scope=true",
             Nesting::Dotted,
-        );
+        )
+        .expect("form");
         assert_eq!(
             Value::Object(p),
             json!({"name": "oauth2", "config": {"scopes": ["a", "b"], "mandatory_scope": "true"}})
@@ -185,13 +248,13 @@ mod tests {
 
     #[test]
     fn flat_keys_keep_dots() {
-        let p = parse_form(b"scope=user.email&x.y=1", Nesting::Flat);
+        let p = parse_form(b"scope=user.email&x.y=1", Nesting::Flat).expect("form");
         assert_eq!(Value::Object(p), json!({"scope": "user.email", "x.y": "1"}));
     }
 
     #[test]
     fn invalid_utf8_in_forms_is_replaced_not_fatal() {
-        let p = parse_form(b"a=%ff%fe", Nesting::Flat);
+        let p = parse_form(b"a=%ff%fe", Nesting::Flat).expect("form");
         assert!(p.get("a").is_some());
     }
 
@@ -225,8 +288,67 @@ mod tests {
 
     #[test]
     fn body_wins_over_query() {
-        let q = parse_form(b"a=query&b=1", Nesting::Flat);
-        let b = parse_form(b"a=body", Nesting::Flat);
+        let q = parse_form(b"a=query&b=1", Nesting::Flat).expect("form");
+        let b = parse_form(b"a=body", Nesting::Flat).expect("form");
         assert_eq!(Value::Object(merge(q, b)), json!({"a": "body", "b": "1"}));
+    }
+
+    #[test]
+    fn keys_are_bounded_in_depth_length_and_number() {
+        let deep = format!("a{}=1", ".b".repeat(MAX_KEY_DEPTH));
+        assert_eq!(
+            parse_form(deep.as_bytes(), Nesting::Dotted),
+            Err(ParamsError::KeyTooDeep)
+        );
+        let deepest = format!("a{}=1", ".b".repeat(MAX_KEY_DEPTH - 1));
+        assert!(parse_form(deepest.as_bytes(), Nesting::Dotted).is_ok());
+        assert!(
+            parse_form(deep.as_bytes(), Nesting::Flat).is_ok(),
+            "flat keys keep dots"
+        );
+        let long = format!("{}=1", "k".repeat(MAX_KEY_BYTES + 1));
+        assert_eq!(
+            parse_form(long.as_bytes(), Nesting::Flat),
+            Err(ParamsError::KeyTooLong)
+        );
+        let many = "a=1&".repeat(MAX_PARAMS + 1);
+        assert_eq!(
+            parse_form(many.as_bytes(), Nesting::Flat),
+            Err(ParamsError::TooManyParams)
+        );
+        assert!(parse_form("a=1&".repeat(MAX_PARAMS).as_bytes(), Nesting::Flat).is_ok());
+    }
+
+    #[test]
+    fn json_is_bounded_in_depth() {
+        let nested =
+            |depth: usize| format!("{{\"a\":{}1{}}}", "[".repeat(depth), "]".repeat(depth));
+        assert_eq!(
+            parse_json(nested(20_000).as_bytes()),
+            Err(ParamsError::TooDeep)
+        );
+        assert_eq!(
+            parse_json(nested(MAX_JSON_DEPTH).as_bytes()),
+            Err(ParamsError::TooDeep)
+        );
+        assert!(parse_json(nested(MAX_JSON_DEPTH - 1).as_bytes()).is_ok());
+    }
+
+    #[tokio::test]
+    async fn multipart_names_are_bounded_too() {
+        let body = format!(
+            "--XX\r\nContent-Disposition: form-data; name=\"a{}\"\r\n\r\nv\r\n--XX--\r\n",
+            ".b".repeat(10_000)
+        );
+        let p = parse_body(
+            Some("multipart/form-data; boundary=XX"),
+            body.into(),
+            Nesting::Dotted,
+        )
+        .await;
+        assert!(
+            matches!(p, Err(ParamsError::KeyTooLong | ParamsError::KeyTooDeep)),
+            "{p:?}"
+        );
     }
 }
