@@ -129,7 +129,7 @@ pub fn unauthorized(realm: Option<&str>, failure: Failure) -> Reply {
 pub fn bearer_challenge(realm: Option<&str>, error: Option<(&str, &str)>) -> String {
     let mut params = Vec::new();
     if let Some(realm) = realm.filter(|r| !r.is_empty()) {
-        params.push(format!("realm=\"{realm}\""));
+        params.push(format!("realm=\"{}\"", quoted_string_content(realm)));
     }
     if let Some((code, description)) = error {
         params.push(format!("error=\"{code}\""));
@@ -140,6 +140,20 @@ pub fn bearer_challenge(realm: Option<&str>, error: Option<(&str, &str)>) -> Str
     } else {
         format!("Bearer {}", params.join(", "))
     }
+}
+
+/// A value made safe inside an HTTP quoted-string (RFC 9110 §5.6.4): `"` and `\` escaped,
+/// control characters dropped. The token-service refuses such realms already; this holds
+/// even for a realm that reached the filter some other way (never a header injection).
+fn quoted_string_content(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for c in value.chars().filter(|c| !c.is_control()) {
+        if c == '"' || c == '\\' {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
 }
 
 /// Fail closed: an outage of the authorization service is never a pass, nor a 401.
@@ -306,6 +320,16 @@ mod tests {
             unreachable!()
         };
         assert_eq!(plan.map(|(name, _)| name), IDENTITY_HEADERS);
+    }
+
+    #[test]
+    fn a_realm_cannot_inject_a_header_or_break_the_quoting() {
+        let challenge = bearer_challenge(Some("svc\r\nSet-Cookie: pwn=1\", x=\"\\"), None);
+        assert_eq!(
+            challenge,
+            r#"Bearer realm="svcSet-Cookie: pwn=1\", x=\"\\""#
+        );
+        assert!(!challenge.contains('\r') && !challenge.contains('\n'));
     }
 
     #[test]

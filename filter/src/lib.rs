@@ -16,6 +16,7 @@
 pub mod cache;
 pub mod config;
 pub mod decision;
+pub mod flow;
 pub mod headers;
 pub mod request;
 pub mod routes;
@@ -30,8 +31,7 @@ mod adapter;
 /// every request for nothing (together ~13 µs of Envoy CPU per request in `make bench`).
 /// `make build` removes these exports with `tools/wasm-trim`; a callback the filter starts to
 /// implement must come off this list.
-pub const UNUSED_CALLBACKS: [&str; 6] = [
-    "proxy_on_request_trailers",
+pub const UNUSED_CALLBACKS: [&str; 5] = [
     "proxy_on_response_headers",
     "proxy_on_response_body",
     "proxy_on_response_trailers",

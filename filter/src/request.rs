@@ -16,6 +16,9 @@ pub struct RequestView {
     pub forwarded_proto: Option<String>,
     /// Bit `i` set: the client sent `IDENTITY_HEADERS[i]` (it must be removed).
     pub identity_present: u8,
+    /// Client headers spelled like an identity header with `_` for `-` (or in another case):
+    /// CGI, WSGI and Rack upstreams read `X_Consumer_ID` as `X-Consumer-ID`, so they go too.
+    pub smuggled: Vec<String>,
 }
 
 impl RequestView {
@@ -35,6 +38,8 @@ impl RequestView {
                 n => {
                     if let Some(i) = IDENTITY_HEADERS.iter().position(|h| *h == n) {
                         view.identity_present |= 1 << i;
+                    } else if spells_identity_header(n) {
+                        view.smuggled.push(n.to_string());
                     }
                 }
             }
@@ -70,6 +75,18 @@ impl RequestView {
         }
         relayed
     }
+}
+
+/// `x_consumer_id`, `X-Consumer-ID`...: a name an upstream may read as an identity header.
+fn spells_identity_header(name: &str) -> bool {
+    name.len() <= 24
+        && (name.contains('_') || name.bytes().any(|b| b.is_ascii_uppercase()))
+        && IDENTITY_HEADERS.iter().any(|h| {
+            h.len() == name.len()
+                && h.bytes()
+                    .zip(name.bytes())
+                    .all(|(h, n)| h == n.to_ascii_lowercase() || (h == b'-' && n == b'_'))
+        })
 }
 
 fn first(slot: &mut Option<String>, value: String) {
@@ -140,6 +157,25 @@ mod tests {
             custom.relayed_headers("custom"),
             headers(&[("authorization", "Basic abc"), ("custom", "Basic def")])
         );
+    }
+
+    #[test]
+    fn identity_headers_spelled_with_underscores_are_smuggling() {
+        let v = RequestView::from_headers(
+            headers(&[
+                ("x_consumer_username", "admin"),
+                ("X_Authenticated_Userid", "admin"),
+                ("x-consumer-id", "forged"),
+                ("x_unrelated", "1"),
+                ("x_consumer_usernames", "1"),
+            ]),
+            "authorization",
+        );
+        assert_eq!(
+            v.smuggled,
+            vec!["x_consumer_username", "X_Authenticated_Userid"]
+        );
+        assert_eq!(v.identity_present, 0b1);
     }
 
     #[test]

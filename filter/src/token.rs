@@ -112,6 +112,13 @@ fn hex(b: &u8) -> Option<u8> {
     }
 }
 
+/// Whether form-encoded data has an `access_token` pair (empty or not).
+pub fn has_access_token(encoded: &[u8]) -> bool {
+    encoded
+        .split(|b| *b == b'&')
+        .any(|pair| decode(split_pair(pair).0).as_deref() == Some("access_token"))
+}
+
 /// Removes every `access_token` pair from form-encoded data, leaving the rest as it was.
 pub fn without_access_token(encoded: &[u8]) -> Vec<u8> {
     let kept: Vec<&[u8]> = encoded

@@ -1,5 +1,6 @@
 //! Application state and the two routers (gateway for Envoy, admin for operators).
 
+use crate::config::Issuer;
 use crate::store::Store;
 use axum::Router;
 use std::sync::Arc;
@@ -9,6 +10,25 @@ pub struct AppState {
     pub store: Store,
     /// When set, the admin API requires it in `x-admin-key`.
     pub admin_key: Option<Arc<str>>,
+    pub oauth: Arc<OAuthSettings>,
+}
+
+/// Settings of the OAuth endpoints that come from the operator, never from a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OAuthSettings {
+    /// The RFC 8414 issuer, to which each route's prefix is appended.
+    pub issuer: Issuer,
+    /// See `grants::replay`.
+    pub replay_grace_s: i64,
+}
+
+impl Default for OAuthSettings {
+    fn default() -> Self {
+        OAuthSettings {
+            issuer: Issuer::default(),
+            replay_grace_s: crate::grants::replay::DEFAULT_GRACE_S,
+        }
+    }
 }
 
 impl AppState {
@@ -16,6 +36,14 @@ impl AppState {
         AppState {
             store,
             admin_key: admin_key.map(Arc::from),
+            oauth: Arc::new(OAuthSettings::default()),
+        }
+    }
+
+    pub fn with_oauth(self, oauth: OAuthSettings) -> Self {
+        AppState {
+            oauth: Arc::new(oauth),
+            ..self
         }
     }
 }

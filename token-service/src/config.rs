@@ -42,4 +42,96 @@ pub struct Config {
     /// Seconds between purges of expired codes and tokens.
     #[arg(long, env = "TOKEN_SERVICE_PURGE_INTERVAL", default_value_t = 60)]
     pub purge_interval_s: u64,
+    /// The public HTTPS address of the Envoy listener (absolute `https://` URL): the RFC 8414
+    /// issuer, to which each route's prefix is appended. Never taken from a request's `Host`.
+    #[arg(long, env = "TOKEN_SERVICE_ISSUER", default_value = DEFAULT_ISSUER)]
+    pub issuer: Issuer,
+    /// Seconds after a code or refresh token was redeemed during which presenting it again is
+    /// refused without revoking what it produced (a client racing itself); later, it revokes
+    /// the whole grant as a theft. 0 makes every later presentation a theft.
+    #[arg(long, env = "TOKEN_SERVICE_REPLAY_GRACE_S", default_value_t = crate::grants::replay::DEFAULT_GRACE_S,
+          value_parser = clap::value_parser!(i64).range(0..=300))]
+    pub replay_grace_s: i64,
+}
+
+/// The HTTPS listener `make run` and `docker compose` start.
+pub const DEFAULT_ISSUER: &str = "https://localhost:8443";
+
+/// An absolute `https` URL without query, fragment or user info, kept without a trailing `/`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Issuer(String);
+
+impl Issuer {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Default for Issuer {
+    fn default() -> Self {
+        Issuer(DEFAULT_ISSUER.to_string())
+    }
+}
+
+impl std::str::FromStr for Issuer {
+    type Err = String;
+
+    /// RFC 8414 §2: an `https` URL with no query or fragment.
+    fn from_str(text: &str) -> Result<Self, String> {
+        let url = url::Url::parse(text).map_err(|e| format!("not an absolute URL: {e}"))?;
+        if url.scheme() != "https" {
+            return Err("the issuer must be an https URL".into());
+        }
+        if url.host_str().is_none_or(str::is_empty) {
+            return Err("the issuer must name a host".into());
+        }
+        if url.query().is_some() || url.fragment().is_some() {
+            return Err("the issuer must have no query or fragment".into());
+        }
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err("the issuer must have no user info".into());
+        }
+        Ok(Issuer(url.as_str().trim_end_matches('/').to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn issuers_are_absolute_https_urls() {
+        let ok = |s: &str| s.parse::<Issuer>().map(|i| i.as_str().to_string());
+        assert_eq!(
+            ok("https://auth.example.com/"),
+            Ok("https://auth.example.com".into())
+        );
+        assert_eq!(ok("https://h:9443/base"), Ok("https://h:9443/base".into()));
+        assert_eq!(ok(DEFAULT_ISSUER), Ok(DEFAULT_ISSUER.into()));
+        for bad in [
+            "http://auth.example.com",
+            "auth.example.com",
+            "/relative",
+            "https://h/?q=1",
+            "https://h/#f",
+            "https://u:p@h",
+        ] {
+            assert!(bad.parse::<Issuer>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_command_line_takes_the_issuer_and_the_grace() {
+        let c = Config::try_parse_from([
+            "token-service",
+            "--issuer",
+            "https://gw.example.com",
+            "--replay-grace-s",
+            "2",
+        ]);
+        let c = c.map(|c| (c.issuer.as_str().to_string(), c.replay_grace_s));
+        assert_eq!(c.ok(), Some(("https://gw.example.com".to_string(), 2)));
+        assert!(Config::try_parse_from(["token-service", "--issuer", "http://x"]).is_err());
+        assert!(Config::try_parse_from(["token-service", "--replay-grace-s", "-1"]).is_err());
+    }
 }

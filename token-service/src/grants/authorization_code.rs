@@ -3,6 +3,7 @@
 
 use super::error::OAuthError;
 use super::issue::{mint, Grant};
+use super::replay::{self, Replay};
 use super::token::Outcome;
 use super::{pkce, Context, Request};
 use crate::model::{now, AuthorizationCode, Credential};
@@ -31,22 +32,25 @@ pub async fn exchange(
         return Ok(Outcome::Error(OAuthError::invalid_code()));
     };
     if code.used_at.is_some() {
-        // A second use means the code leaked: revoke what the first use produced.
-        let family = code.id.clone();
-        ctx.store
-            .write(move |repo| repo.revoke_family(&family))
-            .await?;
+        // Spent already: a lost race, or a leaked code whose first use must be revoked.
+        if replay::classify(code.used_at, now(), ctx.replay_grace_s) == Replay::Theft {
+            let family = code.id.clone();
+            ctx.store
+                .write(move |repo| repo.revoke_family(&family))
+                .await?;
+        }
         return Ok(Outcome::Error(OAuthError::invalid_code()));
     }
     if let Err(e) = check_code(&code, &client, global, &service_id, &plugin_id, now()) {
         return Ok(Outcome::Error(e));
     }
-    if pkce_required || code.challenge_method.is_some() {
-        if let Err(e) = pkce::verify(verifier.as_ref(), code.challenge.as_deref()) {
-            return Ok(Outcome::Error(e));
-        }
+    if let Err(e) =
+        pkce::check_exchange(pkce_required, verifier.as_ref(), code.challenge.as_deref())
+    {
+        return Ok(Outcome::Error(e));
     }
     let grant = Grant {
+        service_id: super::issue::service_binding(ctx),
         credential_id: client.id.clone(),
         authenticated_userid: code.authenticated_userid.clone(),
         scope: code.scope.clone(),
@@ -65,6 +69,7 @@ pub async fn exchange(
         })
         .await?;
     if !spent {
+        // A concurrent exchange spent it between our read and our write: a lost race.
         return Ok(Outcome::Error(OAuthError::invalid_code()));
     }
     Ok(Outcome::Issued(minted.body()))

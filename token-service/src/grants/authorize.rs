@@ -32,7 +32,7 @@ pub async fn handle(ctx: &Context<'_>, req: &Request) -> Result<Outcome, StoreEr
         return Ok(Outcome::Error(e));
     }
     let config = &ctx.plugin.config;
-    if req.text("provision_key") != Some(config.provision_key.as_str()) {
+    if !super::provision_key_matches(config, req.text("provision_key")) {
         return Ok(Outcome::Error(OAuthError::invalid_provision_key()));
     }
     let Some(userid) = req
@@ -181,6 +181,7 @@ async fn issue_implicit_token(
     scope: Option<String>,
 ) -> Result<Vec<(String, Value)>, StoreError> {
     let grant = Grant {
+        service_id: super::issue::service_binding(ctx),
         credential_id: client.id.clone(),
         authenticated_userid: Some(userid.to_string()),
         scope,

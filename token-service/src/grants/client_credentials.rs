@@ -19,7 +19,7 @@ pub async fn issue(
         .params
         .get("authenticated_userid")
         .filter(|v| !v.is_null());
-    if userid.is_some() && req.text("provision_key") != Some(config.provision_key.as_str()) {
+    if userid.is_some() && !super::provision_key_matches(config, req.text("provision_key")) {
         return Ok(Outcome::Error(OAuthError::invalid_provision_key()));
     }
     let Some(client) = client else {
@@ -37,6 +37,7 @@ pub async fn issue(
         Err(e) => return Ok(Outcome::Error(e)),
     };
     let grant = Grant {
+        service_id: super::issue::service_binding(ctx),
         credential_id: client.id,
         authenticated_userid: userid.and_then(Value::as_str).map(str::to_owned),
         scope,

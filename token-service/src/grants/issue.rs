@@ -30,14 +30,18 @@ impl Minted {
 
 pub struct Grant {
     pub credential_id: String,
+    /// The service the tokens are good for (`None`: every `global_credentials` plugin).
+    /// New grants take [`service_binding`]; a refresh keeps the binding of the token it
+    /// replaces, whatever the plugin it is refreshed at.
+    pub service_id: Option<String>,
     pub authenticated_userid: Option<String>,
     pub scope: Option<String>,
     pub with_refresh: bool,
     pub family_id: String,
 }
 
-/// A new token row and its plaintexts. Tokens are bound to the service unless the plugin
-/// shares them (`global_credentials`); the whole row lives `refresh_token_ttl`.
+/// A new token row and its plaintexts, bound as the grant says; the whole row lives
+/// `refresh_token_ttl`.
 pub fn mint(ctx: &Context<'_>, grant: Grant) -> (NewToken, Minted) {
     let config = &ctx.plugin.config;
     let created_at = now();
@@ -45,7 +49,7 @@ pub fn mint(ctx: &Context<'_>, grant: Grant) -> (NewToken, Minted) {
     let refresh_token = (grant.with_refresh && config.token_expiration > 0).then(random_string);
     let new = NewToken {
         credential_id: grant.credential_id,
-        service_id: service_binding(ctx),
+        service_id: grant.service_id,
         access_token_hash: token_digest(&access_token),
         refresh_token_hash: refresh_token.as_deref().map(token_digest),
         authenticated_userid: grant.authenticated_userid,
@@ -65,6 +69,8 @@ pub fn mint(ctx: &Context<'_>, grant: Grant) -> (NewToken, Minted) {
     )
 }
 
+/// Tokens and codes of a new grant are bound to the service unless the plugin shares them
+/// (`global_credentials`).
 pub fn service_binding(ctx: &Context<'_>) -> Option<String> {
     (!ctx.plugin.config.global_credentials).then(|| ctx.service.id.clone())
 }
@@ -72,7 +78,7 @@ pub fn service_binding(ctx: &Context<'_>) -> Option<String> {
 pub fn row_ttl(ctx: &Context<'_>, from: i64) -> Option<i64> {
     let config = &ctx.plugin.config;
     (config.token_expiration > 0 && config.refresh_token_ttl > 0)
-        .then_some(from + config.refresh_token_ttl)
+        .then(|| crate::model::later(from, config.refresh_token_ttl))
 }
 
 /// `reuse_refresh_token`: the same row gets a new access token and a fresh lifetime.

@@ -11,11 +11,12 @@ mod password;
 pub mod pkce;
 pub mod redirect;
 mod refresh_token;
+pub mod replay;
 pub mod scope;
 pub mod token;
 pub mod validity;
 
-use crate::model::{Plugin, Service};
+use crate::model::{OAuth2Config, Plugin, Service};
 use crate::params::Params;
 use crate::store::Store;
 use error::{ErrorCode, OAuthError};
@@ -33,6 +34,10 @@ pub struct Request {
     pub auth_header: Option<String>,
     /// The downstream connection to Envoy was TLS.
     pub tls: bool,
+    /// The filter relayed a client's request (it sent `x-gateway-tls`). A request without it
+    /// came straight to the trusted gateway listener (a resource server on the internal
+    /// network, such as the filter's introspection mode), never over a client's connection.
+    pub relayed: bool,
     pub forwarded_proto: Option<String>,
 }
 
@@ -52,6 +57,9 @@ pub struct Context<'a> {
     pub store: &'a Store,
     pub service: &'a Service,
     pub plugin: &'a Plugin,
+    /// Seconds after a redemption in which a second presentation of the same code or refresh
+    /// token is a lost race rather than a theft (see [`replay`]).
+    pub replay_grace_s: i64,
 }
 
 /// Kong's `check_https`: TLS to Envoy, or a trusted terminator that said so.
@@ -69,6 +77,19 @@ pub fn require_https(ctx: &Context<'_>, req: &Request) -> Result<(), OAuthError>
         )),
         Some(proto) if proto.trim().eq_ignore_ascii_case("https") => Ok(()),
         _ => Err(OAuthError::https_required()),
+    }
+}
+
+/// The `provision_key` check of authorize, password and client_credentials: in constant time,
+/// like every secret, and never satisfied by an empty configured key (a key that was lost must
+/// not turn into "no key needed").
+pub fn provision_key_matches(config: &OAuth2Config, presented: Option<&str>) -> bool {
+    let expected = config.provision_key.as_bytes();
+    match presented {
+        Some(presented) if !expected.is_empty() => {
+            crate::secrets::constant_time_eq(presented.as_bytes(), expected)
+        }
+        _ => false,
     }
 }
 

@@ -15,7 +15,7 @@ pub async fn issue(
     client: Credential,
 ) -> Result<Outcome, StoreError> {
     let config = &ctx.plugin.config;
-    if req.text("provision_key") != Some(config.provision_key.as_str()) {
+    if !super::provision_key_matches(config, req.text("provision_key")) {
         return Ok(Outcome::Error(OAuthError::invalid_provision_key()));
     }
     let Some(userid) = req
@@ -29,6 +29,7 @@ pub async fn issue(
         Err(e) => return Ok(Outcome::Error(e)),
     };
     let grant = Grant {
+        service_id: super::issue::service_binding(ctx),
         credential_id: client.id,
         authenticated_userid: Some(userid.to_string()),
         scope,

@@ -71,6 +71,27 @@ fn normalise(challenge: &str) -> String {
     }
 }
 
+/// The PKCE rule of a code exchange. A code issued with a challenge (or to a client that must
+/// use PKCE) needs the matching verifier; a verifier sent for a code issued *without* a
+/// challenge is refused too (RFC 9700 §2.1.1: otherwise an attacker who injects a stolen
+/// code obtained without PKCE downgrades the exchange, and the client's verifier proves
+/// nothing).
+pub fn check_exchange(
+    required: bool,
+    verifier: Option<&Value>,
+    stored_challenge: Option<&str>,
+) -> Result<(), OAuthError> {
+    let sent_verifier = verifier.is_some_and(|v| !v.is_null());
+    match stored_challenge {
+        None if sent_verifier => Err(OAuthError::new(
+            super::error::ErrorCode::InvalidGrant,
+            "Invalid code",
+        )),
+        None if !required => Ok(()),
+        _ => verify(verifier, stored_challenge),
+    }
+}
+
 /// Verifies the token request's `code_verifier` against the stored challenge.
 pub fn verify(verifier: Option<&Value>, stored_challenge: Option<&str>) -> Result<(), OAuthError> {
     let verifier = match verifier {
@@ -196,6 +217,29 @@ mod tests {
                 "Invalid code".into()
             ))
         );
+    }
+
+    #[test]
+    fn a_verifier_for_a_code_without_challenge_is_a_downgrade() {
+        let verifier = json!("abcdelfhigklmnopqrstuvwxyz0123456789abcdefg");
+        for required in [false, true] {
+            assert_eq!(
+                check_exchange(required, Some(&verifier), None).map_err(|e| e.code),
+                Err(super::super::error::ErrorCode::InvalidGrant)
+            );
+        }
+        // Without a verifier and without a challenge, PKCE plays no part (unless required).
+        assert_eq!(check_exchange(false, None, None), Ok(()));
+        assert_eq!(check_exchange(false, Some(&Value::Null), None), Ok(()));
+        assert!(check_exchange(true, None, None).is_err());
+        let challenge = URL_SAFE_NO_PAD.encode(Sha256::digest(
+            b"abcdelfhigklmnopqrstuvwxyz0123456789abcdefg",
+        ));
+        assert_eq!(
+            check_exchange(false, Some(&verifier), Some(&challenge)),
+            Ok(())
+        );
+        assert!(check_exchange(false, None, Some(&challenge)).is_err());
     }
 
     #[test]

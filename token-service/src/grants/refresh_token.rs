@@ -1,9 +1,11 @@
 //! `grant_type=refresh_token`: rotation by default (the old pair dies in the same commit and a
-//! replay of the old refresh token revokes the family), or in-place renewal with
-//! `reuse_refresh_token`.
+//! replay of the old refresh token, past the race window, revokes the family), or in-place
+//! renewal with `reuse_refresh_token`. Either way the new tokens keep the service binding of
+//! the token they replace.
 
 use super::error::{ErrorCode, OAuthError};
 use super::issue::{mint, renew_in_place, Grant, Minted};
+use super::replay::{self, Replay};
 use super::token::Outcome;
 use super::{scope, Context, Request};
 use crate::model::{now, Credential, Token};
@@ -29,8 +31,9 @@ pub async fn refresh(
         .read(move |repo| repo.token_by_refresh_hash(&lookup_hash))
         .await?;
     let Some(token) = found else {
+        let grace_s = ctx.replay_grace_s;
         ctx.store
-            .write(move |repo| repo.handle_unknown_refresh(&hash))
+            .write(move |repo| revoke_if_stolen(repo, &hash, grace_s))
             .await?;
         return Ok(Outcome::Error(invalid_refresh_token()));
     };
@@ -46,6 +49,7 @@ pub async fn refresh(
         updated.then_some(minted)
     } else {
         let grant = Grant {
+            service_id: token.service_id.clone(),
             credential_id: client.id.clone(),
             authenticated_userid: token.authenticated_userid.clone(),
             scope: token.scope.clone(),
@@ -66,6 +70,18 @@ pub async fn refresh(
         // A concurrent refresh won the race: this one must not mint a second pair.
         None => Outcome::Error(invalid_refresh_token()),
     })
+}
+
+/// A refresh token that matches no live row: if it was rotated away, a replay after the race
+/// window means it was copied, and the whole grant is revoked (see `replay`).
+fn revoke_if_stolen(repo: &Repo<'_>, hash: &str, grace_s: i64) -> Result<(), StoreError> {
+    let Some(retired) = repo.retired_refresh(hash)? else {
+        return Ok(());
+    };
+    if replay::classify(retired.retired_at, now(), grace_s) == Replay::Theft {
+        repo.revoke_family(&retired.family_id)?;
+    }
+    Ok(())
 }
 
 /// Runs `change` only if the row is still exactly as read (no concurrent refresh).

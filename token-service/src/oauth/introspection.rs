@@ -1,34 +1,53 @@
-//! RFC 7662 introspection and RFC 7009 revocation, for authenticated clients of the service.
+//! RFC 7662 introspection and RFC 7009 revocation, for authenticated confidential clients of
+//! the service.
+//!
+//! Both endpoints reveal or destroy other people's tokens, so (RFC 7662 §2.1, RFC 7009 §2.1)
+//! the caller must be a confidential client proving its secret, in the body or by HTTP Basic;
+//! a public client has nothing to prove and is refused like a wrong secret. Every client
+//! failure answers 401 with a Basic challenge (RFC 7662 §2.3, RFC 6749 §5.2). A request the
+//! filter relayed must have come over HTTPS, by the token endpoint's own rule.
 
 use super::response::{json_response, oauth_error};
 use crate::grants::client_auth;
 use crate::grants::error::OAuthError;
 use crate::grants::validity::{self, Validity};
-use crate::grants::{Context, Request};
-use crate::model::{now, Credential};
+use crate::grants::{require_https, Context, Request};
+use crate::model::{now, ClientType, Credential};
 use crate::secrets::token_digest;
 use crate::store::StoreError;
 use axum::http::StatusCode;
 use axum::response::Response;
 use serde_json::json;
 
+/// The calling client, once the transport and its credentials passed; else the error to send.
 async fn authenticated_client(
     ctx: &Context<'_>,
     req: &Request,
 ) -> Result<Result<Credential, OAuthError>, StoreError> {
+    if req.relayed {
+        if let Err(e) = require_https(ctx, req) {
+            return Ok(Err(e));
+        }
+    }
     let presented = client_auth::presented(&req.params, req.auth_header.as_deref());
     let Some(id) = presented.client_id.clone().filter(|id| !id.is_empty()) else {
-        return Ok(Err(OAuthError::invalid_client(presented.from_header)));
+        return Ok(Err(unauthenticated()));
     };
-    let Some(client) = ctx
+    let client = ctx
         .store
         .credential_by_client_id(&id)
         .await?
         .map(|c| Credential::clone(&c))
-    else {
-        return Ok(Err(OAuthError::invalid_client(presented.from_header)));
-    };
-    Ok(client_auth::authenticate(&client, &presented).map(|()| client))
+        .filter(|c| c.client_type == ClientType::Confidential);
+    Ok(match client {
+        Some(client) if client_auth::authenticate(&client, &presented).is_ok() => Ok(client),
+        _ => Err(unauthenticated()),
+    })
+}
+
+/// `invalid_client` with 401 and a Basic challenge, whichever way the client authenticated.
+fn unauthenticated() -> OAuthError {
+    OAuthError::invalid_client(true)
 }
 
 pub async fn introspect(ctx: &Context<'_>, req: &Request) -> Result<Response, StoreError> {

@@ -1,7 +1,12 @@
 //! RFC 8414 authorization-server metadata for one protected route.
+//!
+//! The issuer is the operator's (`--issuer`) followed by the route's prefix: a client's `Host`
+//! (or anything else it sends) never reaches these URLs, so nobody can make the document point
+//! a reader at another server.
 
 use super::response::json_response;
 use crate::app::AppState;
+use crate::grants::error::OAuthError;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -16,11 +21,14 @@ pub async fn serve(
         Ok(found) => found,
         Err(e) => return e.into_response(),
     };
-    let tls = super::header_text(&headers, "x-gateway-tls").as_deref() == Some("on");
-    let scheme = if tls { "https" } else { "http" };
-    let host = super::header_text(&headers, "x-gateway-host").unwrap_or_else(|| "localhost".into());
     let prefix = super::header_text(&headers, "x-gateway-prefix").unwrap_or_default();
-    let issuer = format!("{scheme}://{host}{prefix}");
+    if !is_route_prefix(&prefix) {
+        return super::response::oauth_error(
+            OAuthError::invalid_request("Invalid route prefix"),
+            None,
+        );
+    }
+    let issuer = format!("{}{prefix}", state.oauth.issuer.as_str());
     let config = &plugin.config;
     let mut response_types = Vec::new();
     if config.enable_authorization_code {
@@ -56,4 +64,29 @@ pub async fn serve(
             "code_challenge_methods_supported": ["S256"],
         }),
     )
+}
+
+/// What the filter sends as `x-gateway-prefix`: empty, or an absolute path of RFC 3986 path
+/// characters (no query, fragment, quote, space or control character can reach the URLs).
+fn is_route_prefix(prefix: &str) -> bool {
+    prefix.is_empty()
+        || (prefix.starts_with('/')
+            && prefix
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@/%".contains(&b)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_route_prefix;
+
+    #[test]
+    fn route_prefixes_are_plain_paths() {
+        for ok in ["", "/stepon", "/a/b-c_d.e~f", "/%7Euser"] {
+            assert!(is_route_prefix(ok), "{ok}");
+        }
+        for bad in ["stepon", "/a?b", "/a#b", "/a b", "/a\"b", "/a\r\nx", "/é"] {
+            assert!(!is_route_prefix(bad), "{bad:?}");
+        }
+    }
 }

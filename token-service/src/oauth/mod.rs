@@ -5,6 +5,8 @@
 mod introspection;
 mod metadata;
 mod response;
+#[cfg(test)]
+mod tests;
 
 use crate::app::AppState;
 use crate::grants::{self, error::OAuthError, Context, Request};
@@ -105,6 +107,7 @@ async fn endpoint(
         store: &state.store,
         service: &service,
         plugin: &plugin,
+        replay_grace_s: state.oauth.replay_grace_s,
     };
     let result = match endpoint {
         Endpoint::Authorize => grants::authorize::handle(&ctx, &request)
@@ -133,11 +136,12 @@ async fn read_request(
         .map_err(|_| ParamsError::TooLarge)?;
     let content_type = header_text(headers, "content-type");
     let body_params = params::parse_body(content_type.as_deref(), bytes, Nesting::Flat).await?;
-    let query = params::parse_form(uri.query().unwrap_or("").as_bytes(), Nesting::Flat);
+    let query = params::parse_form(uri.query().unwrap_or("").as_bytes(), Nesting::Flat)?;
     Ok(Request {
         params: params::merge(query, body_params),
         auth_header: header_text(headers, &plugin.config.auth_header_name),
         tls: header_text(headers, "x-gateway-tls").as_deref() == Some("on"),
+        relayed: headers.contains_key("x-gateway-tls"),
         forwarded_proto: header_text(headers, "x-forwarded-proto"),
     })
 }

@@ -20,7 +20,7 @@ mod repo;
 mod schema;
 
 pub use index::{Index, IndexedToken, ProtectedService};
-pub use repo::{NewCode, NewToken, Page, RefreshOutcome, Repo, TokenWithOwner};
+pub use repo::{NewCode, NewToken, Page, Repo, RetiredRefresh, TokenWithOwner};
 
 use index::Invalidation;
 

@@ -44,11 +44,11 @@ pub struct NewCode {
     pub expires_at: i64,
 }
 
-/// What became of a presented refresh token that matched no live row.
-pub enum RefreshOutcome {
-    Unknown,
-    /// A rotated-out refresh token came back: its whole family was revoked.
-    ReplayRevoked,
+/// A refresh token rotated away: its grant, and when it was replaced (`None` for rows
+/// retired before that was recorded). What a replay means is the grants' decision.
+pub struct RetiredRefresh {
+    pub family_id: String,
+    pub retired_at: Option<i64>,
 }
 
 pub struct TokenWithOwner {
@@ -586,33 +586,32 @@ impl<'a> Repo<'a> {
     }
 
     /// Replaces `old` by `new` (refresh without reuse): the old pair dies with the same commit,
-    /// and the old refresh token is remembered so a replay can revoke the family.
+    /// and the old refresh token is remembered (with when it was replaced) so a replay can
+    /// revoke the family.
     pub fn rotate_token(&self, old: &Token, new: &NewToken) -> StoreResult<Token> {
         if let Some(hash) = &old.refresh_token_hash {
             self.exec(
-                "INSERT OR REPLACE INTO oauth2_retired_refresh_tokens (refresh_token_hash, family_id, expires_at)
-                 VALUES (?1, ?2, ?3)",
-                (hash, &old.family_id, old.ttl_at),
+                "INSERT OR REPLACE INTO oauth2_retired_refresh_tokens (refresh_token_hash, family_id, expires_at, retired_at)
+                 VALUES (?1, ?2, ?3, ?4)",
+                (hash, &old.family_id, old.ttl_at, new.created_at),
             )?;
         }
         self.delete_token(&old.id)?;
         self.insert_token(new)
     }
 
-    /// When a refresh token matches no live row: was it rotated away (a replay)?
-    pub fn handle_unknown_refresh(&self, refresh_hash: &str) -> StoreResult<RefreshOutcome> {
-        let family: Option<String> = self.one(
-            "SELECT family_id FROM oauth2_retired_refresh_tokens WHERE refresh_token_hash = ?1",
+    /// A refresh token that matches no live row: was it rotated away, and when?
+    pub fn retired_refresh(&self, refresh_hash: &str) -> StoreResult<Option<RetiredRefresh>> {
+        self.one(
+            "SELECT family_id, retired_at FROM oauth2_retired_refresh_tokens WHERE refresh_token_hash = ?1",
             [refresh_hash],
-            |row| row.get(0),
-        )?;
-        match family {
-            Some(family) => {
-                self.revoke_family(&family)?;
-                Ok(RefreshOutcome::ReplayRevoked)
-            }
-            None => Ok(RefreshOutcome::Unknown),
-        }
+            |row| {
+                Ok(RetiredRefresh {
+                    family_id: row.get(0)?,
+                    retired_at: row.get(1)?,
+                })
+            },
+        )
     }
 
     // ----- authorization codes -----

@@ -3,7 +3,8 @@
 use super::{map_err, StoreResult};
 use rusqlite::Connection;
 
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE consumers (
     id          TEXT PRIMARY KEY,
     created_at  INTEGER NOT NULL,
@@ -100,7 +101,12 @@ CREATE TRIGGER consumer_changed AFTER UPDATE ON consumers BEGIN
         SELECT t.access_token_hash, unixepoch() FROM oauth2_tokens t
         JOIN oauth2_credentials c ON c.id = t.credential_id WHERE c.consumer_id = OLD.id;
 END;
-"#];
+"#,
+    // When each refresh token was rotated away: a replay soon after is a lost race (grants::replay).
+    r#"
+ALTER TABLE oauth2_retired_refresh_tokens ADD COLUMN retired_at INTEGER;
+"#,
+];
 
 pub fn migrate(conn: &mut Connection) -> StoreResult<()> {
     let current: usize = conn

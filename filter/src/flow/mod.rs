@@ -1,0 +1,483 @@
+//! The per-request flow: one state machine that owns every decision about a request (token
+//! sources, cache, check, relayed OAuth endpoints, header plan) and talks to Envoy only through
+//! [`Host`]. The proxy-wasm adapter forwards its callbacks here; tests drive it with
+//! [`mock::MockHost`].
+//!
+//! **The invariant, enforced in one place:** a request continues upstream only after an allow
+//! decision for it. [`Flow::action`] is the only source of [`Action::Continue`] and answers it
+//! only in [`Phase::Allowed`]; [`Flow::on_call_answer`] is the only caller of
+//! [`Host::resume_request`] and calls it only after entering that phase. Every other callback,
+//! in any order (headers, each body chunk, trailers, answers to calls, late answers for a
+//! request that was already answered), leaves a request that is not allowed paused.
+
+pub mod host;
+#[cfg(any(test, feature = "mock"))]
+pub mod mock;
+pub mod worker;
+
+#[cfg(test)]
+mod tests;
+
+pub use host::{Action, Call, CallAnswer, Host, Level};
+pub use worker::Worker;
+
+use crate::cache::{self, TokenDigest};
+use crate::decision::{self, Decision, Failure, Reply, IDENTITY_HEADERS};
+use crate::request::RequestView;
+use crate::routes::{self, EndpointCall};
+use crate::state::{Protection, Settings, StatePoll, Verdict};
+use crate::token::{self, Found, Source};
+use std::cell::RefCell;
+use std::rc::Rc;
+
+const UNAVAILABLE: &str = "The authorization service is unavailable";
+/// Headers of a relayed OAuth answer that reach the client.
+const RELAYED_HEADERS: [&str; 4] = [
+    "content-type",
+    "cache-control",
+    "pragma",
+    "www-authenticate",
+];
+
+/// Where a request stands.
+#[derive(Debug)]
+enum Phase {
+    /// The request headers have not been seen.
+    Start,
+    /// Inside a callback, between two phases. A callback never ends here; if one did, the
+    /// request would be answered 503 (see [`Flow::settle`]).
+    Deciding,
+    /// Waiting for the whole request body, then doing what it says.
+    Body(AfterBody),
+    /// Waiting for the answer to the call `id`.
+    Call { id: u32, waiting: Waiting },
+    /// Allowed upstream: the one phase in which the request continues.
+    Allowed,
+    /// Answered locally; it never reaches the upstream.
+    Replied,
+}
+
+#[derive(Debug)]
+enum AfterBody {
+    /// Relay an OAuth endpoint request, body included.
+    Relay(Relay),
+    /// Authenticate with the token found in the headers or query, or, when there is none, the
+    /// form body's; `scrub` removes every `access_token` from the body first.
+    Authenticate { found: Option<Found>, scrub: bool },
+}
+
+#[derive(Debug)]
+enum Waiting {
+    /// The service's state, which this worker does not have yet.
+    State,
+    Check {
+        digest: TokenDigest,
+    },
+    Relay,
+}
+
+/// An OAuth endpoint request to relay, with what it needs of the client's request headers.
+#[derive(Debug)]
+pub struct Relay {
+    pub call: EndpointCall,
+    pub method: String,
+    pub host: String,
+    pub headers: Vec<(String, String)>,
+}
+
+pub struct Flow {
+    worker: Rc<RefCell<Worker>>,
+    phase: Phase,
+    /// The settings in force when the request came (a poll meanwhile does not change them).
+    settings: Option<Rc<Settings>>,
+    /// Bit `i` set: the client sent `IDENTITY_HEADERS[i]`.
+    identity_present: u8,
+    /// Client headers that an upstream could read as identity headers (`x_consumer_id`...).
+    smuggled: Vec<String>,
+    /// The client's request is complete (end of stream on headers, body or trailers).
+    ended: bool,
+    /// Bytes of request body buffered so far.
+    body_size: usize,
+    /// This request already fetched the state itself (it never does twice).
+    fetched_state: bool,
+}
+
+impl Flow {
+    pub fn new(worker: Rc<RefCell<Worker>>) -> Flow {
+        Flow {
+            worker,
+            phase: Phase::Start,
+            settings: None,
+            identity_present: 0,
+            smuggled: Vec::new(),
+            ended: false,
+            body_size: 0,
+            fetched_state: false,
+        }
+    }
+
+    pub fn on_request_headers(&mut self, host: &dyn Host, end_of_stream: bool) -> Action {
+        if matches!(self.phase, Phase::Start) {
+            self.ended = end_of_stream;
+            self.phase = Phase::Deciding;
+            self.begin(host);
+            self.settle(host);
+        }
+        self.action()
+    }
+
+    /// `body_size`: the bytes buffered so far (Envoy buffers while the filter pauses).
+    pub fn on_request_body(
+        &mut self,
+        host: &dyn Host,
+        body_size: usize,
+        end_of_stream: bool,
+    ) -> Action {
+        self.body_size = body_size;
+        self.ended |= end_of_stream;
+        if matches!(self.phase, Phase::Body(_)) {
+            if body_size > self.max_body_bytes() {
+                self.reply(host, &decision::too_large());
+            } else if self.ended {
+                self.body_complete(host);
+            }
+            self.settle(host);
+        }
+        self.action()
+    }
+
+    /// Trailers end the request: a body that was awaited is complete now.
+    pub fn on_request_trailers(&mut self, host: &dyn Host) -> Action {
+        self.ended = true;
+        if matches!(self.phase, Phase::Body(_)) {
+            self.body_complete(host);
+            self.settle(host);
+        }
+        self.action()
+    }
+
+    /// The answer to a dispatched call. An answer this request is not waiting for (a late one,
+    /// another call's) changes nothing.
+    pub fn on_call_answer(&mut self, host: &dyn Host, id: u32, answer: &CallAnswer) {
+        if !matches!(self.phase, Phase::Call { id: expected, .. } if expected == id) {
+            return;
+        }
+        let Phase::Call { waiting, .. } = std::mem::replace(&mut self.phase, Phase::Deciding)
+        else {
+            return;
+        };
+        match waiting {
+            Waiting::State => self.state_answered(host, answer),
+            Waiting::Check { digest } => self.check_answered(host, digest, answer),
+            Waiting::Relay => self.relay_answered(host, answer),
+        }
+        self.settle(host);
+        if self.action() == Action::Continue {
+            host.resume_request();
+        }
+    }
+
+    /// What the host does with the request now: the one place that lets it continue.
+    pub fn action(&self) -> Action {
+        match self.phase {
+            Phase::Allowed => Action::Continue,
+            _ => Action::Pause,
+        }
+    }
+
+    /// Whether the request was allowed upstream.
+    pub fn is_allowed(&self) -> bool {
+        matches!(self.phase, Phase::Allowed)
+    }
+
+    /// Whether the request was answered locally.
+    pub fn is_replied(&self) -> bool {
+        matches!(self.phase, Phase::Replied)
+    }
+
+    /// Defence in depth: a callback that left the request undecided answers it (503) rather
+    /// than leave it hanging or, worse, let a later callback continue it.
+    fn settle(&mut self, host: &dyn Host) {
+        if matches!(self.phase, Phase::Deciding) {
+            host.log(
+                Level::Error,
+                "oauth2 flow left a request undecided; failing closed",
+            );
+            self.reply(host, &decision::unavailable(UNAVAILABLE));
+        }
+    }
+
+    fn max_body_bytes(&self) -> usize {
+        self.worker.borrow().config.max_body_bytes
+    }
+
+    /// The request headers are here: pass, answer, or find out what is missing.
+    fn begin(&mut self, host: &dyn Host) {
+        let (settings, relays) = match self.readiness() {
+            Readiness::Protected { settings, relays } => (settings, relays),
+            Readiness::Pass => {
+                self.phase = Phase::Allowed;
+                return;
+            }
+            Readiness::FetchState => return self.fetch_state(host),
+            Readiness::Unavailable(message) => {
+                return self.reply(host, &decision::unavailable(&message))
+            }
+        };
+        self.settings = Some(settings.clone());
+        let view = RequestView::from_headers(host.request_headers(), &settings.auth_header_name);
+        self.identity_present = view.identity_present;
+        self.smuggled = view.smuggled.clone();
+        if let Some(call) = routes::endpoint(&view.path).filter(|_| relays) {
+            let relay = Relay {
+                method: view.method.clone(),
+                host: view.authority.clone(),
+                headers: view.relayed_headers(&settings.auth_header_name),
+                call,
+            };
+            return self.await_body(host, AfterBody::Relay(relay));
+        }
+        let found = match &view.auth {
+            Some(value) => token::from_header(value),
+            None => token::from_query(&view.path),
+        };
+        let has_form_body = view.is_form_post() && !self.ended;
+        if settings.hide_credentials {
+            hide_outside_body(host, &view, found.as_ref(), &settings.auth_header_name);
+        }
+        let scrub = settings.hide_credentials && has_form_body;
+        if has_form_body && (found.is_none() || scrub) {
+            if scrub {
+                // The body shrinks: Envoy frames it anew.
+                host.set_request_header("content-length", None);
+            }
+            return self.await_body(host, AfterBody::Authenticate { found, scrub });
+        }
+        self.authenticate(host, found);
+    }
+
+    fn readiness(&self) -> Readiness {
+        let w = self.worker.borrow();
+        match (&w.protection, &w.settings) {
+            (Protection::On(_), Some(settings)) => Readiness::Protected {
+                settings: settings.clone(),
+                relays: w.polls(),
+            },
+            (Protection::Off, _) => Readiness::Pass,
+            (Protection::UnknownService, _) => Readiness::Unavailable(format!(
+                "Service '{}' is not known to the authorization service",
+                w.config.service().unwrap_or_default()
+            )),
+            // No state yet (a fresh VM, e.g. the new process of a hot restart): the request
+            // fetches it itself rather than fail in the first milliseconds.
+            (Protection::Unknown, _) if w.polls() && !self.fetched_state => Readiness::FetchState,
+            _ => Readiness::Unavailable(UNAVAILABLE.to_string()),
+        }
+    }
+
+    fn await_body(&mut self, host: &dyn Host, after: AfterBody) {
+        self.phase = Phase::Body(after);
+        if self.ended {
+            self.body_complete(host);
+        }
+    }
+
+    fn body_complete(&mut self, host: &dyn Host) {
+        let Phase::Body(after) = std::mem::replace(&mut self.phase, Phase::Deciding) else {
+            return;
+        };
+        if self.body_size > self.max_body_bytes() {
+            return self.reply(host, &decision::too_large());
+        }
+        let body = if self.body_size == 0 {
+            Vec::new()
+        } else {
+            host.request_body(self.body_size)
+        };
+        match after {
+            AfterBody::Relay(relay) => self.relay(host, &relay, &body),
+            AfterBody::Authenticate { found, scrub } => {
+                let found = found.or_else(|| token::from_form_body(&body));
+                if scrub && token::has_access_token(&body) {
+                    host.replace_request_body(self.body_size, &token::without_access_token(&body));
+                }
+                self.authenticate(host, found);
+            }
+        }
+    }
+
+    fn authenticate(&mut self, host: &dyn Host, found: Option<Found>) {
+        let Some(found) = found else {
+            return self.decide(host, Err(Failure::Missing));
+        };
+        if !token::plausible(&found.token) {
+            return self.decide(host, Ok(&Verdict::Invalid));
+        }
+        let digest = cache::digest(&found.token);
+        let cached = self.worker.borrow_mut().cached(host, &digest);
+        if let Some(verdict) = cached {
+            return self.decide(host, Ok(&verdict));
+        }
+        let call = self.worker.borrow().check_call(&found.token);
+        self.dispatch(host, &call, Waiting::Check { digest });
+    }
+
+    fn fetch_state(&mut self, host: &dyn Host) {
+        let call = self.worker.borrow().state_call(0);
+        match call {
+            Some(call) => self.dispatch(host, &call, Waiting::State),
+            None => self.reply(host, &decision::unavailable(UNAVAILABLE)),
+        }
+    }
+
+    fn dispatch(&mut self, host: &dyn Host, call: &Call, waiting: Waiting) {
+        match host.dispatch(call) {
+            Some(id) => self.phase = Phase::Call { id, waiting },
+            None => {
+                host.log(
+                    Level::Warn,
+                    &format!("cannot dispatch a call to cluster '{}'", call.cluster),
+                );
+                self.reply(host, &decision::unavailable(UNAVAILABLE));
+            }
+        }
+    }
+
+    fn state_answered(&mut self, host: &dyn Host, answer: &CallAnswer) {
+        self.fetched_state = true;
+        let poll = (answer.status() == Some("200"))
+            .then(|| StatePoll::parse(&answer.body))
+            .flatten();
+        let Some(poll) = poll else {
+            return self.reply(host, &decision::unavailable(UNAVAILABLE));
+        };
+        self.worker.borrow_mut().apply_poll(host, poll);
+        // Now as if the state had been there when the request came.
+        self.begin(host);
+    }
+
+    fn check_answered(&mut self, host: &dyn Host, digest: TokenDigest, answer: &CallAnswer) {
+        let verdict = if answer.status() == Some("200") {
+            self.worker.borrow().parse_verdict(&answer.body)
+        } else {
+            None
+        };
+        let Some(verdict) = verdict else {
+            host.log(
+                Level::Warn,
+                &format!(
+                    "token check failed (status {:?}); failing closed",
+                    answer.status()
+                ),
+            );
+            return self.reply(host, &decision::unavailable(UNAVAILABLE));
+        };
+        self.worker.borrow_mut().remember(host, digest, &verdict);
+        self.decide(host, Ok(&verdict));
+    }
+
+    fn relay(&mut self, host: &dyn Host, relay: &Relay, body: &[u8]) {
+        let call = self
+            .worker
+            .borrow()
+            .relay_call(relay, host.downstream_tls(), body);
+        match call {
+            Some(call) => self.dispatch(host, &call, Waiting::Relay),
+            None => self.reply(host, &decision::unavailable(UNAVAILABLE)),
+        }
+    }
+
+    fn relay_answered(&mut self, host: &dyn Host, answer: &CallAnswer) {
+        let code = answer.status().and_then(|s| s.parse::<u32>().ok());
+        // Envoy answers a failed callout itself (503/504, plain text): that is an outage.
+        let from_service = answer
+            .header("content-type")
+            .is_some_and(|c| c.contains("json"));
+        match code {
+            Some(code) if from_service && (200..600).contains(&code) && code != 503 => {
+                let headers: Vec<(&str, &str)> = answer
+                    .headers
+                    .iter()
+                    .filter(|(name, _)| RELAYED_HEADERS.contains(&name.as_str()))
+                    .map(|(n, v)| (n.as_str(), v.as_str()))
+                    .collect();
+                host.send_reply(code, &headers, &answer.body);
+                self.phase = Phase::Replied;
+            }
+            _ => self.reply(host, &decision::unavailable(UNAVAILABLE)),
+        }
+    }
+
+    fn decide(&mut self, host: &dyn Host, verdict: Result<&Verdict, Failure>) {
+        let Some(settings) = self.settings.clone() else {
+            return self.reply(host, &decision::unavailable(UNAVAILABLE));
+        };
+        match decision::decide(&settings, verdict) {
+            Decision::Forward(plan) => self.allow(host, &plan),
+            Decision::Reply(reply) => self.reply(host, &reply),
+        }
+    }
+
+    /// Writes the identity headers (removing every client copy) and allows the request.
+    fn allow(&mut self, host: &dyn Host, plan: &decision::HeaderPlan) {
+        // Only headers that carry a value, or that the client sent, cost a host call.
+        for (i, (name, value)) in plan.iter().enumerate() {
+            let sent_by_client = self.identity_present & (1 << i) != 0;
+            match value {
+                Some(value) if sent_by_client => host.set_request_header(name, Some(value)),
+                Some(value) => host.add_request_header(name, value),
+                None if sent_by_client => host.set_request_header(name, None),
+                None => {}
+            }
+        }
+        for name in &self.smuggled {
+            host.set_request_header(name, None);
+        }
+        debug_assert_eq!(plan.len(), IDENTITY_HEADERS.len());
+        self.phase = Phase::Allowed;
+    }
+
+    fn reply(&mut self, host: &dyn Host, reply: &Reply) {
+        let headers: Vec<(&str, &str)> = reply
+            .headers
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_str()))
+            .collect();
+        host.send_reply(reply.status, &headers, reply.body.as_bytes());
+        self.phase = Phase::Replied;
+    }
+}
+
+enum Readiness {
+    Protected {
+        settings: Rc<Settings>,
+        /// Whether `<route>/oauth2/*` is relayed (token-service mode).
+        relays: bool,
+    },
+    Pass,
+    FetchState,
+    Unavailable(String),
+}
+
+/// `hide_credentials` outside the body: the token header when it carried the token (with or
+/// without a scheme), and every `access_token` of the query, so no copy reaches the upstream.
+/// Kong strips before validation, so an invalid token is removed too.
+fn hide_outside_body(
+    host: &dyn Host,
+    view: &RequestView,
+    found: Option<&Found>,
+    auth_header_name: &str,
+) {
+    if matches!(
+        found.map(|f| &f.source),
+        Some(Source::Header | Source::RawHeader)
+    ) {
+        host.set_request_header(auth_header_name, None);
+    }
+    if view.path.contains('?') {
+        let stripped = token::path_without_access_token(&view.path);
+        if stripped != view.path {
+            host.set_request_header(":path", Some(&stripped));
+        }
+    }
+}

@@ -1,0 +1,739 @@
+//! The flow under the mock host: each callback order Envoy can produce, then a property test
+//! over random request shapes, callback sequences and check outcomes.
+
+use super::mock::MockHost;
+use super::*;
+use crate::config::FilterConfig;
+use crate::state::{ConsumerInfo, ServiceInfo};
+
+const VALID: &str = "valid-token-0123456789";
+const UNKNOWN: &str = "unknown-token-0123456789";
+const FORM: (&str, &str) = ("content-type", "application/x-www-form-urlencoded");
+const FORGED: [(&str, &str); 4] = [
+    ("x-consumer-id", "forged"),
+    ("x-consumer-username", "admin"),
+    ("x-authenticated-userid", "admin"),
+    ("x-anonymous-consumer", "true"),
+];
+
+fn settings() -> Settings {
+    Settings {
+        id: "plugin".into(),
+        updated_at: 1,
+        auth_header_name: "authorization".into(),
+        hide_credentials: false,
+        realm: Some("service".into()),
+        global_credentials: false,
+        anonymous: None,
+        anonymous_error: None,
+    }
+}
+
+fn poll(settings: Option<Settings>) -> StatePoll {
+    StatePoll {
+        seq: 1,
+        reset: true,
+        revoked: vec![],
+        service: Some(ServiceInfo {
+            id: "svc".into(),
+            name: Some("s".into()),
+        }),
+        plugin: settings,
+    }
+}
+
+fn unpolled_worker() -> Rc<RefCell<Worker>> {
+    let config = FilterConfig::parse(
+        br#"{"service":"s","token_service":{"cluster":"ts"},"max_body_bytes":1024}"#,
+    );
+    let Ok(config) = config else {
+        unreachable!("a valid configuration")
+    };
+    Rc::new(RefCell::new(Worker::new(config)))
+}
+
+/// A worker that has polled: the service is protected with `settings`.
+fn worker_with(settings: Settings, shared: &MockHost) -> Rc<RefCell<Worker>> {
+    let worker = unpolled_worker();
+    worker.borrow_mut().apply_poll(shared, poll(Some(settings)));
+    worker
+}
+
+fn json_answer(status: &str, body: &str) -> CallAnswer {
+    CallAnswer {
+        headers: vec![
+            (":status".into(), status.into()),
+            ("content-type".into(), "application/json".into()),
+        ],
+        body: body.as_bytes().to_vec(),
+    }
+}
+
+fn active() -> CallAnswer {
+    json_answer(
+        "200",
+        r#"{"active":true,"consumer":{"id":"c-real","username":"bob","custom_id":null},
+            "credential":{"id":"k","client_id":"app"},"authenticated_userid":"clark","scope":"email","exp":null}"#,
+    )
+}
+
+fn inactive() -> CallAnswer {
+    json_answer("200", r#"{"active":false,"reason":"invalid"}"#)
+}
+
+/// Envoy's own answer to a call that timed out or could not connect.
+fn envoy_timeout() -> CallAnswer {
+    CallAnswer {
+        headers: vec![(":status".into(), "504".into())],
+        body: b"upstream request timeout".to_vec(),
+    }
+}
+
+fn request(method: &str, path: &str, extra: &[(&'static str, &'static str)]) -> MockHost {
+    let mut headers = vec![(":method", method), (":path", path), (":authority", "api")];
+    headers.extend_from_slice(&FORGED);
+    headers.extend_from_slice(extra);
+    MockHost::new(&headers)
+}
+
+fn bearer(token: &'static str) -> (&'static str, &'static str) {
+    let value: &'static str = Box::leak(format!("Bearer {token}").into_boxed_str());
+    ("authorization", value)
+}
+
+fn body(host: &MockHost, flow: &mut Flow, chunk: &[u8], end: bool) -> Action {
+    host.body.borrow_mut().extend_from_slice(chunk);
+    let size = host.body.borrow().len();
+    flow.on_request_body(host, size, end)
+}
+
+fn answer_last_call(host: &MockHost, flow: &mut Flow, answer: &CallAnswer) {
+    let Some((id, _)) = host.last_call() else {
+        unreachable!("a call was dispatched")
+    };
+    flow.on_call_answer(host, id, answer);
+}
+
+fn assert_real_identity(host: &MockHost) {
+    assert_eq!(host.header_values("x-consumer-id"), vec!["c-real"]);
+    assert_eq!(host.header_values("x-consumer-username"), vec!["bob"]);
+    assert_eq!(host.header_values("x-authenticated-userid"), vec!["clark"]);
+    assert!(host.header_values("x-anonymous-consumer").is_empty());
+}
+
+#[test]
+fn a_body_does_not_resume_a_request_whose_check_is_pending() {
+    let host = request("POST", "/r/echo", &[bearer(VALID)]);
+    let mut flow = Flow::new(worker_with(settings(), &host));
+    assert_eq!(flow.on_request_headers(&host, false), Action::Pause);
+    assert_eq!(body(&host, &mut flow, b"a=1", false), Action::Pause);
+    assert_eq!(body(&host, &mut flow, b"&b=2", true), Action::Pause);
+    assert_eq!(host.resumes.get(), 0);
+    answer_last_call(&host, &mut flow, &active());
+    assert_eq!(host.resumes.get(), 1);
+    assert_real_identity(&host);
+}
+
+#[test]
+fn an_invalid_token_with_a_body_is_refused_and_stays_paused() {
+    let host = request("PUT", "/r/echo", &[bearer(UNKNOWN)]);
+    let mut flow = Flow::new(worker_with(settings(), &host));
+    assert_eq!(flow.on_request_headers(&host, false), Action::Pause);
+    assert_eq!(body(&host, &mut flow, b"x", false), Action::Pause);
+    answer_last_call(&host, &mut flow, &inactive());
+    assert_eq!(host.last_reply().map(|r| r.status), Some(401));
+    assert_eq!(body(&host, &mut flow, b"y", true), Action::Pause);
+    assert_eq!(flow.on_request_trailers(&host), Action::Pause);
+    assert_eq!(host.resumes.get(), 0);
+}
+
+#[test]
+fn trailers_do_not_resume_a_request_whose_check_is_pending() {
+    let host = request("POST", "/r/echo", &[bearer(VALID)]);
+    let mut flow = Flow::new(worker_with(settings(), &host));
+    flow.on_request_headers(&host, false);
+    assert_eq!(flow.on_request_trailers(&host), Action::Pause);
+    assert_eq!(host.resumes.get(), 0);
+    answer_last_call(&host, &mut flow, &active());
+    assert_eq!(host.resumes.get(), 1);
+}
+
+#[test]
+fn headers_then_trailers_without_a_token_is_missing() {
+    // HTTP/2: HEADERS (form content type, no end of stream), then trailers, no DATA.
+    let host = request("POST", "/r/echo", &[FORM]);
+    let mut flow = Flow::new(worker_with(settings(), &host));
+    assert_eq!(flow.on_request_headers(&host, false), Action::Pause);
+    assert_eq!(flow.on_request_trailers(&host), Action::Pause);
+    let reply = host.last_reply();
+    assert_eq!(reply.as_ref().map(|r| r.status), Some(401));
+    assert!(reply.is_some_and(|r| String::from_utf8_lossy(&r.body).contains("missing")));
+    assert_eq!(host.resumes.get(), 0);
+}
+
+#[test]
+fn a_form_body_ended_by_trailers_is_read_for_its_token() {
+    let host = request("POST", "/r/echo", &[FORM]);
+    let mut flow = Flow::new(worker_with(settings(), &host));
+    flow.on_request_headers(&host, false);
+    let form = format!("a=1&access_token={VALID}");
+    assert_eq!(
+        body(&host, &mut flow, form.as_bytes(), false),
+        Action::Pause
+    );
+    assert_eq!(flow.on_request_trailers(&host), Action::Pause);
+    let Some((_, call)) = host.last_call() else {
+        unreachable!("the token is checked")
+    };
+    assert!(call
+        .headers
+        .contains(&("x-access-token".into(), VALID.into())));
+    answer_last_call(&host, &mut flow, &active());
+    assert_eq!(host.resumes.get(), 1);
+    assert_real_identity(&host);
+}
+
+#[test]
+fn outages_fail_closed() {
+    let cases = [
+        ("5xx", Some(json_answer("500", "{}"))),
+        ("garbage", Some(json_answer("200", "<html>"))),
+        ("envoy timeout", Some(envoy_timeout())),
+        (
+            "active without consumer",
+            Some(json_answer("200", r#"{"active":true}"#)),
+        ),
+        ("dispatch refused", None),
+    ];
+    for (name, answer) in cases {
+        let host = request("POST", "/r/echo", &[bearer(VALID)]);
+        let mut flow = Flow::new(worker_with(settings(), &host));
+        host.refuse_dispatch.set(answer.is_none());
+        flow.on_request_headers(&host, false);
+        if let Some(answer) = &answer {
+            answer_last_call(&host, &mut flow, answer);
+        }
+        assert_eq!(host.last_reply().map(|r| r.status), Some(503), "{name}");
+        assert_eq!(body(&host, &mut flow, b"x", true), Action::Pause, "{name}");
+        assert_eq!(host.resumes.get(), 0, "{name}");
+    }
+}
+
+#[test]
+fn late_and_foreign_answers_change_nothing() {
+    let host = request("GET", "/r/echo", &[bearer(UNKNOWN)]);
+    let mut flow = Flow::new(worker_with(settings(), &host));
+    flow.on_request_headers(&host, true);
+    let Some((id, _)) = host.last_call() else {
+        unreachable!("a check")
+    };
+    flow.on_call_answer(&host, id + 7, &active());
+    assert_eq!((host.resumes.get(), host.replies.borrow().len()), (0, 0));
+    flow.on_call_answer(&host, id, &inactive());
+    flow.on_call_answer(&host, id, &active());
+    assert_eq!(host.resumes.get(), 0);
+    assert_eq!(host.replies.borrow().len(), 1);
+    assert!(!flow.is_allowed());
+}
+
+#[test]
+fn an_over_long_form_body_is_413_and_a_header_token_body_is_not_read() {
+    let host = request("POST", "/r/echo", &[FORM]);
+    let mut flow = Flow::new(worker_with(settings(), &host));
+    flow.on_request_headers(&host, false);
+    assert_eq!(body(&host, &mut flow, &[b'a'; 1025], false), Action::Pause);
+    assert_eq!(host.last_reply().map(|r| r.status), Some(413));
+
+    let host = request("POST", "/r/echo", &[bearer(VALID), FORM]);
+    let mut flow = Flow::new(worker_with(settings(), &host));
+    flow.on_request_headers(&host, false);
+    assert_eq!(body(&host, &mut flow, &[b'a'; 4096], true), Action::Pause);
+    answer_last_call(&host, &mut flow, &active());
+    assert_eq!(host.resumes.get(), 1);
+}
+
+#[test]
+fn cache_hits_and_negative_entries_decide_without_a_call() {
+    let shared = request("GET", "/r", &[]);
+    let worker = worker_with(settings(), &shared);
+    for (token, answer) in [(VALID, active()), (UNKNOWN, inactive())] {
+        let host = request("GET", "/r", &[]);
+        *host.shared.borrow_mut() = shared.shared.borrow().clone();
+        host.set_request_header("authorization", Some(&format!("Bearer {token}")));
+        let mut flow = Flow::new(worker.clone());
+        flow.on_request_headers(&host, true);
+        answer_last_call(&host, &mut flow, &answer);
+        *shared.shared.borrow_mut() = host.shared.borrow().clone();
+    }
+    let host = request("POST", "/r", &[bearer(VALID)]);
+    let mut flow = Flow::new(worker.clone());
+    assert_eq!(flow.on_request_headers(&host, false), Action::Continue);
+    assert!(host.calls.borrow().is_empty());
+    assert_real_identity(&host);
+    assert_eq!(body(&host, &mut flow, b"x", true), Action::Continue);
+
+    let host = request("POST", "/r", &[bearer(UNKNOWN)]);
+    let mut flow = Flow::new(worker);
+    assert_eq!(flow.on_request_headers(&host, false), Action::Pause);
+    assert!(host.calls.borrow().is_empty());
+    assert_eq!(host.last_reply().map(|r| r.status), Some(401));
+}
+
+#[test]
+fn hide_credentials_strips_every_copy_of_the_token() {
+    let mut hiding = settings();
+    hiding.hide_credentials = true;
+    // A header token without a scheme (used verbatim, Kong's rule) goes too.
+    let host = request(
+        "GET",
+        "/r?x=1&access_token=also",
+        &[("authorization", VALID)],
+    );
+    let mut flow = Flow::new(worker_with(hiding.clone(), &host));
+    flow.on_request_headers(&host, true);
+    answer_last_call(&host, &mut flow, &active());
+    assert_eq!(host.header("authorization"), None);
+    assert_eq!(host.header(":path").as_deref(), Some("/r?x=1"));
+
+    // A query token, and another copy in the form body.
+    let path: &'static str = Box::leak(format!("/r?access_token={VALID}").into_boxed_str());
+    let host = request("POST", path, &[FORM, ("content-length", "33")]);
+    let mut flow = Flow::new(worker_with(hiding, &host));
+    assert_eq!(flow.on_request_headers(&host, false), Action::Pause);
+    assert_eq!(host.header("content-length"), None);
+    body(
+        &host,
+        &mut flow,
+        format!("q=1&access_token={VALID}").as_bytes(),
+        true,
+    );
+    answer_last_call(&host, &mut flow, &active());
+    assert_eq!(host.resumes.get(), 1);
+    assert_eq!(host.header(":path").as_deref(), Some("/r"));
+    assert_eq!(host.body.borrow().as_slice(), b"q=1");
+}
+
+#[test]
+fn smuggled_identity_spellings_are_removed_on_allow() {
+    let host = request(
+        "GET",
+        "/r",
+        &[
+            bearer(VALID),
+            ("x_consumer_username", "admin"),
+            ("x_consumer_id", "forged"),
+        ],
+    );
+    let mut flow = Flow::new(worker_with(settings(), &host));
+    flow.on_request_headers(&host, true);
+    answer_last_call(&host, &mut flow, &active());
+    assert!(host.header("x_consumer_username").is_none());
+    assert!(host.header("x_consumer_id").is_none());
+    assert_real_identity(&host);
+}
+
+#[test]
+fn a_fresh_worker_fetches_its_state_and_buffers_meanwhile() {
+    let host = request("POST", "/r/echo", &[bearer(VALID)]);
+    let mut flow = Flow::new(unpolled_worker());
+    assert_eq!(flow.on_request_headers(&host, false), Action::Pause);
+    assert_eq!(body(&host, &mut flow, b"x", true), Action::Pause);
+    let state = r#"{"seq":2,"reset":true,"revoked":[],"service":{"id":"svc","name":"s"},
+        "plugin":{"id":"p","auth_header_name":"authorization","hide_credentials":false,
+        "realm":"service","global_credentials":false,"anonymous":null,"anonymous_error":null}}"#;
+    answer_last_call(&host, &mut flow, &json_answer("200", state));
+    assert_eq!(host.resumes.get(), 0, "the token is still to be checked");
+    answer_last_call(&host, &mut flow, &active());
+    assert_eq!(host.resumes.get(), 1);
+
+    let host = request("GET", "/r", &[bearer(VALID)]);
+    let mut flow = Flow::new(unpolled_worker());
+    flow.on_request_headers(&host, true);
+    answer_last_call(&host, &mut flow, &envoy_timeout());
+    assert_eq!(host.last_reply().map(|r| r.status), Some(503));
+}
+
+#[test]
+fn an_unprotected_service_passes_untouched_and_an_unknown_one_fails_closed() {
+    let host = request("POST", "/r", &[]);
+    let worker = unpolled_worker();
+    worker.borrow_mut().apply_poll(&host, poll(None));
+    let mut flow = Flow::new(worker.clone());
+    assert_eq!(flow.on_request_headers(&host, false), Action::Continue);
+    assert_eq!(host.header("x-consumer-id").as_deref(), Some("forged"));
+
+    let mut unknown = poll(None);
+    unknown.service = None;
+    worker.borrow_mut().apply_poll(&host, unknown);
+    let host = request("POST", "/r", &[bearer(VALID)]);
+    let mut flow = Flow::new(worker);
+    assert_eq!(flow.on_request_headers(&host, false), Action::Pause);
+    assert_eq!(host.last_reply().map(|r| r.status), Some(503));
+}
+
+#[test]
+fn oauth_endpoints_are_relayed_whole_and_never_continue() {
+    let host = request(
+        "POST",
+        "/r/oauth2/token",
+        &[FORM, ("authorization", "Basic YTpi")],
+    );
+    host.tls.set(true);
+    let mut flow = Flow::new(worker_with(settings(), &host));
+    assert_eq!(flow.on_request_headers(&host, false), Action::Pause);
+    assert_eq!(
+        body(&host, &mut flow, b"grant_type=client_", false),
+        Action::Pause
+    );
+    assert_eq!(body(&host, &mut flow, b"credentials", false), Action::Pause);
+    assert_eq!(flow.on_request_trailers(&host), Action::Pause);
+    let Some((_, call)) = host.last_call() else {
+        unreachable!("relayed")
+    };
+    assert_eq!(
+        call.body.as_deref(),
+        Some(&b"grant_type=client_credentials"[..])
+    );
+    assert!(call
+        .headers
+        .contains(&("x-gateway-tls".into(), "on".into())));
+    assert!(call
+        .headers
+        .contains(&("x-gateway-prefix".into(), "/r".into())));
+    answer_last_call(
+        &host,
+        &mut flow,
+        &json_answer("200", r#"{"access_token":"t"}"#),
+    );
+    assert_eq!(host.last_reply().map(|r| r.status), Some(200));
+    assert_eq!(host.resumes.get(), 0);
+    assert!(!flow.is_allowed() && flow.is_replied());
+}
+
+#[test]
+fn anonymous_fallback_forwards_as_the_anonymous_consumer() {
+    let mut anonymous = settings();
+    anonymous.anonymous = Some(ConsumerInfo {
+        id: "anon".into(),
+        username: Some("nobody".into()),
+        custom_id: None,
+    });
+    let host = request("DELETE", "/r", &[]);
+    let mut flow = Flow::new(worker_with(anonymous, &host));
+    assert_eq!(flow.on_request_headers(&host, false), Action::Continue);
+    assert_eq!(host.header_values("x-consumer-id"), vec!["anon"]);
+    assert_eq!(host.header_values("x-anonymous-consumer"), vec!["true"]);
+    assert!(host.header_values("x-authenticated-userid").is_empty());
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+mod property {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[derive(Debug, Clone, Copy, PartialEq)]
+    enum Source {
+        None,
+        Header,
+        RawHeader,
+        Query,
+        Form,
+    }
+
+    #[derive(Debug, Clone, Copy, PartialEq)]
+    enum Token {
+        Valid,
+        Unknown,
+        Implausible,
+    }
+
+    #[derive(Debug, Clone, Copy, PartialEq)]
+    enum Outcome {
+        Truthful,
+        ServerError,
+        EnvoyTimeout,
+        Garbage,
+        NeverAnswered,
+    }
+
+    #[derive(Debug, Clone, Copy, PartialEq)]
+    enum CacheState {
+        Empty,
+        Warm,
+    }
+
+    #[derive(Debug, Clone)]
+    struct Scenario {
+        method: &'static str,
+        form_content_type: bool,
+        source: Source,
+        token: Token,
+        chunks: Vec<Vec<u8>>,
+        trailers: bool,
+        outcome: Outcome,
+        answer_after: usize,
+        late_answer: bool,
+        cache: CacheState,
+        hide_credentials: bool,
+    }
+
+    fn scenario() -> impl Strategy<Value = Scenario> {
+        let methods = prop::sample::select(vec![
+            "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS",
+        ]);
+        let sources = prop::sample::select(vec![
+            Source::None,
+            Source::Header,
+            Source::RawHeader,
+            Source::Query,
+            Source::Form,
+        ]);
+        let tokens = prop::sample::select(vec![Token::Valid, Token::Unknown, Token::Implausible]);
+        let outcomes = prop::sample::select(vec![
+            Outcome::Truthful,
+            Outcome::ServerError,
+            Outcome::EnvoyTimeout,
+            Outcome::Garbage,
+            Outcome::NeverAnswered,
+        ]);
+        (
+            (methods, any::<bool>(), sources, tokens),
+            prop::collection::vec(prop::collection::vec(any::<u8>(), 0..40), 0..4),
+            (any::<bool>(), outcomes, 0usize..6, any::<bool>()),
+            (
+                prop::sample::select(vec![CacheState::Empty, CacheState::Warm]),
+                any::<bool>(),
+            ),
+        )
+            .prop_map(
+                |(
+                    (method, form_content_type, source, token),
+                    chunks,
+                    (trailers, outcome, answer_after, late_answer),
+                    (cache, hide_credentials),
+                )| Scenario {
+                    method,
+                    form_content_type,
+                    source,
+                    token,
+                    chunks,
+                    trailers,
+                    outcome,
+                    answer_after,
+                    late_answer,
+                    cache,
+                    hide_credentials,
+                },
+            )
+    }
+
+    fn token_text(token: Token) -> &'static str {
+        match token {
+            Token::Valid => VALID,
+            Token::Unknown => UNKNOWN,
+            Token::Implausible => "bad token\u{7f}",
+        }
+    }
+
+    /// What the (simulated) token-service answers for a token.
+    fn truthful(token: Token) -> CallAnswer {
+        if token == Token::Valid {
+            active()
+        } else {
+            inactive()
+        }
+    }
+
+    fn outcome_answer(s: &Scenario) -> Option<CallAnswer> {
+        match s.outcome {
+            Outcome::Truthful => Some(truthful(s.token)),
+            Outcome::ServerError => Some(json_answer("500", r#"{"message":"boom"}"#)),
+            Outcome::EnvoyTimeout => Some(envoy_timeout()),
+            Outcome::Garbage => Some(json_answer("200", "{\"active\":tru")),
+            Outcome::NeverAnswered => None,
+        }
+    }
+
+    /// Whether Kong's rules let the token be read from where the client put it.
+    fn readable(s: &Scenario) -> bool {
+        match s.source {
+            Source::None => false,
+            Source::Header | Source::RawHeader | Source::Query => true,
+            Source::Form => {
+                matches!(s.method, "POST" | "PUT" | "PATCH")
+                    && s.form_content_type
+                    && !s.chunks.is_empty()
+            }
+        }
+    }
+
+    fn build_request(s: &Scenario) -> (MockHost, Vec<Vec<u8>>) {
+        let token = token_text(s.token);
+        let path = match s.source {
+            Source::Query => format!("/r/x?access_token={}", crate::token::form_encode(token)),
+            _ => "/r/x".to_string(),
+        };
+        let host = request(s.method, &path, &[]);
+        match s.source {
+            Source::Header => host.add_request_header("authorization", &format!("Bearer {token}")),
+            Source::RawHeader => host.add_request_header("authorization", token),
+            _ => {}
+        }
+        if s.form_content_type {
+            host.add_request_header(FORM.0, FORM.1);
+        }
+        host.add_request_header("x_authenticated_userid", "admin");
+        let mut chunks = s.chunks.clone();
+        if s.source == Source::Form {
+            if let Some(first) = chunks.first_mut() {
+                let field = format!("access_token={}&", crate::token::form_encode(token));
+                first.splice(0..0, field.into_bytes());
+            }
+        }
+        (host, chunks)
+    }
+
+    /// Warms the worker's cache with the scenario's token, as an earlier request would.
+    fn warm(worker: &Rc<RefCell<Worker>>, shared: &MockHost, token: Token) {
+        if token == Token::Implausible {
+            return;
+        }
+        let host = request("GET", "/r", &[]);
+        host.add_request_header("authorization", &format!("Bearer {}", token_text(token)));
+        let mut flow = Flow::new(worker.clone());
+        flow.on_request_headers(&host, true);
+        if let Some((id, _)) = host.last_call() {
+            flow.on_call_answer(&host, id, &truthful(token));
+        }
+        *shared.shared.borrow_mut() = host.shared.borrow().clone();
+    }
+
+    struct Run {
+        released: bool,
+        released_early: bool,
+        replies: usize,
+        answered_every_call: bool,
+    }
+
+    fn run(s: &Scenario) -> (MockHost, Run) {
+        let mut hiding = settings();
+        hiding.hide_credentials = s.hide_credentials;
+        let (host, chunks) = build_request(s);
+        let worker = worker_with(hiding, &host);
+        if s.cache == CacheState::Warm {
+            warm(&worker, &host, s.token);
+        }
+        let mut flow = Flow::new(worker);
+        let answer = outcome_answer(s);
+        let mut answered: Vec<u32> = Vec::new();
+        let mut run = Run {
+            released: false,
+            released_early: false,
+            replies: 0,
+            answered_every_call: true,
+        };
+        let note = |action: Action, run: &mut Run, host: &MockHost, answered: &[u32]| {
+            if action == Action::Continue && !run.released {
+                run.released = true;
+                let pending = host
+                    .calls
+                    .borrow()
+                    .iter()
+                    .any(|(id, _)| !answered.contains(id));
+                run.released_early |= pending;
+            }
+        };
+        let deliver = |flow: &mut Flow, answered: &mut Vec<u32>, run: &mut Run| {
+            let Some(answer) = &answer else {
+                return;
+            };
+            let calls: Vec<u32> = host
+                .calls
+                .borrow()
+                .iter()
+                .map(|(id, _)| *id)
+                .filter(|id| !answered.contains(id))
+                .collect();
+            for id in calls {
+                answered.push(id);
+                let before = host.resumes.get();
+                flow.on_call_answer(&host, id, answer);
+                if host.resumes.get() > before {
+                    run.released = true;
+                }
+            }
+        };
+        let headers_end = chunks.is_empty() && !s.trailers;
+        let action = flow.on_request_headers(&host, headers_end);
+        note(action, &mut run, &host, &answered);
+        let mut step = 0;
+        if step >= s.answer_after {
+            deliver(&mut flow, &mut answered, &mut run);
+        }
+        for (i, chunk) in chunks.iter().enumerate() {
+            let end = i + 1 == chunks.len() && !s.trailers;
+            let action = body(&host, &mut flow, chunk, end);
+            note(action, &mut run, &host, &answered);
+            step += 1;
+            if step >= s.answer_after {
+                deliver(&mut flow, &mut answered, &mut run);
+            }
+        }
+        if s.trailers {
+            let action = flow.on_request_trailers(&host);
+            note(action, &mut run, &host, &answered);
+        }
+        deliver(&mut flow, &mut answered, &mut run);
+        // Two more rounds: a state fetch may lead to a check, a check to nothing more.
+        deliver(&mut flow, &mut answered, &mut run);
+        if s.late_answer {
+            for id in answered.clone() {
+                flow.on_call_answer(&host, id, &active());
+            }
+        }
+        run.answered_every_call = host
+            .calls
+            .borrow()
+            .iter()
+            .all(|(id, _)| answered.contains(id));
+        run.replies = host.replies.borrow().len();
+        (host, run)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        #[test]
+        fn a_request_continues_only_after_an_allow_decision(s in scenario()) {
+            let (host, run) = run(&s);
+            let valid = s.token == Token::Valid;
+            let decided_by_cache = s.cache == CacheState::Warm && s.token != Token::Implausible;
+            let service_answers = s.outcome == Outcome::Truthful;
+            let expect_allow = readable(&s) && valid && (decided_by_cache || service_answers);
+
+            prop_assert!(!run.released_early, "continued while a call was pending: {:?}", s);
+            prop_assert_eq!(run.released, expect_allow, "{:?}", s);
+            prop_assert!(!(run.released && run.replies > 0), "both answered and continued");
+            prop_assert!(run.replies <= 1, "answered twice");
+            if !run.released {
+                prop_assert!(run.replies == 1 || !run.answered_every_call,
+                    "neither continued nor answered: {:?}", s);
+            }
+            if run.released {
+                // What reaches the upstream: no forged identity header, in any spelling.
+                for (name, value) in FORGED {
+                    prop_assert!(!host.header_values(name).contains(&value.to_string()), "{} kept", name);
+                }
+                prop_assert!(host.header("x_authenticated_userid").is_none());
+                prop_assert_eq!(host.header_values("x-consumer-id"), vec!["c-real".to_string()]);
+                if s.hide_credentials {
+                    let token = token_text(s.token);
+                    prop_assert!(host.header("authorization").is_none());
+                    prop_assert!(!host.header(":path").unwrap_or_default().contains("access_token"));
+                    let body = String::from_utf8_lossy(&host.body.borrow()).to_string();
+                    prop_assert!(!body.contains(token) || !s.form_content_type || !matches!(s.method, "POST" | "PUT" | "PATCH"));
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,294 @@
+//! What one Envoy worker knows, shared by its requests: the configuration, the service's
+//! settings from the latest state poll, the cache epoch and this worker's copy of recent
+//! answers. The root context polls; [`Worker::apply_poll`] keeps this exact.
+
+use super::host::{Call, Host, Level};
+use crate::cache::{self, Entry, LocalCache, TokenDigest};
+use crate::config::{FilterConfig, IntrospectionMode, Mode};
+use crate::state::{Protection, Settings, StatePoll, Verdict};
+use crate::token;
+use std::rc::Rc;
+use std::time::Duration;
+
+const EPOCH_KEY: &str = "oauth2.epoch";
+/// Entries a worker keeps in its own memory at most (each a few hundred bytes).
+const LOCAL_CACHE_MAX: u32 = 4096;
+
+pub struct Worker {
+    pub config: Rc<FilterConfig>,
+    pub protection: Protection,
+    /// The settings requests enforce (set exactly when `protection` is `On`).
+    pub settings: Option<Rc<Settings>>,
+    /// The change-feed position of the latest poll.
+    pub seq: i64,
+    /// The cache epoch (mirrors shared data, refreshed on every poll).
+    pub epoch: u32,
+    /// This worker's copy of recent answers, in front of shared data.
+    pub local: LocalCache,
+}
+
+impl Worker {
+    pub fn new(config: FilterConfig) -> Worker {
+        let settings = match &config.mode {
+            Mode::Introspection(mode) => Some(Rc::new(local_settings(mode))),
+            Mode::TokenService { .. } => None,
+        };
+        let protection = match &settings {
+            Some(settings) => Protection::On(Settings::clone(settings)),
+            None => Protection::Unknown,
+        };
+        let local = LocalCache::new(config.cache.slots.min(LOCAL_CACHE_MAX) as usize);
+        Worker {
+            config: Rc::new(config),
+            protection,
+            settings,
+            seq: 0,
+            epoch: 0,
+            local,
+        }
+    }
+
+    /// Whether this worker learns its settings by polling the token-service.
+    pub fn polls(&self) -> bool {
+        matches!(self.config.mode, Mode::TokenService { .. })
+    }
+
+    pub fn poll_interval(&self) -> Duration {
+        Duration::from_millis(self.config.poll_interval_ms)
+    }
+
+    /// Applies a state answer (from the root's poll, or a request's own fetch at start-up):
+    /// settings, the cache epoch, revoked tokens.
+    pub fn apply_poll(&mut self, host: &dyn Host, poll: StatePoll) {
+        let protection = poll.protection();
+        let settings_changed = self.protection != protection;
+        let previous_epoch = self.epoch;
+        if poll.reset || settings_changed {
+            self.epoch = bump_epoch(host);
+        } else {
+            self.epoch = current_epoch(host);
+            let slots = self.config.cache.slots;
+            for digest in poll
+                .revoked
+                .iter()
+                .filter_map(|h| cache::digest_from_hex(h))
+            {
+                evict(host, &digest, slots);
+                self.local.remove(&digest);
+            }
+        }
+        if self.epoch != previous_epoch {
+            self.local.clear();
+        }
+        if settings_changed {
+            host.log(
+                Level::Info,
+                &format!(
+                    "oauth2 settings for service '{}' now: {}",
+                    self.config.service().unwrap_or_default(),
+                    describe(&protection)
+                ),
+            );
+        }
+        self.settings = match &protection {
+            Protection::On(settings) => Some(Rc::new(settings.clone())),
+            _ => None,
+        };
+        self.protection = protection;
+        self.seq = poll.seq;
+    }
+
+    /// The cached verdict for a token: this worker's copy first (no host call), then shared
+    /// data (filled by every worker).
+    pub fn cached(&mut self, host: &dyn Host, digest: &TokenDigest) -> Option<Verdict> {
+        let now = host.now();
+        if let Some(verdict) = self.local.get(digest, self.epoch, now) {
+            return Some(verdict.clone());
+        }
+        let (bytes, _) = host.shared_get(&cache::slot_key(digest, self.config.cache.slots));
+        let entry = Entry::decode(&bytes?)?;
+        if !entry.answers(digest, self.epoch, now) {
+            return None;
+        }
+        let verdict = entry.verdict.clone();
+        self.local.put(entry);
+        Some(verdict)
+    }
+
+    pub fn remember(&mut self, host: &dyn Host, digest: TokenDigest, verdict: &Verdict) {
+        let c = &self.config.cache;
+        let entry = Entry {
+            digest,
+            epoch: self.epoch,
+            expires_at: cache::expiry_for(verdict, host.now(), c.max_ttl_s, c.negative_ttl_s),
+            verdict: verdict.clone(),
+        };
+        let Some(bytes) = entry.encode_within(c.max_entry_bytes) else {
+            return;
+        };
+        host.shared_set(&cache::slot_key(&digest, c.slots), &bytes, None);
+        self.local.put(entry);
+    }
+
+    /// The call asking for the service's state (settings and the change feed after `since`).
+    pub fn state_call(&self, since: i64) -> Option<Call> {
+        let Mode::TokenService { service, endpoint } = &self.config.mode else {
+            return None;
+        };
+        let path = format!("/gateway/v1/services/{service}/state?since={since}");
+        Some(Call {
+            cluster: endpoint.cluster.clone(),
+            headers: pairs(&[
+                (":method", "GET"),
+                (":path", &path),
+                (":authority", &endpoint.authority),
+            ]),
+            body: None,
+            timeout: Duration::from_millis(endpoint.timeout_ms),
+        })
+    }
+
+    /// The call checking a token.
+    pub fn check_call(&self, token: &str) -> Call {
+        match &self.config.mode {
+            Mode::TokenService { service, endpoint } => {
+                let path = format!("/gateway/v1/services/{service}/token");
+                Call {
+                    cluster: endpoint.cluster.clone(),
+                    headers: pairs(&[
+                        (":method", "GET"),
+                        (":path", &path),
+                        (":authority", &endpoint.authority),
+                        ("x-access-token", token),
+                    ]),
+                    body: None,
+                    timeout: Duration::from_millis(endpoint.timeout_ms),
+                }
+            }
+            Mode::Introspection(mode) => {
+                let body = format!(
+                    "token={}&token_type_hint=access_token",
+                    token::form_encode(token)
+                );
+                Call {
+                    cluster: mode.endpoint.cluster.clone(),
+                    headers: pairs(&[
+                        (":method", "POST"),
+                        (":path", &mode.path),
+                        (":authority", &mode.endpoint.authority),
+                        ("content-type", "application/x-www-form-urlencoded"),
+                        ("accept", "application/json"),
+                        ("authorization", &mode.authorization),
+                    ]),
+                    body: Some(body.into_bytes()),
+                    timeout: Duration::from_millis(mode.endpoint.timeout_ms),
+                }
+            }
+        }
+    }
+
+    /// Parses a check answer in the configured mode's format.
+    pub fn parse_verdict(&self, body: &[u8]) -> Option<Verdict> {
+        match self.config.mode {
+            Mode::Introspection(_) => Verdict::parse_introspection(body),
+            Mode::TokenService { .. } => Verdict::parse(body),
+        }
+    }
+}
+
+fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
+    list.iter()
+        .map(|(n, v)| (n.to_string(), v.to_string()))
+        .collect()
+}
+
+fn current_epoch(host: &dyn Host) -> u32 {
+    epoch_in(host.shared_get(EPOCH_KEY).0.as_deref())
+}
+
+fn epoch_in(bytes: Option<&[u8]>) -> u32 {
+    bytes
+        .and_then(|b| b.get(..4))
+        .and_then(|b| b.try_into().ok())
+        .map_or(0, u32::from_be_bytes)
+}
+
+/// Drops every cache entry at once by moving all workers to a new epoch.
+fn bump_epoch(host: &dyn Host) -> u32 {
+    let (bytes, cas) = host.shared_get(EPOCH_KEY);
+    let next = epoch_in(bytes.as_deref()).wrapping_add(1);
+    if host.shared_set(EPOCH_KEY, &next.to_be_bytes(), cas) {
+        next
+    } else {
+        // Another worker bumped it concurrently: its new epoch serves us too.
+        current_epoch(host)
+    }
+}
+
+fn evict(host: &dyn Host, digest: &TokenDigest, slots: u32) {
+    let key = cache::slot_key(digest, slots);
+    if let (Some(bytes), cas) = host.shared_get(&key) {
+        if Entry::decode(&bytes).is_some_and(|e| e.digest == *digest) {
+            host.shared_set(&key, &[], cas);
+        }
+    }
+}
+
+/// With a third-party authorization server, the filter's own configuration is the settings.
+fn local_settings(mode: &IntrospectionMode) -> Settings {
+    Settings {
+        id: "introspection".into(),
+        updated_at: 0,
+        auth_header_name: mode.auth_header_name.clone(),
+        hide_credentials: mode.hide_credentials,
+        realm: mode.realm.clone(),
+        global_credentials: false,
+        anonymous: None,
+        anonymous_error: None,
+    }
+}
+
+fn describe(p: &Protection) -> &'static str {
+    match p {
+        Protection::Unknown => "unknown",
+        Protection::UnknownService => "service unknown to the token-service (requests fail closed)",
+        Protection::Off => "no enabled oauth2 plugin (requests pass through)",
+        Protection::On(_) => "protected",
+    }
+}
+
+impl Worker {
+    /// The call relaying an OAuth endpoint request to the token-service, which learns from
+    /// the gateway (not from the client) whether the client used TLS and which route it took.
+    pub fn relay_call(&self, relay: &super::Relay, tls: bool, body: &[u8]) -> Option<Call> {
+        let Mode::TokenService { service, endpoint } = &self.config.mode else {
+            return None;
+        };
+        let call = &relay.call;
+        let mut path = format!("/gateway/v1/services/{service}{}", call.target);
+        if let Some(query) = &call.query {
+            path.push('?');
+            path.push_str(query);
+        }
+        let method = if relay.method.is_empty() {
+            "GET"
+        } else {
+            relay.method.as_str()
+        };
+        let mut headers = pairs(&[
+            (":method", method),
+            (":path", &path),
+            (":authority", &endpoint.authority),
+            ("x-gateway-tls", if tls { "on" } else { "off" }),
+            ("x-gateway-host", &relay.host),
+            ("x-gateway-prefix", &call.prefix),
+        ]);
+        headers.extend(relay.headers.iter().cloned());
+        Some(Call {
+            cluster: endpoint.cluster.clone(),
+            headers,
+            body: (!body.is_empty()).then(|| body.to_vec()),
+            timeout: Duration::from_millis(endpoint.timeout_ms),
+        })
+    }
+}

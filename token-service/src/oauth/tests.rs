@@ -1,0 +1,711 @@
+//! The OAuth endpoints driven through the gateway router, as the filter relays them: a real
+//! store in a temporary directory, requests over the router (no sockets), concurrency on
+//! tokio's multi-threaded runtime.
+
+use crate::app::{gateway_router, AppState, OAuthSettings};
+use crate::model::{new_id, ClientType, Consumer, Credential, OAuth2Config, Plugin, Service};
+use crate::store::Store;
+use axum::body::Body;
+use axum::http::{HeaderMap, Request, StatusCode};
+use axum::Router;
+use http_body_util::BodyExt;
+use serde_json::{json, Value};
+use std::sync::Arc;
+use std::time::Duration;
+use tower::ServiceExt;
+
+const PROVISION_KEY: &str = "provision123";
+const REDIRECT: &str = "https://client.test/cb";
+/// A PKCE verifier and its S256 challenge.
+const VERIFIER: &str = "abcdelfhigklmnopqrstuvwxyz0123456789abcdefg";
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    app: Router,
+}
+
+struct Answer {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: Value,
+}
+
+impl Answer {
+    fn text(&self, name: &str) -> String {
+        self.body[name].as_str().unwrap_or_default().to_string()
+    }
+}
+
+fn plugin_config(global: bool) -> OAuth2Config {
+    OAuth2Config {
+        provision_key: PROVISION_KEY.into(),
+        enable_authorization_code: true,
+        enable_password_grant: true,
+        enable_client_credentials: true,
+        global_credentials: global,
+        ..OAuth2Config::default()
+    }
+}
+
+fn credential(consumer_id: &str, client_id: &str, client_type: ClientType) -> Credential {
+    Credential {
+        id: new_id(),
+        created_at: 0,
+        consumer_id: consumer_id.into(),
+        name: client_id.into(),
+        client_id: client_id.into(),
+        client_secret: format!("{client_id}-secret"),
+        hash_secret: false,
+        redirect_uris: Some(vec![REDIRECT.into()]),
+        client_type,
+        tags: None,
+    }
+}
+
+/// Services `a` and `b` (each its own plugin) and `g` (`global_credentials`); clients `conf`
+/// (confidential, secret `conf-secret`), `other` (confidential) and `pub` (public).
+async fn fixture(settings: OAuthSettings, configs: &[(&str, OAuth2Config)]) -> Fixture {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = Store::open(&dir.path().join("t.db")).expect("store");
+    let configs: Vec<(String, OAuth2Config)> = configs
+        .iter()
+        .map(|(name, c)| (name.to_string(), c.clone()))
+        .collect();
+    store
+        .write(move |repo| {
+            let consumer = Consumer {
+                id: new_id(),
+                created_at: 0,
+                username: Some("bob".into()),
+                custom_id: None,
+                tags: None,
+            };
+            repo.insert_consumer(&consumer)?;
+            for (id, kind) in [
+                ("conf", ClientType::Confidential),
+                ("other", ClientType::Confidential),
+                ("pub", ClientType::Public),
+            ] {
+                repo.insert_credential(&credential(&consumer.id, id, kind))?;
+            }
+            for (name, config) in configs {
+                let service = Service {
+                    id: new_id(),
+                    created_at: 0,
+                    updated_at: 0,
+                    name: Some(name),
+                    url: None,
+                    tags: None,
+                };
+                repo.insert_service(&service)?;
+                repo.insert_plugin(&Plugin {
+                    id: new_id(),
+                    created_at: 0,
+                    updated_at: 0,
+                    name: "oauth2".into(),
+                    service_id: Some(service.id),
+                    enabled: true,
+                    config,
+                })?;
+            }
+            Ok(())
+        })
+        .await
+        .expect("fixture");
+    let app = gateway_router(AppState::new(store, None).with_oauth(settings));
+    Fixture { _dir: dir, app }
+}
+
+async fn standard(settings: OAuthSettings) -> Fixture {
+    fixture(
+        settings,
+        &[
+            ("a", plugin_config(false)),
+            ("b", plugin_config(false)),
+            ("g", plugin_config(true)),
+        ],
+    )
+    .await
+}
+
+fn encode(form: &[(&str, &str)]) -> String {
+    form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(form)
+        .finish()
+}
+
+impl Fixture {
+    async fn send(&self, request: Request<Body>) -> Answer {
+        let response = self
+            .app
+            .clone()
+            .oneshot(request)
+            .await
+            .expect("router answers");
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = response
+            .into_body()
+            .collect()
+            .await
+            .expect("body")
+            .to_bytes();
+        let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        Answer {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    /// A form POST as the filter relays it from a client on `tls` (or, with `tls: None`, a
+    /// direct call on the gateway listener), with extra headers.
+    async fn post_as(
+        &self,
+        path: &str,
+        form: &[(&str, &str)],
+        tls: Option<&str>,
+        headers: &[(&str, &str)],
+    ) -> Answer {
+        let mut request = Request::post(format!("/gateway/v1/services{path}"))
+            .header("content-type", "application/x-www-form-urlencoded");
+        if let Some(tls) = tls {
+            request = request
+                .header("x-gateway-tls", tls)
+                .header("x-gateway-host", "localhost")
+                .header("x-gateway-prefix", "");
+        }
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        self.send(request.body(Body::from(encode(form))).expect("request"))
+            .await
+    }
+
+    async fn post(&self, path: &str, form: &[(&str, &str)]) -> Answer {
+        self.post_as(path, form, Some("on"), &[]).await
+    }
+
+    /// The filter's token check: is `token` good at `service`?
+    async fn active_at(&self, service: &str, token: &str) -> bool {
+        let request = Request::get(format!("/gateway/v1/services/{service}/token"))
+            .header("x-access-token", token)
+            .body(Body::empty())
+            .expect("request");
+        let answer = self.send(request).await;
+        assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+        answer.body["active"] == true
+    }
+
+    /// A password-grant pair for `conf` at `service`.
+    async fn password_pair(&self, service: &str) -> Answer {
+        let a = self
+            .post(
+                &format!("/{service}/oauth2/token"),
+                &[
+                    ("grant_type", "password"),
+                    ("client_id", "conf"),
+                    ("client_secret", "conf-secret"),
+                    ("provision_key", PROVISION_KEY),
+                    ("authenticated_userid", "user1"),
+                ],
+            )
+            .await;
+        assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+        a
+    }
+
+    /// An authorization code for `conf` at service `a`, with these extra parameters.
+    async fn code(&self, extra: &[(&str, &str)]) -> String {
+        let mut form = vec![
+            ("response_type", "code"),
+            ("client_id", "conf"),
+            ("provision_key", PROVISION_KEY),
+            ("authenticated_userid", "user1"),
+        ];
+        form.extend_from_slice(extra);
+        let a = self.post("/a/oauth2/authorize", &form).await;
+        assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+        let uri = url::Url::parse(&a.text("redirect_uri")).expect("redirect uri");
+        let code = uri.query_pairs().find(|(k, _)| k == "code");
+        code.map(|(_, v)| v.into_owned()).expect("a code")
+    }
+
+    async fn exchange(&self, code: &str, extra: &[(&str, &str)]) -> Answer {
+        let mut form = vec![
+            ("grant_type", "authorization_code"),
+            ("client_id", "conf"),
+            ("client_secret", "conf-secret"),
+            ("code", code),
+        ];
+        form.extend_from_slice(extra);
+        self.post("/a/oauth2/token", &form).await
+    }
+
+    async fn refresh(&self, service: &str, refresh_token: &str) -> Answer {
+        self.post(
+            &format!("/{service}/oauth2/token"),
+            &[
+                ("grant_type", "refresh_token"),
+                ("client_id", "conf"),
+                ("client_secret", "conf-secret"),
+                ("refresh_token", refresh_token),
+            ],
+        )
+        .await
+    }
+}
+
+fn assert_error(a: &Answer, status: StatusCode, error: &str, description: &str) {
+    assert_eq!(
+        (a.status, a.body.clone()),
+        (
+            status,
+            json!({"error": error, "error_description": description})
+        )
+    );
+}
+
+// ----- 1. introspection and revocation -----
+
+#[tokio::test]
+async fn introspection_and_revocation_refuse_public_clients() {
+    let f = standard(OAuthSettings::default()).await;
+    let token = f.password_pair("a").await.text("access_token");
+    for endpoint in ["introspect", "revoke"] {
+        let path = format!("/a/oauth2/{endpoint}");
+        // A public client proves nothing: anyone knows its client_id.
+        let a = f
+            .post(&path, &[("token", &token), ("client_id", "pub")])
+            .await;
+        assert_error(
+            &a,
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+            "Invalid client authentication",
+        );
+        assert_eq!(
+            a.headers.get("www-authenticate").map(|v| v.as_bytes()),
+            Some(&b"Basic realm=\"OAuth2.0\""[..])
+        );
+        // Nor by HTTP Basic without a secret.
+        let a = f
+            .post_as(
+                &path,
+                &[("token", &token)],
+                Some("on"),
+                &[("authorization", "Basic cHViOg==")],
+            )
+            .await;
+        assert_eq!(a.status, StatusCode::UNAUTHORIZED, "{}", a.body);
+        // A confidential client without its secret, or with a wrong one, neither.
+        let a = f
+            .post(&path, &[("token", &token), ("client_id", "conf")])
+            .await;
+        assert_eq!(a.status, StatusCode::UNAUTHORIZED, "{}", a.body);
+        let a = f
+            .post(
+                &path,
+                &[
+                    ("token", &token),
+                    ("client_id", "conf"),
+                    ("client_secret", "wrong"),
+                ],
+            )
+            .await;
+        assert_eq!(a.status, StatusCode::UNAUTHORIZED, "{}", a.body);
+    }
+    assert!(f.active_at("a", &token).await, "nothing was revoked");
+    let a = f
+        .post(
+            "/a/oauth2/introspect",
+            &[
+                ("token", &token),
+                ("client_id", "other"),
+                ("client_secret", "other-secret"),
+            ],
+        )
+        .await;
+    assert_eq!(
+        (a.status, a.body["active"].clone()),
+        (StatusCode::OK, json!(true))
+    );
+}
+
+#[tokio::test]
+async fn introspection_and_revocation_need_https_like_the_token_endpoint() {
+    let f = standard(OAuthSettings::default()).await;
+    let token = f.password_pair("a").await.text("access_token");
+    let form = [
+        ("token", token.as_str()),
+        ("client_id", "other"),
+        ("client_secret", "other-secret"),
+    ];
+    for endpoint in ["introspect", "revoke", "token"] {
+        let path = format!("/a/oauth2/{endpoint}");
+        let a = f.post_as(&path, &form, Some("off"), &[]).await;
+        assert_error(
+            &a,
+            StatusCode::BAD_REQUEST,
+            "access_denied",
+            "You must use HTTPS",
+        );
+        // A client's own X-Forwarded-Proto does not count without the plugin's consent.
+        let a = f
+            .post_as(&path, &form, Some("off"), &[("x-forwarded-proto", "https")])
+            .await;
+        assert_eq!(a.status, StatusCode::BAD_REQUEST, "{endpoint}: {}", a.body);
+    }
+    assert!(f.active_at("a", &token).await, "nothing was revoked");
+    // A resource server calling the trusted gateway listener itself (no x-gateway-tls: the
+    // filter's introspection mode) is not a client connection to Envoy.
+    let a = f.post_as("/a/oauth2/introspect", &form, None, &[]).await;
+    assert_eq!(
+        (a.status, a.body["active"].clone()),
+        (StatusCode::OK, json!(true))
+    );
+}
+
+#[tokio::test]
+async fn plain_http_is_accepted_only_from_a_terminator_the_plugin_trusts() {
+    let config = OAuth2Config {
+        accept_http_if_already_terminated: true,
+        ..plugin_config(false)
+    };
+    let f = fixture(OAuthSettings::default(), &[("a", config)]).await;
+    let token = f.password_pair("a").await.text("access_token");
+    let form = [
+        ("token", token.as_str()),
+        ("client_id", "other"),
+        ("client_secret", "other-secret"),
+    ];
+    let a = f
+        .post_as(
+            "/a/oauth2/introspect",
+            &form,
+            Some("off"),
+            &[("x-forwarded-proto", "https")],
+        )
+        .await;
+    assert_eq!(a.body["active"], json!(true), "{}", a.body);
+    let a = f
+        .post_as("/a/oauth2/introspect", &form, Some("off"), &[])
+        .await;
+    assert_error(
+        &a,
+        StatusCode::BAD_REQUEST,
+        "access_denied",
+        "You must use HTTPS",
+    );
+}
+
+// ----- 2. PKCE downgrade -----
+
+#[tokio::test]
+async fn a_verifier_for_a_code_issued_without_challenge_is_refused() {
+    let f = standard(OAuthSettings::default()).await;
+    let code = f.code(&[]).await;
+    let a = f.exchange(&code, &[("code_verifier", VERIFIER)]).await;
+    assert_error(&a, StatusCode::BAD_REQUEST, "invalid_grant", "Invalid code");
+    // Without the verifier the same kind of code works (PKCE is optional for this client).
+    let code = f.code(&[]).await;
+    let a = f.exchange(&code, &[]).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+}
+
+// ----- 3. a token's binding survives refresh -----
+
+#[tokio::test]
+async fn refreshing_at_a_global_service_keeps_the_service_binding() {
+    let f = standard(OAuthSettings::default()).await;
+    let pair = f.password_pair("a").await;
+    let a = f.refresh("g", &pair.text("refresh_token")).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    let token = a.text("access_token");
+    assert!(
+        f.active_at("a", &token).await,
+        "still good where it was issued"
+    );
+    assert!(
+        !f.active_at("g", &token).await,
+        "not turned into a global token"
+    );
+    assert!(!f.active_at("b", &token).await);
+    // And the next refresh, back at home, keeps it too.
+    let a = f.refresh("a", &a.text("refresh_token")).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    assert!(f.active_at("a", &a.text("access_token")).await);
+    assert!(!f.active_at("g", &a.text("access_token")).await);
+}
+
+#[tokio::test]
+async fn global_tokens_stay_global_through_refresh() {
+    let f = standard(OAuthSettings::default()).await;
+    let pair = f.password_pair("g").await;
+    let a = f.refresh("g", &pair.text("refresh_token")).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    assert!(f.active_at("g", &a.text("access_token")).await);
+    assert!(!f.active_at("a", &a.text("access_token")).await);
+}
+
+// ----- 4. provision_key -----
+
+#[tokio::test]
+async fn an_empty_configured_provision_key_matches_nothing() {
+    let config = OAuth2Config {
+        provision_key: String::new(),
+        ..plugin_config(false)
+    };
+    let f = fixture(OAuthSettings::default(), &[("a", config)]).await;
+    let common = [("client_id", "conf"), ("authenticated_userid", "u")];
+    let attempts: [(&str, &[(&str, &str)]); 3] = [
+        ("authorize", &[("response_type", "code")]),
+        (
+            "token",
+            &[("grant_type", "password"), ("client_secret", "conf-secret")],
+        ),
+        (
+            "token",
+            &[
+                ("grant_type", "client_credentials"),
+                ("client_secret", "conf-secret"),
+            ],
+        ),
+    ];
+    for (endpoint, extra) in attempts {
+        for key in [None, Some("")] {
+            let mut form = common.to_vec();
+            form.extend_from_slice(extra);
+            form.extend(key.map(|k| ("provision_key", k)));
+            let a = f.post(&format!("/a/oauth2/{endpoint}"), &form).await;
+            assert_error(
+                &a,
+                StatusCode::BAD_REQUEST,
+                "invalid_provision_key",
+                "Invalid provision_key",
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_provision_key_must_match_exactly() {
+    let f = standard(OAuthSettings::default()).await;
+    for key in ["provision12", "provision1234", "Provision123", ""] {
+        let a = f
+            .post(
+                "/a/oauth2/authorize",
+                &[
+                    ("response_type", "code"),
+                    ("client_id", "conf"),
+                    ("authenticated_userid", "u"),
+                    ("provision_key", key),
+                ],
+            )
+            .await;
+        assert_eq!(a.body["error"], "invalid_provision_key", "{key}");
+    }
+    f.code(&[]).await;
+}
+
+// ----- 5. racing redemptions -----
+
+/// Fires `n` copies of one request at once (a barrier releases them together).
+async fn race<F, Fut>(n: usize, redeem: F) -> Vec<Answer>
+where
+    F: Fn() -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Answer> + Send,
+{
+    let barrier = Arc::new(tokio::sync::Barrier::new(n));
+    let redeem = Arc::new(redeem);
+    let tasks: Vec<_> = (0..n)
+        .map(|_| {
+            let (barrier, redeem) = (barrier.clone(), redeem.clone());
+            tokio::spawn(async move {
+                barrier.wait().await;
+                redeem().await
+            })
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for task in tasks {
+        answers.push(task.await.expect("task"));
+    }
+    answers
+}
+
+/// The one winner of a burst of identical redemptions followed by stragglers within the
+/// window; every loser got the ordinary error.
+fn the_only_winner(answers: Vec<Answer>, loser_error: &Value) -> Answer {
+    let (winners, losers): (Vec<_>, Vec<_>) = answers
+        .into_iter()
+        .partition(|a| a.status == StatusCode::OK);
+    assert_eq!(winners.len(), 1, "exactly one redemption wins");
+    for loser in &losers {
+        assert_eq!(
+            (loser.status, &loser.body),
+            (StatusCode::BAD_REQUEST, loser_error)
+        );
+    }
+    winners.into_iter().next().expect("a winner")
+}
+
+fn racing_settings() -> OAuthSettings {
+    OAuthSettings {
+        replay_grace_s: 60,
+        ..OAuthSettings::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn racing_code_exchanges_leave_the_winner_its_tokens() {
+    let f = Arc::new(standard(racing_settings()).await);
+    let code = f.code(&[]).await;
+    let (f2, code2) = (f.clone(), code.clone());
+    let mut answers = race(8, move || {
+        let (f, code) = (f2.clone(), code2.clone());
+        async move { f.exchange(&code, &[]).await }
+    })
+    .await;
+    // Stragglers just after the winner's commit, still within the window.
+    for _ in 0..2 {
+        answers.push(f.exchange(&code, &[]).await);
+    }
+    let invalid = json!({"error": "invalid_request", "error_description": "Invalid code"});
+    let winner = the_only_winner(answers, &invalid);
+    assert!(f.active_at("a", &winner.text("access_token")).await);
+    let a = f.refresh("a", &winner.text("refresh_token")).await;
+    assert_eq!(
+        a.status,
+        StatusCode::OK,
+        "the winner's refresh token lives: {}",
+        a.body
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn racing_refreshes_leave_the_winner_its_tokens() {
+    let f = Arc::new(standard(racing_settings()).await);
+    let refresh_token = f.password_pair("a").await.text("refresh_token");
+    let (f2, r2) = (f.clone(), refresh_token.clone());
+    let mut answers = race(8, move || {
+        let (f, r) = (f2.clone(), r2.clone());
+        async move { f.refresh("a", &r).await }
+    })
+    .await;
+    for _ in 0..2 {
+        answers.push(f.refresh("a", &refresh_token).await);
+    }
+    let invalid = json!({"error": "invalid_request", "error_description": "Invalid refresh_token"});
+    let winner = the_only_winner(answers, &invalid);
+    assert!(f.active_at("a", &winner.text("access_token")).await);
+    let a = f.refresh("a", &winner.text("refresh_token")).await;
+    assert_eq!(
+        a.status,
+        StatusCode::OK,
+        "the winner's refresh token lives: {}",
+        a.body
+    );
+}
+
+fn short_window() -> OAuthSettings {
+    OAuthSettings {
+        replay_grace_s: 1,
+        ..OAuthSettings::default()
+    }
+}
+
+/// Past the window (1 s here; time is counted in whole seconds).
+async fn after_the_window() {
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+}
+
+#[tokio::test]
+async fn a_late_code_replay_revokes_what_the_code_produced() {
+    let f = standard(short_window()).await;
+    let code = f.code(&[]).await;
+    let first = f.exchange(&code, &[]).await;
+    assert_eq!(first.status, StatusCode::OK, "{}", first.body);
+    after_the_window().await;
+    let a = f.exchange(&code, &[]).await;
+    assert_error(
+        &a,
+        StatusCode::BAD_REQUEST,
+        "invalid_request",
+        "Invalid code",
+    );
+    assert!(!f.active_at("a", &first.text("access_token")).await);
+    let a = f.refresh("a", &first.text("refresh_token")).await;
+    assert_eq!(a.status, StatusCode::BAD_REQUEST, "{}", a.body);
+}
+
+#[tokio::test]
+async fn a_late_refresh_replay_revokes_the_family() {
+    let f = standard(short_window()).await;
+    let old = f.password_pair("a").await.text("refresh_token");
+    let new = f.refresh("a", &old).await;
+    assert_eq!(new.status, StatusCode::OK, "{}", new.body);
+    after_the_window().await;
+    let a = f.refresh("a", &old).await;
+    assert_error(
+        &a,
+        StatusCode::BAD_REQUEST,
+        "invalid_request",
+        "Invalid refresh_token",
+    );
+    assert!(!f.active_at("a", &new.text("access_token")).await);
+    let a = f.refresh("a", &new.text("refresh_token")).await;
+    assert_eq!(a.status, StatusCode::BAD_REQUEST, "{}", a.body);
+}
+
+// ----- 6. RFC 8414 metadata -----
+
+async fn metadata(f: &Fixture, headers: &[(&str, &str)]) -> Answer {
+    let mut request = Request::get("/gateway/v1/services/a/.well-known/oauth-authorization-server");
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    f.send(request.body(Body::empty()).expect("request")).await
+}
+
+#[tokio::test]
+async fn metadata_comes_from_the_configured_issuer_not_the_request() {
+    let settings = OAuthSettings {
+        issuer: "https://gw.example.com".parse().expect("issuer"),
+        ..OAuthSettings::default()
+    };
+    let f = standard(settings).await;
+    let a = metadata(
+        &f,
+        &[
+            ("host", "evil.example"),
+            ("x-gateway-host", "evil.example"),
+            ("x-gateway-tls", "off"),
+            ("x-forwarded-host", "evil.example"),
+            ("x-gateway-prefix", "/stepon"),
+        ],
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    let issuer = "https://gw.example.com/stepon";
+    assert_eq!(a.body["issuer"], issuer);
+    for (field, path) in [
+        ("authorization_endpoint", "authorize"),
+        ("token_endpoint", "token"),
+        ("introspection_endpoint", "introspect"),
+        ("revocation_endpoint", "revoke"),
+    ] {
+        assert_eq!(a.body[field], format!("{issuer}/oauth2/{path}"));
+    }
+    let a = metadata(&f, &[]).await;
+    assert_eq!(a.body["issuer"], "https://gw.example.com");
+}
+
+#[tokio::test]
+async fn metadata_defaults_to_the_https_listener_and_refuses_odd_prefixes() {
+    let f = standard(OAuthSettings::default()).await;
+    let a = metadata(&f, &[("x-gateway-host", "evil.example")]).await;
+    assert_eq!(a.body["issuer"], "https://localhost:8443");
+    let a = metadata(&f, &[("x-gateway-prefix", "//evil.example/x?")]).await;
+    assert_eq!(a.status, StatusCode::BAD_REQUEST, "{}", a.body);
+}
