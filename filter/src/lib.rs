@@ -1,8 +1,10 @@
 //! OAuth 2.0 bearer-token authorization for Envoy (proxy-wasm), with Kong `oauth2` parity.
 //!
 //! The logic is plain Rust over plain data ([`token`], [`cache`], [`decision`], [`state`],
-//! [`routes`], [`config`]), unit-tested natively and as wasm; the proxy-wasm adapter on top
-//! only moves bytes between Envoy and those functions.
+//! [`routes`], [`config`]), driven per request by [`flow`], a state machine that talks to Envoy
+//! only through its [`flow::Host`] trait. All of it is unit-tested natively and as wasm (with
+//! an in-memory host); the proxy-wasm adapter on top only implements `Host` over the ABI and
+//! forwards callbacks.
 #![cfg_attr(
     not(test),
     deny(
