@@ -11,6 +11,8 @@ pub struct AppState {
     /// When set, the admin API requires it in `x-admin-key`.
     pub admin_key: Option<Arc<str>>,
     pub oauth: Arc<OAuthSettings>,
+    /// Origins whose web pages may use the admin API (others are refused as cross-site).
+    pub admin_origins: Arc<crate::admin::AllowedOrigins>,
 }
 
 /// Settings of the OAuth endpoints that come from the operator, never from a request.
@@ -37,6 +39,14 @@ impl AppState {
             store,
             admin_key: admin_key.map(Arc::from),
             oauth: Arc::new(OAuthSettings::default()),
+            admin_origins: Arc::default(),
+        }
+    }
+
+    pub fn with_admin_origins(self, origins: crate::admin::AllowedOrigins) -> Self {
+        AppState {
+            admin_origins: Arc::new(origins),
+            ..self
         }
     }
 

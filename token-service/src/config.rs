@@ -35,6 +35,15 @@ pub struct Config {
     /// When set, admin requests must carry this value in the `x-admin-key` header.
     #[arg(long, env = "TOKEN_SERVICE_ADMIN_KEY", hide_env_values = true)]
     pub admin_key: Option<String>,
+    /// Origins (`scheme://host[:port]`, comma-separated) whose web pages may call the admin
+    /// API; browser requests from any other origin are refused (403). Requests without an
+    /// `Origin` header (curl, scripts) are unaffected; the admin listener's own origin is allowed.
+    #[arg(
+        long,
+        env = "TOKEN_SERVICE_ADMIN_ALLOWED_ORIGINS",
+        value_delimiter = ','
+    )]
+    pub admin_allowed_origins: Vec<crate::admin::Origin>,
     /// Tokens the in-memory check index holds at most (each a few hundred bytes); checks of
     /// tokens beyond it read the database.
     #[arg(long, env = "TOKEN_SERVICE_INDEX_ENTRIES", default_value_t = crate::store::DEFAULT_INDEX_ENTRIES)]

@@ -1,5 +1,6 @@
 use clap::Parser;
 use std::time::Duration;
+use token_service::admin::AllowedOrigins;
 use token_service::app::{admin_router, gateway_router, AppState, OAuthSettings};
 use token_service::config::Config;
 use token_service::model::now;
@@ -30,10 +31,15 @@ async fn run(config: Config) -> Result<(), String> {
     let store = Store::open_with_index(&config.database, config.index_entries)
         .map_err(|e| format!("cannot open database {}: {e}", config.database.display()))?;
     tracing::info!(database = %config.database.display(), "database ready");
-    let state = AppState::new(store.clone(), config.admin_key.clone()).with_oauth(OAuthSettings {
-        issuer: config.issuer.clone(),
-        replay_grace_s: config.replay_grace_s,
-    });
+    let state = AppState::new(store.clone(), config.admin_key.clone())
+        .with_oauth(OAuthSettings {
+            issuer: config.issuer.clone(),
+            replay_grace_s: config.replay_grace_s,
+        })
+        .with_admin_origins(AllowedOrigins::new(
+            config.admin_allowed_origins.clone(),
+            Some(config.admin_listen),
+        ));
     tracing::info!(issuer = config.issuer.as_str(), "OAuth issuer");
 
     let gateway = tokio::net::TcpListener::bind(config.gateway_listen)

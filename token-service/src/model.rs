@@ -171,15 +171,17 @@ pub struct Lifetime {
 impl Lifetime {
     /// Kong's rule: valid for exactly `expires_in` seconds (inclusive); `<= 0` never expires.
     pub fn access_expired(&self, now: i64) -> bool {
-        self.expires_in > 0 && now - self.created_at > self.expires_in
+        self.expires_in > 0 && now.saturating_sub(self.created_at) > self.expires_in
     }
 
     pub fn row_expired(&self, now: i64) -> bool {
         self.ttl_at.is_some_and(|at| at < now)
     }
 
+    /// Stored rows may predate the admin API's bounds, so the sum saturates (a lifetime too
+    /// long to represent ends at the end of time) instead of overflowing.
     pub fn access_expires_at(&self) -> Option<i64> {
-        let by_expiry = (self.expires_in > 0).then_some(self.created_at + self.expires_in);
+        let by_expiry = (self.expires_in > 0).then(|| later(self.created_at, self.expires_in));
         match (by_expiry, self.ttl_at) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -202,6 +204,16 @@ pub struct AuthorizationCode {
     pub expires_at: i64,
     /// Set once the code was exchanged; a second exchange revokes what the first produced.
     pub used_at: Option<i64>,
+}
+
+/// The longest lifetime the admin API accepts (`token_expiration`, `refresh_token_ttl`, a
+/// token's `expires_in`), in seconds: Kong's bound of `refresh_token_ttl`, about three years.
+pub const MAX_LIFETIME_S: i64 = 100_000_000;
+
+/// `at + seconds`, saturating: every lifetime added to a time goes through here, so stored
+/// or computed values out of range can never overflow (a panic, or a time in the past).
+pub fn later(at: i64, seconds: i64) -> i64 {
+    at.saturating_add(seconds)
 }
 
 pub fn now() -> i64 {
@@ -253,6 +265,19 @@ mod tests {
         let t = token(100, 0, None);
         assert!(!t.access_expired(i64::MAX / 2));
         assert_eq!(t.access_expires_at(), None);
+    }
+
+    #[test]
+    fn lifetimes_out_of_range_saturate_instead_of_overflowing() {
+        let t = token(now(), i64::MAX, None);
+        assert_eq!(t.access_expires_at(), Some(i64::MAX));
+        assert!(!t.access_expired(now()));
+        let t = token(i64::MIN, 5, None);
+        assert!(t.access_expired(now()), "created at the dawn of time");
+        let t = token(i64::MAX, 5, Some(i64::MAX));
+        assert!(!t.access_expired(i64::MIN));
+        assert_eq!(t.access_expires_at(), Some(i64::MAX));
+        assert_eq!(later(i64::MAX - 1, MAX_LIFETIME_S), i64::MAX);
     }
 
     #[test]

@@ -6,6 +6,7 @@ mod credentials;
 pub mod error;
 mod input;
 mod named;
+mod origin;
 mod plugins;
 mod services;
 mod tokens;
@@ -24,8 +25,10 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 pub fn router(state: AppState) -> Router {
-    Router::new()
+    let routes = Router::new()
         .route("/", get(root))
+pub use origin::{AllowedOrigins, Origin};
+
         .route("/status", get(status))
         .merge(consumers::routes())
         .merge(credentials::routes())
@@ -38,7 +41,30 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             require_admin_key,
         ))
-        .with_state(state)
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            origin::refuse_cross_site,
+        ))
+        .with_state(state);
+    // Routing happens inside `routes`, so the path is trimmed before it is matched.
+    Router::new()
+        .fallback_service(routes)
+        .layer(middleware::map_request(strip_trailing_slash))
+}
+
+/// Kong accepts one trailing slash on every admin path (`POST /consumers/`).
+async fn strip_trailing_slash(mut request: Request) -> Request {
+    let path = request.uri().path();
+    if let Some(trimmed) = path.strip_suffix('/').filter(|t| !t.is_empty()) {
+        let rewritten = match request.uri().query() {
+            Some(query) => format!("{trimmed}?{query}"),
+            None => trimmed.to_string(),
+        };
+        if let Ok(uri) = rewritten.parse() {
+            *request.uri_mut() = uri;
+        }
+    }
+    request
 }
 
 async fn not_found() -> AdminError {
@@ -91,7 +117,8 @@ async fn require_admin_key(
 }
 
 /// Reads and parses an admin request body (dotted form keys nest: `config.scopes=a`).
-pub(crate) async fn read_body(headers: &HeaderMap, body: Body) -> AdminResult<Params> {
+/// Public for the fuzz target that feeds it any content type and body.
+pub async fn read_body(headers: &HeaderMap, body: Body) -> AdminResult<Params> {
     let bytes = axum::body::to_bytes(body, MAX_BODY_BYTES)
         .await
         .map_err(|_| ParamsError::TooLarge)?;

@@ -6,7 +6,7 @@ use super::error::{fields, AdminError, AdminResult};
 use super::input::Fields;
 use super::{list_page, read_body, services, ListQuery};
 use crate::app::AppState;
-use crate::model::{new_id, now, OAuth2Config, PkceMode, Plugin};
+use crate::model::{new_id, now, OAuth2Config, PkceMode, Plugin, MAX_LIFETIME_S};
 use crate::params::Params;
 use crate::secrets::random_string;
 use crate::store::Repo;
@@ -127,25 +127,28 @@ fn apply_config(
 }
 
 fn check_config(config: &OAuth2Config, f: &mut Fields) {
-    if !(0..=100_000_000).contains(&config.refresh_token_ttl) {
-        f.error(
-            "refresh_token_ttl",
-            "value should be between 0 and 100000000",
-        );
-    }
-    if config.token_expiration < 0 {
-        f.error("token_expiration", "value should be 0 or more");
+    // Kong bounds refresh_token_ttl so; token_expiration gets the same bound, so that a
+    // lifetime added to a time can never overflow (about three years is far beyond any use).
+    let lifetimes = [
+        ("refresh_token_ttl", config.refresh_token_ttl),
+        ("token_expiration", config.token_expiration),
+    ];
+    for (name, seconds) in lifetimes {
+        if !(0..=MAX_LIFETIME_S).contains(&seconds) {
+            f.error(
+                name,
+                format!("value should be between 0 and {MAX_LIFETIME_S}"),
+            );
+        }
     }
     if config.mandatory_scope && config.scopes.as_ref().is_none_or(Vec::is_empty) {
         f.error("scopes", "required field missing");
     }
-    if config.auth_header_name.is_empty()
-        || !config
-            .auth_header_name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-    {
+    if !is_header_name(&config.auth_header_name) {
         f.error("auth_header_name", "expected a valid header name");
+    }
+    if let Some(problem) = config.realm.as_deref().and_then(realm_error) {
+        f.error("realm", problem);
     }
     let grants = [
         config.enable_authorization_code,
@@ -162,6 +165,29 @@ fn check_config(config: &OAuth2Config, f: &mut Fields) {
             ),
         );
     }
+}
+
+/// Longest `realm` and `auth_header_name`: both are written into headers.
+const MAX_HEADER_TEXT: usize = 128;
+
+/// An HTTP header name (RFC 9110 token), in the spelling the filter can look up: letters,
+/// digits, `-` and `_`.
+fn is_header_name(name: &str) -> bool {
+    (1..=MAX_HEADER_TEXT).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// The realm goes into `WWW-Authenticate: Bearer realm="..."` of every 401, as a quoted
+/// string: printable ASCII without `"` or `\`, so it can neither end the quote nor the header.
+fn realm_error(realm: &str) -> Option<String> {
+    if realm.len() > MAX_HEADER_TEXT {
+        return Some(format!("length must be at most {MAX_HEADER_TEXT}"));
+    }
+    let printable = |b: u8| (0x20..=0x7e).contains(&b) && b != b'"' && b != b'\\';
+    (!realm.bytes().all(printable))
+        .then(|| "must be printable ASCII without control characters, '\"' or '\\'".to_string())
 }
 
 /// Kong reports record-level config errors as the string `config`, field errors nested.

@@ -6,7 +6,7 @@ use super::error::{AdminError, AdminResult};
 use super::input::Fields;
 use super::{list_page, read_body, ListQuery};
 use crate::app::AppState;
-use crate::model::{is_uuid, new_id, now, Token};
+use crate::model::{is_uuid, new_id, now, Token, MAX_LIFETIME_S};
 use crate::params::Params;
 use crate::secrets::{random_string, token_digest};
 use crate::store::Repo;
@@ -36,7 +36,7 @@ fn to_json(t: &Token, plain: Option<&Plain>) -> Value {
         "expires_in": t.expires_in,
         "authenticated_userid": t.authenticated_userid,
         "scope": t.scope,
-        "ttl": t.ttl_at.map(|at| (at - now()).max(0)),
+        "ttl": t.ttl_at.map(|at| at.saturating_sub(now()).max(0)),
     });
     if let (Some(plain), Value::Object(map)) = (plain, &mut body) {
         map.insert("access_token".into(), json!(plain.access_token));
@@ -71,6 +71,12 @@ fn apply(t: &mut Token, body: &Params, creating: bool) -> AdminResult<Plain> {
         t.service_id = service;
     }
     if let Some(v) = f.integer(body, "expires_in") {
+        if !(0..=MAX_LIFETIME_S).contains(&v) {
+            f.error(
+                "expires_in",
+                format!("value should be between 0 and {MAX_LIFETIME_S}"),
+            );
+        }
         t.expires_in = v;
     } else if creating && !body.contains_key("expires_in") {
         f.error("expires_in", "required field missing");
