@@ -2,7 +2,7 @@
 //! and services whose plugin settings start from Kong's test defaults.
 
 use crate::http::Answer;
-use crate::stack::{wait_until, Gateway, Stack};
+use crate::stack::{wait_until, Gateway, GatewayOptions, Stack};
 use crate::Text;
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -114,6 +114,19 @@ impl Kong {
     pub fn protect(&mut self, service: &str, overrides: Value) -> usize {
         self.configure(service, overrides);
         self.stack.add_gateway(service, &format!("/{service}"));
+        self.stack.gateways.len() - 1
+    }
+
+    /// [`Kong::protect`] behind an Envoy that differs from the template's defaults.
+    pub fn protect_with(
+        &mut self,
+        service: &str,
+        overrides: Value,
+        options: GatewayOptions,
+    ) -> usize {
+        self.configure(service, overrides);
+        self.stack
+            .add_gateway_with(service, &format!("/{service}"), options);
         self.stack.gateways.len() - 1
     }
 

@@ -10,7 +10,9 @@ pub mod kong;
 pub mod oauth;
 mod paths;
 mod process;
+pub mod recorder;
 pub mod stack;
+pub mod wire;
 
 pub use http::{Answer, Client, Text};
-pub use stack::{Gateway, Stack};
+pub use stack::{Gateway, GatewayOptions, Stack};

@@ -35,11 +35,13 @@ pub fn demo_upstream_bin() -> PathBuf {
     )
 }
 
+/// The filter `make build` made, or `OAUTH2_FILTER_WASM` (to run the suite against another
+/// build of the filter, e.g. an older commit's).
 pub fn wasm_module() -> PathBuf {
-    required(
-        target_dir().join("wasm32-wasip1/wasm/oauth2_filter.wasm"),
-        "the wasm filter",
-    )
+    let path = std::env::var_os("OAUTH2_FILTER_WASM")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| target_dir().join("wasm32-wasip1/wasm/oauth2_filter.wasm"));
+    required(path, "the wasm filter")
 }
 
 pub fn envoy_bin() -> PathBuf {

@@ -33,12 +33,29 @@ pub struct Gateway {
     pub https_port: u16,
     pub admin_port: u16,
     pub log: PathBuf,
+    /// The self-signed certificate of the https listener (`cert.pem`, `key.pem`).
+    pub cert_dir: PathBuf,
     process: Process,
     config_path: PathBuf,
     out_path: PathBuf,
     /// Set for a gateway started with hot restart enabled: its base id, epoch and the
     /// processes of earlier epochs (they drain and exit on their own).
     hot_restart: Option<HotRestart>,
+}
+
+/// How a gateway differs from the template's defaults.
+#[derive(Debug, Clone, Default)]
+pub struct GatewayOptions {
+    /// The filter's JSON configuration instead of the template's.
+    pub filter_config: Option<String>,
+    /// Envoy's hot restart enabled (see [`Gateway::hot_restart`]).
+    pub hot_restart: bool,
+    /// The port of the route's upstream instead of the demo upstream's (e.g. a
+    /// [`crate::recorder::Recorder`]).
+    pub upstream_port: Option<u16>,
+    /// `xff_num_trusted_hops`: how many proxies in front of Envoy are trusted to say the
+    /// client's address and scheme (`X-Forwarded-For`, `X-Forwarded-Proto`). 0 by default.
+    pub trusted_hops: u32,
 }
 
 struct HotRestart {
@@ -57,6 +74,16 @@ impl Gateway {
             "https://localhost:{}{}{}",
             self.https_port, self.prefix, path
         )
+    }
+
+    /// Clients for request shapes reqwest cannot send (HTTP/2 trailers, raw HTTP/1.1).
+    pub fn wire(&self) -> crate::wire::Wire {
+        crate::wire::Wire::new(self.http_port, self.https_port)
+    }
+
+    /// The route's path on the wire (`prefix` + `path`), for [`crate::wire`] shapes.
+    pub fn target(&self, path: &str) -> String {
+        format!("{}{}", self.prefix, path)
     }
 
     pub fn is_running(&mut self) -> bool {
@@ -162,26 +189,36 @@ impl Stack {
     /// Starts an Envoy protecting `service` under `prefix`, and waits until its filter has
     /// the service's state (requests no longer answer 503).
     pub fn add_gateway(&mut self, service: &str, prefix: &str) -> &Gateway {
-        self.add_gateway_with(service, prefix, None, false)
+        self.add_gateway_with(service, prefix, GatewayOptions::default())
     }
 
     /// Like [`Stack::add_gateway`], with Envoy's hot restart enabled (see [`Gateway::hot_restart`]).
     pub fn add_hot_restartable_gateway(&mut self, service: &str, prefix: &str) -> &Gateway {
-        self.add_gateway_with(service, prefix, None, true)
+        let options = GatewayOptions {
+            hot_restart: true,
+            ..GatewayOptions::default()
+        };
+        self.add_gateway_with(service, prefix, options)
     }
 
     /// An Envoy whose filter has `filter_config` (JSON) instead of the template's.
     pub fn add_gateway_configured(&mut self, prefix: &str, filter_config: &str) -> &Gateway {
-        self.add_gateway_with("custom", prefix, Some(filter_config), false)
+        let options = GatewayOptions {
+            filter_config: Some(filter_config.to_string()),
+            ..GatewayOptions::default()
+        };
+        self.add_gateway_with("custom", prefix, options)
     }
 
-    fn add_gateway_with(
+    /// An Envoy protecting `service` under `prefix`, as `options` say.
+    pub fn add_gateway_with(
         &mut self,
         service: &str,
         prefix: &str,
-        filter_config: Option<&str>,
-        hot_restart: bool,
+        options: GatewayOptions,
     ) -> &Gateway {
+        let hot_restart = options.hot_restart;
+        let upstream_port = options.upstream_port.unwrap_or(self.upstream_port);
         let index = self.gateways.len();
         let (http_port, https_port, admin_port) = (free_port(), free_port(), free_port());
         let certs = self.dir.path().join("certs");
@@ -201,16 +238,17 @@ impl Stack {
                 ("HTTPS_PORT", https_port.to_string()),
                 ("UPSTREAM_HOST", "127.0.0.1".into()),
                 ("TOKEN_SERVICE_HOST", "127.0.0.1".into()),
-                ("UPSTREAM_PORT", self.upstream_port.to_string()),
+                ("UPSTREAM_PORT", upstream_port.to_string()),
                 ("TOKEN_SERVICE_PORT", self.gateway_port.to_string()),
                 ("WASM_PATH", paths::wasm_module().display().to_string()),
                 ("CERT_DIR", certs.display().to_string()),
                 ("SERVICE", service.to_string()),
                 ("ROUTE_PREFIX", prefix.to_string()),
                 ("POLL_INTERVAL_MS", POLL_INTERVAL_MS.to_string()),
+                ("XFF_NUM_TRUSTED_HOPS", options.trusted_hops.to_string()),
             ],
         );
-        let config = match filter_config {
+        let config = match &options.filter_config {
             Some(json) => replace_filter_config(&config, json),
             None => config,
         };
@@ -234,6 +272,7 @@ impl Stack {
             https_port,
             admin_port,
             log,
+            cert_dir: certs,
             process,
             config_path,
             out_path,

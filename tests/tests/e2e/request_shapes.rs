@@ -1,0 +1,741 @@
+//! Fail closed on every request shape (issue 9), proven through a real Envoy.
+//!
+//! The matrix sends requests of every method, body shape, token, token source, cache state and
+//! protocol to a route whose upstream records everything it receives, and asserts the one
+//! invariant of the filter: a request reaches the upstream only after an allow decision for it,
+//! and then with the real identity and nothing the client made up. Then the Envoy template's
+//! own hardening: header names with underscores, a bound on slow request headers, and the
+//! scheme taken from Envoy rather than from the client.
+
+use e2e::kong::{oauth_error, Kong};
+use e2e::recorder::{Recorded, Recorder};
+use e2e::wire::{Body, Protocol, Reply, Shape, Wire};
+use e2e::{GatewayOptions, Text};
+use serde_json::{json, Value};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const SERVICE: &str = "shapes";
+const METHODS: [&str; 7] = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
+/// The filter's default `max_body_bytes`: the matrix runs the shipped default.
+const MAX_BODY_BYTES: usize = 65_536;
+/// Requests in flight at once.
+const PARALLEL: usize = 12;
+const FORM: &str = "application/x-www-form-urlencoded";
+
+/// What a client sends in place of the identity the gateway sets (each must never arrive).
+const FORGED: [(&str, &str); 7] = [
+    ("X-Consumer-ID", "forged"),
+    ("X-Consumer-Custom-ID", "forged"),
+    ("X-Consumer-Username", "admin"),
+    ("X-Credential-Identifier", "forged"),
+    ("X-Authenticated-Userid", "admin"),
+    ("X-Authenticated-Scope", "admin"),
+    ("X-Anonymous-Consumer", "true"),
+];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+enum BodyKind {
+    None,
+    Small,
+    /// Larger than one read or DATA frame (16 KB), within `max_body_bytes`.
+    Large,
+    /// Several pieces without a length (HTTP/1.1 chunked, several DATA frames).
+    Chunked,
+    /// Over `max_body_bytes`.
+    Over,
+}
+
+const BODIES: [BodyKind; 5] = [
+    BodyKind::None,
+    BodyKind::Small,
+    BodyKind::Large,
+    BodyKind::Chunked,
+    BodyKind::Over,
+];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+enum TokenKind {
+    None,
+    Unknown,
+    Valid,
+    Revoked,
+}
+
+const TOKENS: [TokenKind; 4] = [
+    TokenKind::None,
+    TokenKind::Unknown,
+    TokenKind::Valid,
+    TokenKind::Revoked,
+];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+enum Source {
+    /// `Authorization: Bearer <token>`.
+    Header,
+    /// `?access_token=<token>`.
+    Query,
+    /// An `access_token` field of a form body, last in the body.
+    Form,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+enum CacheState {
+    /// The filter never saw the token.
+    Miss,
+    /// The filter allowed the token just before.
+    Hit,
+    /// The filter refused the token just before.
+    Negative,
+    /// The filter allowed the token, then it was revoked (the cached answer must go).
+    Stale,
+}
+
+impl TokenKind {
+    fn cache_states(self) -> &'static [CacheState] {
+        match self {
+            TokenKind::None => &[CacheState::Miss],
+            TokenKind::Unknown => &[CacheState::Miss, CacheState::Negative],
+            TokenKind::Valid => &[CacheState::Miss, CacheState::Hit],
+            TokenKind::Revoked => &[CacheState::Miss, CacheState::Negative, CacheState::Stale],
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Case {
+    id: usize,
+    method: &'static str,
+    body: BodyKind,
+    token: TokenKind,
+    source: Source,
+    cache: CacheState,
+    protocol: Protocol,
+}
+
+/// What the client must see, and whether the upstream may see the request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Expect {
+    /// 200 from the upstream, with the real identity.
+    Forwarded,
+    /// 401 `invalid_request`: no token the filter may read.
+    Missing,
+    /// 401 `invalid_token`.
+    Invalid,
+    /// 413: the filter must read a form body larger than `max_body_bytes`.
+    TooLarge,
+}
+
+impl Case {
+    fn path(&self) -> String {
+        format!("/case/{}", self.id)
+    }
+
+    /// Kong's rule: a form body is read only for POST, PUT and PATCH with a form content type
+    /// (every body of the matrix has one).
+    fn body_is_read(&self) -> bool {
+        matches!(self.method, "POST" | "PUT" | "PATCH") && self.body != BodyKind::None
+    }
+
+    fn expect(&self) -> Expect {
+        let has_token = self.token != TokenKind::None;
+        let readable = has_token && (self.source != Source::Form || self.body_is_read());
+        // The header, then the query; the body only when neither had a token.
+        let reads_body = self.body_is_read() && (!has_token || self.source == Source::Form);
+        if reads_body && self.body == BodyKind::Over {
+            return Expect::TooLarge;
+        }
+        match (readable, self.token) {
+            (false, _) | (_, TokenKind::None) => Expect::Missing,
+            (true, TokenKind::Valid) => Expect::Forwarded,
+            (true, _) => Expect::Invalid,
+        }
+    }
+
+    fn label(&self) -> String {
+        format!(
+            "{:?} {} body={:?} token={:?} source={:?} cache={:?}",
+            self.protocol, self.method, self.body, self.token, self.source, self.cache
+        )
+    }
+}
+
+/// Every (protocol, method, body, token); for each token every source a body can carry (a form
+/// token needs a body), and the token's cache states in rotation, so every (token, source,
+/// cache state) occurs many times without multiplying the matrix by it.
+fn matrix() -> Vec<Case> {
+    let mut cases = Vec::new();
+    let mut rotation = 0usize;
+    for protocol in Protocol::ALL {
+        for method in METHODS {
+            for body in BODIES {
+                for token in TOKENS {
+                    let sources: &[Source] = match token {
+                        TokenKind::None => &[Source::Header],
+                        _ => &[Source::Header, Source::Query, Source::Form],
+                    };
+                    for &source in sources {
+                        if source == Source::Form && body == BodyKind::None {
+                            continue;
+                        }
+                        let states = token.cache_states();
+                        let cache = states[rotation % states.len()];
+                        rotation += 1;
+                        cases.push(Case {
+                            id: cases.len(),
+                            method,
+                            body,
+                            token,
+                            source,
+                            cache,
+                            protocol,
+                        });
+                    }
+                }
+            }
+        }
+    }
+    cases
+}
+
+/// The pruned matrix still covers every axis, every (method, body, token, protocol) and every
+/// (token, source, cache state).
+fn assert_coverage(cases: &[Case]) {
+    let quads: BTreeSet<_> = cases
+        .iter()
+        .map(|c| (c.method, c.body, c.token, format!("{:?}", c.protocol)))
+        .collect();
+    assert_eq!(quads.len(), METHODS.len() * BODIES.len() * TOKENS.len() * 3);
+    let triples: BTreeSet<_> = cases.iter().map(|c| (c.token, c.source, c.cache)).collect();
+    let wanted: usize = TOKENS
+        .iter()
+        .map(|t| {
+            let sources = if *t == TokenKind::None { 1 } else { 3 };
+            sources * t.cache_states().len()
+        })
+        .sum();
+    assert_eq!(triples.len(), wanted, "{triples:?}");
+    let expectations: BTreeSet<_> = cases.iter().map(|c| format!("{:?}", c.expect())).collect();
+    assert_eq!(expectations.len(), 4, "{expectations:?}");
+}
+
+/// A case with its token and the request the client writes.
+struct Prepared {
+    case: Case,
+    token: Option<String>,
+    shape: Shape,
+}
+
+fn body_bytes(case: &Case, token: Option<&str>) -> Vec<u8> {
+    let size = match case.body {
+        BodyKind::None => return Vec::new(),
+        BodyKind::Small => 8,
+        BodyKind::Large => 48 * 1024,
+        BodyKind::Chunked => 20 * 1024,
+        BodyKind::Over => MAX_BODY_BYTES + 35 * 1024,
+    };
+    let mut body = format!("case={}&pad={}", case.id, "p".repeat(size));
+    if let (Source::Form, Some(token)) = (case.source, token) {
+        // Last, so the filter must read the body to its end to find it.
+        body.push_str("&access_token=");
+        body.push_str(token);
+    }
+    body.into_bytes()
+}
+
+fn shape_of(case: &Case, token: Option<&str>, prefix: &str) -> Shape {
+    let mut target = format!("{prefix}{}", case.path());
+    let mut headers: Vec<(String, String)> = FORGED
+        .iter()
+        .map(|(n, v)| (n.to_string(), v.to_string()))
+        .collect();
+    headers.push(("x-case".into(), case.id.to_string()));
+    match (case.source, token) {
+        (Source::Header, Some(t)) => headers.push(("Authorization".into(), format!("Bearer {t}"))),
+        (Source::Query, Some(t)) => target.push_str(&format!("?access_token={t}")),
+        _ => {}
+    }
+    let bytes = body_bytes(case, token);
+    if !bytes.is_empty() {
+        headers.push(("Content-Type".into(), FORM.into()));
+    }
+    let body = match case.body {
+        BodyKind::None => Body::None,
+        BodyKind::Chunked => Body::Chunked(
+            bytes
+                .chunks(bytes.len() / 4 + 1)
+                .map(<[u8]>::to_vec)
+                .collect(),
+        ),
+        _ => Body::Fixed(bytes),
+    };
+    // h2c requests end with trailers (HEADERS then trailers when there is no body), one of
+    // them a forged identity.
+    let trailers = match case.protocol {
+        Protocol::H2c => vec![
+            ("x-case-trailer".to_string(), case.id.to_string()),
+            (
+                "x-consumer-username".to_string(),
+                "trailer-admin".to_string(),
+            ),
+        ],
+        _ => Vec::new(),
+    };
+    Shape {
+        method: case.method.to_string(),
+        target,
+        headers,
+        body,
+        trailers,
+    }
+}
+
+/// The fixture: consumer bob's `clientid123`, and tokens minted through the admin API (fast,
+/// and each with its own `authenticated_userid`, so the identity upstream names the case).
+struct Fixture {
+    kong: Kong,
+    gw: usize,
+    recorder: Recorder,
+    service_id: String,
+    credential_id: String,
+}
+
+impl Fixture {
+    fn start() -> Fixture {
+        let recorder = Recorder::start();
+        let mut kong = Kong::start();
+        let options = GatewayOptions {
+            upstream_port: Some(recorder.port),
+            ..GatewayOptions::default()
+        };
+        let gw = kong.protect_with(SERVICE, json!({"enable_client_credentials": true}), options);
+        let service_id = kong
+            .stack
+            .admin_get(&format!("/services/{SERVICE}"))
+            .json()
+            .text("id");
+        let credential_id = kong.credential_id("clientid123");
+        Fixture {
+            kong,
+            gw,
+            recorder,
+            service_id,
+            credential_id,
+        }
+    }
+
+    fn mint(&self, userid: &str) -> String {
+        let answer = self.kong.post(
+            &self.kong.stack.admin("/oauth2_tokens"),
+            json!({"credential": {"id": self.credential_id}, "service": {"id": self.service_id},
+                   "expires_in": 3600, "authenticated_userid": userid, "scope": "email"}),
+        );
+        assert_eq!(answer.status, 201, "minting a token: {}", answer.text);
+        answer.json().text("access_token")
+    }
+
+    fn revoke(&self, token: &str) {
+        let answer = self
+            .kong
+            .stack
+            .client
+            .delete(&self.kong.stack.admin(&format!("/oauth2_tokens/{token}")));
+        assert_eq!(answer.status, 204, "revoking a token: {}", answer.text);
+    }
+
+    fn wire(&self) -> Wire {
+        self.kong.gw(self.gw).wire()
+    }
+
+    fn prefix(&self) -> String {
+        self.kong.gw(self.gw).prefix.clone()
+    }
+}
+
+fn userid_of(case: &Case) -> String {
+    format!("user-{}", case.id)
+}
+
+/// Tokens for every case, minted on a few threads (the admin API is the slow part).
+fn tokens_for(fixture: &Fixture, cases: &[Case]) -> Vec<Option<String>> {
+    let started = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    let mut tokens: Vec<Option<String>> = vec![None; cases.len()];
+    std::thread::scope(|scope| {
+        let chunks: Vec<_> = tokens.chunks_mut(cases.len() / 4 + 1).enumerate().collect();
+        for (chunk_index, chunk) in chunks {
+            let offset = chunk_index * (cases.len() / 4 + 1);
+            scope.spawn(move || {
+                for (i, slot) in chunk.iter_mut().enumerate() {
+                    let case = &cases[offset + i];
+                    *slot = match case.token {
+                        TokenKind::None => None,
+                        TokenKind::Unknown => Some(format!("unknown{}x{started}", case.id)),
+                        TokenKind::Valid | TokenKind::Revoked => {
+                            Some(fixture.mint(&userid_of(case)))
+                        }
+                    };
+                }
+            });
+        }
+    });
+    tokens
+}
+
+/// A GET carrying `token` in the header, to put the token in the filter's cache.
+fn warm_shape(prefix: &str, id: usize, token: &str) -> Shape {
+    Shape {
+        method: "GET".into(),
+        target: format!("{prefix}/warm/{id}"),
+        headers: vec![("authorization".into(), format!("Bearer {token}"))],
+        body: Body::None,
+        trailers: Vec::new(),
+    }
+}
+
+async fn warm(
+    wire: &Wire,
+    prefix: &str,
+    id: usize,
+    token: &str,
+    status: u16,
+) -> Result<(), String> {
+    let reply = wire
+        .send(Protocol::Http1, &warm_shape(prefix, id, token))
+        .await?;
+    if reply.status != status {
+        return Err(format!(
+            "warm-up answered {} (expected {status}): {}",
+            reply.status,
+            reply.text()
+        ));
+    }
+    Ok(())
+}
+
+/// Runs one case: its warm-up (hit, negative), then its request.
+async fn run_case(wire: Wire, prefix: String, prepared: Arc<Prepared>) -> Result<Reply, String> {
+    let case = &prepared.case;
+    if let (Some(token), CacheState::Hit | CacheState::Negative) = (&prepared.token, case.cache) {
+        let status = if case.cache == CacheState::Hit {
+            200
+        } else {
+            401
+        };
+        warm(&wire, &prefix, case.id, token, status).await?;
+    }
+    wire.send(case.protocol, &prepared.shape).await
+}
+
+/// Everything wrong with one case's outcome (empty: the case holds).
+fn check(
+    prepared: &Prepared,
+    reply: &Result<Reply, String>,
+    recorded: &[Recorded],
+    bob_id: &str,
+) -> Vec<String> {
+    let case = &prepared.case;
+    let expect = case.expect();
+    let mut problems = Vec::new();
+    if expect != Expect::Forwarded && !recorded.is_empty() {
+        let forged: Vec<String> = recorded[0].values("x-consumer-username");
+        problems.push(format!(
+            "LEAK: the upstream received {} request(s) (expected none, {expect:?}); x-consumer-username upstream: {forged:?}",
+            recorded.len()
+        ));
+    }
+    for r in recorded {
+        problems.extend(identity_problems(case, r, bob_id));
+    }
+    if expect == Expect::Forwarded {
+        match recorded {
+            [r] => problems.extend(forwarded_problems(prepared, r)),
+            _ => problems.push(format!(
+                "the upstream received {} requests (expected one)",
+                recorded.len()
+            )),
+        }
+    }
+    match reply {
+        Err(e) => problems.push(format!("no answer: {e}")),
+        Ok(reply) => problems.extend(reply_problems(case, expect, reply)),
+    }
+    problems
+}
+
+/// For a forwarded request: exactly the real identity; for any other, no identity at all.
+fn identity_problems(case: &Case, r: &Recorded, bob_id: &str) -> Vec<String> {
+    let forwarded = case.expect() == Expect::Forwarded;
+    let userid = userid_of(case);
+    let wanted: [(&str, Option<&str>); 7] = [
+        ("x-consumer-id", forwarded.then_some(bob_id)),
+        ("x-consumer-custom-id", None),
+        ("x-consumer-username", forwarded.then_some("bob")),
+        (
+            "x-credential-identifier",
+            forwarded.then_some("clientid123"),
+        ),
+        (
+            "x-authenticated-userid",
+            forwarded.then_some(userid.as_str()),
+        ),
+        ("x-authenticated-scope", forwarded.then_some("email")),
+        ("x-anonymous-consumer", None),
+    ];
+    let mut problems = Vec::new();
+    for (name, value) in wanted {
+        let got = r.values(name);
+        let expected: Vec<String> = value.map(str::to_string).into_iter().collect();
+        if got != expected {
+            problems.push(format!("upstream {name}: {got:?}, expected {expected:?}"));
+        }
+    }
+    for (name, _) in &r.trailers {
+        if FORGED.iter().any(|(f, _)| f.eq_ignore_ascii_case(name)) {
+            problems.push(format!("an identity trailer reached the upstream: {name}"));
+        }
+    }
+    problems
+}
+
+fn forwarded_problems(prepared: &Prepared, r: &Recorded) -> Vec<String> {
+    let case = &prepared.case;
+    let mut problems = Vec::new();
+    if r.method != case.method {
+        problems.push(format!("upstream method {}", r.method));
+    }
+    let sent_query = prepared.shape.target.split_once('?').map(|(_, q)| q);
+    let got_query = r.target.split_once('?').map(|(_, q)| q);
+    if r.path() != case.path() || got_query != sent_query {
+        problems.push(format!("upstream target {}", r.target));
+    }
+    if r.body != prepared.shape.body.bytes() {
+        problems.push(format!(
+            "upstream body of {} bytes differs from the {} sent",
+            r.body.len(),
+            prepared.shape.body.bytes().len()
+        ));
+    }
+    if let Some(e) = &r.body_error {
+        problems.push(format!("upstream body cut: {e}"));
+    }
+    problems
+}
+
+fn reply_problems(case: &Case, expect: Expect, reply: &Reply) -> Vec<String> {
+    let status = match expect {
+        Expect::Forwarded => 200,
+        Expect::Missing | Expect::Invalid => 401,
+        Expect::TooLarge => 413,
+    };
+    if reply.status != status {
+        return vec![format!(
+            "status {} (expected {status}): {:.200}",
+            reply.status,
+            reply.text()
+        )];
+    }
+    let mut problems = Vec::new();
+    let head = case.method == "HEAD";
+    let error = match expect {
+        Expect::Forwarded => None,
+        Expect::Missing => Some(oauth_error(
+            "invalid_request",
+            "The access token is missing",
+        )),
+        Expect::Invalid => Some(oauth_error(
+            "invalid_token",
+            "The access token is invalid or has expired",
+        )),
+        Expect::TooLarge => Some(oauth_error(
+            "invalid_request",
+            "The request body is too large",
+        )),
+    };
+    let body: Option<Value> = serde_json::from_slice(&reply.body).ok();
+    match (head, error) {
+        (true, _) => {
+            if !reply.body.is_empty() {
+                problems.push("a HEAD answer with a body".into());
+            }
+        }
+        (false, Some(error)) => {
+            if body.as_ref() != Some(&error) {
+                problems.push(format!(
+                    "answer body {:.200}, expected {error}",
+                    reply.text()
+                ));
+            }
+        }
+        (false, None) => {
+            if body.as_ref().map(|b| b["recorded"] == json!(true)) != Some(true) {
+                problems.push(format!(
+                    "answer not from the upstream: {:.200}",
+                    reply.text()
+                ));
+            }
+        }
+    }
+    if matches!(expect, Expect::Missing | Expect::Invalid) {
+        let challenge = reply.header("www-authenticate").unwrap_or_default();
+        let names_error = challenge.contains("error=\"invalid_token\"");
+        if !challenge.starts_with("Bearer realm=") || names_error != (expect == Expect::Invalid) {
+            problems.push(format!("www-authenticate {challenge:?}"));
+        }
+    }
+    problems
+}
+
+/// Revokes the stale cases' tokens after the filter allowed them, and waits until every
+/// worker has dropped its cached answer (a token revoked last must be refused repeatedly).
+fn make_stale(fixture: &Fixture, runtime: &tokio::runtime::Runtime, stale: &[(usize, String)]) {
+    let wire = fixture.wire();
+    let prefix = fixture.prefix();
+    let sentinel = fixture.mint("sentinel");
+    let mut warmed: Vec<(usize, String)> = stale.to_vec();
+    warmed.push((usize::MAX, sentinel.clone()));
+    runtime.block_on(async {
+        for (id, token) in &warmed {
+            warm(&wire, &prefix, *id, token, 200)
+                .await
+                .unwrap_or_else(|e| panic!("stale warm-up: {e}"));
+        }
+    });
+    for (_, token) in &warmed {
+        fixture.revoke(token);
+    }
+    let mut streak = 0;
+    let refused = e2e::stack::wait_until(Duration::from_secs(10), || {
+        let status = runtime
+            .block_on(wire.send(Protocol::Http1, &warm_shape(&prefix, usize::MAX, &sentinel)))
+            .map(|r| r.status)
+            .unwrap_or(0);
+        streak = if status == 401 { streak + 1 } else { 0 };
+        streak >= 8
+    });
+    assert!(refused, "a revoked token was still allowed after 10 s");
+    // One more poll period for the worker that may have answered none of the probes.
+    std::thread::sleep(Duration::from_millis(3 * e2e::stack::POLL_INTERVAL_MS));
+}
+
+#[test]
+fn no_request_shape_reaches_the_upstream_without_an_allow_decision() {
+    let started = Instant::now();
+    let cases = matrix();
+    assert_coverage(&cases);
+    let fixture = Fixture::start();
+    let tokens = tokens_for(&fixture, &cases);
+    let prefix = fixture.prefix();
+    let prepared: Vec<Arc<Prepared>> = cases
+        .iter()
+        .zip(tokens)
+        .map(|(case, token)| {
+            let shape = shape_of(case, token.as_deref(), &prefix);
+            Arc::new(Prepared {
+                case: case.clone(),
+                token,
+                shape,
+            })
+        })
+        .collect();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a runtime for the clients");
+    let stale: Vec<(usize, String)> = prepared
+        .iter()
+        .filter(|p| p.case.cache == CacheState::Stale)
+        .filter_map(|p| Some((p.case.id, p.token.clone()?)))
+        .collect();
+    make_stale(&fixture, &runtime, &stale);
+    // Revoked tokens of the other cache states are revoked before the filter sees them.
+    for p in &prepared {
+        if let (TokenKind::Revoked, CacheState::Miss | CacheState::Negative, Some(t)) =
+            (p.case.token, p.case.cache, &p.token)
+        {
+            fixture.revoke(t);
+        }
+    }
+    let set_up = started.elapsed();
+
+    let wire = fixture.wire();
+    let replies: Vec<Result<Reply, String>> = runtime.block_on(async {
+        let limit = Arc::new(tokio::sync::Semaphore::new(PARALLEL));
+        let mut tasks = Vec::new();
+        for p in &prepared {
+            let (wire, prefix, p, limit) = (wire.clone(), prefix.clone(), p.clone(), limit.clone());
+            tasks.push(tokio::spawn(async move {
+                let _permit = limit.acquire_owned().await;
+                run_case(wire, prefix, p).await
+            }));
+        }
+        let mut replies = Vec::new();
+        for task in tasks {
+            replies.push(
+                task.await
+                    .unwrap_or_else(|e| Err(format!("client task: {e}"))),
+            );
+        }
+        replies
+    });
+    // Anything Envoy had in flight to the upstream has landed by now.
+    std::thread::sleep(Duration::from_millis(300));
+
+    let recorded = fixture.recorder.all();
+    let mut by_path: BTreeMap<&str, Vec<Recorded>> = BTreeMap::new();
+    for r in &recorded {
+        by_path.entry(r.path()).or_default().push(r.clone());
+    }
+    let mut failures: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut failing_cases = 0;
+    for (p, reply) in prepared.iter().zip(&replies) {
+        let path = p.case.path();
+        let got = by_path
+            .get(path.as_str())
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        let problems = check(p, reply, got, &fixture.kong.bob_id);
+        if !problems.is_empty() {
+            failing_cases += 1;
+            failures.entry(p.case.label()).or_default().push(format!(
+                "#{}: {}",
+                p.case.id,
+                problems.join("; ")
+            ));
+        }
+    }
+    // Requests at no case's path: only the warm-ups may be there.
+    let strays: Vec<&Recorded> = recorded
+        .iter()
+        .filter(|r| {
+            !r.path().starts_with("/case/")
+                && !r.path().starts_with("/warm/")
+                && r.path() != "/__probe"
+        })
+        .collect();
+    println!(
+        "request-shape matrix: {} cases ({} protocols x {} methods x {} bodies x {} tokens, sources and cache states rotated), {} requests upstream; set-up {:.1?}, total {:.1?}",
+        cases.len(),
+        Protocol::ALL.len(),
+        METHODS.len(),
+        BODIES.len(),
+        TOKENS.len(),
+        recorded.len(),
+        set_up,
+        started.elapsed()
+    );
+    let mut report = String::new();
+    for (label, problems) in &failures {
+        report.push_str(&format!("{label}: {}\n", problems.join(" | ")));
+    }
+    assert!(
+        failures.is_empty() && strays.is_empty(),
+        "{failing_cases} of {} cases fail:\n{report}requests at unexpected paths: {:?}",
+        cases.len(),
+        strays.iter().map(|r| &r.target).collect::<Vec<_>>()
+    );
+}
