@@ -15,4 +15,5 @@ sed -e "s|{{ADMIN_PORT}}|${ENVOY_ADMIN_PORT:-9901}|g" \
     -e "s|{{ROUTE_PREFIX}}|${ROUTE_PREFIX:-/stepon}|g" \
     -e "s|{{POLL_INTERVAL_MS}}|${POLL_INTERVAL_MS:-1000}|g" \
     -e "s|{{CERT_DIR}}|${CERT_DIR:-$here/envoy/certs}|g" \
+    -e "s|{{XFF_NUM_TRUSTED_HOPS}}|${XFF_NUM_TRUSTED_HOPS:-0}|g" \
     "$here/envoy/envoy.yaml.tmpl"

@@ -739,3 +739,163 @@ fn no_request_shape_reaches_the_upstream_without_an_allow_decision() {
         strays.iter().map(|r| &r.target).collect::<Vec<_>>()
     );
 }
+
+// ---- The Envoy template's own hardening ----
+
+/// A request over HTTP/1.1 with `headers`, on a fresh connection.
+fn h1_get(wire: &Wire, target: &str, headers: &[(&str, &str)]) -> Result<Reply, String> {
+    let shape = Shape {
+        method: "GET".into(),
+        target: target.into(),
+        headers: headers
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect(),
+        body: Body::None,
+        trailers: Vec::new(),
+    };
+    client_runtime().block_on(wire.send(Protocol::Http1, &shape))
+}
+
+fn client_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime for the client")
+}
+
+#[test]
+fn header_names_with_underscores_are_refused_before_any_upstream() {
+    let fixture = Fixture::start();
+    let token = fixture.mint("underscore-user");
+    let wire = fixture.wire();
+    let target = format!("{}/underscores", fixture.prefix());
+    let bearer = format!("Bearer {token}");
+    // CGI, WSGI and Rack turn `X_Consumer_Username` into the same variable as the gateway's
+    // `X-Consumer-Username`: spelled with underscores, a forged identity would be the real one.
+    for (name, value) in [
+        ("X_Consumer_Username", "admin"),
+        ("x_authenticated_userid", "admin"),
+        ("X_Consumer_ID", "forged"),
+        ("x_anonymous_consumer", "true"),
+    ] {
+        let headers = [("authorization", bearer.as_str()), (name, value)];
+        let answer = h1_get(&wire, &target, &headers).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(answer.status, 400, "{name}: {}", answer.text());
+        let shape = Shape {
+            method: "GET".into(),
+            target: target.clone(),
+            headers: headers
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect(),
+            body: Body::None,
+            trailers: Vec::new(),
+        };
+        for protocol in [Protocol::H2Tls, Protocol::H2c] {
+            // HTTP/2: Envoy resets the stream (or answers 400); either way nothing goes on.
+            let answer = client_runtime().block_on(wire.send(protocol, &shape));
+            assert!(
+                answer.as_ref().map_or(true, |a| a.status == 400),
+                "{protocol:?} {name}: {answer:?}"
+            );
+        }
+    }
+    assert!(
+        fixture.recorder.at("/underscores").is_empty(),
+        "{:?}",
+        fixture.recorder.at("/underscores")
+    );
+    // The same request without the underscore header goes through, with the real identity.
+    let answer = h1_get(&wire, &target, &[("authorization", bearer.as_str())]).expect("an answer");
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    let upstream = fixture.recorder.at("/underscores");
+    assert_eq!(upstream.len(), 1);
+    assert_eq!(
+        upstream[0].values("x-authenticated-userid"),
+        ["underscore-user"]
+    );
+}
+
+#[test]
+fn a_client_that_never_finishes_its_headers_is_cut_off() {
+    use std::io::{Read, Write};
+    let fixture = Fixture::start();
+    let port = fixture.kong.gw(fixture.gw).http_port;
+    let mut tcp = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    // A slowloris client: the request line and one header, then nothing.
+    tcp.write_all(b"GET /shapes/slow HTTP/1.1\r\nhost: localhost\r\n")
+        .expect("write");
+    tcp.set_read_timeout(Some(Duration::from_secs(25)))
+        .expect("read timeout");
+    let started = Instant::now();
+    let mut answer = Vec::new();
+    let _ = tcp.read_to_end(&mut answer);
+    let waited = started.elapsed();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(
+        answer.starts_with("HTTP/1.1 408") && waited < Duration::from_secs(20),
+        "after {waited:?}: {answer:?}"
+    );
+    assert!(fixture.recorder.at("/slow").is_empty());
+}
+
+/// `client_credentials` on the plain listener, as a client that claims `X-Forwarded-Proto: https`.
+fn token_over_http_claiming_https(kong: &Kong, gw: usize) -> e2e::Answer {
+    let client = &kong.stack.client;
+    client.send(
+        client
+            .raw()
+            .post(kong.gw(gw).http("/oauth2/token"))
+            .header("x-forwarded-proto", "https")
+            .form(&[
+                ("grant_type", "client_credentials"),
+                ("client_id", "clientid123"),
+                ("client_secret", "secret123"),
+                ("scope", "email"),
+            ]),
+    )
+}
+
+#[test]
+fn the_scheme_comes_from_envoy_unless_a_proxy_in_front_is_trusted() {
+    let mut kong = Kong::start();
+    let plugin =
+        json!({"enable_client_credentials": true, "accept_http_if_already_terminated": true});
+    // The template's default: nothing in front of Envoy is trusted, so a client's own
+    // X-Forwarded-Proto is replaced by the scheme of its connection (Kong trusts the header
+    // only from `trusted_ips`).
+    let edge = kong.protect("edge", plugin.clone());
+    let refused = token_over_http_claiming_https(&kong, edge);
+    assert_eq!(
+        (refused.status, refused.json()),
+        (400, oauth_error("access_denied", "You must use HTTPS"))
+    );
+    // HTTPS itself is unaffected.
+    let client = &kong.stack.client;
+    let tls = client.send(
+        client
+            .raw()
+            .post(kong.gw(edge).https("/oauth2/token"))
+            .form(&[
+                ("grant_type", "client_credentials"),
+                ("client_id", "clientid123"),
+                ("client_secret", "secret123"),
+                ("scope", "email"),
+            ]),
+    );
+    assert_eq!(tls.status, 200, "{}", tls.text);
+    // An operator behind a TLS-terminating load balancer trusts it (`xff_num_trusted_hops: 1`):
+    // then the header the balancer sets is believed.
+    let behind = kong.protect_with(
+        "behind-lb",
+        plugin,
+        GatewayOptions {
+            trusted_hops: 1,
+            ..GatewayOptions::default()
+        },
+    );
+    let accepted = token_over_http_claiming_https(&kong, behind);
+    assert_eq!(accepted.status, 200, "{}", accepted.text);
+    assert_eq!(accepted.json().text("token_type"), "bearer");
+}

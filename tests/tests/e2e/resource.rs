@@ -336,9 +336,15 @@ fn admin_changes_reach_the_filter_within_the_bound() {
 #[test]
 fn http_is_accepted_behind_a_terminating_proxy_when_configured() {
     let mut kong = Kong::start();
-    let gw = kong.protect(
+    // Kong trusts X-Forwarded-Proto only from `trusted_ips`; here, from one proxy in front.
+    let trusted_proxy = e2e::GatewayOptions {
+        trusted_hops: 1,
+        ..e2e::GatewayOptions::default()
+    };
+    let gw = kong.protect_with(
         "oauth2-6",
         json!({"accept_http_if_already_terminated": true}),
+        trusted_proxy,
     );
     let client = &kong.stack.client;
     let body = json!({"provision_key": PROVISION_KEY, "authenticated_userid": "x", "client_id": "clientid123", "scope": "email", "response_type": "code"});
