@@ -76,7 +76,8 @@ fn introspection_revocation_and_metadata_on_the_route() {
         .get(&kong.gw(gw).https("/.well-known/oauth-authorization-server"));
     assert_eq!(m.status, 200, "{}", m.text);
     let m = m.json();
-    let issuer = format!("https://localhost:{}/oauth2", kong.gw(gw).https_port);
+    // The issuer is the token-service's `--issuer` (default: make run's HTTPS listener).
+    let issuer = "https://localhost:8443/oauth2";
     assert_eq!(m["issuer"], json!(issuer));
     assert_eq!(m["token_endpoint"], json!(format!("{issuer}/oauth2/token")));
     assert_eq!(

@@ -6,6 +6,7 @@ mod authorize;
 mod beyond_kong;
 mod faults;
 mod hostile_input;
+mod oauth_hardening;
 mod request_shapes;
 mod resource;
 mod security;

@@ -70,6 +70,7 @@ fn a_replayed_refresh_token_revokes_its_family() {
     let access = second.text("access_token");
     assert_eq!(kong.get_with_token(gw, "/request", &access).status, 200);
     // The rotated-out refresh token comes back: an attacker has it. The whole family dies.
+    crate::oauth_hardening::after_the_replay_window();
     let replay = refresh(&first["refresh_token"]);
     assert_eq!(
         replay.json(),

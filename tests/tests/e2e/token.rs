@@ -74,6 +74,7 @@ fn authorization_code_exchange() {
     let token = t.text("access_token");
     assert_eq!(kong.get_with_token(gw, "/request", &token).status, 200);
     // T10: single use; and beyond Kong (RFC 6749 §4.1.2), a replayed code revokes what it gave.
+    crate::oauth_hardening::after_the_replay_window();
     let a = kong.post(&url, json!({"code": code, "client_id": "clientid123", "client_secret": "secret123", "grant_type": "authorization_code"}));
     assert_eq!(a.json(), oauth_error("invalid_request", "Invalid code"));
     assert!(
