@@ -899,3 +899,87 @@ fn the_scheme_comes_from_envoy_unless_a_proxy_in_front_is_trusted() {
     assert_eq!(accepted.status, 200, "{}", accepted.text);
     assert_eq!(accepted.json().text("token_type"), "bearer");
 }
+
+/// The OAuth endpoints are answered by the token-service whatever the request's shape: a body
+/// in one piece or several, none at all, trailers after it or instead of it (h2c). The request,
+/// which carries `client_secret`, never reaches the upstream.
+#[test]
+fn oauth_endpoint_requests_of_every_shape_are_answered_by_the_gateway() {
+    let fixture = Fixture::start();
+    let wire = fixture.wire();
+    let form =
+        "grant_type=client_credentials&client_id=clientid123&client_secret=secret123&scope=email";
+    let over = format!("pad={}&{form}", "p".repeat(MAX_BODY_BYTES));
+    let bodies = [
+        ("none", Body::None),
+        ("small", Body::Fixed(form.as_bytes().to_vec())),
+        (
+            "chunked",
+            Body::Chunked(form.as_bytes().chunks(20).map(<[u8]>::to_vec).collect()),
+        ),
+        ("over", Body::Fixed(over.into_bytes())),
+    ];
+    let runtime = client_runtime();
+    let mut problems = Vec::new();
+    for protocol in Protocol::ALL {
+        for (what, body) in &bodies {
+            let mut headers: Vec<(String, String)> = FORGED
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect();
+            headers.push(("content-type".into(), FORM.into()));
+            let trailers = match protocol {
+                Protocol::H2c => vec![("x-trailer".to_string(), "after the body".to_string())],
+                _ => Vec::new(),
+            };
+            let shape = Shape {
+                method: "POST".into(),
+                target: format!("{}/oauth2/token", fixture.prefix()),
+                headers,
+                body: body.clone(),
+                trailers,
+            };
+            let reply = match runtime.block_on(wire.send(protocol, &shape)) {
+                Ok(reply) => reply,
+                Err(e) => {
+                    problems.push(format!("{protocol:?} {what}: no answer: {e}"));
+                    continue;
+                }
+            };
+            let json: Value = serde_json::from_slice(&reply.body).unwrap_or(Value::Null);
+            // Plain HTTP is refused by the token-service (no accept_http_if_already_terminated).
+            let expected = match (*what, protocol) {
+                ("over", _) => (413, "error"),
+                ("small" | "chunked", Protocol::H2Tls) => (200, "access_token"),
+                _ => (400, "error"),
+            };
+            if (reply.status, json.get(expected.1).is_some()) != (expected.0, true) {
+                problems.push(format!(
+                    "{protocol:?} {what}: {} {:.200} (expected {} with `{}`)",
+                    reply.status,
+                    reply.text(),
+                    expected.0,
+                    expected.1
+                ));
+            }
+        }
+    }
+    let leaked: Vec<String> = fixture
+        .recorder
+        .all()
+        .iter()
+        .filter(|r| r.path().contains("oauth2"))
+        .map(|r| {
+            format!(
+                "{} {} body {:?}",
+                r.method,
+                r.target,
+                String::from_utf8_lossy(&r.body)
+            )
+        })
+        .collect();
+    assert!(
+        problems.is_empty() && leaked.is_empty(),
+        "{problems:#?}\nreached the upstream: {leaked:#?}"
+    );
+}
