@@ -99,3 +99,33 @@ pub fn method_not_allowed(method: &str, endpoint: &str) -> OAuthError {
         format!("The HTTP method {method} is invalid for the {endpoint} endpoint"),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(key: &str) -> OAuth2Config {
+        OAuth2Config {
+            provision_key: key.into(),
+            ..OAuth2Config::default()
+        }
+    }
+
+    #[test]
+    fn provision_keys_match_exactly() {
+        let c = config("provision123");
+        assert!(provision_key_matches(&c, Some("provision123")));
+        for wrong in ["provision12", "provision1234", "Provision123", ""] {
+            assert!(!provision_key_matches(&c, Some(wrong)), "{wrong}");
+        }
+        assert!(!provision_key_matches(&c, None));
+    }
+
+    #[test]
+    fn an_empty_configured_provision_key_matches_nothing() {
+        // The store refuses such a config as corrupt; this is the second line of defence.
+        let c = config("");
+        assert!(!provision_key_matches(&c, Some("")));
+        assert!(!provision_key_matches(&c, None));
+    }
+}

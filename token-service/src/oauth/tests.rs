@@ -451,44 +451,6 @@ async fn global_tokens_stay_global_through_refresh() {
 // ----- 4. provision_key -----
 
 #[tokio::test]
-async fn an_empty_configured_provision_key_matches_nothing() {
-    let config = OAuth2Config {
-        provision_key: String::new(),
-        ..plugin_config(false)
-    };
-    let f = fixture(OAuthSettings::default(), &[("a", config)]).await;
-    let common = [("client_id", "conf"), ("authenticated_userid", "u")];
-    let attempts: [(&str, &[(&str, &str)]); 3] = [
-        ("authorize", &[("response_type", "code")]),
-        (
-            "token",
-            &[("grant_type", "password"), ("client_secret", "conf-secret")],
-        ),
-        (
-            "token",
-            &[
-                ("grant_type", "client_credentials"),
-                ("client_secret", "conf-secret"),
-            ],
-        ),
-    ];
-    for (endpoint, extra) in attempts {
-        for key in [None, Some("")] {
-            let mut form = common.to_vec();
-            form.extend_from_slice(extra);
-            form.extend(key.map(|k| ("provision_key", k)));
-            let a = f.post(&format!("/a/oauth2/{endpoint}"), &form).await;
-            assert_error(
-                &a,
-                StatusCode::BAD_REQUEST,
-                "invalid_provision_key",
-                "Invalid provision_key",
-            );
-        }
-    }
-}
-
-#[tokio::test]
 async fn the_provision_key_must_match_exactly() {
     let f = standard(OAuthSettings::default()).await;
     for key in ["provision12", "provision1234", "Provision123", ""] {
