@@ -453,9 +453,17 @@ impl Drop for Stack {
         let Ok(entries) = std::fs::read_dir(self.dir.path()) else {
             return;
         };
+        // E2E_KEEP_LOGS=<dir>: the whole logs of a failing test are copied there.
+        let keep = std::env::var_os("E2E_KEEP_LOGS").map(PathBuf::from);
         for entry in entries.flatten() {
             let path = entry.path();
             if path.extension().is_some_and(|e| e == "log" || e == "out") {
+                if let (Some(keep), Some(run), Some(name)) =
+                    (&keep, self.dir.path().file_name(), path.file_name())
+                {
+                    let _ = std::fs::create_dir_all(keep.join(run));
+                    let _ = std::fs::copy(&path, keep.join(run).join(name));
+                }
                 let text = std::fs::read_to_string(&path).unwrap_or_default();
                 let tail: Vec<&str> = text.lines().rev().take(15).collect();
                 eprintln!("---- {} (last lines)", path.display());
