@@ -206,6 +206,14 @@ pub struct AuthorizationCode {
     pub used_at: Option<i64>,
 }
 
+/// The longest `client_id` or service name: the admin API stores none longer, so a longer one
+/// in a request is unknown without a look-up (and never remembered by the in-memory index).
+pub const MAX_IDENTIFIER_BYTES: usize = 256;
+
+/// The longest access token, refresh token or code: generated ones are far shorter, operators
+/// may set at most this many characters, so a longer one is invalid without a look-up.
+pub const MAX_TOKEN_BYTES: usize = 512;
+
 /// The longest lifetime the admin API accepts (`token_expiration`, `refresh_token_ttl`, a
 /// token's `expires_in`), in seconds: Kong's bound of `refresh_token_ttl`, about three years.
 pub const MAX_LIFETIME_S: i64 = 100_000_000;

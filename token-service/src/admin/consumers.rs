@@ -1,6 +1,6 @@
 //! `/consumers`: the people and applications tokens are issued to.
 
-use super::error::AdminResult;
+use super::error::{AdminError, AdminResult};
 use super::input::Fields;
 use super::named::{self, Named};
 use crate::app::AppState;
@@ -69,6 +69,16 @@ impl Named for Consumer {
 
     fn to_json(&self) -> Value {
         json!({"id": self.id, "created_at": self.created_at, "username": self.username, "custom_id": self.custom_id, "tags": self.tags})
+    }
+
+    /// A username that is another consumer's id (or an id that is another's username) would
+    /// make `/consumers/{id or username}` ambiguous: refused as the clash it is (409, Kong's
+    /// answer to a taken username), not as malformed input.
+    fn check_against(&self, repo: &Repo<'_>) -> AdminResult<()> {
+        match repo.consumer_key_clash(self)? {
+            Some(field) => Err(AdminError::Conflict(field.to_string())),
+            None => Ok(()),
+        }
     }
 
     fn find(repo: &Repo<'_>, key: &str) -> StoreResult<Option<Self>> {

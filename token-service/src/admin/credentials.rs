@@ -2,10 +2,11 @@
 
 use super::error::{fields, AdminError, AdminResult};
 use super::input::Fields;
+use super::named::find_in as find_named;
 use super::{consumers, list_page, read_body, ListQuery};
 use crate::app::AppState;
 use crate::grants::redirect::registration_error;
-use crate::model::{is_uuid, new_id, now, ClientType, Credential};
+use crate::model::{is_uuid, new_id, now, ClientType, Consumer, Credential, MAX_IDENTIFIER_BYTES};
 use crate::params::Params;
 use crate::secrets::{hash_client_secret, random_string};
 use crate::store::Repo;
@@ -52,8 +53,69 @@ fn to_json(c: &Credential, plain_secret: Option<&str>) -> Value {
     })
 }
 
-/// Applies body fields; returns the plaintext secret when it was set or generated here.
-fn apply(c: &mut Credential, body: &Params, creating: bool) -> AdminResult<Option<String>> {
+/// The client secret a body sets, in its stored form. Prepared before the write transaction:
+/// hashing is slow and must not hold up the store's writer.
+struct Secret {
+    hash_secret: Option<bool>,
+    /// What the answer shows: the plaintext, when set or generated here.
+    plain: Option<String>,
+    stored: Option<String>,
+}
+
+fn read_secret(body: &Params, creating: bool) -> AdminResult<Secret> {
+    let mut f = Fields::default();
+    let secret = f
+        .string(body, "client_secret")
+        .map(Option::unwrap_or_default);
+    let hash = f.boolean(body, "hash_secret");
+    if !creating && secret.is_some() != hash.is_some() {
+        f.error(
+            "@entity",
+            json!(["all or none of these fields must be set: 'hash_secret', 'client_secret'"]),
+        );
+    }
+    f.finish()?;
+    let (plain, generated) = match secret.filter(|s| !s.is_empty()) {
+        Some(s) => (Some(s), false),
+        None if creating => (Some(random_string()), true),
+        None => (None, false),
+    };
+    // A new secret comes with `hash_secret` when updating; a new credential hashes only
+    // when asked to.
+    let stored = plain.as_ref().map(|p| match hash {
+        Some(true) => hash_client_secret(p, generated),
+        _ => p.clone(),
+    });
+    Ok(Secret {
+        hash_secret: hash,
+        plain,
+        stored,
+    })
+}
+
+/// Why a redirect URI cannot be registered: Kong's rules (absolute, with a host, no
+/// fragment), and no control characters or spaces, which the URL parser would silently drop
+/// or escape while the stored text (matched exactly later, and sent back in `Location`-like
+/// answers) kept them.
+fn redirect_uri_error(uri: &str) -> Option<String> {
+    if uri.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return Some(format!(
+            "'{}' contains control characters or spaces",
+            uri.escape_default()
+        ));
+    }
+    // The parser reads `https:///x` as `https://x/`; the text must name its host itself.
+    let names_host = uri
+        .split_once("://")
+        .is_some_and(|(_, rest)| !rest.is_empty() && !rest.starts_with('/'));
+    if !names_host {
+        return Some(format!("'{uri}' is not an absolute URI with a host"));
+    }
+    registration_error(uri)
+}
+
+/// Applies body fields (and the prepared secret) over `c` and validates the result.
+fn apply(c: &mut Credential, body: &Params, creating: bool, secret: &Secret) -> AdminResult<()> {
     let mut f = Fields::default();
     if let Some(v) = f.string(body, "name") {
         c.name = v.unwrap_or_default();
@@ -68,7 +130,7 @@ fn apply(c: &mut Credential, body: &Params, creating: bool) -> AdminResult<Optio
         let problems: Vec<Value> = uris
             .iter()
             .flatten()
-            .map(|u| registration_error(u).map_or(Value::Null, Value::String))
+            .map(|u| redirect_uri_error(u).map_or(Value::Null, Value::String))
             .collect();
         if problems.iter().any(|p| !p.is_null()) {
             f.error("redirect_uris", problems);
@@ -85,16 +147,6 @@ fn apply(c: &mut Credential, body: &Params, creating: bool) -> AdminResult<Optio
             Some(_) => f.error("client_type", "expected one of: confidential, public"),
         }
     }
-    let secret = f
-        .string(body, "client_secret")
-        .map(Option::unwrap_or_default);
-    let hash = f.boolean(body, "hash_secret");
-    if !creating && secret.is_some() != hash.is_some() {
-        f.error(
-            "@entity",
-            json!(["all or none of these fields must be set: 'hash_secret', 'client_secret'"]),
-        );
-    }
     if c.name.is_empty() {
         f.error("name", "required field missing");
     }
@@ -103,24 +155,20 @@ fn apply(c: &mut Credential, body: &Params, creating: bool) -> AdminResult<Optio
     }
     if c.client_id.is_empty() {
         f.error("client_id", "required field missing");
+    } else if c.client_id.len() > MAX_IDENTIFIER_BYTES {
+        f.error(
+            "client_id",
+            format!("length must be at most {MAX_IDENTIFIER_BYTES}"),
+        );
     }
     f.finish()?;
-    if let Some(hash) = hash {
+    if let Some(hash) = secret.hash_secret {
         c.hash_secret = hash;
     }
-    let (plain, generated) = match secret.filter(|s| !s.is_empty()) {
-        Some(s) => (Some(s), false),
-        None if creating => (Some(random_string()), true),
-        None => (None, false),
-    };
-    if let Some(plain) = &plain {
-        c.client_secret = if c.hash_secret {
-            hash_client_secret(plain, generated)
-        } else {
-            plain.clone()
-        };
+    if let Some(stored) = &secret.stored {
+        c.client_secret.clone_from(stored);
     }
-    Ok(plain)
+    Ok(())
 }
 
 fn blank(consumer_id: String) -> Credential {
@@ -138,28 +186,65 @@ fn blank(consumer_id: String) -> Credential {
     }
 }
 
-async fn find(
-    state: &AppState,
-    key: String,
-    consumer_id: Option<String>,
-) -> AdminResult<Credential> {
-    let found = state.store.read(move |repo| repo.credential(&key)).await?;
-    found
-        .filter(|c| consumer_id.as_ref().is_none_or(|id| *id == c.consumer_id))
+/// The credential `key` names (of `consumer_id`, when given), inside a transaction.
+fn find_in(repo: &Repo<'_>, key: &str, consumer_id: Option<&str>) -> AdminResult<Credential> {
+    repo.credential(key)?
+        .filter(|c| consumer_id.is_none_or(|id| id == c.consumer_id))
         .ok_or(AdminError::NotFound)
 }
 
+/// The id of the consumer a path names (`/consumers/{consumer}/oauth2`), or of the one a
+/// `/oauth2` body references (`{"consumer": {"id": ...}}`).
+enum Owner {
+    Path(String),
+    Body,
+}
+
+impl Owner {
+    fn id_in(&self, repo: &Repo<'_>, body: &Params) -> AdminResult<String> {
+        match self {
+            Owner::Path(key) => Ok(find_named::<Consumer>(repo, key)?.id),
+            Owner::Body => consumer_from_body(repo, body),
+        }
+    }
+}
+
+fn consumer_from_body(repo: &Repo<'_>, body: &Params) -> AdminResult<String> {
+    let mut f = Fields::default();
+    let reference = f.reference(body, "consumer").flatten();
+    f.finish()?;
+    let Some(key) = reference else {
+        return Err(AdminError::Schema(fields([(
+            "consumer",
+            json!("required field missing"),
+        )])));
+    };
+    match find_named::<Consumer>(repo, &key) {
+        Ok(consumer) => Ok(consumer.id),
+        Err(AdminError::NotFound) => Err(AdminError::Schema(fields([(
+            "consumer",
+            json!("the consumer does not exist"),
+        )]))),
+        Err(other) => Err(other),
+    }
+}
+
+/// POST: a new credential of the owner.
 async fn insert(
     state: &AppState,
-    consumer_id: String,
+    owner: Owner,
     body: Params,
 ) -> AdminResult<(StatusCode, Json<Value>)> {
-    let mut credential = blank(consumer_id);
-    let plain = apply(&mut credential, &body, true)?;
-    let stored = credential.clone();
-    state
+    let secret = read_secret(&body, true)?;
+    let plain = secret.plain.clone();
+    let credential = state
         .store
-        .write(move |repo| repo.insert_credential(&stored))
+        .transaction(move |repo| {
+            let mut credential = blank(owner.id_in(repo, &body)?);
+            apply(&mut credential, &body, true, &secret)?;
+            repo.insert_credential(&credential)?;
+            Ok::<_, AdminError>(credential)
+        })
         .await?;
     Ok((
         StatusCode::CREATED,
@@ -174,25 +259,7 @@ async fn create_for_consumer(
     body: Body,
 ) -> AdminResult<(StatusCode, Json<Value>)> {
     let body = read_body(&headers, body).await?;
-    let consumer = consumers::find(&state, consumer).await?;
-    insert(&state, consumer.id, body).await
-}
-
-/// The owning consumer named in a `/oauth2` body (`{"consumer": {"id": ...}}`).
-async fn consumer_from_body(state: &AppState, body: &Params) -> AdminResult<String> {
-    let mut f = Fields::default();
-    let reference = f.reference(body, "consumer").flatten();
-    f.finish()?;
-    let Some(key) = reference else {
-        return Err(AdminError::Schema(fields([(
-            "consumer",
-            json!("required field missing"),
-        )])));
-    };
-    let consumer = consumers::find(state, key).await.map_err(|_| {
-        AdminError::Schema(fields([("consumer", json!("the consumer does not exist"))]))
-    })?;
-    Ok(consumer.id)
+    insert(&state, Owner::Path(consumer), body).await
 }
 
 async fn create(
@@ -201,8 +268,7 @@ async fn create(
     body: Body,
 ) -> AdminResult<(StatusCode, Json<Value>)> {
     let body = read_body(&headers, body).await?;
-    let consumer_id = consumer_from_body(&state, &body).await?;
-    insert(&state, consumer_id, body).await
+    insert(&state, Owner::Body, body).await
 }
 
 async fn list_for_consumer(
@@ -231,29 +297,45 @@ async fn show_for_consumer(
     State(state): State<AppState>,
     Path((consumer, key)): Path<(String, String)>,
 ) -> AdminResult<Json<Value>> {
-    let consumer = consumers::find(&state, consumer).await?;
-    Ok(Json(to_json(
-        &find(&state, key, Some(consumer.id)).await?,
-        None,
-    )))
+    let credential = state
+        .store
+        .read(move |repo| {
+            Ok(find_named::<Consumer>(repo, &consumer)
+                .and_then(|consumer| find_in(repo, &key, Some(&consumer.id))))
+        })
+        .await??;
+    Ok(Json(to_json(&credential, None)))
 }
 
 async fn show(State(state): State<AppState>, Path(key): Path<String>) -> AdminResult<Json<Value>> {
-    Ok(Json(to_json(&find(&state, key, None).await?, None)))
+    let credential = state
+        .store
+        .read(move |repo| Ok(find_in(repo, &key, None)))
+        .await??;
+    Ok(Json(to_json(&credential, None)))
 }
 
+/// PATCH: read, change and write in one transaction.
 async fn patch(
     state: &AppState,
     key: String,
-    consumer_id: Option<String>,
+    consumer: Option<String>,
     body: Params,
 ) -> AdminResult<Json<Value>> {
-    let mut credential = find(state, key, consumer_id).await?;
-    let plain = apply(&mut credential, &body, false)?;
-    let stored = credential.clone();
-    state
+    let secret = read_secret(&body, false)?;
+    let plain = secret.plain.clone();
+    let credential = state
         .store
-        .write(move |repo| repo.update_credential(&stored))
+        .transaction(move |repo| {
+            let consumer_id = match consumer {
+                Some(key) => Some(find_named::<Consumer>(repo, &key)?.id),
+                None => None,
+            };
+            let mut credential = find_in(repo, &key, consumer_id.as_deref())?;
+            apply(&mut credential, &body, false, &secret)?;
+            repo.update_credential(&credential)?;
+            Ok::<_, AdminError>(credential)
+        })
         .await?;
     Ok(Json(to_json(&credential, plain.as_deref())))
 }
@@ -265,8 +347,7 @@ async fn update_for_consumer(
     body: Body,
 ) -> AdminResult<Json<Value>> {
     let body = read_body(&headers, body).await?;
-    let consumer = consumers::find(&state, consumer).await?;
-    patch(&state, key, Some(consumer.id), body).await
+    patch(&state, key, Some(consumer), body).await
 }
 
 async fn update(
@@ -283,39 +364,33 @@ async fn update(
 async fn put(
     state: &AppState,
     key: String,
-    consumer_id: String,
+    owner: Owner,
     mut body: Params,
 ) -> AdminResult<Json<Value>> {
-    let existing = state
+    let secret = read_secret(&body, true)?;
+    let plain = secret.plain.clone();
+    let credential = state
         .store
-        .read({
-            let key = key.clone();
-            move |repo| repo.credential(&key)
-        })
-        .await?;
-    let mut credential = blank(consumer_id);
-    match &existing {
-        Some(found) => {
-            credential.id = found.id.clone();
-            credential.created_at = found.created_at;
-            credential.client_id = found.client_id.clone();
-        }
-        None if is_uuid(&key) => credential.id = key,
-        None => {
-            body.entry("client_id").or_insert(Value::String(key));
-        }
-    }
-    let plain = apply(&mut credential, &body, true)?;
-    let stored = credential.clone();
-    let exists = existing.is_some();
-    state
-        .store
-        .write(move |repo| {
-            if exists {
-                repo.update_credential(&stored)
-            } else {
-                repo.insert_credential(&stored)
+        .transaction(move |repo| {
+            let existing = repo.credential(&key)?;
+            let mut credential = blank(owner.id_in(repo, &body)?);
+            match &existing {
+                Some(found) => {
+                    credential.id.clone_from(&found.id);
+                    credential.created_at = found.created_at;
+                    credential.client_id.clone_from(&found.client_id);
+                }
+                None if is_uuid(&key) => credential.id = key,
+                None => {
+                    body.entry("client_id").or_insert(Value::String(key));
+                }
             }
+            apply(&mut credential, &body, true, &secret)?;
+            match existing {
+                Some(_) => repo.update_credential(&credential)?,
+                None => repo.insert_credential(&credential)?,
+            }
+            Ok::<_, AdminError>(credential)
         })
         .await?;
     Ok(Json(to_json(&credential, plain.as_deref())))
@@ -328,8 +403,7 @@ async fn upsert_for_consumer(
     body: Body,
 ) -> AdminResult<Json<Value>> {
     let body = read_body(&headers, body).await?;
-    let consumer = consumers::find(&state, consumer).await?;
-    put(&state, key, consumer.id, body).await
+    put(&state, key, Owner::Path(consumer), body).await
 }
 
 async fn upsert(
@@ -339,28 +413,37 @@ async fn upsert(
     body: Body,
 ) -> AdminResult<Json<Value>> {
     let body = read_body(&headers, body).await?;
-    let consumer_id = consumer_from_body(&state, &body).await?;
-    put(&state, key, consumer_id, body).await
+    put(&state, key, Owner::Body, body).await
+}
+
+/// DELETE of a credential the path names (404 when it does not, as before).
+async fn delete(
+    state: &AppState,
+    key: String,
+    consumer: Option<String>,
+) -> AdminResult<StatusCode> {
+    state
+        .store
+        .transaction(move |repo| {
+            let consumer_id = match consumer {
+                Some(key) => Some(find_named::<Consumer>(repo, &key)?.id),
+                None => None,
+            };
+            let credential = find_in(repo, &key, consumer_id.as_deref())?;
+            repo.delete_credential(&credential.id)?;
+            Ok::<_, AdminError>(())
+        })
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 async fn remove_for_consumer(
     State(state): State<AppState>,
     Path((consumer, key)): Path<(String, String)>,
 ) -> AdminResult<StatusCode> {
-    let consumer = consumers::find(&state, consumer).await?;
-    let credential = find(&state, key, Some(consumer.id)).await?;
-    state
-        .store
-        .write(move |repo| repo.delete_credential(&credential.id).map(drop))
-        .await?;
-    Ok(StatusCode::NO_CONTENT)
+    delete(&state, key, Some(consumer)).await
 }
 
 async fn remove(State(state): State<AppState>, Path(key): Path<String>) -> AdminResult<StatusCode> {
-    let credential = find(&state, key, None).await?;
-    state
-        .store
-        .write(move |repo| repo.delete_credential(&credential.id).map(drop))
-        .await?;
-    Ok(StatusCode::NO_CONTENT)
+    delete(&state, key, None).await
 }

@@ -28,6 +28,7 @@ impl From<StoreError> for AdminError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::Conflict(field) => AdminError::Conflict(field),
+            StoreError::NotFound => AdminError::NotFound,
             StoreError::MissingReference => AdminError::Schema(fields([(
                 "@entity",
                 json!("a referenced entity does not exist"),
@@ -86,6 +87,15 @@ impl IntoResponse for AdminError {
                 StatusCode::UNAUTHORIZED,
                 json!({"message": "Invalid admin key"}),
             ),
+            // Not the client's fault, so a 5xx; but named, so the operator can repair or
+            // delete the row (deleting never reads it).
+            AdminError::Store(StoreError::Corrupt(what)) => {
+                tracing::error!(error = %what, "stored data is corrupt");
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    json!({"message": format!("Stored data is corrupt: {what}")}),
+                )
+            }
             AdminError::Store(e) => {
                 tracing::error!(error = %e, "admin request failed on storage");
                 (

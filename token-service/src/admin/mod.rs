@@ -11,6 +11,9 @@ mod plugins;
 mod services;
 mod tokens;
 
+#[cfg(test)]
+mod tests;
+
 use crate::app::AppState;
 use crate::params::{self, Nesting, Params, ParamsError, MAX_BODY_BYTES};
 use axum::body::Body;
@@ -24,11 +27,11 @@ use error::{AdminError, AdminResult};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+pub use origin::{AllowedOrigins, Origin};
+
 pub fn router(state: AppState) -> Router {
     let routes = Router::new()
         .route("/", get(root))
-pub use origin::{AllowedOrigins, Origin};
-
         .route("/status", get(status))
         .merge(consumers::routes())
         .merge(credentials::routes())

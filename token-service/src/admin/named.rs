@@ -1,5 +1,8 @@
 //! The CRUD every top-level entity addressed by id or by a natural key shares (consumers by
 //! `username`, services by `name`): Kong's POST / GET list / GET / PATCH / PUT / DELETE.
+//!
+//! Every write reads, validates and writes in one write transaction: two concurrent PATCHes
+//! of one row both land, and an update of a row deleted meanwhile is a 404.
 
 use super::error::{AdminError, AdminResult};
 use super::{list_page, read_body, ListQuery};
@@ -29,6 +32,10 @@ pub trait Named: Clone + Send + Sync + 'static {
     fn apply(&mut self, body: &Params) -> AdminResult<()>;
     fn to_json(&self) -> Value;
 
+    /// Checks against the other stored rows, in the transaction that writes `self`.
+    fn check_against(&self, _repo: &Repo<'_>) -> AdminResult<()> {
+        Ok(())
+    }
     fn find(repo: &Repo<'_>, key: &str) -> StoreResult<Option<Self>>;
     fn insert(repo: &Repo<'_>, entity: &Self) -> StoreResult<()>;
     fn update(repo: &Repo<'_>, entity: &Self) -> StoreResult<()>;
@@ -56,6 +63,11 @@ pub async fn find<E: Named>(state: &AppState, key: String) -> AdminResult<E> {
         .ok_or(AdminError::NotFound)
 }
 
+/// The entity `key` names, inside a transaction.
+pub fn find_in<E: Named>(repo: &Repo<'_>, key: &str) -> AdminResult<E> {
+    E::find(repo, key)?.ok_or(AdminError::NotFound)
+}
+
 async fn create<E: Named>(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -67,7 +79,10 @@ async fn create<E: Named>(
     let stored = entity.clone();
     state
         .store
-        .write(move |repo| E::insert(repo, &stored))
+        .transaction(move |repo| {
+            stored.check_against(repo)?;
+            Ok::<_, AdminError>(E::insert(repo, &stored)?)
+        })
         .await?;
     Ok((StatusCode::CREATED, Json(entity.to_json())))
 }
@@ -93,12 +108,15 @@ async fn update<E: Named>(
     body: Body,
 ) -> AdminResult<Json<Value>> {
     let body = read_body(&headers, body).await?;
-    let mut entity = find::<E>(&state, key).await?;
-    entity.apply(&body)?;
-    let stored = entity.clone();
-    state
+    let entity = state
         .store
-        .write(move |repo| E::update(repo, &stored))
+        .transaction(move |repo| {
+            let mut entity = find_in::<E>(repo, &key)?;
+            entity.apply(&body)?;
+            entity.check_against(repo)?;
+            E::update(repo, &entity)?;
+            Ok::<_, AdminError>(entity)
+        })
         .await?;
     Ok(Json(entity.to_json()))
 }
@@ -111,27 +129,25 @@ async fn upsert<E: Named>(
     body: Body,
 ) -> AdminResult<Json<Value>> {
     let mut body = read_body(&headers, body).await?;
-    let lookup = key.clone();
-    let existing = state.store.read(move |repo| E::find(repo, &lookup)).await?;
-    let mut entity = E::blank();
-    match &existing {
-        Some(found) => entity.keep_identity_of(found),
-        None if is_uuid(&key) => entity.set_id(key),
-        None => {
-            body.entry(E::KEY_FIELD).or_insert(Value::String(key));
-        }
-    }
-    entity.apply(&body)?;
-    let stored = entity.clone();
-    let exists = existing.is_some();
-    state
+    let entity = state
         .store
-        .write(move |repo| {
-            if exists {
-                E::update(repo, &stored)
-            } else {
-                E::insert(repo, &stored)
+        .transaction(move |repo| {
+            let existing = E::find(repo, &key)?;
+            let mut entity = E::blank();
+            match &existing {
+                Some(found) => entity.keep_identity_of(found),
+                None if is_uuid(&key) => entity.set_id(key),
+                None => {
+                    body.entry(E::KEY_FIELD).or_insert(Value::String(key));
+                }
             }
+            entity.apply(&body)?;
+            entity.check_against(repo)?;
+            match existing {
+                Some(_) => E::update(repo, &entity)?,
+                None => E::insert(repo, &entity)?,
+            }
+            Ok::<_, AdminError>(entity)
         })
         .await?;
     Ok(Json(entity.to_json()))

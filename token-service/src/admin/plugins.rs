@@ -4,9 +4,10 @@
 
 use super::error::{fields, AdminError, AdminResult};
 use super::input::Fields;
+use super::named::find_in as find_named;
 use super::{list_page, read_body, services, ListQuery};
 use crate::app::AppState;
-use crate::model::{new_id, now, OAuth2Config, PkceMode, Plugin, MAX_LIFETIME_S};
+use crate::model::{new_id, now, OAuth2Config, PkceMode, Plugin, Service, MAX_LIFETIME_S};
 use crate::params::Params;
 use crate::secrets::random_string;
 use crate::store::Repo;
@@ -233,7 +234,6 @@ async fn insert(
     seed_defaults: bool,
 ) -> AdminResult<(StatusCode, Json<Value>)> {
     check_name(&body)?;
-    let service = services::find(state, service_key).await?;
     let mut input = config_input(&body)?;
     if seed_defaults && !GRANT_FLAGS.iter().any(|flag| input.contains_key(*flag)) {
         input.insert("enable_authorization_code".into(), Value::Bool(true));
@@ -246,20 +246,23 @@ async fn insert(
     let mut f = Fields::default();
     let enabled = f.boolean(&body, "enabled").unwrap_or(true);
     f.finish()?;
-    let t = now();
-    let plugin = Plugin {
-        id: new_id(),
-        created_at: t,
-        updated_at: t,
-        name: "oauth2".into(),
-        service_id: Some(service.id),
-        enabled,
-        config,
-    };
-    let stored = plugin.clone();
-    state
+    let plugin = state
         .store
-        .write(move |repo| repo.insert_plugin(&stored))
+        .transaction(move |repo| {
+            let service = find_named::<Service>(repo, &service_key)?;
+            let t = now();
+            let plugin = Plugin {
+                id: new_id(),
+                created_at: t,
+                updated_at: t,
+                name: "oauth2".into(),
+                service_id: Some(service.id),
+                enabled,
+                config,
+            };
+            repo.insert_plugin(&plugin)?;
+            Ok::<_, AdminError>(plugin)
+        })
         .await?;
     Ok((StatusCode::CREATED, Json(to_json(&plugin))))
 }
@@ -327,22 +330,26 @@ async fn update(
     body: Body,
 ) -> AdminResult<Json<Value>> {
     let body = read_body(&headers, body).await?;
-    let mut plugin = find(&state, id).await?;
     let input = config_input(&body)?;
-    apply_config(&mut plugin.config, &input).map_err(config_errors)?;
-    if plugin.config.provision_key.is_empty() {
-        plugin.config.provision_key = random_string();
-    }
     let mut f = Fields::default();
-    if let Some(enabled) = f.boolean(&body, "enabled") {
-        plugin.enabled = enabled;
-    }
+    let enabled = f.boolean(&body, "enabled");
     f.finish()?;
-    plugin.updated_at = now();
-    let stored = plugin.clone();
-    state
+    // Read, change and write in one transaction, so concurrent PATCHes all land.
+    let plugin = state
         .store
-        .write(move |repo| repo.update_plugin(&stored))
+        .transaction(move |repo| {
+            let mut plugin = repo.plugin(&id)?.ok_or(AdminError::NotFound)?;
+            apply_config(&mut plugin.config, &input).map_err(config_errors)?;
+            if plugin.config.provision_key.is_empty() {
+                plugin.config.provision_key = random_string();
+            }
+            if let Some(enabled) = enabled {
+                plugin.enabled = enabled;
+            }
+            plugin.updated_at = now();
+            repo.update_plugin(&plugin)?;
+            Ok::<_, AdminError>(plugin)
+        })
         .await?;
     Ok(Json(to_json(&plugin)))
 }

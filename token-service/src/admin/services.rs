@@ -4,7 +4,7 @@ use super::error::AdminResult;
 use super::input::Fields;
 use super::named::{self, Named};
 use crate::app::AppState;
-use crate::model::{is_uuid, new_id, now, Service};
+use crate::model::{is_uuid, new_id, now, Service, MAX_IDENTIFIER_BYTES};
 use crate::params::Params;
 use crate::store::{Page, Repo, StoreResult};
 use axum::Router;
@@ -62,6 +62,10 @@ impl Named for Service {
         match self.name.as_deref() {
             None | Some("") => f.error("name", "required field missing"),
             Some(name) if is_uuid(name) => f.error("name", "must not be a UUID"),
+            Some(name) if name.len() > MAX_IDENTIFIER_BYTES => f.error(
+                "name",
+                format!("length must be at most {MAX_IDENTIFIER_BYTES}"),
+            ),
             Some(name)
                 if !name
                     .chars()

@@ -6,7 +6,7 @@ use super::error::{AdminError, AdminResult};
 use super::input::Fields;
 use super::{list_page, read_body, ListQuery};
 use crate::app::AppState;
-use crate::model::{is_uuid, new_id, now, Token, MAX_LIFETIME_S};
+use crate::model::{is_uuid, new_id, now, Token, MAX_LIFETIME_S, MAX_TOKEN_BYTES};
 use crate::params::Params;
 use crate::secrets::{random_string, token_digest};
 use crate::store::Repo;
@@ -50,11 +50,13 @@ struct Plain {
     refresh_token: Option<String>,
 }
 
+const TOKEN_TEXT_RULE: &str = "must be 1 to 512 printable ASCII characters without spaces";
+const _: () = assert!(MAX_TOKEN_BYTES == 512, "TOKEN_TEXT_RULE names the bound");
+
 /// Tokens an operator supplies must be something a client can send in a header.
 fn token_text_error(token: &str) -> Option<&'static str> {
     let printable = token.bytes().all(|b| (0x21..=0x7e).contains(&b));
-    (!printable || token.is_empty() || token.len() > 512)
-        .then_some("must be 1 to 512 printable ASCII characters without spaces")
+    (!printable || token.is_empty() || token.len() > MAX_TOKEN_BYTES).then_some(TOKEN_TEXT_RULE)
 }
 
 /// Applies body fields over `t`; returns plaintexts that were set here.
@@ -105,6 +107,9 @@ fn apply(t: &mut Token, body: &Params, creating: bool) -> AdminResult<Plain> {
         }
     }
     if let Some(v) = f.string(body, "refresh_token") {
+        if let Some(e) = v.as_deref().and_then(token_text_error) {
+            f.error("refresh_token", e);
+        }
         t.refresh_token_hash = v.as_deref().map(token_digest);
         plain.refresh_token = v;
     }
@@ -138,26 +143,15 @@ fn blank() -> Token {
 }
 
 /// Checks that the referenced credential (and service) exist, for a clear 400.
-async fn check_references(state: &AppState, t: &Token) -> AdminResult<()> {
-    let credential = t.credential_id.clone();
-    let service = t.service_id.clone();
-    let (has_credential, has_service) = state
-        .store
-        .read(move |repo| {
-            let c = repo.credential(&credential)?.is_some();
-            let s = match &service {
-                Some(id) => repo.service(id)?.is_some(),
-                None => true,
-            };
-            Ok((c, s))
-        })
-        .await?;
+fn check_references(repo: &Repo<'_>, t: &Token) -> AdminResult<()> {
     let mut errors = Vec::new();
-    if !has_credential {
+    if repo.credential(&t.credential_id)?.is_none() {
         errors.push(("credential", json!("the credential does not exist")));
     }
-    if !has_service {
-        errors.push(("service", json!("the service does not exist")));
+    if let Some(service) = &t.service_id {
+        if repo.service(service)?.is_none() {
+            errors.push(("service", json!("the service does not exist")));
+        }
     }
     if errors.is_empty() {
         Ok(())
@@ -171,12 +165,13 @@ async fn check_references(state: &AppState, t: &Token) -> AdminResult<()> {
     }
 }
 
-async fn find(state: &AppState, key: String) -> AdminResult<Option<Token>> {
-    let digest = token_digest(&key);
-    Ok(state
-        .store
-        .read(move |repo| repo.token(&key, &digest))
-        .await?)
+/// The token `key` names: its id, or the access token itself. No token is longer than
+/// [`MAX_TOKEN_BYTES`], so a longer key is unknown without a look-up.
+fn find_in(repo: &Repo<'_>, key: &str) -> AdminResult<Option<Token>> {
+    if key.len() > MAX_TOKEN_BYTES {
+        return Ok(None);
+    }
+    Ok(repo.token(key, &token_digest(key))?)
 }
 
 async fn create(
@@ -187,11 +182,13 @@ async fn create(
     let body = read_body(&headers, body).await?;
     let mut token = blank();
     let plain = apply(&mut token, &body, true)?;
-    check_references(&state, &token).await?;
     let stored = token.clone();
     state
         .store
-        .write(move |repo| repo.insert_token_row(&stored))
+        .transaction(move |repo| {
+            check_references(repo, &stored)?;
+            Ok::<_, AdminError>(repo.insert_token_row(&stored)?)
+        })
         .await?;
     Ok((StatusCode::CREATED, Json(to_json(&token, Some(&plain)))))
 }
@@ -208,10 +205,15 @@ async fn list(
 }
 
 async fn show(State(state): State<AppState>, Path(key): Path<String>) -> AdminResult<Json<Value>> {
-    let token = find(&state, key).await?.ok_or(AdminError::NotFound)?;
+    let token = state
+        .store
+        .read(move |repo| Ok(find_in(repo, &key)))
+        .await??
+        .ok_or(AdminError::NotFound)?;
     Ok(Json(to_json(&token, None)))
 }
 
+/// PATCH: read, change and write in one transaction.
 async fn update(
     State(state): State<AppState>,
     Path(key): Path<String>,
@@ -219,13 +221,15 @@ async fn update(
     body: Body,
 ) -> AdminResult<Json<Value>> {
     let body = read_body(&headers, body).await?;
-    let mut token = find(&state, key).await?.ok_or(AdminError::NotFound)?;
-    let plain = apply(&mut token, &body, false)?;
-    check_references(&state, &token).await?;
-    let stored = token.clone();
-    state
+    let (token, plain) = state
         .store
-        .write(move |repo| repo.update_token(&stored))
+        .transaction(move |repo| {
+            let mut token = find_in(repo, &key)?.ok_or(AdminError::NotFound)?;
+            let plain = apply(&mut token, &body, false)?;
+            check_references(repo, &token)?;
+            repo.update_token(&token)?;
+            Ok::<_, AdminError>((token, plain))
+        })
         .await?;
     let shown = (plain.access_token.is_some() || plain.refresh_token.is_some()).then_some(&plain);
     Ok(Json(to_json(&token, shown)))
@@ -239,30 +243,28 @@ async fn upsert(
     body: Body,
 ) -> AdminResult<Json<Value>> {
     let mut body = read_body(&headers, body).await?;
-    let existing = find(&state, key.clone()).await?;
-    let mut token = blank();
-    match &existing {
-        Some(found) => {
-            token.id = found.id.clone();
-            token.family_id = found.family_id.clone();
-        }
-        None if is_uuid(&key) => token.id = key,
-        None => {
-            body.entry("access_token").or_insert(Value::String(key));
-        }
-    }
-    let plain = apply(&mut token, &body, true)?;
-    check_references(&state, &token).await?;
-    let exists = existing.is_some();
-    let stored = token.clone();
-    state
+    let (token, plain) = state
         .store
-        .write(move |repo| {
-            if exists {
-                repo.update_token(&stored)
-            } else {
-                repo.insert_token_row(&stored)
+        .transaction(move |repo| {
+            let existing = find_in(repo, &key)?;
+            let mut token = blank();
+            match &existing {
+                Some(found) => {
+                    token.id.clone_from(&found.id);
+                    token.family_id.clone_from(&found.family_id);
+                }
+                None if is_uuid(&key) => token.id = key,
+                None => {
+                    body.entry("access_token").or_insert(Value::String(key));
+                }
             }
+            let plain = apply(&mut token, &body, true)?;
+            check_references(repo, &token)?;
+            match existing {
+                Some(_) => repo.update_token(&token)?,
+                None => repo.insert_token_row(&token)?,
+            }
+            Ok::<_, AdminError>((token, plain))
         })
         .await?;
     Ok(Json(to_json(&token, Some(&plain))))
@@ -270,11 +272,14 @@ async fn upsert(
 
 /// Idempotent, as in Kong: deleting an unknown token answers 204 too.
 async fn remove(State(state): State<AppState>, Path(key): Path<String>) -> AdminResult<StatusCode> {
-    if let Some(token) = find(&state, key).await? {
-        state
-            .store
-            .write(move |repo| repo.delete_token(&token.id).map(drop))
-            .await?;
-    }
+    state
+        .store
+        .transaction(move |repo| {
+            if let Some(token) = find_in(repo, &key)? {
+                repo.delete_token(&token.id)?;
+            }
+            Ok::<_, AdminError>(())
+        })
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -8,7 +8,12 @@
 //! and again after it (so a read that raced the commit cannot put a stale answer back). A read
 //! that fills the index presents the generation it started under and is ignored when a batch
 //! was applied meanwhile. Tokens a batch inserted are added after the commit, so a token is
-//! usually in memory before its first check. Bounded: when full, the token map starts over.
+//! usually in memory before its first check.
+//!
+//! Bounded in entries and in bytes, map by map: what it remembers comes from requests (unknown
+//! client ids, tokens with long user ids), so a full map starts over rather than grows. Keys
+//! longer than any stored identifier can be are refused by [`super::Store`] before any
+//! look-up, and never remembered.
 
 use super::TokenWithOwner;
 use crate::model::{Credential, Lifetime, Plugin, Service};
@@ -66,6 +71,11 @@ impl From<TokenWithOwner> for IndexedToken {
 /// A token's SHA-256, the index's key (stored as hex in the database).
 type Digest = [u8; 32];
 
+/// A token digest as the database keeps it (64 hex digits); nothing else can match one.
+pub(super) fn is_digest(text: &str) -> bool {
+    digest_key(text).is_some()
+}
+
 fn digest_key(hex_digest: &str) -> Option<Digest> {
     let mut key = [0u8; 32];
     hex::decode_to_slice(hex_digest, &mut key).ok()?;
@@ -74,17 +84,130 @@ fn digest_key(hex_digest: &str) -> Option<Digest> {
 
 pub struct Index {
     maps: RwLock<Maps>,
-    capacity: usize,
 }
 
-#[derive(Default)]
 struct Maps {
     generation: u64,
     /// By service id or name; `None` remembers that no such service exists.
-    services: HashMap<String, Option<Arc<ProtectedService>>>,
+    services: Bounded<String, Option<Arc<ProtectedService>>>,
     /// By `client_id`; `None` remembers that no such client exists.
-    credentials: HashMap<String, Option<Arc<Credential>>>,
-    tokens: HashMap<Digest, Arc<IndexedToken>>,
+    credentials: Bounded<String, Option<Arc<Credential>>>,
+    tokens: Bounded<Digest, Arc<IndexedToken>>,
+}
+
+/// Bytes the token map holds at most by default (each token a few hundred bytes); the
+/// service and credential maps get a quarter of it each.
+pub const DEFAULT_INDEX_BYTES: usize = 64 * 1024 * 1024;
+
+/// What one remembered answer costs beyond its strings (map slot, `Arc`, fields).
+const ENTRY_OVERHEAD: usize = 128;
+
+/// A map bounded in entries and in (approximate) bytes: full, it starts over (the database
+/// still answers everything).
+struct Bounded<K, V> {
+    map: HashMap<K, (V, usize)>,
+    bytes: usize,
+    max_entries: usize,
+    max_bytes: usize,
+}
+
+impl<K: std::hash::Hash + Eq, V> Bounded<K, V> {
+    fn new(max_entries: usize, max_bytes: usize) -> Self {
+        Bounded {
+            map: HashMap::new(),
+            bytes: 0,
+            max_entries: max_entries.max(1),
+            max_bytes,
+        }
+    }
+
+    fn get<Q>(&self, key: &Q) -> Option<&V>
+    where
+        K: std::borrow::Borrow<Q>,
+        Q: std::hash::Hash + Eq + ?Sized,
+    {
+        self.map.get(key).map(|(value, _)| value)
+    }
+
+    /// `weight`: the entry's approximate size in bytes, key included. An entry larger than
+    /// the whole budget is not kept.
+    fn insert(&mut self, key: K, value: V, weight: usize) {
+        let weight = weight + ENTRY_OVERHEAD;
+        if weight > self.max_bytes {
+            return;
+        }
+        self.remove(&key);
+        if self.map.len() >= self.max_entries || self.bytes + weight > self.max_bytes {
+            self.clear();
+        }
+        self.bytes += weight;
+        self.map.insert(key, (value, weight));
+    }
+
+    fn remove(&mut self, key: &K) {
+        if let Some((_, weight)) = self.map.remove(key) {
+            self.bytes -= weight;
+        }
+    }
+
+    fn clear(&mut self) {
+        self.map.clear();
+        self.bytes = 0;
+    }
+}
+
+fn text_bytes<'a>(texts: impl IntoIterator<Item = Option<&'a str>>) -> usize {
+    texts.into_iter().flatten().map(str::len).sum()
+}
+
+fn list_bytes(list: &Option<Vec<String>>) -> usize {
+    list.iter().flatten().map(String::len).sum()
+}
+
+fn credential_bytes(c: &Credential) -> usize {
+    text_bytes([
+        Some(c.id.as_str()),
+        Some(&c.consumer_id),
+        Some(&c.name),
+        Some(&c.client_id),
+        Some(&c.client_secret),
+    ]) + list_bytes(&c.redirect_uris)
+        + list_bytes(&c.tags)
+}
+
+fn service_bytes(s: &ProtectedService) -> usize {
+    let service = &s.service;
+    let mut bytes = text_bytes([
+        Some(service.id.as_str()),
+        service.name.as_deref(),
+        service.url.as_deref(),
+    ]) + list_bytes(&service.tags);
+    if let Some(plugin) = &s.plugin {
+        let c = &plugin.config;
+        bytes += text_bytes([
+            Some(plugin.id.as_str()),
+            plugin.service_id.as_deref(),
+            Some(&c.provision_key),
+            c.anonymous.as_deref(),
+            Some(&c.auth_header_name),
+            c.realm.as_deref(),
+        ]) + list_bytes(&c.scopes)
+            + ENTRY_OVERHEAD;
+    }
+    bytes
+}
+
+fn token_bytes(t: &IndexedToken) -> usize {
+    text_bytes([
+        t.service_id.as_deref(),
+        t.authenticated_userid.as_deref(),
+        t.scope.as_deref(),
+        Some(&t.credential_id),
+        Some(&t.client_id),
+        Some(&t.consumer_id),
+        t.consumer_username.as_deref(),
+        t.consumer_custom_id.as_deref(),
+    ]) + std::mem::size_of::<Digest>()
 }
 
 /// A batch's effect on what the index may answer.
@@ -106,10 +229,21 @@ impl Invalidation {
 }
 
 impl Index {
+    /// At most `capacity` entries per map, and [`DEFAULT_INDEX_BYTES`].
     pub fn new(capacity: usize) -> Index {
+        Index::with_budget(capacity, DEFAULT_INDEX_BYTES)
+    }
+
+    /// At most `capacity` entries per map; `bytes` for tokens, a quarter of it for services
+    /// and for credentials.
+    pub fn with_budget(capacity: usize, bytes: usize) -> Index {
         Index {
-            maps: RwLock::new(Maps::default()),
-            capacity: capacity.max(1),
+            maps: RwLock::new(Maps {
+                generation: 0,
+                services: Bounded::new(capacity, bytes / 4),
+                credentials: Bounded::new(capacity, bytes / 4),
+                tokens: Bounded::new(capacity, bytes),
+            }),
         }
     }
 
@@ -143,13 +277,9 @@ impl Index {
         found: Option<ProtectedService>,
     ) -> Option<Arc<ProtectedService>> {
         let found = found.map(Arc::new);
+        let weight = key.len() + found.as_deref().map_or(0, service_bytes);
         self.learn(generation, |maps| {
-            bounded_insert(
-                &mut maps.services,
-                self.capacity,
-                key.to_string(),
-                found.clone(),
-            );
+            maps.services.insert(key.to_string(), found.clone(), weight);
         });
         found
     }
@@ -161,14 +291,11 @@ impl Index {
         found: Option<Credential>,
     ) -> Option<Arc<Credential>> {
         let found = found.map(Arc::new);
-        // Unknown client ids are remembered too (they come from requests): bounded like tokens.
+        // Unknown client ids are remembered too (they come from requests): bounded in bytes.
+        let weight = client_id.len() + found.as_deref().map_or(0, credential_bytes);
         self.learn(generation, |maps| {
-            bounded_insert(
-                &mut maps.credentials,
-                self.capacity,
-                client_id.to_string(),
-                found.clone(),
-            );
+            maps.credentials
+                .insert(client_id.to_string(), found.clone(), weight);
         });
         found
     }
@@ -227,26 +354,22 @@ impl Index {
     }
 
     fn insert(&self, maps: &mut Maps, key: Digest, token: Arc<IndexedToken>) {
-        bounded_insert(&mut maps.tokens, self.capacity, key, token);
+        let weight = token_bytes(&token);
+        maps.tokens.insert(key, token, weight);
     }
 
     #[cfg(test)]
     pub fn tokens_held(&self) -> usize {
-        self.maps.read().map_or(0, |m| m.tokens.len())
+        self.maps.read().map_or(0, |m| m.tokens.map.len())
     }
-}
 
-/// Bounded: a full map starts over (the database still answers everything).
-fn bounded_insert<K: std::hash::Hash + Eq, V>(
-    map: &mut HashMap<K, V>,
-    capacity: usize,
-    key: K,
-    value: V,
-) {
-    if map.len() >= capacity && !map.contains_key(&key) {
-        map.clear();
+    /// Bytes held by (services, credentials, tokens).
+    #[cfg(test)]
+    pub fn bytes_held(&self) -> (usize, usize, usize) {
+        self.maps.read().map_or((0, 0, 0), |m| {
+            (m.services.bytes, m.credentials.bytes, m.tokens.bytes)
+        })
     }
-    map.insert(key, value);
 }
 
 #[cfg(test)]
@@ -392,5 +515,40 @@ mod tests {
         }
         assert!(index.credential("unknown-9").is_some());
         assert!(index.credential("unknown-0").is_none(), "started over");
+    }
+
+    #[test]
+    fn stays_within_its_byte_budget() {
+        let budget = 64 * 1024;
+        let index = Index::with_budget(1_000_000, budget);
+        for i in 0..1_000 {
+            let client_id = format!("{i}-{}", "x".repeat(250));
+            index.learn_credential(index.generation(), &client_id, None);
+            index.learn_service(index.generation(), &client_id, None);
+            let (services, credentials, _) = index.bytes_held();
+            assert!(services <= budget / 4 && credentials <= budget / 4);
+        }
+        assert!(index
+            .credential(&format!("999-{}", "x".repeat(250)))
+            .is_some());
+        for i in 0..1_000 {
+            let mut token = owner(&format!("t{i}"));
+            token.token.authenticated_userid = Some("u".repeat(4_000));
+            index.add(vec![token]);
+            assert!(index.bytes_held().2 <= budget);
+        }
+        assert!(index.token(&d("t999")).is_some(), "the newest is kept");
+        assert!(index.tokens_held() < 1_000);
+        let mut huge = owner("huge");
+        huge.token.authenticated_userid = Some("u".repeat(budget));
+        index.add(vec![huge]);
+        assert!(index.token(&d("huge")).is_none(), "larger than the budget");
+        assert!(index.token(&d("t999")).is_some(), "and it evicted nothing");
+        index.invalidate(&Invalidation {
+            digests: vec![d("t999")],
+            ..Invalidation::default()
+        });
+        let held = index.bytes_held().2;
+        assert!(held < budget && (held == 0) == (index.tokens_held() == 0));
     }
 }

@@ -24,7 +24,7 @@ pub use repo::{NewCode, NewToken, Page, Repo, RetiredRefresh, TokenWithOwner};
 
 use index::Invalidation;
 
-use crate::model::Credential;
+use crate::model::{Credential, MAX_IDENTIFIER_BYTES};
 use rusqlite::{Connection, OpenFlags};
 use std::path::{Path, PathBuf};
 use std::sync::{mpsc, Arc, Mutex};
@@ -42,12 +42,18 @@ pub enum StoreError {
     Database(#[from] rusqlite::Error),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    /// The row an update names is gone (deleted meanwhile).
+    #[error("the row to update does not exist")]
+    NotFound,
     #[error("storage task failed: {0}")]
     Task(String),
 }
 
 impl StoreError {
     fn classify(err: rusqlite::Error) -> StoreError {
+        if let rusqlite::Error::FromSqlConversionFailure(_, _, cause) = &err {
+            return StoreError::Corrupt(cause.to_string());
+        }
         if let rusqlite::Error::SqliteFailure(code, Some(message)) = &err {
             if code.code == rusqlite::ErrorCode::ConstraintViolation {
                 if let Some(columns) = message.strip_prefix("UNIQUE constraint failed: ") {
@@ -132,12 +138,25 @@ impl Store {
         T: Send + 'static,
         F: FnOnce(&Repo<'_>) -> StoreResult<T> + Send + 'static,
     {
+        self.transaction(f).await
+    }
+
+    /// [`Store::write`] for a caller's own error type: `f` reads, decides and writes in one
+    /// write transaction (so a read-modify-write cannot lose a concurrent update), and any
+    /// `Err` it returns (a validation error, say) rolls back whatever it wrote.
+    pub async fn transaction<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+        F: FnOnce(&Repo<'_>) -> Result<T, E> + Send + 'static,
+    {
         let (answer, answered) = tokio::sync::oneshot::channel();
         let job: Job = Box::new(move |conn: &Connection| {
             let result = f(&Repo::new(conn));
             let ok = result.is_ok();
             let deliver: Deliver = Box::new(move |commit: Result<(), String>| {
-                let _ = answer.send(commit.map_err(StoreError::Task).and(result));
+                let committed = commit.map_err(|e| E::from(StoreError::Task(e)));
+                let _ = answer.send(committed.and(result));
             });
             (ok, deliver)
         });
@@ -157,6 +176,9 @@ impl Store {
 
     /// A service (by id or name) with its enabled `oauth2` plugin; from memory when it can.
     pub async fn protected_service(&self, key: &str) -> StoreResult<Option<Arc<ProtectedService>>> {
+        if key.len() > MAX_IDENTIFIER_BYTES {
+            return Ok(None);
+        }
         if let Some(known) = self.index().service(key) {
             return Ok(known);
         }
@@ -179,6 +201,11 @@ impl Store {
         &self,
         client_id: &str,
     ) -> StoreResult<Option<Arc<Credential>>> {
+        // Client ids come from requests: one longer than any stored is unknown, and is not
+        // remembered (64 KB ids once grew the index by 200 MB).
+        if client_id.len() > MAX_IDENTIFIER_BYTES {
+            return Ok(None);
+        }
         if let Some(known) = self.index().credential(client_id) {
             return Ok(known);
         }
@@ -196,6 +223,9 @@ impl Store {
 
     /// What a check needs of the token with this access-token digest; from memory when it can.
     pub async fn checked_token(&self, digest: &str) -> StoreResult<Option<Arc<IndexedToken>>> {
+        if !index::is_digest(digest) {
+            return Ok(None);
+        }
         if let Some(known) = self.index().token(digest) {
             return Ok(Some(known));
         }
@@ -695,5 +725,119 @@ mod tests {
             .await
             .expect("read")
             .is_none());
+    }
+
+    #[tokio::test]
+    async fn over_long_identifiers_are_unknown_and_never_remembered() {
+        let (_dir, store, _) = store_with_client().await;
+        let long = "c".repeat(64 * 1024);
+        assert!(store
+            .credential_by_client_id(&long)
+            .await
+            .expect("read")
+            .is_none());
+        assert!(store.index().credential(&long).is_none(), "not remembered");
+        assert!(store
+            .protected_service(&long)
+            .await
+            .expect("read")
+            .is_none());
+        assert!(store.index().service(&long).is_none(), "not remembered");
+        assert!(store
+            .checked_token(&"f".repeat(10_000))
+            .await
+            .expect("read")
+            .is_none());
+        // Short unknown ones are still remembered (the negative cache).
+        store.credential_by_client_id("nobody").await.expect("read");
+        assert!(matches!(store.index().credential("nobody"), Some(None)));
+    }
+
+    /// Rows written by another version, or damaged: errors naming the row, never defaults.
+    #[tokio::test]
+    async fn corrupt_rows_are_errors_not_defaults() {
+        let (dir, store, credential_id) = store_with_client().await;
+        let conn = Connection::open(dir.path().join("t.db")).expect("open");
+        conn.execute(
+            "UPDATE oauth2_credentials SET redirect_uris = 'not a list' WHERE id = ?1",
+            [&credential_id],
+        )
+        .expect("corrupt");
+        let found = store
+            .read(|repo| repo.credential_by_client_id("client"))
+            .await;
+        assert!(
+            matches!(&found, Err(StoreError::Corrupt(m)) if m.contains("redirect_uris")),
+            "{:?}",
+            found.map(|_| ())
+        );
+        conn.execute(
+            "UPDATE oauth2_credentials SET redirect_uris = NULL, client_type = 'publik' WHERE id = ?1",
+            [&credential_id],
+        )
+        .expect("corrupt");
+        let found = store
+            .read(|repo| repo.credential_by_client_id("client"))
+            .await;
+        assert!(matches!(found, Err(StoreError::Corrupt(_))));
+        let service_id = new_id();
+        let id = service_id.clone();
+        store
+            .write(move |repo| {
+                repo.insert_service(&crate::model::Service {
+                    id,
+                    created_at: 0,
+                    updated_at: 0,
+                    name: Some("svc".into()),
+                    url: None,
+                    tags: None,
+                })
+            })
+            .await
+            .expect("service");
+        conn.execute(
+            "INSERT INTO plugins (id, created_at, updated_at, name, service_id, enabled, config)
+             VALUES ('p', 0, 0, 'oauth2', ?1, 1, '{\"enable_client_credentials\": true}')",
+            [&service_id],
+        )
+        .expect("a config without a provision key");
+        let found = store.protected_service("svc").await;
+        assert!(
+            matches!(&found, Err(StoreError::Corrupt(m)) if m.contains("provision_key")),
+            "{:?}",
+            found.map(|_| ())
+        );
+        assert!(store.index().service("svc").is_none(), "nothing learned");
+    }
+
+    /// An update that matches no row (deleted meanwhile) is an error, not a silent success.
+    #[tokio::test]
+    async fn updating_a_deleted_row_is_not_found() {
+        let (_dir, store, credential_id) = store_with_client().await;
+        let ghost = crate::model::Consumer {
+            id: new_id(),
+            created_at: 0,
+            username: Some("ghost".into()),
+            custom_id: None,
+            tags: None,
+        };
+        let updated = store.write(move |repo| repo.update_consumer(&ghost)).await;
+        assert!(matches!(updated, Err(StoreError::NotFound)), "{updated:?}");
+        let updated = store
+            .write(move |repo| {
+                let found = repo.credential(&credential_id)?;
+                let credential = found.ok_or(StoreError::MissingReference)?;
+                repo.delete_credential(&credential.id)?;
+                repo.update_credential(&credential)
+            })
+            .await;
+        assert!(matches!(updated, Err(StoreError::NotFound)), "{updated:?}");
+        let still_there = store
+            .read(|repo| repo.credential_by_client_id("client"))
+            .await;
+        assert!(
+            still_there.is_ok_and(|c| c.is_some()),
+            "the failed write rolled back whole"
+        );
     }
 }

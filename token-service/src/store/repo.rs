@@ -79,8 +79,25 @@ fn json_list(value: &Option<Vec<String>>) -> Option<String> {
     value.as_ref().and_then(|v| serde_json::to_string(v).ok())
 }
 
-fn parse_list(text: Option<String>) -> Option<Vec<String>> {
-    text.and_then(|t| serde_json::from_str(&t).ok())
+/// A list column; text that is not a JSON list of strings is corrupt (never silently "none":
+/// `redirect_uris` decide where codes and tokens go).
+fn parse_list(row: &Row<'_>, column: &str) -> rusqlite::Result<Option<Vec<String>>> {
+    let text: Option<String> = row.get(column)?;
+    text.map(|t| serde_json::from_str(&t))
+        .transpose()
+        .map_err(|e| corrupt(row, column, e))
+}
+
+/// A column whose text cannot be read back: an error naming the row, never a default (a
+/// defaulted plugin config had an empty `provision_key`, which authorize then accepted).
+fn corrupt(row: &Row<'_>, column: &str, error: impl std::fmt::Display) -> rusqlite::Error {
+    let id: String = row.get("id").unwrap_or_default();
+    let index = row.as_ref().column_index(column).unwrap_or(0);
+    rusqlite::Error::FromSqlConversionFailure(
+        index,
+        rusqlite::types::Type::Text,
+        format!("column '{column}' of row '{id}' cannot be read: {error}").into(),
+    )
 }
 
 fn consumer_from(row: &Row<'_>) -> rusqlite::Result<Consumer> {
@@ -95,7 +112,7 @@ fn consumer_in(row: &Row<'_>, [id, created_at, tags]: [&str; 3]) -> rusqlite::Re
         created_at: row.get(created_at)?,
         username: row.get("username")?,
         custom_id: row.get("custom_id")?,
-        tags: parse_list(row.get(tags)?),
+        tags: parse_list(row, tags)?,
     })
 }
 
@@ -106,7 +123,7 @@ fn service_from(row: &Row<'_>) -> rusqlite::Result<Service> {
         updated_at: row.get("updated_at")?,
         name: row.get("name")?,
         url: row.get("url")?,
-        tags: parse_list(row.get("tags")?),
+        tags: parse_list(row, "tags")?,
     })
 }
 
@@ -119,8 +136,20 @@ fn plugin_from(row: &Row<'_>) -> rusqlite::Result<Plugin> {
         name: row.get("name")?,
         service_id: row.get("service_id")?,
         enabled: row.get("enabled")?,
-        config: serde_json::from_str::<OAuth2Config>(&config).unwrap_or_default(),
+        config: plugin_config(row, &config)?,
     })
+}
+
+/// Fields missing from a stored config take their defaults (older versions wrote fewer),
+/// except the provision key: every plugin has one, and an empty one would let anyone
+/// authorize.
+fn plugin_config(row: &Row<'_>, text: &str) -> rusqlite::Result<OAuth2Config> {
+    let config =
+        serde_json::from_str::<OAuth2Config>(text).map_err(|e| corrupt(row, "config", e))?;
+    if config.provision_key.is_empty() {
+        return Err(corrupt(row, "config", "the provision_key is missing"));
+    }
+    Ok(config)
 }
 
 fn credential_from(row: &Row<'_>) -> rusqlite::Result<Credential> {
@@ -139,13 +168,13 @@ fn credential_in(row: &Row<'_>, [id, created_at, tags]: [&str; 3]) -> rusqlite::
         client_id: row.get("client_id")?,
         client_secret: row.get("client_secret")?,
         hash_secret: row.get("hash_secret")?,
-        redirect_uris: parse_list(row.get("redirect_uris")?),
-        client_type: if client_type == "public" {
-            ClientType::Public
-        } else {
-            ClientType::Confidential
+        redirect_uris: parse_list(row, "redirect_uris")?,
+        client_type: match client_type.as_str() {
+            "public" => ClientType::Public,
+            "confidential" => ClientType::Confidential,
+            other => return Err(corrupt(row, "client_type", format!("'{other}'"))),
         },
-        tags: parse_list(row.get(tags)?),
+        tags: parse_list(row, tags)?,
     })
 }
 
@@ -181,6 +210,15 @@ fn code_from(row: &Row<'_>) -> rusqlite::Result<AuthorizationCode> {
         expires_at: row.get("expires_at")?,
         used_at: row.get("used_at")?,
     })
+}
+
+/// An update that matched no row: the row was deleted meanwhile.
+fn updated(rows: usize) -> StoreResult<()> {
+    if rows == 0 {
+        Err(StoreError::NotFound)
+    } else {
+        Ok(())
+    }
 }
 
 impl<'a> Repo<'a> {
@@ -246,7 +284,32 @@ impl<'a> Repo<'a> {
             "UPDATE consumers SET username = ?2, custom_id = ?3, tags = ?4 WHERE id = ?1",
             (&c.id, &c.username, &c.custom_id, json_list(&c.tags)),
         )
-        .map(drop)
+        .and_then(updated)
+    }
+
+    /// The field of `c` that another consumer's key already is: `username` when it is
+    /// another's id, `id` when it is another's username. Either way
+    /// `/consumers/{id or username}` would name two consumers.
+    pub fn consumer_key_clash(&self, c: &Consumer) -> StoreResult<Option<&'static str>> {
+        let exists = |sql: &str, key: &Option<String>| -> StoreResult<bool> {
+            Ok(self
+                .one(sql, (&c.id, key), |row| row.get::<_, i64>(0))?
+                .is_some())
+        };
+        let id = Some(c.id.clone());
+        if exists(
+            "SELECT 1 FROM consumers WHERE id != ?1 AND id = ?2",
+            &c.username,
+        )? {
+            Ok(Some("username"))
+        } else if exists(
+            "SELECT 1 FROM consumers WHERE id != ?1 AND username = ?2",
+            &id,
+        )? {
+            Ok(Some("id"))
+        } else {
+            Ok(None)
+        }
     }
 
     /// By id, or else by username.
@@ -281,7 +344,7 @@ impl<'a> Repo<'a> {
             "UPDATE services SET updated_at = ?2, name = ?3, url = ?4, tags = ?5 WHERE id = ?1",
             (&s.id, s.updated_at, &s.name, &s.url, json_list(&s.tags)),
         )
-        .map(drop)
+        .and_then(updated)
     }
 
     /// By id, or else by name.
@@ -329,7 +392,7 @@ impl<'a> Repo<'a> {
             "UPDATE plugins SET updated_at = ?2, enabled = ?3, config = ?4, service_id = ?5 WHERE id = ?1",
             (&p.id, p.updated_at, p.enabled, config, &p.service_id),
         )
-        .map(drop)
+        .and_then(updated)
     }
 
     pub fn plugin(&self, id: &str) -> StoreResult<Option<Plugin>> {
@@ -406,7 +469,7 @@ impl<'a> Repo<'a> {
                 json_list(&c.tags)
             ],
         )
-        .map(drop)
+        .and_then(updated)
     }
 
     /// By id, or else by client_id.
@@ -518,7 +581,7 @@ impl<'a> Repo<'a> {
                 t.ttl_at
             ],
         )
-        .map(drop)
+        .and_then(updated)
     }
 
     /// By id, or else by access-token digest.
