@@ -7,11 +7,13 @@
 use crate::config::FilterConfig;
 use crate::flow::{Action, Call, CallAnswer, Flow, Host, Level, Worker};
 use crate::headers;
+use crate::metrics::{self, Metric};
 use crate::state::StatePoll;
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{BufferType, ContextType, LogLevel, MapType, Status};
+use proxy_wasm::types::{BufferType, ContextType, LogLevel, MapType, MetricType, Status};
 use std::cell::RefCell;
+use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -57,6 +59,20 @@ impl Host for Envoy {
             .ok()
             .flatten()
             .is_some_and(|v| !v.is_empty())
+    }
+
+    fn route_service(&self) -> Option<String> {
+        let value = hostcalls::get_property(vec![
+            "xds",
+            "route_metadata",
+            "filter_metadata",
+            "oauth2",
+            "service",
+        ]);
+        value
+            .ok()
+            .flatten()
+            .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
     }
 
     fn send_reply(&self, status: u32, headers: &[(&str, &str)], body: &[u8]) {
@@ -111,13 +127,18 @@ impl Host for Envoy {
 #[derive(Default)]
 struct Root {
     worker: Option<Rc<RefCell<Worker>>>,
-    poll_in_flight: bool,
+    /// The state polls in flight: call id → service.
+    polls_in_flight: HashMap<u32, String>,
     polled_once: bool,
+    /// Envoy's id of each counter (`metrics::ALL` order), defined at configuration.
+    metric_ids: Vec<Option<u32>>,
 }
 
 impl Context for Root {
-    fn on_http_call_response(&mut self, _id: u32, _headers: usize, body_size: usize, _: usize) {
-        self.poll_in_flight = false;
+    fn on_http_call_response(&mut self, id: u32, _headers: usize, body_size: usize, _: usize) {
+        let Some(service) = self.polls_in_flight.remove(&id) else {
+            return;
+        };
         let Some(worker) = &self.worker else {
             return;
         };
@@ -125,12 +146,50 @@ impl Context for Root {
         let poll = (answer.status() == Some("200"))
             .then(|| StatePoll::parse(&answer.body))
             .flatten();
+        let mut worker = worker.borrow_mut();
         match poll {
-            Some(poll) => worker.borrow_mut().apply_poll(&Envoy, poll),
-            None => Envoy.log(
-                Level::Warn,
-                "token-service state poll failed; keeping the last known settings",
-            ),
+            Some(poll) => worker.apply_poll(&Envoy, &service, poll),
+            None => {
+                worker.count(Metric::StatePollFailed);
+                Envoy.log(
+                    Level::Warn,
+                    &format!("state poll for service '{service}' failed; keeping the last known settings"),
+                );
+            }
+        }
+    }
+}
+
+impl Root {
+    /// Polls every service this worker has met that has no poll in flight.
+    fn poll(&mut self, worker: &Rc<RefCell<Worker>>) {
+        let due = worker.borrow().polls_due();
+        for (service, since) in due {
+            if self.polls_in_flight.values().any(|s| *s == service) {
+                continue;
+            }
+            let call = worker.borrow().state_call(&service, since);
+            worker.borrow_mut().count(Metric::StatePolls);
+            match call.and_then(|call| Envoy.dispatch(&call)) {
+                Some(id) => {
+                    self.polls_in_flight.insert(id, service);
+                }
+                None => {
+                    worker.borrow_mut().count(Metric::StatePollFailed);
+                    Envoy.log(Level::Warn, "cannot reach the token-service cluster");
+                }
+            }
+        }
+    }
+
+    /// Adds what this worker counted since the last tick to Envoy's stats.
+    fn flush_metrics(&self, worker: &Rc<RefCell<Worker>>) {
+        let counts = worker.borrow_mut().counters.take();
+        for (metric, count) in counts {
+            let id = self.metric_ids.get(metric as usize).copied().flatten();
+            if let (Some(id), Ok(count)) = (id, i64::try_from(count)) {
+                let _ = hostcalls::increment_metric(id, count);
+            }
         }
     }
 }
@@ -150,9 +209,12 @@ impl RootContext for Root {
         match FilterConfig::parse(&bytes) {
             Ok(config) => {
                 let worker = Worker::new(config);
-                if worker.polls() {
-                    let _ = hostcalls::set_tick_period(FIRST_POLL_DELAY);
-                }
+                self.metric_ids = metrics::ALL
+                    .iter()
+                    .map(|m| hostcalls::define_metric(MetricType::Counter, m.name()).ok())
+                    .collect();
+                // Counters are flushed on the tick, so every configuration ticks.
+                let _ = hostcalls::set_tick_period(FIRST_POLL_DELAY);
                 self.worker = Some(Rc::new(RefCell::new(worker)));
                 true
             }
@@ -164,24 +226,15 @@ impl RootContext for Root {
     }
 
     fn on_tick(&mut self) {
-        let Some(worker) = &self.worker else {
+        let Some(worker) = self.worker.clone() else {
             return;
         };
         if !self.polled_once {
             self.polled_once = true;
             let _ = hostcalls::set_tick_period(worker.borrow().poll_interval());
         }
-        if self.poll_in_flight {
-            return;
-        }
-        let call = {
-            let w = worker.borrow();
-            w.state_call(w.seq)
-        };
-        match call.and_then(|call| Envoy.dispatch(&call)) {
-            Some(_) => self.poll_in_flight = true,
-            None => Envoy.log(Level::Warn, "cannot reach the token-service cluster"),
-        }
+        self.poll(&worker);
+        self.flush_metrics(&worker);
     }
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {

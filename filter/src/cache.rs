@@ -22,6 +22,17 @@ pub fn digest(token: &str) -> TokenDigest {
     Sha256::digest(token.as_bytes()).into()
 }
 
+/// The cache key of a token for one service: a token's verdict depends on the service that
+/// asks (service-bound tokens, `global_credentials`), so each service caches its own. Derived
+/// from the token's digest, so a revocation (which names only the digest) finds it.
+pub fn scoped(service: &str, token: &TokenDigest) -> TokenDigest {
+    let mut hasher = Sha256::new();
+    hasher.update(service.as_bytes());
+    hasher.update([0u8]);
+    hasher.update(token);
+    hasher.finalize().into()
+}
+
 pub fn digest_from_hex(hex: &str) -> Option<TokenDigest> {
     let bytes = hex.as_bytes();
     if bytes.len() != 64 {
@@ -234,6 +245,14 @@ mod tests {
             authenticated_scope: Some("email profile".into()),
             expires_at: None,
         }
+    }
+
+    #[test]
+    fn each_service_has_its_own_key_for_a_token() {
+        let token = digest("t");
+        assert_ne!(scoped("a", &token), scoped("b", &token));
+        assert_eq!(scoped("a", &token), scoped("a", &digest("t")));
+        assert_ne!(scoped("a", &token), token);
     }
 
     #[test]

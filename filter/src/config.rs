@@ -21,7 +21,12 @@ pub struct FilterConfig {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Mode {
-    TokenService { service: String, endpoint: Endpoint },
+    /// `service`: what routes without an `oauth2.service` in their metadata are protected by
+    /// (none: such routes pass untouched).
+    TokenService {
+        service: Option<String>,
+        endpoint: Endpoint,
+    },
     Introspection(IntrospectionMode),
 }
 
@@ -140,13 +145,15 @@ impl FilterConfig {
             )));
         }
         let mode = match (raw.service, raw.token_service, raw.introspection) {
-            (Some(service), Some(endpoint), None) => {
+            (service, Some(endpoint), None) => {
                 if raw.auth_header_name.is_some() || raw.hide_credentials.is_some() || raw.realm.is_some() {
                     return Err(error(
                         "`auth_header_name`, `hide_credentials` and `realm` are set in the token-service's plugin, not here",
                     ));
                 }
-                check_service(&service)?;
+                if service.as_deref().is_some_and(|s| !is_service_name(s)) {
+                    return Err(error(SERVICE_RULE));
+                }
                 check_endpoint(&endpoint)?;
                 Mode::TokenService { service, endpoint }
             }
@@ -172,7 +179,7 @@ impl FilterConfig {
             }
             _ => {
                 return Err(error(
-                    "give either `service` with `token_service`, or `introspection` (an RFC 7662 server)",
+                    "give either `token_service` (with the default `service`), or `introspection` (an RFC 7662 server)",
                 ))
             }
         };
@@ -187,23 +194,23 @@ impl FilterConfig {
     /// The token-service mode's service name, for messages and paths.
     pub fn service(&self) -> Option<&str> {
         match &self.mode {
-            Mode::TokenService { service, .. } => Some(service),
+            Mode::TokenService { service, .. } => service.as_deref(),
             Mode::Introspection(_) => None,
         }
     }
 }
 
-fn check_service(service: &str) -> Result<(), ConfigError> {
-    if service.is_empty()
-        || !service
+const SERVICE_RULE: &str =
+    "`service` must be a non-empty name of at most 128 letters, digits, '-', '.', '_' and '~'";
+
+/// A service name that can travel in a path segment as it is (the filter's default, or a
+/// route's `oauth2.service` metadata).
+pub fn is_service_name(service: &str) -> bool {
+    !service.is_empty()
+        && service.len() <= 128
+        && service
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b))
-    {
-        return Err(error(
-            "`service` must be a non-empty name of letters, digits, '-', '.', '_' and '~'",
-        ));
-    }
-    Ok(())
 }
 
 fn check_endpoint(endpoint: &Endpoint) -> Result<(), ConfigError> {
@@ -232,12 +239,18 @@ mod tests {
         };
         assert_eq!(
             (
-                service.as_str(),
+                service.as_deref().unwrap_or_default(),
                 endpoint.timeout_ms,
                 endpoint.authority.as_str()
             ),
             ("step-on", 1000, "token-service")
         );
+    }
+
+    #[test]
+    fn the_default_service_is_optional_when_routes_name_theirs() {
+        let c = FilterConfig::parse(br#"{"token_service":{"cluster":"ts"}}"#);
+        assert!(c.is_ok_and(|c| c.service().is_none()));
     }
 
     #[test]
@@ -265,6 +278,7 @@ mod tests {
         for bad in [
             &br#"{}"#[..],
             br#"{"service":"","token_service":{"cluster":"ts"}}"#,
+            br#"{"service":"a/b","token_service":{"cluster":"ts"}}"#,
             br#"{"service":"a b","token_service":{"cluster":"ts"}}"#,
             br#"{"service":"s","token_service":{"cluster":"ts"},"cache":{"slots":0}}"#,
             br#"{"service":"s","token_service":{"cluster":"ts"},"cache":{"max_entry_bytes":45}}"#,

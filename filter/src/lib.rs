@@ -20,6 +20,7 @@ pub mod config;
 pub mod decision;
 pub mod flow;
 pub mod headers;
+pub mod metrics;
 pub mod request;
 pub mod routes;
 pub mod state;

@@ -62,6 +62,8 @@ pub trait Host {
     fn replace_request_body(&self, size: usize, body: &[u8]);
     /// Whether the client reached Envoy over TLS (Envoy's view, not a header).
     fn downstream_tls(&self) -> bool;
+    /// The service the matched route names in its metadata (`oauth2.service`), if it names one.
+    fn route_service(&self) -> Option<String>;
     /// A local reply; the request never reaches the upstream.
     fn send_reply(&self, status: u32, headers: &[(&str, &str)], body: &[u8]);
     /// Lets a paused request continue (only after an allow decision).

@@ -28,6 +28,8 @@ pub struct MockHost {
     /// The body the client has sent so far (what Envoy has buffered).
     pub body: RefCell<Vec<u8>>,
     pub tls: Cell<bool>,
+    /// The matched route's `oauth2.service` metadata.
+    pub route_service: RefCell<Option<String>>,
     pub replies: RefCell<Vec<RecordedReply>>,
     pub resumes: Cell<u32>,
     pub shared: RefCell<HashMap<String, (Vec<u8>, u32)>>,
@@ -107,6 +109,10 @@ impl Host for MockHost {
 
     fn downstream_tls(&self) -> bool {
         self.tls.get()
+    }
+
+    fn route_service(&self) -> Option<String> {
+        self.route_service.borrow().clone()
     }
 
     fn send_reply(&self, status: u32, headers: &[(&str, &str)], body: &[u8]) {

@@ -22,7 +22,9 @@ pub use host::{Action, Call, CallAnswer, Host, Level};
 pub use worker::Worker;
 
 use crate::cache::{self, TokenDigest};
+use crate::config::{is_service_name, Mode};
 use crate::decision::{self, Decision, Failure, Reply, IDENTITY_HEADERS};
+use crate::metrics::Metric;
 use crate::request::RequestView;
 use crate::routes::{self, EndpointCall};
 use crate::state::{Protection, Settings, StatePoll, Verdict};
@@ -88,6 +90,8 @@ pub struct Relay {
 pub struct Flow {
     worker: Rc<RefCell<Worker>>,
     phase: Phase,
+    /// The service protecting the request's route (known once the headers are).
+    service: String,
     /// The settings in force when the request came (a poll meanwhile does not change them).
     settings: Option<Rc<Settings>>,
     /// Bit `i` set: the client sent `IDENTITY_HEADERS[i]`.
@@ -107,6 +111,7 @@ impl Flow {
         Flow {
             worker,
             phase: Phase::Start,
+            service: String::new(),
             settings: None,
             identity_present: 0,
             smuggled: Vec::new(),
@@ -137,7 +142,7 @@ impl Flow {
         self.ended |= end_of_stream;
         if matches!(self.phase, Phase::Body(_)) {
             if body_size > self.max_body_bytes() {
-                self.reply(host, &decision::too_large());
+                self.too_large(host);
             } else if self.ended {
                 self.body_complete(host);
             }
@@ -213,12 +218,20 @@ impl Flow {
 
     /// The request headers are here: pass, answer, or find out what is missing.
     fn begin(&mut self, host: &dyn Host) {
+        match self.route_service(host) {
+            RouteService::Named(service) => self.service = service,
+            RouteService::None => return self.pass(),
+            RouteService::Invalid(name) => {
+                host.log(
+                    Level::Error,
+                    &format!("route metadata names an invalid oauth2 service '{name}'"),
+                );
+                return self.reply(host, &decision::unavailable(UNAVAILABLE));
+            }
+        }
         let (settings, relays) = match self.readiness() {
             Readiness::Protected { settings, relays } => (settings, relays),
-            Readiness::Pass => {
-                self.phase = Phase::Allowed;
-                return;
-            }
+            Readiness::Pass => return self.pass(),
             Readiness::FetchState => return self.fetch_state(host),
             Readiness::Unavailable(message) => {
                 return self.reply(host, &decision::unavailable(&message))
@@ -256,23 +269,57 @@ impl Flow {
         self.authenticate(host, found);
     }
 
+    /// Which service protects the route: its metadata's `oauth2.service` (an empty name
+    /// opts the route out), else the filter's default. Introspection mode has one.
+    fn route_service(&self, host: &dyn Host) -> RouteService {
+        let default = match &self.worker.borrow().config.mode {
+            Mode::Introspection(_) => {
+                return RouteService::Named(worker::INTROSPECTION.to_string())
+            }
+            Mode::TokenService { service, .. } => service.clone(),
+        };
+        match host.route_service().or(default) {
+            None => RouteService::None,
+            Some(name) if name.is_empty() => RouteService::None,
+            Some(name) if is_service_name(&name) => RouteService::Named(name),
+            Some(name) => RouteService::Invalid(name),
+        }
+    }
+
     fn readiness(&self) -> Readiness {
-        let w = self.worker.borrow();
-        match (&w.protection, &w.settings) {
+        let mut w = self.worker.borrow_mut();
+        if !w.learn(&self.service) {
+            return Readiness::Unavailable(UNAVAILABLE.to_string());
+        }
+        let polls = w.polls();
+        let Some(state) = w.service(&self.service) else {
+            return Readiness::Unavailable(UNAVAILABLE.to_string());
+        };
+        match (&state.protection, &state.settings) {
             (Protection::On(_), Some(settings)) => Readiness::Protected {
                 settings: settings.clone(),
-                relays: w.polls(),
+                relays: polls,
             },
             (Protection::Off, _) => Readiness::Pass,
             (Protection::UnknownService, _) => Readiness::Unavailable(format!(
                 "Service '{}' is not known to the authorization service",
-                w.config.service().unwrap_or_default()
+                self.service
             )),
-            // No state yet (a fresh VM, e.g. the new process of a hot restart): the request
-            // fetches it itself rather than fail in the first milliseconds.
-            (Protection::Unknown, _) if w.polls() && !self.fetched_state => Readiness::FetchState,
+            // No state yet (a fresh VM, the new process of a hot restart, a route naming a
+            // service this worker has not met): the request fetches it itself rather than
+            // fail in the first milliseconds.
+            (Protection::Unknown, _) if polls && !self.fetched_state => Readiness::FetchState,
             _ => Readiness::Unavailable(UNAVAILABLE.to_string()),
         }
+    }
+
+    fn pass(&mut self) {
+        self.count(Metric::Passed);
+        self.phase = Phase::Allowed;
+    }
+
+    fn count(&self, metric: Metric) {
+        self.worker.borrow_mut().count(metric);
     }
 
     fn await_body(&mut self, host: &dyn Host, after: AfterBody) {
@@ -287,7 +334,7 @@ impl Flow {
             return;
         };
         if self.body_size > self.max_body_bytes() {
-            return self.reply(host, &decision::too_large());
+            return self.too_large(host);
         }
         let body = if self.body_size == 0 {
             Vec::new()
@@ -313,17 +360,19 @@ impl Flow {
         if !token::plausible(&found.token) {
             return self.decide(host, Ok(&Verdict::Invalid));
         }
-        let digest = cache::digest(&found.token);
+        let digest = cache::scoped(&self.service, &cache::digest(&found.token));
         let cached = self.worker.borrow_mut().cached(host, &digest);
         if let Some(verdict) = cached {
             return self.decide(host, Ok(&verdict));
         }
-        let call = self.worker.borrow().check_call(&found.token);
+        let call = self.worker.borrow().check_call(&self.service, &found.token);
+        self.count(Metric::ChecksSent);
         self.dispatch(host, &call, Waiting::Check { digest });
     }
 
     fn fetch_state(&mut self, host: &dyn Host) {
-        let call = self.worker.borrow().state_call(0);
+        let call = self.worker.borrow().state_call(&self.service, 0);
+        self.count(Metric::StatePolls);
         match call {
             Some(call) => self.dispatch(host, &call, Waiting::State),
             None => self.reply(host, &decision::unavailable(UNAVAILABLE)),
@@ -349,9 +398,11 @@ impl Flow {
             .then(|| StatePoll::parse(&answer.body))
             .flatten();
         let Some(poll) = poll else {
+            self.count(Metric::StatePollFailed);
             return self.reply(host, &decision::unavailable(UNAVAILABLE));
         };
-        self.worker.borrow_mut().apply_poll(host, poll);
+        let service = self.service.clone();
+        self.worker.borrow_mut().apply_poll(host, &service, poll);
         // Now as if the state had been there when the request came.
         self.begin(host);
     }
@@ -363,6 +414,10 @@ impl Flow {
             None
         };
         let Some(verdict) = verdict else {
+            self.count(Metric::CheckFailed);
+            if answer.status() == Some("504") {
+                self.count(Metric::CheckTimeout);
+            }
             host.log(
                 Level::Warn,
                 &format!(
@@ -377,12 +432,15 @@ impl Flow {
     }
 
     fn relay(&mut self, host: &dyn Host, relay: &Relay, body: &[u8]) {
-        let call = self
-            .worker
-            .borrow()
-            .relay_call(relay, host.downstream_tls(), body);
+        let call =
+            self.worker
+                .borrow()
+                .relay_call(&self.service, relay, host.downstream_tls(), body);
         match call {
-            Some(call) => self.dispatch(host, &call, Waiting::Relay),
+            Some(call) => {
+                self.count(Metric::Relayed);
+                self.dispatch(host, &call, Waiting::Relay);
+            }
             None => self.reply(host, &decision::unavailable(UNAVAILABLE)),
         }
     }
@@ -404,7 +462,10 @@ impl Flow {
                 host.send_reply(code, &headers, &answer.body);
                 self.phase = Phase::Replied;
             }
-            _ => self.reply(host, &decision::unavailable(UNAVAILABLE)),
+            _ => {
+                self.count(Metric::RelayFailed);
+                self.reply(host, &decision::unavailable(UNAVAILABLE));
+            }
         }
     }
 
@@ -412,10 +473,19 @@ impl Flow {
         let Some(settings) = self.settings.clone() else {
             return self.reply(host, &decision::unavailable(UNAVAILABLE));
         };
-        match decision::decide(&settings, verdict) {
+        let outcome = decision::decide(&settings, verdict);
+        if let Some(metric) = outcome_metric(verdict, &outcome) {
+            self.count(metric);
+        }
+        match outcome {
             Decision::Forward(plan) => self.allow(host, &plan),
             Decision::Reply(reply) => self.reply(host, &reply),
         }
+    }
+
+    fn too_large(&mut self, host: &dyn Host) {
+        self.count(Metric::DeniedBodyTooLarge);
+        self.reply(host, &decision::too_large());
     }
 
     /// Writes the identity headers (removing every client copy) and allows the request.
@@ -438,6 +508,9 @@ impl Flow {
     }
 
     fn reply(&mut self, host: &dyn Host, reply: &Reply) {
+        if reply.status >= 500 {
+            self.count(Metric::Unavailable);
+        }
         let headers: Vec<(&str, &str)> = reply
             .headers
             .iter()
@@ -446,6 +519,27 @@ impl Flow {
         host.send_reply(reply.status, &headers, reply.body.as_bytes());
         self.phase = Phase::Replied;
     }
+}
+
+/// The counter for a decision (a 5xx answer is counted where every reply is).
+fn outcome_metric(verdict: Result<&Verdict, Failure>, outcome: &Decision) -> Option<Metric> {
+    Some(match (outcome, verdict) {
+        (Decision::Forward(_), Ok(Verdict::Active(_))) => Metric::Allowed,
+        (Decision::Forward(_), _) => Metric::AllowedAnonymous,
+        (Decision::Reply(r), _) if r.status >= 500 => return None,
+        (Decision::Reply(_), Err(Failure::Missing)) => Metric::DeniedMissing,
+        (Decision::Reply(_), Ok(Verdict::GlobalToken) | Err(Failure::GlobalToken)) => {
+            Metric::DeniedGlobalToken
+        }
+        (Decision::Reply(_), _) => Metric::DeniedInvalid,
+    })
+}
+
+enum RouteService {
+    Named(String),
+    /// The route is not protected.
+    None,
+    Invalid(String),
 }
 
 enum Readiness {

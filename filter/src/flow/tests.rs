@@ -55,7 +55,9 @@ fn unpolled_worker() -> Rc<RefCell<Worker>> {
 /// A worker that has polled: the service is protected with `settings`.
 fn worker_with(settings: Settings, shared: &MockHost) -> Rc<RefCell<Worker>> {
     let worker = unpolled_worker();
-    worker.borrow_mut().apply_poll(shared, poll(Some(settings)));
+    worker
+        .borrow_mut()
+        .apply_poll(shared, "s", poll(Some(settings)));
     worker
 }
 
@@ -357,14 +359,14 @@ fn a_fresh_worker_fetches_its_state_and_buffers_meanwhile() {
 fn an_unprotected_service_passes_untouched_and_an_unknown_one_fails_closed() {
     let host = request("POST", "/r", &[]);
     let worker = unpolled_worker();
-    worker.borrow_mut().apply_poll(&host, poll(None));
+    worker.borrow_mut().apply_poll(&host, "s", poll(None));
     let mut flow = Flow::new(worker.clone());
     assert_eq!(flow.on_request_headers(&host, false), Action::Continue);
     assert_eq!(host.header("x-consumer-id").as_deref(), Some("forged"));
 
     let mut unknown = poll(None);
     unknown.service = None;
-    worker.borrow_mut().apply_poll(&host, unknown);
+    worker.borrow_mut().apply_poll(&host, "s", unknown);
     let host = request("POST", "/r", &[bearer(VALID)]);
     let mut flow = Flow::new(worker);
     assert_eq!(flow.on_request_headers(&host, false), Action::Pause);
@@ -424,6 +426,142 @@ fn anonymous_fallback_forwards_as_the_anonymous_consumer() {
     assert_eq!(host.header_values("x-consumer-id"), vec!["anon"]);
     assert_eq!(host.header_values("x-anonymous-consumer"), vec!["true"]);
     assert!(host.header_values("x-authenticated-userid").is_empty());
+}
+
+/// One listener, many services: each route's metadata names its service.
+#[test]
+fn routes_name_their_service_and_each_service_has_its_own_settings_and_cache() {
+    let shared = request("GET", "/", &[]);
+    let worker = worker_with(settings(), &shared);
+    let mut other = settings();
+    other.realm = Some("other".into());
+    worker
+        .borrow_mut()
+        .apply_poll(&shared, "other", poll(Some(other)));
+
+    // The same valid token, allowed for `s` and cached there...
+    let host = request("GET", "/a", &[bearer(VALID)]);
+    let mut flow = Flow::new(worker.clone());
+    flow.on_request_headers(&host, true);
+    let Some((_, call)) = host.last_call() else {
+        unreachable!("checked for s")
+    };
+    assert!(call
+        .headers
+        .contains(&(":path".into(), "/gateway/v1/services/s/token".into())));
+    answer_last_call(&host, &mut flow, &active());
+    assert_eq!(host.resumes.get(), 1);
+
+    // ...is checked anew for `other` (the cache is per service), which refuses it.
+    let host = request("GET", "/b", &[bearer(VALID)]);
+    *host.shared.borrow_mut() = shared.shared.borrow().clone();
+    *host.route_service.borrow_mut() = Some("other".into());
+    let mut flow = Flow::new(worker.clone());
+    assert_eq!(flow.on_request_headers(&host, true), Action::Pause);
+    let Some((_, call)) = host.last_call() else {
+        unreachable!("checked for other")
+    };
+    assert!(call
+        .headers
+        .contains(&(":path".into(), "/gateway/v1/services/other/token".into())));
+    answer_last_call(&host, &mut flow, &inactive());
+    let reply = host.last_reply();
+    assert_eq!(reply.as_ref().map(|r| r.status), Some(401));
+    assert!(reply
+        .and_then(|r| r.header("www-authenticate").map(str::to_owned))
+        .is_some_and(|h| h.starts_with("Bearer realm=\"other\"")));
+
+    // A route that opts out passes untouched; an invalid name fails closed.
+    let host = request("POST", "/c", &[]);
+    *host.route_service.borrow_mut() = Some(String::new());
+    let mut flow = Flow::new(worker.clone());
+    assert_eq!(flow.on_request_headers(&host, false), Action::Continue);
+    let host = request("POST", "/d", &[bearer(VALID)]);
+    *host.route_service.borrow_mut() = Some("a/../b".into());
+    let mut flow = Flow::new(worker);
+    assert_eq!(flow.on_request_headers(&host, false), Action::Pause);
+    assert_eq!(host.last_reply().map(|r| r.status), Some(503));
+}
+
+#[test]
+fn a_route_naming_a_new_service_fetches_its_state_and_the_root_polls_it_after() {
+    let host = request("GET", "/n", &[bearer(VALID)]);
+    let worker = worker_with(settings(), &host);
+    *host.route_service.borrow_mut() = Some("new".into());
+    let mut flow = Flow::new(worker.clone());
+    assert_eq!(flow.on_request_headers(&host, true), Action::Pause);
+    let Some((_, call)) = host.last_call() else {
+        unreachable!("a state fetch")
+    };
+    assert!(call.headers.contains(&(
+        ":path".into(),
+        "/gateway/v1/services/new/state?since=0".into()
+    )));
+    let state =
+        r#"{"seq":9,"reset":true,"revoked":[],"service":{"id":"n","name":"new"},"plugin":null}"#;
+    answer_last_call(&host, &mut flow, &json_answer("200", state));
+    assert_eq!(host.resumes.get(), 1, "no plugin on `new`: passes");
+    let due = worker.borrow().polls_due();
+    assert_eq!(due, vec![("new".to_string(), 9), ("s".to_string(), 1)]);
+}
+
+#[test]
+fn a_revocation_evicts_the_token_for_the_service_that_polled() {
+    let shared = request("GET", "/", &[]);
+    let worker = worker_with(settings(), &shared);
+    let host = request("GET", "/a", &[bearer(VALID)]);
+    let mut flow = Flow::new(worker.clone());
+    flow.on_request_headers(&host, true);
+    answer_last_call(&host, &mut flow, &active());
+    let mut revoked = poll(Some(settings()));
+    revoked.reset = false;
+    revoked.seq = 2;
+    let hex: String = cache::digest(VALID)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    revoked.revoked = vec![hex];
+    worker.borrow_mut().apply_poll(&host, "s", revoked);
+    let again = request("GET", "/a", &[bearer(VALID)]);
+    *again.shared.borrow_mut() = host.shared.borrow().clone();
+    let mut flow = Flow::new(worker);
+    assert_eq!(flow.on_request_headers(&again, true), Action::Pause);
+    assert_eq!(
+        again.calls.borrow().len(),
+        1,
+        "asked again after the revocation"
+    );
+}
+
+#[test]
+fn decisions_and_cache_outcomes_are_counted() {
+    let shared = request("GET", "/", &[]);
+    let worker = worker_with(settings(), &shared);
+    let run = |headers: &[(&'static str, &'static str)], answer: Option<CallAnswer>| {
+        let host = request("GET", "/r", headers);
+        *host.shared.borrow_mut() = shared.shared.borrow().clone();
+        let mut flow = Flow::new(worker.clone());
+        flow.on_request_headers(&host, true);
+        if let Some(answer) = answer {
+            answer_last_call(&host, &mut flow, &answer);
+        }
+        *shared.shared.borrow_mut() = host.shared.borrow().clone();
+    };
+    run(&[bearer(VALID)], Some(active()));
+    run(&[bearer(VALID)], None);
+    run(&[bearer(UNKNOWN)], Some(inactive()));
+    run(&[bearer(UNKNOWN)], None);
+    run(&[], None);
+    run(&[bearer(VALID)], None);
+    let w = worker.borrow();
+    let c = &w.counters;
+    assert_eq!(c.get(Metric::Allowed), 3);
+    assert_eq!(c.get(Metric::DeniedInvalid), 2);
+    assert_eq!(c.get(Metric::DeniedMissing), 1);
+    assert_eq!(c.get(Metric::ChecksSent), 2);
+    assert_eq!(c.get(Metric::CacheMiss), 2);
+    assert_eq!(c.get(Metric::CacheHitWorker), 3);
+    assert_eq!(c.get(Metric::CacheHitNegative), 1);
 }
 
 #[cfg(not(target_arch = "wasm32"))]

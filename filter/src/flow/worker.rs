@@ -1,50 +1,85 @@
-//! What one Envoy worker knows, shared by its requests: the configuration, the service's
-//! settings from the latest state poll, the cache epoch and this worker's copy of recent
-//! answers. The root context polls; [`Worker::apply_poll`] keeps this exact.
+//! What one Envoy worker knows, shared by its requests: the configuration, each service's
+//! settings from its latest state poll, the cache epoch, this worker's copy of recent answers,
+//! and the counters not yet added to Envoy's stats. The root context polls every service
+//! the worker has met; [`Worker::apply_poll`] keeps this exact.
 
 use super::host::{Call, Host, Level};
 use crate::cache::{self, Entry, LocalCache, TokenDigest};
 use crate::config::{FilterConfig, IntrospectionMode, Mode};
+use crate::metrics::{Counters, Metric};
 use crate::state::{Protection, Settings, StatePoll, Verdict};
 use crate::token;
+use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::time::Duration;
 
 const EPOCH_KEY: &str = "oauth2.epoch";
 /// Entries a worker keeps in its own memory at most (each a few hundred bytes).
 const LOCAL_CACHE_MAX: u32 = 4096;
+/// Services one worker tracks at most. Routes name them in Envoy's configuration (never a
+/// client), so this only bounds a configuration mistake.
+pub const MAX_SERVICES: usize = 1024;
+/// The one "service" of introspection mode: the filter's own configuration is its settings.
+pub const INTROSPECTION: &str = "";
 
-pub struct Worker {
-    pub config: Rc<FilterConfig>,
+/// How the worker stands with one service, after its latest poll.
+#[derive(Debug, Clone)]
+pub struct ServiceState {
     pub protection: Protection,
     /// The settings requests enforce (set exactly when `protection` is `On`).
     pub settings: Option<Rc<Settings>>,
     /// The change-feed position of the latest poll.
     pub seq: i64,
+}
+
+impl ServiceState {
+    fn unknown() -> ServiceState {
+        ServiceState {
+            protection: Protection::Unknown,
+            settings: None,
+            seq: 0,
+        }
+    }
+}
+
+pub struct Worker {
+    pub config: Rc<FilterConfig>,
+    services: BTreeMap<String, ServiceState>,
     /// The cache epoch (mirrors shared data, refreshed on every poll).
     pub epoch: u32,
     /// This worker's copy of recent answers, in front of shared data.
     pub local: LocalCache,
+    pub counters: Counters,
 }
 
 impl Worker {
     pub fn new(config: FilterConfig) -> Worker {
-        let settings = match &config.mode {
-            Mode::Introspection(mode) => Some(Rc::new(local_settings(mode))),
-            Mode::TokenService { .. } => None,
-        };
-        let protection = match &settings {
-            Some(settings) => Protection::On(Settings::clone(settings)),
-            None => Protection::Unknown,
-        };
+        let mut services = BTreeMap::new();
+        match &config.mode {
+            Mode::Introspection(mode) => {
+                let settings = local_settings(mode);
+                services.insert(
+                    INTROSPECTION.to_string(),
+                    ServiceState {
+                        protection: Protection::On(settings.clone()),
+                        settings: Some(Rc::new(settings)),
+                        seq: 0,
+                    },
+                );
+            }
+            Mode::TokenService { service, .. } => {
+                if let Some(service) = service {
+                    services.insert(service.clone(), ServiceState::unknown());
+                }
+            }
+        }
         let local = LocalCache::new(config.cache.slots.min(LOCAL_CACHE_MAX) as usize);
         Worker {
             config: Rc::new(config),
-            protection,
-            settings,
-            seq: 0,
+            services,
             epoch: 0,
             local,
+            counters: Counters::default(),
         }
     }
 
@@ -57,24 +92,63 @@ impl Worker {
         Duration::from_millis(self.config.poll_interval_ms)
     }
 
-    /// Applies a state answer (from the root's poll, or a request's own fetch at start-up):
+    pub fn count(&mut self, metric: Metric) {
+        self.counters.add(metric);
+    }
+
+    pub fn service(&self, name: &str) -> Option<&ServiceState> {
+        self.services.get(name)
+    }
+
+    /// Starts tracking a service a route named (its state unknown until polled); `false` when
+    /// the worker tracks as many services as it may.
+    pub fn learn(&mut self, name: &str) -> bool {
+        if self.services.contains_key(name) {
+            return true;
+        }
+        if self.services.len() >= MAX_SERVICES {
+            return false;
+        }
+        self.services
+            .insert(name.to_string(), ServiceState::unknown());
+        true
+    }
+
+    /// Every service to poll, with the position its change feed is at.
+    pub fn polls_due(&self) -> Vec<(String, i64)> {
+        if !self.polls() {
+            return Vec::new();
+        }
+        self.services
+            .iter()
+            .map(|(name, state)| (name.clone(), state.seq))
+            .collect()
+    }
+
+    /// Applies a state answer for `service` (from the root's poll, or a request's own fetch):
     /// settings, the cache epoch, revoked tokens.
-    pub fn apply_poll(&mut self, host: &dyn Host, poll: StatePoll) {
+    pub fn apply_poll(&mut self, host: &dyn Host, service: &str, poll: StatePoll) {
         let protection = poll.protection();
-        let settings_changed = self.protection != protection;
+        let previous = self
+            .services
+            .get(service)
+            .map(|s| s.protection.clone())
+            .unwrap_or(Protection::Unknown);
+        let settings_changed = previous != protection;
         let previous_epoch = self.epoch;
         if poll.reset || settings_changed {
             self.epoch = bump_epoch(host);
         } else {
             self.epoch = current_epoch(host);
             let slots = self.config.cache.slots;
-            for digest in poll
+            for token in poll
                 .revoked
                 .iter()
                 .filter_map(|h| cache::digest_from_hex(h))
             {
-                evict(host, &digest, slots);
-                self.local.remove(&digest);
+                let key = cache::scoped(service, &token);
+                evict(host, &key, slots);
+                self.local.remove(&key);
             }
         }
         if self.epoch != previous_epoch {
@@ -84,41 +158,59 @@ impl Worker {
             host.log(
                 Level::Info,
                 &format!(
-                    "oauth2 settings for service '{}' now: {}",
-                    self.config.service().unwrap_or_default(),
+                    "oauth2 settings for service '{service}' now: {}",
                     describe(&protection)
                 ),
             );
         }
-        self.settings = match &protection {
+        let settings = match &protection {
             Protection::On(settings) => Some(Rc::new(settings.clone())),
             _ => None,
         };
-        self.protection = protection;
-        self.seq = poll.seq;
+        let state = ServiceState {
+            protection,
+            settings,
+            seq: poll.seq,
+        };
+        if self.services.contains_key(service) || self.services.len() < MAX_SERVICES {
+            self.services.insert(service.to_string(), state);
+        }
     }
 
-    /// The cached verdict for a token: this worker's copy first (no host call), then shared
-    /// data (filled by every worker).
-    pub fn cached(&mut self, host: &dyn Host, digest: &TokenDigest) -> Option<Verdict> {
+    /// The cached verdict for a cache key: this worker's copy first (no host call), then
+    /// shared data (filled by every worker).
+    pub fn cached(&mut self, host: &dyn Host, key: &TokenDigest) -> Option<Verdict> {
         let now = host.now();
-        if let Some(verdict) = self.local.get(digest, self.epoch, now) {
-            return Some(verdict.clone());
+        if let Some(verdict) = self.local.get(key, self.epoch, now) {
+            let verdict = verdict.clone();
+            self.count_hit(Metric::CacheHitWorker, &verdict);
+            return Some(verdict);
         }
-        let (bytes, _) = host.shared_get(&cache::slot_key(digest, self.config.cache.slots));
-        let entry = Entry::decode(&bytes?)?;
-        if !entry.answers(digest, self.epoch, now) {
+        let (bytes, _) = host.shared_get(&cache::slot_key(key, self.config.cache.slots));
+        let entry = bytes
+            .and_then(|b| Entry::decode(&b))
+            .filter(|e| e.answers(key, self.epoch, now));
+        let Some(entry) = entry else {
+            self.count(Metric::CacheMiss);
             return None;
-        }
+        };
         let verdict = entry.verdict.clone();
         self.local.put(entry);
+        self.count_hit(Metric::CacheHitShared, &verdict);
         Some(verdict)
     }
 
-    pub fn remember(&mut self, host: &dyn Host, digest: TokenDigest, verdict: &Verdict) {
+    fn count_hit(&mut self, metric: Metric, verdict: &Verdict) {
+        self.count(metric);
+        if !matches!(verdict, Verdict::Active(_)) {
+            self.count(Metric::CacheHitNegative);
+        }
+    }
+
+    pub fn remember(&mut self, host: &dyn Host, key: TokenDigest, verdict: &Verdict) {
         let c = &self.config.cache;
         let entry = Entry {
-            digest,
+            digest: key,
             epoch: self.epoch,
             expires_at: cache::expiry_for(verdict, host.now(), c.max_ttl_s, c.negative_ttl_s),
             verdict: verdict.clone(),
@@ -126,13 +218,13 @@ impl Worker {
         let Some(bytes) = entry.encode_within(c.max_entry_bytes) else {
             return;
         };
-        host.shared_set(&cache::slot_key(&digest, c.slots), &bytes, None);
+        host.shared_set(&cache::slot_key(&key, c.slots), &bytes, None);
         self.local.put(entry);
     }
 
-    /// The call asking for the service's state (settings and the change feed after `since`).
-    pub fn state_call(&self, since: i64) -> Option<Call> {
-        let Mode::TokenService { service, endpoint } = &self.config.mode else {
+    /// The call asking for a service's state (settings and the change feed after `since`).
+    pub fn state_call(&self, service: &str, since: i64) -> Option<Call> {
+        let Mode::TokenService { endpoint, .. } = &self.config.mode else {
             return None;
         };
         let path = format!("/gateway/v1/services/{service}/state?since={since}");
@@ -148,10 +240,10 @@ impl Worker {
         })
     }
 
-    /// The call checking a token.
-    pub fn check_call(&self, token: &str) -> Call {
+    /// The call checking a token for a service.
+    pub fn check_call(&self, service: &str, token: &str) -> Call {
         match &self.config.mode {
-            Mode::TokenService { service, endpoint } => {
+            Mode::TokenService { endpoint, .. } => {
                 let path = format!("/gateway/v1/services/{service}/token");
                 Call {
                     cluster: endpoint.cluster.clone(),
@@ -194,6 +286,46 @@ impl Worker {
             Mode::TokenService { .. } => Verdict::parse(body),
         }
     }
+
+    /// The call relaying an OAuth endpoint request to the token-service, which learns from
+    /// the gateway (not from the client) whether the client used TLS and which route it took.
+    pub fn relay_call(
+        &self,
+        service: &str,
+        relay: &super::Relay,
+        tls: bool,
+        body: &[u8],
+    ) -> Option<Call> {
+        let Mode::TokenService { endpoint, .. } = &self.config.mode else {
+            return None;
+        };
+        let call = &relay.call;
+        let mut path = format!("/gateway/v1/services/{service}{}", call.target);
+        if let Some(query) = &call.query {
+            path.push('?');
+            path.push_str(query);
+        }
+        let method = if relay.method.is_empty() {
+            "GET"
+        } else {
+            relay.method.as_str()
+        };
+        let mut headers = pairs(&[
+            (":method", method),
+            (":path", &path),
+            (":authority", &endpoint.authority),
+            ("x-gateway-tls", if tls { "on" } else { "off" }),
+            ("x-gateway-host", &relay.host),
+            ("x-gateway-prefix", &call.prefix),
+        ]);
+        headers.extend(relay.headers.iter().cloned());
+        Some(Call {
+            cluster: endpoint.cluster.clone(),
+            headers,
+            body: (!body.is_empty()).then(|| body.to_vec()),
+            timeout: Duration::from_millis(endpoint.timeout_ms),
+        })
+    }
 }
 
 fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
@@ -225,11 +357,11 @@ fn bump_epoch(host: &dyn Host) -> u32 {
     }
 }
 
-fn evict(host: &dyn Host, digest: &TokenDigest, slots: u32) {
-    let key = cache::slot_key(digest, slots);
-    if let (Some(bytes), cas) = host.shared_get(&key) {
-        if Entry::decode(&bytes).is_some_and(|e| e.digest == *digest) {
-            host.shared_set(&key, &[], cas);
+fn evict(host: &dyn Host, key: &TokenDigest, slots: u32) {
+    let slot = cache::slot_key(key, slots);
+    if let (Some(bytes), cas) = host.shared_get(&slot) {
+        if Entry::decode(&bytes).is_some_and(|e| e.digest == *key) {
+            host.shared_set(&slot, &[], cas);
         }
     }
 }
@@ -254,41 +386,5 @@ fn describe(p: &Protection) -> &'static str {
         Protection::UnknownService => "service unknown to the token-service (requests fail closed)",
         Protection::Off => "no enabled oauth2 plugin (requests pass through)",
         Protection::On(_) => "protected",
-    }
-}
-
-impl Worker {
-    /// The call relaying an OAuth endpoint request to the token-service, which learns from
-    /// the gateway (not from the client) whether the client used TLS and which route it took.
-    pub fn relay_call(&self, relay: &super::Relay, tls: bool, body: &[u8]) -> Option<Call> {
-        let Mode::TokenService { service, endpoint } = &self.config.mode else {
-            return None;
-        };
-        let call = &relay.call;
-        let mut path = format!("/gateway/v1/services/{service}{}", call.target);
-        if let Some(query) = &call.query {
-            path.push('?');
-            path.push_str(query);
-        }
-        let method = if relay.method.is_empty() {
-            "GET"
-        } else {
-            relay.method.as_str()
-        };
-        let mut headers = pairs(&[
-            (":method", method),
-            (":path", &path),
-            (":authority", &endpoint.authority),
-            ("x-gateway-tls", if tls { "on" } else { "off" }),
-            ("x-gateway-host", &relay.host),
-            ("x-gateway-prefix", &call.prefix),
-        ]);
-        headers.extend(relay.headers.iter().cloned());
-        Some(Call {
-            cluster: endpoint.cluster.clone(),
-            headers,
-            body: (!body.is_empty()).then(|| body.to_vec()),
-            timeout: Duration::from_millis(endpoint.timeout_ms),
-        })
     }
 }
