@@ -11,14 +11,14 @@ WASM        := $(CURDIR)/target/wasm32-wasip1/wasm/oauth2_filter.wasm
 WASM_RUNNER := $(PYTHON) $(CURDIR)/scripts/wasi-run.py
 RUN_DIR     := $(CURDIR)/.run
 
-.PHONY: help setup build run test test-unit test-wasm test-e2e validate fuzz fuzz-short bench lint fmt clean
+.PHONY: help setup build run test test-unit test-wasm test-e2e validate fuzz fuzz-short fuzz-setup bench lint fmt clean
 
 help:
 	@echo "make run    start token-service (:8080, admin :8001), demo upstream (:3000) and Envoy (:8000, :8443)"
 	@echo "make test   every test: unit (native + wasm), Envoy config validation, end-to-end through Envoy"
 	@echo "make build  build the wasm filter and the release binaries"
 	@echo "make bench  the filter against plain Envoy and ext_authz (writes BENCHMARKS.md)"
-	@echo "make fuzz   fuzz every parser for 60 s each (make test runs 2 s each)"
+	@echo "make fuzz   fuzz every parser with libFuzzer, 60 s each (FUZZ_SECONDS=; make test runs 3 s each)"
 	@echo "make lint   rustfmt check and clippy with warnings denied"
 
 setup: $(ENVOY) $(VENV)/.wasmtime .rustup-wasm-target
@@ -77,13 +77,23 @@ test-e2e: build
 	@echo "==> end-to-end tests: real token-service, demo upstream and Envoy processes"
 	ENVOY_BIN=$(ENVOY) cargo test -p e2e -- --test-threads 2
 
-fuzz-short:
-	@echo "==> fuzzing the filter's and the token-service's parsers (bounded: 2 s per target)"
-	cargo run --release -q -p fuzz --bin fuzz -- --seconds-per-target 2
+# Fuzzing: cargo fuzz (libFuzzer, coverage-guided) over every parser of untrusted input; see
+# fuzz/run.sh. Seeds in fuzz/corpus/, past crashes in fuzz/regressions/ (replayed on stable).
+FUZZ_SECONDS       ?= 60
+FUZZ_SHORT_SECONDS ?= 3
 
-fuzz:
-	@echo "==> fuzzing every parser for 60 s per target"
-	cargo run --release -q -p fuzz --bin fuzz -- --seconds-per-target 60
+fuzz-setup:
+	@cargo fuzz --version >/dev/null 2>&1 || { echo "==> installing cargo-fuzz (cargo install cargo-fuzz --locked)"; cargo install cargo-fuzz --locked; }
+
+fuzz-short: fuzz-setup
+	@echo "==> fuzz seeds and past crashes, replayed through every target (stable, no libFuzzer)"
+	cargo test -p fuzz --test replay
+	@echo "==> fuzzing every parser of untrusted input, $(FUZZ_SHORT_SECONDS) s per target"
+	fuzz/run.sh $(FUZZ_SHORT_SECONDS)
+
+fuzz: fuzz-setup
+	@echo "==> fuzzing every parser of untrusted input, $(FUZZ_SECONDS) s per target"
+	fuzz/run.sh $(FUZZ_SECONDS)
 
 bench: build
 	@command -v wrk >/dev/null || { echo "==> installing wrk (Debian package)"; apt-get install -y -q wrk || sudo apt-get install -y -q wrk; }
