@@ -2,6 +2,7 @@
 //! a separate link); each module is one area of the product.
 
 mod admin_api;
+mod admin_hardening;
 mod authorize;
 mod beyond_kong;
 mod faults;
