@@ -145,6 +145,28 @@ impl Wire {
     }
 }
 
+impl Wire {
+    /// Writes `bytes` as they are on the plain listener (malformed HTTP/1.1 included) and reads
+    /// one answer.
+    pub async fn raw_http1(&self, bytes: &[u8]) -> Result<Reply, String> {
+        let exchange = async {
+            let (read, mut write) = connect(self.http_port).await?.into_split();
+            let bytes = bytes.to_vec();
+            let writer = tokio::spawn(async move {
+                let _ = write.write_all(&bytes).await;
+                let _ = write.flush().await;
+                write
+            });
+            let reply = read_http1(read, false).await;
+            writer.abort();
+            reply
+        };
+        tokio::time::timeout(EXCHANGE_LIMIT, exchange)
+            .await
+            .map_err(|_| format!("no answer within {EXCHANGE_LIMIT:?}"))?
+    }
+}
+
 /// Accepts the gateway's certificate whatever it is, checking only the handshake signatures.
 #[derive(Debug)]
 struct AnyCertificate(Arc<CryptoProvider>);

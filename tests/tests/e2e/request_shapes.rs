@@ -1026,3 +1026,56 @@ fn oauth_endpoint_requests_of_every_shape_are_answered_by_the_gateway() {
         "{problems:#?}\nreached the upstream: {leaked:#?}"
     );
 }
+
+/// Requests Envoy's own codec refuses (smuggling shapes, malformed framing and headers) get
+/// 400 from Envoy, carry a valid token and forged identity, and reach neither the filter's
+/// decision nor the upstream — including the request smuggled behind the first.
+#[test]
+fn malformed_http1_is_refused_by_envoy_before_any_upstream() {
+    let fixture = Fixture::start();
+    let token = fixture.mint("malformed-user");
+    let wire = fixture.wire();
+    let p = fixture.prefix();
+    let auth = format!("authorization: Bearer {token}\r\nx-consumer-id: forged\r\n");
+    let smuggled = format!("GET {p}/smuggled HTTP/1.1\r\nhost: a\r\n{auth}\r\n");
+    let cases = [
+        (
+            "content-length and transfer-encoding",
+            format!("POST {p}/refused HTTP/1.1\r\nhost: a\r\n{auth}content-length: 4\r\ntransfer-encoding: chunked\r\n\r\n0\r\n\r\n{smuggled}"),
+        ),
+        (
+            "two different content-lengths",
+            format!("POST {p}/refused HTTP/1.1\r\nhost: a\r\n{auth}content-length: 3\r\ncontent-length: 60\r\n\r\nabc{smuggled}"),
+        ),
+        (
+            "a chunk size that is not hex",
+            format!("POST {p}/refused HTTP/1.1\r\nhost: a\r\n{auth}transfer-encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n"),
+        ),
+        (
+            "a space before the colon",
+            format!("GET {p}/refused HTTP/1.1\r\nhost: a\r\n{auth}x-consumer-username : admin\r\n\r\n"),
+        ),
+        (
+            "a NUL in a header value",
+            format!("GET {p}/refused HTTP/1.1\r\nhost: a\r\n{auth}x-consumer-username: ad\0min\r\n\r\n"),
+        ),
+        (
+            "an underscore header",
+            format!("GET {p}/refused HTTP/1.1\r\nhost: a\r\n{auth}x_consumer_username: admin\r\n\r\n"),
+        ),
+    ];
+    let runtime = client_runtime();
+    for (what, request) in cases {
+        let reply = runtime
+            .block_on(wire.raw_http1(request.as_bytes()))
+            .unwrap_or_else(|e| panic!("{what}: {e}"));
+        assert_eq!(reply.status, 400, "{what}: {}", reply.text());
+    }
+    let reached: Vec<String> = fixture
+        .recorder
+        .all()
+        .iter()
+        .map(|r| r.target.clone())
+        .collect();
+    assert!(reached.is_empty(), "reached the upstream: {reached:?}");
+}
