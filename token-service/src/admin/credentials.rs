@@ -98,6 +98,10 @@ fn read_secret(body: &Params, creating: bool) -> AdminResult<Secret> {
 /// or escape while the stored text (matched exactly later, and sent back in `Location`-like
 /// answers) kept them.
 fn redirect_uri_error(uri: &str) -> Option<String> {
+    // Kong's own rules (and texts) first.
+    if let Some(error) = registration_error(uri) {
+        return Some(error);
+    }
     if uri.chars().any(|c| c.is_control() || c.is_whitespace()) {
         return Some(format!(
             "'{}' contains control characters or spaces",
@@ -108,10 +112,7 @@ fn redirect_uri_error(uri: &str) -> Option<String> {
     let names_host = uri
         .split_once("://")
         .is_some_and(|(_, rest)| !rest.is_empty() && !rest.starts_with('/'));
-    if !names_host {
-        return Some(format!("'{uri}' is not an absolute URI with a host"));
-    }
-    registration_error(uri)
+    (!names_host).then(|| format!("'{uri}' is not an absolute URI with a host"))
 }
 
 /// Applies body fields (and the prepared secret) over `c` and validates the result.
