@@ -57,6 +57,15 @@ impl Named for Consumer {
         if let Some(v) = f.string_list(body, "tags", true) {
             self.tags = v;
         }
+        // Both reach upstreams as X-Consumer-Username / X-Consumer-Custom-ID.
+        for (field, value) in [("username", &self.username), ("custom_id", &self.custom_id)] {
+            if value
+                .as_deref()
+                .is_some_and(|v| v.chars().any(char::is_control))
+            {
+                f.error(field, "must not contain control characters");
+            }
+        }
         let blank = |v: &Option<String>| v.as_deref().is_none_or(str::is_empty);
         if blank(&self.username) && blank(&self.custom_id) {
             f.error(

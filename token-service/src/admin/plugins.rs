@@ -145,6 +145,17 @@ fn check_config(config: &OAuth2Config, f: &mut Fields) {
     if config.mandatory_scope && config.scopes.as_ref().is_none_or(Vec::is_empty) {
         f.error("scopes", "required field missing");
     }
+    // Granted scopes reach upstreams in X-Authenticated-Scope, space-separated.
+    let scope_token = |s: &String| {
+        s.bytes()
+            .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\')
+    };
+    if !config.scopes.iter().flatten().all(scope_token) {
+        f.error(
+            "scopes",
+            "each scope must be printable ASCII without spaces, '\"' or '\\' (RFC 6749 3.3)",
+        );
+    }
     if !is_header_name(&config.auth_header_name) {
         f.error("auth_header_name", "expected a valid header name");
     }

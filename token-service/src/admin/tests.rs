@@ -631,3 +631,38 @@ async fn allowed_origins_may_call_with_cors_answers() {
         "no Origin: not a browser page"
     );
 }
+
+#[tokio::test]
+async fn strings_that_reach_upstream_headers_carry_no_control_characters() {
+    let admin = Admin::start();
+    for (field, value) in [
+        ("username", "bob\r\nX-Consumer-ID: admin"),
+        ("custom_id", "a\u{0}b"),
+    ] {
+        let answer = admin
+            .json("POST", "/consumers", json!({ field: value }))
+            .await;
+        assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{field}");
+        assert!(answer.field(&format!("/fields/{field}")).is_string());
+    }
+    let id = admin.plugin("svc").await;
+    for scopes in [json!(["email", "a b"]), json!(["x\r\ny"]), json!(["q\""])] {
+        let answer = admin
+            .json(
+                "PATCH",
+                &format!("/plugins/{id}"),
+                json!({"config": {"scopes": scopes}}),
+            )
+            .await;
+        assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{scopes}");
+        assert!(answer.field("/fields/config/scopes").is_string());
+    }
+    let answer = admin
+        .form(
+            "PATCH",
+            &format!("/plugins/{id}"),
+            "config.scopes=email,user:read",
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+}
