@@ -81,17 +81,23 @@ fn json_list(value: &Option<Vec<String>>) -> Option<String> {
 
 /// A list column; text that is not a JSON list of strings is corrupt (never silently "none":
 /// `redirect_uris` decide where codes and tokens go).
-fn parse_list(row: &Row<'_>, column: &str) -> rusqlite::Result<Option<Vec<String>>> {
+fn parse_list(row: &Row<'_>, id: &str, column: &str) -> rusqlite::Result<Option<Vec<String>>> {
     let text: Option<String> = row.get(column)?;
     text.map(|t| serde_json::from_str(&t))
         .transpose()
-        .map_err(|e| corrupt(row, column, e))
+        .map_err(|e| corrupt(row, id, column, e))
 }
 
-/// A column whose text cannot be read back: an error naming the row, never a default (a
-/// defaulted plugin config had an empty `provision_key`, which authorize then accepted).
-fn corrupt(row: &Row<'_>, column: &str, error: impl std::fmt::Display) -> rusqlite::Error {
-    let id: String = row.get("id").unwrap_or_default();
+/// A column whose text cannot be read back: an error naming the row (by its `id` column,
+/// which a join renames), never a default (a defaulted plugin config had an empty
+/// `provision_key`, which authorize then accepted).
+fn corrupt(
+    row: &Row<'_>,
+    id: &str,
+    column: &str,
+    error: impl std::fmt::Display,
+) -> rusqlite::Error {
+    let id: String = row.get(id).unwrap_or_default();
     let index = row.as_ref().column_index(column).unwrap_or(0);
     rusqlite::Error::FromSqlConversionFailure(
         index,
@@ -112,7 +118,7 @@ fn consumer_in(row: &Row<'_>, [id, created_at, tags]: [&str; 3]) -> rusqlite::Re
         created_at: row.get(created_at)?,
         username: row.get("username")?,
         custom_id: row.get("custom_id")?,
-        tags: parse_list(row, tags)?,
+        tags: parse_list(row, id, tags)?,
     })
 }
 
@@ -123,7 +129,7 @@ fn service_from(row: &Row<'_>) -> rusqlite::Result<Service> {
         updated_at: row.get("updated_at")?,
         name: row.get("name")?,
         url: row.get("url")?,
-        tags: parse_list(row, "tags")?,
+        tags: parse_list(row, "id", "tags")?,
     })
 }
 
@@ -145,9 +151,9 @@ fn plugin_from(row: &Row<'_>) -> rusqlite::Result<Plugin> {
 /// authorize.
 fn plugin_config(row: &Row<'_>, text: &str) -> rusqlite::Result<OAuth2Config> {
     let config =
-        serde_json::from_str::<OAuth2Config>(text).map_err(|e| corrupt(row, "config", e))?;
+        serde_json::from_str::<OAuth2Config>(text).map_err(|e| corrupt(row, "id", "config", e))?;
     if config.provision_key.is_empty() {
-        return Err(corrupt(row, "config", "the provision_key is missing"));
+        return Err(corrupt(row, "id", "config", "the provision_key is missing"));
     }
     Ok(config)
 }
@@ -168,13 +174,13 @@ fn credential_in(row: &Row<'_>, [id, created_at, tags]: [&str; 3]) -> rusqlite::
         client_id: row.get("client_id")?,
         client_secret: row.get("client_secret")?,
         hash_secret: row.get("hash_secret")?,
-        redirect_uris: parse_list(row, "redirect_uris")?,
+        redirect_uris: parse_list(row, id, "redirect_uris")?,
         client_type: match client_type.as_str() {
             "public" => ClientType::Public,
             "confidential" => ClientType::Confidential,
-            other => return Err(corrupt(row, "client_type", format!("'{other}'"))),
+            other => return Err(corrupt(row, id, "client_type", format!("'{other}'"))),
         },
-        tags: parse_list(row, tags)?,
+        tags: parse_list(row, id, tags)?,
     })
 }
 
