@@ -13,6 +13,8 @@ sed -e "s|{{ADMIN_PORT}}|${ENVOY_ADMIN_PORT:-9901}|g" \
     -e "s|{{WASM_PATH}}|${WASM_PATH:-$here/target/wasm32-wasip1/wasm/oauth2_filter.wasm}|g" \
     -e "s|{{SERVICE}}|${SERVICE:-step-on}|g" \
     -e "s|{{ROUTE_PREFIX}}|${ROUTE_PREFIX:-/stepon}|g" \
+    -e "s|{{SECOND_SERVICE}}|${SECOND_SERVICE:-step-on-partners}|g" \
+    -e "s|{{SECOND_ROUTE_PREFIX}}|${SECOND_ROUTE_PREFIX:-/stepon-partners}|g" \
     -e "s|{{POLL_INTERVAL_MS}}|${POLL_INTERVAL_MS:-1000}|g" \
     -e "s|{{CERT_DIR}}|${CERT_DIR:-$here/envoy/certs}|g" \
     -e "s|{{XFF_NUM_TRUSTED_HOPS}}|${XFF_NUM_TRUSTED_HOPS:-0}|g" \

@@ -47,6 +47,9 @@ case "$status" in
   409) echo "    service step-on already exists" ;;
   *) echo "error: creating service step-on answered $status" >&2; exit 1 ;;
 esac
+# A second service on the same listener (route /stepon-partners, named in its route metadata),
+# with no plugin yet: its requests pass until one is added (README: "Many services").
+curl -s -o /dev/null -X POST http://127.0.0.1:8001/services --data name=step-on-partners || true
 
 "$root/scripts/make-cert.sh" "$run_dir/certs"
 CERT_DIR="$run_dir/certs" "$root/scripts/render-envoy-config.sh" > "$run_dir/envoy.yaml"

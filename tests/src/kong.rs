@@ -130,6 +130,25 @@ impl Kong {
         self.stack.gateways.len() - 1
     }
 
+    /// Two services, each with its own plugin (Kong's defaults + overrides), behind one Envoy
+    /// listener: `first` under `/<first>`, `second` under `/<second>` (the template's second
+    /// route, which names its service in its metadata).
+    pub fn protect_two(
+        &mut self,
+        (first, first_overrides): (&str, Value),
+        (second, second_overrides): (&str, Value),
+    ) -> usize {
+        self.configure(first, first_overrides);
+        self.configure(second, second_overrides);
+        let options = GatewayOptions {
+            second_route: Some((second.to_string(), format!("/{second}"))),
+            ..GatewayOptions::default()
+        };
+        self.stack
+            .add_gateway_with(first, &format!("/{first}"), options);
+        self.stack.gateways.len() - 1
+    }
+
     /// [`Kong::protect`] behind an Envoy that can be hot restarted.
     pub fn protect_hot_restartable(&mut self, service: &str, overrides: Value) -> usize {
         self.configure(service, overrides);

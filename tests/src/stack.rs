@@ -53,6 +53,9 @@ pub struct GatewayOptions {
     /// The port of the route's upstream instead of the demo upstream's (e.g. a
     /// [`crate::recorder::Recorder`]).
     pub upstream_port: Option<u16>,
+    /// The template's second route on the same listener: (service, prefix). By default
+    /// `<service>-second` under `<prefix>-second`, which no test reaches unless it asks.
+    pub second_route: Option<(String, String)>,
     /// `xff_num_trusted_hops`: how many proxies in front of Envoy are trusted to say the
     /// client's address and scheme (`X-Forwarded-For`, `X-Forwarded-Proto`). 0 by default.
     pub trusted_hops: u32,
@@ -218,6 +221,10 @@ impl Stack {
         options: GatewayOptions,
     ) -> &Gateway {
         let hot_restart = options.hot_restart;
+        let (second_service, second_prefix) = options
+            .second_route
+            .clone()
+            .unwrap_or_else(|| (format!("{service}-second"), format!("{prefix}-second")));
         let upstream_port = options.upstream_port.unwrap_or(self.upstream_port);
         let index = self.gateways.len();
         let (http_port, https_port, admin_port) = (free_port(), free_port(), free_port());
@@ -244,6 +251,8 @@ impl Stack {
                 ("CERT_DIR", certs.display().to_string()),
                 ("SERVICE", service.to_string()),
                 ("ROUTE_PREFIX", prefix.to_string()),
+                ("SECOND_SERVICE", second_service),
+                ("SECOND_ROUTE_PREFIX", second_prefix),
                 ("POLL_INTERVAL_MS", POLL_INTERVAL_MS.to_string()),
                 ("XFF_NUM_TRUSTED_HOPS", options.trusted_hops.to_string()),
             ],

@@ -1,0 +1,159 @@
+//! Many services behind one Envoy listener (issue 12): each route names the service that
+//! protects it in its metadata, each service keeps its own plugin settings, a token of one is
+//! refused on the other unless both plugins share `global_credentials`, and the OAuth
+//! endpoints under each route speak for that route's service. The filter's counters reach
+//! Envoy's `/stats` and `/stats/prometheus`.
+
+use e2e::kong::{eventually, Kong};
+use e2e::stack::Gateway;
+use e2e::Text;
+use serde_json::json;
+
+fn client_credentials(kong: &Kong, gw: &Gateway, prefix: &str) -> String {
+    let url = format!("https://localhost:{}/{prefix}/oauth2/token", gw.https_port);
+    let answer = kong.post(
+        &url,
+        json!({"client_id": "clientid123", "client_secret": "secret123",
+               "grant_type": "client_credentials", "scope": "email"}),
+    );
+    assert_eq!(answer.status, 200, "{}", answer.text);
+    answer.json().text("access_token")
+}
+
+fn get(kong: &Kong, gw: &Gateway, prefix: &str, token: &str) -> e2e::http::Answer {
+    let url = format!("http://127.0.0.1:{}/{prefix}/request", gw.http_port);
+    kong.stack
+        .client
+        .get_with(&url, &[("authorization", &format!("Bearer {token}"))])
+}
+
+/// Envoy's value of one stat of the gateway, read from its admin interface.
+fn stat(kong: &Kong, gw: &Gateway, name: &str) -> u64 {
+    let url = format!(
+        "http://127.0.0.1:{}/stats?filter=^{}$",
+        gw.admin_port,
+        name.replace('.', "\\.")
+    );
+    let text = kong.stack.client.get(&url).text;
+    text.lines()
+        .find_map(|line| line.strip_prefix(&format!("{name}: ")))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn two_services_on_one_listener_keep_their_own_settings_and_tokens() {
+    let mut kong = Kong::start();
+    let gw = kong.protect_two(
+        (
+            "alpha",
+            json!({"enable_client_credentials": true, "realm": "alpha", "token_expiration": 600}),
+        ),
+        (
+            "beta",
+            json!({"enable_client_credentials": true, "realm": "beta", "hide_credentials": true,
+                   "token_expiration": 600}),
+        ),
+    );
+    let gw = kong.gw(gw);
+
+    // Each route's OAuth endpoint issues tokens of its own service.
+    let alpha_token = client_credentials(&kong, gw, "alpha");
+    let beta_token = client_credentials(&kong, gw, "beta");
+
+    // Each service enforces its own settings: beta hides the credential, alpha does not.
+    let a = get(&kong, gw, "alpha", &alpha_token);
+    assert_eq!(a.status, 200, "{}", a.text);
+    assert!(
+        a.json()["headers"]["authorization"].is_string(),
+        "{}",
+        a.text
+    );
+    let b = get(&kong, gw, "beta", &beta_token);
+    assert_eq!(b.status, 200, "{}", b.text);
+    assert!(b.json()["headers"]["authorization"].is_null(), "{}", b.text);
+    assert_eq!(
+        a.json()["headers"]["x-consumer-username"],
+        json!("bob"),
+        "{}",
+        a.text
+    );
+
+    // A token of one service is refused on the other, with that service's realm.
+    for (prefix, token, realm) in [
+        ("beta", &alpha_token, "beta"),
+        ("alpha", &beta_token, "alpha"),
+    ] {
+        let r = get(&kong, gw, prefix, token);
+        assert_eq!(r.status, 401, "{prefix}: {}", r.text);
+        assert_eq!(r.json()["error"], json!("invalid_token"));
+        let challenge = r.header("www-authenticate").unwrap_or_default();
+        assert!(
+            challenge.starts_with(&format!("Bearer realm=\"{realm}\"")),
+            "{challenge}"
+        );
+    }
+
+    // With global_credentials on both plugins, a global token works on either route.
+    for service in ["alpha", "beta"] {
+        let plugins = kong
+            .stack
+            .admin_get(&format!("/services/{service}/plugins"))
+            .json();
+        let id = plugins["data"][0].text("id");
+        let patched = kong.stack.client.patch_json(
+            &kong.stack.admin(&format!("/plugins/{id}")),
+            &json!({"config": {"global_credentials": true}}),
+        );
+        assert_eq!(patched.status, 200, "{}", patched.text);
+    }
+    let global = eventually(|| {
+        let url = format!("https://localhost:{}/alpha/oauth2/token", gw.https_port);
+        let answer = kong.post(
+            &url,
+            json!({"client_id": "clientid123", "client_secret": "secret123",
+                   "grant_type": "client_credentials", "scope": "email"}),
+        );
+        let token = answer.json().text("access_token");
+        !token.is_empty() && get(&kong, gw, "beta", &token).status == 200
+    });
+    assert!(
+        global,
+        "a global token was not accepted on the other service"
+    );
+
+    // The filter's counters reach Envoy's stats (flushed on the filter's tick).
+    let counted = eventually(|| {
+        stat(&kong, gw, "wasmcustom.oauth2.allowed") >= 2
+            && stat(&kong, gw, "wasmcustom.oauth2.denied.invalid_token") >= 2
+            && stat(&kong, gw, "wasmcustom.oauth2.relay.sent") >= 3
+            && stat(&kong, gw, "wasmcustom.oauth2.check.sent") >= 2
+    });
+    assert!(
+        counted,
+        "filter counters not in Envoy's stats: {}",
+        kong.stack
+            .client
+            .get(&format!(
+                "http://127.0.0.1:{}/stats?filter=oauth2",
+                gw.admin_port
+            ))
+            .text
+    );
+    let prometheus = kong
+        .stack
+        .client
+        .get(&format!(
+            "http://127.0.0.1:{}/stats/prometheus",
+            gw.admin_port
+        ))
+        .text;
+    let allowed = prometheus
+        .lines()
+        .find_map(|l| l.strip_prefix("oauth2_allowed{} "))
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    assert!(
+        allowed.is_some_and(|n| n >= 2),
+        "oauth2_allowed missing from /stats/prometheus"
+    );
+}
