@@ -10,6 +10,8 @@ PYTHON      := $(VENV)/bin/python
 WASM        := $(CURDIR)/target/wasm32-wasip1/wasm/oauth2_filter.wasm
 WASM_RUNNER := $(PYTHON) $(CURDIR)/scripts/wasi-run.py
 RUN_DIR     := $(CURDIR)/.run
+# Debian packages the tests need (docker-compose, chromium) are installed when missing.
+APT_GET     := $(shell [ "$$(id -u)" = 0 ] && echo apt-get || echo sudo apt-get)
 
 .PHONY: help setup build run test test-unit test-wasm test-e2e validate fuzz fuzz-short fuzz-setup bench lint fmt clean
 
@@ -72,6 +74,10 @@ validate: build
 	$(ENVOY) --mode validate -c $(RUN_DIR)/validate/envoy.yaml --log-level error
 	@sed "s|/etc/envoy/oauth2_filter.wasm|$(WASM)|" filter/envoy.yaml > $(RUN_DIR)/validate/filter-example.yaml
 	$(ENVOY) --mode validate -c $(RUN_DIR)/validate/filter-example.yaml --log-level error
+	@command -v docker-compose >/dev/null || { echo "==> installing docker-compose (Debian package; validates docker-compose.yml, no engine needed)"; \
+	  $(APT_GET) update -q >/dev/null && DEBIAN_FRONTEND=noninteractive $(APT_GET) install -y -q docker-compose >/dev/null; }
+	@echo "==> docker-compose.yml: the compose file and the Envoy configuration its envoy service renders"
+	scripts/check-compose.sh $(ENVOY) $(WASM) $(RUN_DIR)/validate/certs $(RUN_DIR)/validate/compose
 
 test-e2e: build
 	@echo "==> end-to-end tests: real token-service, demo upstream and Envoy processes"
