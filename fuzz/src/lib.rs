@@ -262,25 +262,54 @@ pub fn service_form_params(data: &[u8]) {
     on_service_stack(|| {
         let flat = params::parse_form(data, Nesting::Flat).unwrap_or_default();
         let dotted = params::parse_form(data, Nesting::Dotted).unwrap_or_default();
+        assert_shallow(&flat);
+        assert_shallow(&dotted);
         let _ = params::merge(flat, dotted);
     });
 }
 
 pub fn service_json_params(data: &[u8]) {
     on_service_stack(|| {
-        let _ = params::parse_json(data);
+        if let Ok(parsed) = params::parse_json(data) {
+            assert_shallow(&parsed);
+        }
     });
+}
+
+/// Every body the token-service accepts is shallow (handlers drop, clone and print parameters
+/// recursively): the parsers refuse anything nested deeper than `MAX_JSON_DEPTH`.
+fn assert_shallow(parsed: &params::Params) {
+    let mut deepest = 1;
+    let mut pending: Vec<(&serde_json::Value, usize)> = parsed.values().map(|v| (v, 2)).collect();
+    while let Some((value, level)) = pending.pop() {
+        match value {
+            serde_json::Value::Object(inner) => {
+                pending.extend(inner.values().map(|v| (v, level + 1)));
+            }
+            serde_json::Value::Array(items) => pending.extend(items.iter().map(|v| (v, level + 1))),
+            _ => continue,
+        }
+        deepest = deepest.max(level);
+    }
+    assert!(
+        deepest <= params::MAX_JSON_DEPTH,
+        "accepted parameters nest {deepest} deep (limit {})",
+        params::MAX_JSON_DEPTH
+    );
 }
 
 /// Multipart bodies with a fixed boundary (`XX`), both nestings.
 pub fn service_multipart_params(data: &[u8]) {
     on_service_stack(|| {
         for nesting in [Nesting::Flat, Nesting::Dotted] {
-            let _ = block_on(params::parse_body(
+            let parsed = block_on(params::parse_body(
                 Some("multipart/form-data; boundary=XX"),
                 data.to_vec().into(),
                 nesting,
             ));
+            if let Ok(parsed) = parsed {
+                assert_shallow(&parsed);
+            }
         }
     });
 }
@@ -295,7 +324,9 @@ pub fn service_admin_body(data: &[u8]) {
     }
     let body = Body::from(body.to_vec());
     on_service_stack(|| {
-        let _ = block_on(token_service::admin::read_body(&headers, body));
+        if let Ok(parsed) = block_on(token_service::admin::read_body(&headers, body)) {
+            assert_shallow(&parsed);
+        }
     });
 }
 
