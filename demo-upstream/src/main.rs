@@ -1,54 +1,51 @@
-//! The seed tutorial's Step On API, as the demo upstream behind Envoy.
+//! The seed tutorial's Step On API, as the demo upstream behind Envoy, and the two web apps of
+//! the tutorial's browser path.
 //!
-//! `GET /stepcounts` answers the step counts of the user named by `X-Authenticated-Userid`
-//! (set by the gateway), or by `mock-logged-in-as` when no plugin protects the route; 401 when
-//! neither is present. Every answer carries the request headers it received (lower-case), so
-//! users and tests see exactly what the gateway forwarded. Any other path echoes the request.
+//! - The API (`--listen`, :3000): `GET /stepcounts` answers the step counts of the user named
+//!   by `X-Authenticated-Userid` (set by the gateway), or by `mock-logged-in-as` when no plugin
+//!   protects the route; 401 when neither is present. Every answer carries the request headers
+//!   it received (lower-case), so users and tests see exactly what the gateway forwarded. Any
+//!   other path echoes the request.
+//! - Step On's authorization page (same port, `/authorize`): Clark logs in and consents; Step
+//!   On's server then calls the gateway's `/oauth2/authorize` with the provision key, as Kong's
+//!   hello-world app does. See `step_on.rs`.
+//! - Shoe Fly Shoe (`--client-listen`, :5000 in `make run`): the client app that sends Clark
+//!   there and, at its `/callback`, exchanges the code and shows his step counts. See
+//!   `shoe_fly.rs`.
 
-use axum::body::Bytes;
-use axum::extract::Request;
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
-use axum::routing::{any, get};
-use axum::{Json, Router};
+mod api;
+mod gateway;
+mod html;
+mod random;
+mod shoe_fly;
+mod step_on;
+mod tls;
+
 use clap::Parser;
-use serde_json::{json, Map, Value};
 use std::net::SocketAddr;
 
 #[derive(Parser)]
 #[command(
     name = "demo-upstream",
-    about = "The Step On demo API: step counts, and an echo of every request"
+    about = "The Step On demo API (step counts, an echo of every request), Step On's authorization page and the Shoe Fly Shoe client app"
 )]
 struct Args {
+    /// The Step On API and its authorization page.
     #[arg(long, env = "DEMO_UPSTREAM_LISTEN", default_value = "127.0.0.1:3000")]
     listen: SocketAddr,
+    /// Also run the Shoe Fly Shoe client app here (its redirect URI is `<client-url>/callback`).
+    #[arg(long, env = "DEMO_CLIENT_LISTEN")]
+    client_listen: Option<SocketAddr>,
+    #[command(flatten)]
+    gateway: gateway::Config,
+    #[command(flatten)]
+    shoe_fly: shoe_fly::Config,
 }
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let args = Args::parse();
-    let app = Router::new()
-        .route("/stepcounts", get(step_counts))
-        .fallback(any(echo));
-    let listener = match tokio::net::TcpListener::bind(args.listen).await {
-        Ok(l) => l,
-        Err(e) => {
-            eprintln!("demo-upstream: cannot listen on {}: {e}", args.listen);
-            return std::process::ExitCode::FAILURE;
-        }
-    };
-    println!(
-        "demo-upstream (Step On API) listening on http://{}",
-        args.listen
-    );
-    let shutdown = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    match axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
-    {
+    match run(args).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("demo-upstream: {e}");
@@ -57,93 +54,39 @@ async fn main() -> std::process::ExitCode {
     }
 }
 
-fn headers_json(headers: &HeaderMap) -> Value {
-    let mut out = Map::new();
-    for (name, value) in headers {
-        let text = String::from_utf8_lossy(value.as_bytes()).into_owned();
-        match out.get_mut(name.as_str()) {
-            Some(Value::String(existing)) => {
-                existing.push_str(", ");
-                existing.push_str(&text);
-            }
-            _ => {
-                out.insert(name.as_str().to_string(), Value::String(text));
-            }
-        }
+async fn run(args: Args) -> Result<(), String> {
+    let gateway = gateway::Gateway::new(args.gateway)?;
+    let api = api::router().merge(step_on::router(gateway.clone()));
+    let api_listener = bind(args.listen).await?;
+    println!(
+        "demo-upstream (Step On API, authorization page at /authorize) listening on http://{}",
+        args.listen
+    );
+    let mut servers = vec![tokio::spawn(serve(api_listener, api))];
+    if let Some(addr) = args.client_listen {
+        let listener = bind(addr).await?;
+        println!("Shoe Fly Shoe (demo OAuth client) listening on http://{addr}");
+        let app = shoe_fly::router(gateway, args.shoe_fly);
+        servers.push(tokio::spawn(serve(listener, app)));
     }
-    Value::Object(out)
-}
-
-/// Deterministic demo data: a week of steps, derived from the user's name.
-fn steps_of(user: &str) -> Vec<Value> {
-    let seed = user.bytes().fold(7u32, |acc, b| {
-        acc.wrapping_mul(31).wrapping_add(u32::from(b))
-    });
-    let days = [
-        "2026-11-16",
-        "2026-11-17",
-        "2026-11-18",
-        "2026-11-19",
-        "2026-11-20",
-        "2026-11-21",
-        "2026-11-22",
-    ];
-    days.iter()
-        .enumerate()
-        .map(|(i, day)| json!({"date": day, "steps": 4000 + (seed.wrapping_mul(i as u32 + 1) % 9000)}))
-        .collect()
-}
-
-async fn step_counts(headers: HeaderMap) -> Response {
-    let user = headers
-        .get("x-authenticated-userid")
-        .or_else(|| headers.get("mock-logged-in-as"))
-        .and_then(|v| v.to_str().ok())
-        .filter(|u| !u.is_empty());
-    match user {
-        Some(user) => Json(json!({"user": user, "stepcounts": steps_of(user), "headers": headers_json(&headers)})).into_response(),
-        None => (
-            StatusCode::UNAUTHORIZED,
-            Json(json!({"message": "Who are you? No X-Authenticated-Userid or mock-logged-in-as header", "headers": headers_json(&headers)})),
-        )
-            .into_response(),
+    for server in servers {
+        server.await.map_err(|e| e.to_string())??;
     }
+    Ok(())
 }
 
-fn parse_pairs(raw: &[u8]) -> Value {
-    let mut map = Map::new();
-    for (k, v) in form_urlencoded::parse(raw) {
-        map.insert(k.into_owned(), Value::String(v.into_owned()));
-    }
-    Value::Object(map)
-}
-
-async fn echo(request: Request) -> Response {
-    let (parts, body) = request.into_parts();
-    let body: Bytes = axum::body::to_bytes(body, 1 << 20)
+async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, String> {
+    tokio::net::TcpListener::bind(addr)
         .await
-        .unwrap_or_default();
-    let content_type = parts
-        .headers
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    let params = if content_type.starts_with("application/x-www-form-urlencoded") {
-        parse_pairs(&body)
-    } else if content_type.starts_with("application/json") {
-        serde_json::from_slice(&body).unwrap_or(Value::Null)
-    } else {
-        Value::Null
+        .map_err(|e| format!("cannot listen on {addr}: {e}"))
+}
+
+async fn serve(listener: tokio::net::TcpListener, app: axum::Router) -> Result<(), String> {
+    let shutdown = async {
+        let _ = tokio::signal::ctrl_c().await;
     };
-    let raw_query = parts.uri.query().unwrap_or("");
-    Json(json!({
-        "method": parts.method.as_str(),
-        "path": parts.uri.path(),
-        "query": parse_pairs(raw_query.as_bytes()),
-        "raw_query": raw_query,
-        "body": String::from_utf8_lossy(&body),
-        "params": params,
-        "headers": headers_json(&parts.headers),
-    }))
-    .into_response()
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+        .map_err(|e| e.to_string())
 }
