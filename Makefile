@@ -79,7 +79,16 @@ validate: build
 	@echo "==> docker-compose.yml: the compose file and the Envoy configuration its envoy service renders"
 	scripts/check-compose.sh $(ENVOY) $(WASM) $(RUN_DIR)/validate/certs $(RUN_DIR)/validate/compose
 
-test-e2e: build
+# The browser test (tests/tests/e2e/browser.rs) drives headless Chromium through chromedriver.
+.PHONY: browser-setup
+browser-setup:
+	@if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then \
+	  echo "==> installing Chromium and chromedriver for the browser test (Debian packages chromium, chromium-driver)"; \
+	  sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$sudo apt-get update -q && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -q chromium chromium-driver; \
+	fi
+
+test-e2e: build browser-setup
 	@echo "==> end-to-end tests: real token-service, demo upstream and Envoy processes"
 	ENVOY_BIN=$(ENVOY) cargo test -p e2e -- --test-threads 2
 
