@@ -89,10 +89,15 @@ fn every_target_has_a_wrapper_a_bin_and_seeds() {
         match fs::read_to_string(&wrapper) {
             Ok(code) if code.contains(&format!("fuzz::{name}(")) => {}
             Ok(_) => missing.push(format!("fuzz_targets/{name}.rs does not call fuzz::{name}")),
-            Err(_) => missing.push(format!("fuzz_targets/{name}.rs")),
+            Err(_) => missing.push(format!(
+                "fuzz_targets/{name}.rs:\n#![no_main]\n\nlibfuzzer_sys::fuzz_target!(|data: &[u8]| fuzz::{name}(data));"
+            )),
         }
         if !manifest.contains(&format!("name = \"{name}\"")) {
-            missing.push(format!("[[bin]] name = \"{name}\" in fuzz/Cargo.toml"));
+            missing.push(format!(
+                "in fuzz/Cargo.toml:\n[[bin]]\nname = \"{name}\"\npath = \"fuzz_targets/{name}.rs\"\n\
+                 required-features = [\"libfuzzer\"]\ntest = false\ndoc = false\nbench = false"
+            ));
         }
         if names_in(&root().join("corpus").join(name)).is_empty() {
             missing.push(format!("seeds in corpus/{name}/"));
@@ -105,5 +110,9 @@ fn every_target_has_a_wrapper_a_bin_and_seeds() {
             }
         }
     }
-    assert!(missing.is_empty(), "{missing:#?}");
+    assert!(
+        missing.is_empty(),
+        "a target is incomplete; missing:\n\n{}",
+        missing.join("\n\n")
+    );
 }
