@@ -35,8 +35,11 @@ wait_for() {
 
 echo "==> starting token-service (gateway :8080, admin API :8001, data in $run_dir/data)"
 start token-service "$root/target/release/token-service" --database "$run_dir/data/token-service.db"
-echo "==> starting the demo upstream, Step On API (:3000)"
-start upstream "$root/target/release/demo-upstream" --listen 127.0.0.1:3000
+# The certificate first: the demo's servers pin it to call the gateway over HTTPS.
+"$root/scripts/make-cert.sh" "$run_dir/certs"
+echo "==> starting the demo upstream: Step On API and authorization page (:3000), Shoe Fly Shoe (:5000)"
+start upstream "$root/target/release/demo-upstream" --listen 127.0.0.1:3000 \
+  --client-listen 127.0.0.1:5000 --gateway-ca "$run_dir/certs/cert.pem"
 wait_for http://127.0.0.1:8001/status token-service
 wait_for http://127.0.0.1:3000/ready "demo upstream"
 
@@ -51,7 +54,6 @@ esac
 # with no plugin yet: its requests pass until one is added (README: "Many services").
 curl -s -o /dev/null -X POST http://127.0.0.1:8001/services --data name=step-on-partners || true
 
-"$root/scripts/make-cert.sh" "$run_dir/certs"
 CERT_DIR="$run_dir/certs" "$root/scripts/render-envoy-config.sh" > "$run_dir/envoy.yaml"
 echo "==> starting Envoy (HTTP :8000, HTTPS :8443, admin 127.0.0.1:9901) with the oauth2 filter"
 start envoy "$envoy" -c "$run_dir/envoy.yaml" --disable-hot-restart -l warning
@@ -60,6 +62,8 @@ wait_for http://127.0.0.1:9901/ready Envoy
 cat <<'MSG'
 ==> ready. Try:
       curl -i http://localhost:8000/stepon/stepcounts -H 'mock-logged-in-as: clark'
-    then follow the tutorial in README.md from step 3. Ctrl-C stops everything.
+    then follow the tutorial in README.md from step 3; after step 4 the browser path starts at
+      http://localhost:5000/   (Shoe Fly Shoe; Step On's page is http://localhost:3000/authorize)
+    Ctrl-C stops everything.
 MSG
 wait
