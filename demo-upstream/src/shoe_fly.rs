@@ -40,11 +40,12 @@ pub struct Config {
     /// Shoe Fly Shoe's client_id, instead of reading it from the admin API.
     #[arg(long, env = "DEMO_CLIENT_ID", requires = "client_secret")]
     pub client_id: Option<String>,
+    /// Shoe Fly Shoe's client_secret (with `--client-id`).
     #[arg(long, env = "DEMO_CLIENT_SECRET", hide_env_values = true)]
     pub client_secret: Option<String>,
     /// The scopes Shoe Fly Shoe asks for.
     #[arg(long, env = "DEMO_CLIENT_SCOPE", default_value = "step_counts")]
-    pub scope: String,
+    pub client_scope: String,
 }
 
 #[derive(Clone)]
@@ -99,7 +100,7 @@ async fn home(State(app): State<ShoeFly>) -> Response {
         .append_pair("response_type", "code")
         .append_pair("client_id", &client_id)
         .append_pair("redirect_uri", &app.redirect_uri())
-        .append_pair("scope", &app.config.scope)
+        .append_pair("scope", &app.config.client_scope)
         .append_pair("state", &state)
         .finish();
     let href = format!(
