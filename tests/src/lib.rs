@@ -15,4 +15,5 @@ pub mod stack;
 pub mod wire;
 
 pub use http::{Answer, Client, Text};
+pub use process::free_port;
 pub use stack::{Gateway, GatewayOptions, Stack};

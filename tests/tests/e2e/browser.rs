@@ -7,6 +7,7 @@
 //! no client crate). `make test` installs Debian's `chromium` and `chromium-driver`;
 //! `CHROMIUM_BIN` and `CHROMEDRIVER_BIN` point elsewhere.
 
+use e2e::free_port;
 use e2e::stack::{wait_until, Stack};
 use e2e::Text;
 use serde_json::{json, Value};
@@ -24,12 +25,6 @@ fn binary(env: &str, default: &str) -> PathBuf {
         path.display()
     );
     path
-}
-
-/// A loopback port nothing listens on right now.
-fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
-    listener.local_addr().expect("local address").port()
 }
 
 /// A child process killed when the test ends, however it ends.
@@ -319,7 +314,7 @@ fn clark_authorizes_shoe_fly_shoe_in_a_browser_and_it_shows_his_step_counts() {
         assert!(page.contains(&row), "missing {row} in\n{page}");
     }
 
-    // The code was single use: reloading the callback does not show the counts again.
+    // Reloading the callback exchanges nothing: its state cookie is spent.
     browser.goto(&landed);
     assert!(browser.text_of("#error").contains("state mismatch"));
 
