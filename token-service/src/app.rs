@@ -78,5 +78,12 @@ pub fn gateway_router(state: AppState) -> Router {
 }
 
 pub fn admin_router(state: AppState) -> Router {
-    crate::admin::router(state)
+    // The description is public (it is checked in as docs/openapi.json) and the same for every
+    // deployment, so tools fetch it without the admin key.
+    Router::new()
+        .route(
+            "/openapi.json",
+            axum::routing::get(crate::admin::openapi::serve),
+        )
+        .merge(crate::admin::router(state))
 }

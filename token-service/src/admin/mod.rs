@@ -6,8 +6,10 @@ mod credentials;
 pub mod error;
 mod input;
 mod named;
+pub mod openapi;
 mod origin;
 mod plugins;
+mod schema;
 mod services;
 mod tokens;
 

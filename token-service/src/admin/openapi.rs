@@ -1,0 +1,619 @@
+//! The admin API's OpenAPI 3.1 description, generated with `utoipa` from the declarations
+//! below and the body shapes in `schema.rs`. Served at `GET /openapi.json` and checked in as
+//! `docs/openapi.json` (a test fails when the two differ; `UPDATE_OPENAPI=1` rewrites it).
+//!
+//! The operations are declared here rather than on the handlers because most handlers are
+//! generic over the entity (`named.rs`); a test drives the router with every declared
+//! operation and every other method, so the description and the routes cannot drift apart.
+
+use super::schema::*;
+use utoipa::openapi::path::Operation;
+use utoipa::openapi::request_body::RequestBody;
+use utoipa::openapi::response::ResponseBuilder;
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
+use utoipa::openapi::{ContentBuilder, ObjectBuilder, Ref, RefOr, Type};
+use utoipa::{Modify, OpenApi};
+
+/// Path parameters, with what they may name.
+const CONSUMER: &str = "The consumer's id or username";
+const CREDENTIAL: &str = "The credential's id or client_id";
+const SERVICE: &str = "The service's id or name";
+const TOKEN: &str = "The token's id or the access token itself";
+
+/// The CRUD operations an entity has: list and create on the collection; show, update (PATCH),
+/// create-or-replace (PUT) and delete on one entity. `$owner` are the collection path's
+/// parameters, `$key` the entity's own; `$delete_404` is the 404 an idempotent DELETE lacks.
+macro_rules! crud {
+    (
+        mod $module:ident { tag: $tag:tt, name: $name:tt,
+        collection: $collection:tt, item: $item:tt,
+        owner: [$($owner:tt),*], key: $key:tt,
+        entity: $entity:ty, page: $page:ty, input: $input:ty,
+        delete_404: [$($delete_404:tt)*] }
+    ) => {
+        // Declarations only: the functions exist to carry the attributes.
+        #[allow(dead_code)]
+        mod $module {
+            use super::*;
+
+            #[utoipa::path(get, path = $collection, tag = $tag,
+                operation_id = concat!("list_", $name),
+                summary = concat!("One page of ", $name, "s"),
+                params($($owner,)* ListParams),
+                responses(
+                    (status = 200, description = "One page", body = $page),
+                    (status = 400, description = "Invalid size or offset", body = Error),
+                    (status = 404, description = "Not found", body = Error),
+                ))]
+            pub fn list() {}
+
+            #[utoipa::path(post, path = $collection, tag = $tag,
+                operation_id = concat!("create_", $name),
+                summary = concat!("Create a ", $name),
+                params($($owner),*),
+                request_body = $input,
+                responses(
+                    (status = 201, description = "Created", body = $entity),
+                    (status = 400, description = "Invalid body", body = Error),
+                    (status = 404, description = "Not found", body = Error),
+                    (status = 409, description = "Unique constraint violation", body = Error),
+                ))]
+            pub fn create() {}
+
+            #[utoipa::path(get, path = $item, tag = $tag,
+                operation_id = concat!("get_", $name),
+                summary = concat!("One ", $name),
+                params($($owner,)* $key),
+                responses(
+                    (status = 200, description = "Found", body = $entity),
+                    (status = 404, description = "Not found", body = Error),
+                ))]
+            pub fn show() {}
+
+            #[utoipa::path(patch, path = $item, tag = $tag,
+                operation_id = concat!("update_", $name),
+                summary = concat!("Change fields of a ", $name),
+                params($($owner,)* $key),
+                request_body = $input,
+                responses(
+                    (status = 200, description = "Updated", body = $entity),
+                    (status = 400, description = "Invalid body", body = Error),
+                    (status = 404, description = "Not found", body = Error),
+                    (status = 409, description = "Unique constraint violation", body = Error),
+                ))]
+            pub fn update() {}
+
+            #[utoipa::path(put, path = $item, tag = $tag,
+                operation_id = concat!("upsert_", $name),
+                summary = concat!("Create or replace a ", $name),
+                description = "A key that names no entity creates one: a UUID becomes its id, \
+                    anything else its natural key.",
+                params($($owner,)* $key),
+                request_body = $input,
+                responses(
+                    (status = 200, description = "Created or replaced", body = $entity),
+                    (status = 400, description = "Invalid body", body = Error),
+                    (status = 404, description = "Not found", body = Error),
+                    (status = 409, description = "Unique constraint violation", body = Error),
+                ))]
+            pub fn upsert() {}
+
+            #[utoipa::path(delete, path = $item, tag = $tag,
+                operation_id = concat!("delete_", $name),
+                summary = concat!("Delete a ", $name),
+                params($($owner,)* $key),
+                responses(
+                    (status = 204, description = "Deleted"),
+                    $($delete_404)*
+                ))]
+            pub fn delete() {}
+        }
+    };
+}
+
+crud! { mod consumers {
+tag: "consumers", name: "consumer",
+collection: "/consumers", item: "/consumers/{consumer}",
+owner: [], key: ("consumer" = String, Path, description = CONSUMER),
+entity: Consumer, page: ConsumerPage, input: ConsumerInput,
+delete_404: [] } }
+
+crud! { mod consumer_credentials {
+tag: "oauth2 credentials", name: "consumer_credential",
+collection: "/consumers/{consumer}/oauth2", item: "/consumers/{consumer}/oauth2/{credential}",
+owner: [("consumer" = String, Path, description = CONSUMER)],
+key: ("credential" = String, Path, description = CREDENTIAL),
+entity: Credential, page: CredentialPage, input: CredentialInput,
+delete_404: [(status = 404, description = "Not found", body = Error)] } }
+
+crud! { mod credentials {
+tag: "oauth2 credentials", name: "credential",
+collection: "/oauth2", item: "/oauth2/{credential}",
+owner: [], key: ("credential" = String, Path, description = CREDENTIAL),
+entity: Credential, page: CredentialPage, input: CredentialInput,
+delete_404: [(status = 404, description = "Not found", body = Error)] } }
+
+crud! { mod tokens {
+tag: "oauth2 tokens", name: "token",
+collection: "/oauth2_tokens", item: "/oauth2_tokens/{token}",
+owner: [], key: ("token" = String, Path, description = TOKEN),
+entity: Token, page: TokenPage, input: TokenInput,
+delete_404: [] } }
+
+crud! { mod services {
+tag: "services", name: "service",
+collection: "/services", item: "/services/{service}",
+owner: [], key: ("service" = String, Path, description = SERVICE),
+entity: Service, page: ServicePage, input: ServiceInput,
+delete_404: [] } }
+
+/// Plugins: created under a service, listed there or globally, changed by id.
+#[allow(dead_code)]
+mod plugins {
+    use super::*;
+
+    #[utoipa::path(get, path = "/services/{service}/plugins", tag = "plugins",
+        operation_id = "list_service_plugins", summary = "One page of a service's plugins",
+        params(("service" = String, Path, description = SERVICE), ListParams),
+        responses(
+            (status = 200, description = "One page", body = PluginPage),
+            (status = 400, description = "Invalid size or offset", body = Error),
+            (status = 404, description = "Not found", body = Error),
+        ))]
+    pub fn list_for_service() {}
+
+    #[utoipa::path(post, path = "/services/{service}/plugins", tag = "plugins",
+        operation_id = "create_service_plugin", summary = "Enable the oauth2 plugin on a service",
+        params(("service" = String, Path, description = SERVICE)),
+        request_body = PluginInput,
+        responses(
+            (status = 201, description = "Created", body = Plugin),
+            (status = 400, description = "Invalid body", body = Error),
+            (status = 404, description = "Not found", body = Error),
+            (status = 409, description = "Unique constraint violation", body = Error),
+        ))]
+    pub fn create_for_service() {}
+
+    #[utoipa::path(get, path = "/apis/{api}/plugins", tag = "plugins",
+        operation_id = "list_api_plugins",
+        summary = "The seed tutorial's spelling of /services/{service}/plugins",
+        params(("api" = String, Path, description = SERVICE), ListParams),
+        responses(
+            (status = 200, description = "One page", body = PluginPage),
+            (status = 400, description = "Invalid size or offset", body = Error),
+            (status = 404, description = "Not found", body = Error),
+        ))]
+    pub fn list_for_api() {}
+
+    #[utoipa::path(post, path = "/apis/{api}/plugins", tag = "plugins",
+        operation_id = "create_api_plugin",
+        summary = "The seed tutorial's spelling of /services/{service}/plugins",
+        description = "`value.x` is accepted for `config.x`, and the authorization code grant \
+            is on unless the body sets an `enable_*` field.",
+        params(("api" = String, Path, description = SERVICE)),
+        request_body = PluginInput,
+        responses(
+            (status = 201, description = "Created", body = Plugin),
+            (status = 400, description = "Invalid body", body = Error),
+            (status = 404, description = "Not found", body = Error),
+            (status = 409, description = "Unique constraint violation", body = Error),
+        ))]
+    pub fn create_for_api() {}
+
+    #[utoipa::path(get, path = "/plugins", tag = "plugins",
+        operation_id = "list_plugins", summary = "One page of all plugins",
+        params(ListParams),
+        responses(
+            (status = 200, description = "One page", body = PluginPage),
+            (status = 400, description = "Invalid size or offset", body = Error),
+        ))]
+    pub fn list() {}
+
+    #[utoipa::path(get, path = "/plugins/{id}", tag = "plugins",
+        operation_id = "get_plugin", summary = "One plugin",
+        params(("id" = String, Path, description = "The plugin's id")),
+        responses(
+            (status = 200, description = "Found", body = Plugin),
+            (status = 404, description = "Not found", body = Error),
+        ))]
+    pub fn show() {}
+
+    #[utoipa::path(patch, path = "/plugins/{id}", tag = "plugins",
+        operation_id = "update_plugin", summary = "Change a plugin's configuration",
+        params(("id" = String, Path, description = "The plugin's id")),
+        request_body = PluginUpdate,
+        responses(
+            (status = 200, description = "Updated", body = Plugin),
+            (status = 400, description = "Invalid body", body = Error),
+            (status = 404, description = "Not found", body = Error),
+            (status = 409, description = "Unique constraint violation", body = Error),
+        ))]
+    pub fn update() {}
+
+    #[utoipa::path(delete, path = "/plugins/{id}", tag = "plugins",
+        operation_id = "delete_plugin", summary = "Delete a plugin",
+        params(("id" = String, Path, description = "The plugin's id")),
+        responses((status = 204, description = "Deleted (also when it did not exist)")))]
+    pub fn delete() {}
+}
+
+/// The node itself.
+#[allow(dead_code)]
+mod node {
+    use super::*;
+
+    #[utoipa::path(get, path = "/", tag = "node", operation_id = "root",
+        summary = "What this is and its version",
+        responses((status = 200, description = "The service", body = Root)))]
+    pub fn root() {}
+
+    #[utoipa::path(get, path = "/status", tag = "node", operation_id = "status",
+        summary = "Whether the database answers",
+        responses((status = 200, description = "Reachable", body = Status)))]
+    pub fn status() {}
+
+    #[utoipa::path(get, path = "/openapi.json", tag = "node", operation_id = "openapi",
+        summary = "This description (needs no admin key)", security(()),
+        responses((status = 200, description = "OpenAPI 3.1", body = Object)))]
+    pub fn openapi() {}
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "token-service admin API",
+        description = "The Kong-shaped admin API of the OAuth 2.0 token service for Envoy: \
+            consumers, their `oauth2` credentials, tokens, services and their `oauth2` plugin.\n\n\
+            Bodies may be JSON, `application/x-www-form-urlencoded` or `multipart/form-data` \
+            (form fields nest by dotted names: `config.scopes=a,b`). Entities carry `id` (UUID) \
+            and `created_at` (Unix seconds). Errors are JSON: `{\"message\", \"fields\"?}`. \
+            A method a path does not serve answers 405, an unknown path 404. One trailing \
+            slash is accepted on every path.",
+        license(name = "Apache-2.0"),
+    ),
+    paths(
+        node::root, node::status, node::openapi,
+        consumers::list, consumers::create, consumers::show, consumers::update,
+        consumers::upsert, consumers::delete,
+        consumer_credentials::list, consumer_credentials::create, consumer_credentials::show,
+        consumer_credentials::update, consumer_credentials::upsert, consumer_credentials::delete,
+        credentials::list, credentials::create, credentials::show, credentials::update,
+        credentials::upsert, credentials::delete,
+        tokens::list, tokens::create, tokens::show, tokens::update, tokens::upsert,
+        tokens::delete,
+        services::list, services::create, services::show, services::update, services::upsert,
+        services::delete,
+        plugins::list_for_service, plugins::create_for_service, plugins::list_for_api,
+        plugins::create_for_api, plugins::list, plugins::show, plugins::update, plugins::delete,
+    ),
+    components(schemas(Error)),
+    modifiers(&AdminCommon),
+    security(("admin_key" = [])),
+)]
+pub struct AdminApi;
+
+/// What every admin operation shares, added here rather than to each declaration: the
+/// optional admin key (401), the cross-site refusal (403), the other body encodings and the
+/// body size bound (413).
+struct AdminCommon;
+
+impl Modify for AdminCommon {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "admin_key",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+                "x-admin-key",
+                "Required when the token-service runs with --admin-key",
+            ))),
+        );
+        components.schemas.insert("FormBody".into(), form_body());
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            if path == "/openapi.json" {
+                continue;
+            }
+            let operations = [
+                &mut item.get,
+                &mut item.post,
+                &mut item.put,
+                &mut item.patch,
+                &mut item.delete,
+            ];
+            for operation in operations.into_iter().flatten() {
+                add_common(operation);
+            }
+        }
+    }
+}
+
+fn add_common(operation: &mut Operation) {
+    let responses = &mut operation.responses.responses;
+    let error = |description: &str| {
+        RefOr::T(
+            ResponseBuilder::new()
+                .description(description)
+                .content(
+                    "application/json",
+                    ContentBuilder::new()
+                        .schema(Some(Ref::from_schema_name("Error")))
+                        .build(),
+                )
+                .build(),
+        )
+    };
+    responses.insert(
+        "401".into(),
+        error("The admin key is missing or wrong (only with --admin-key)"),
+    );
+    responses.insert(
+        "403".into(),
+        error("A cross-site request from a browser page of an origin not allowed"),
+    );
+    if let Some(RefOr::T(body)) = operation.request_body.as_mut() {
+        add_form_encodings(body);
+        responses.insert("413".into(), error("The body is larger than 64 KiB"));
+    }
+}
+
+/// Form and multipart bodies carry the JSON body's fields as text.
+fn add_form_encodings(body: &mut RequestBody) {
+    for content_type in ["application/x-www-form-urlencoded", "multipart/form-data"] {
+        body.content.insert(
+            content_type.into(),
+            RefOr::T(
+                ContentBuilder::new()
+                    .schema(Some(Ref::from_schema_name("FormBody")))
+                    .build(),
+            ),
+        );
+    }
+}
+
+fn form_body() -> RefOr<utoipa::openapi::schema::Schema> {
+    RefOr::T(
+        ObjectBuilder::new()
+            .description(Some(
+                "A form or multipart body: the JSON body's fields as text, nested ones by \
+                 dotted names (`config.scopes=a,b`), lists comma-separated or repeated.",
+            ))
+            .additional_properties(Some(ObjectBuilder::new().schema_type(Type::String)))
+            .build()
+            .into(),
+    )
+}
+
+/// The description as pretty JSON, as served and checked in.
+pub fn json() -> String {
+    AdminApi::openapi()
+        .to_pretty_json()
+        .unwrap_or_else(|e| format!("{{\"error\": \"cannot serialize the description: {e}\"}}"))
+}
+
+/// `GET /openapi.json`.
+pub async fn serve() -> impl axum::response::IntoResponse {
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        json(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::app::{admin_router, AppState};
+    use crate::store::Store;
+    use axum::body::Body;
+    use axum::http::{Request, StatusCode};
+    use serde::de::DeserializeOwned;
+    use serde_json::{json, Value};
+    use tower::ServiceExt;
+
+    const REGENERATE: &str = "UPDATE_OPENAPI=1 cargo test -p token-service openapi";
+
+    fn checked_in_path() -> std::path::PathBuf {
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/openapi.json")
+    }
+
+    #[test]
+    fn the_checked_in_description_is_the_generated_one() {
+        let generated = format!("{}\n", json());
+        let path = checked_in_path();
+        if std::env::var_os("UPDATE_OPENAPI").is_some() {
+            std::fs::write(&path, &generated).expect("write docs/openapi.json");
+            return;
+        }
+        let checked_in = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            checked_in == generated,
+            "docs/openapi.json differs from what the code generates; regenerate it: {REGENERATE}"
+        );
+    }
+
+    #[test]
+    fn the_description_is_openapi_3_1_with_unique_operation_ids() {
+        let doc: Value = serde_json::from_str(&json()).expect("JSON");
+        assert_eq!(doc["openapi"], "3.1.0");
+        let mut ids = std::collections::BTreeSet::new();
+        for (_, method, operation) in operations(&doc) {
+            let id = operation["operationId"].as_str().expect("operationId");
+            assert!(ids.insert(id.to_string()), "{method} {id} twice");
+        }
+        assert!(ids.len() >= 40, "{ids:?}");
+    }
+
+    const METHODS: [&str; 5] = ["get", "post", "put", "patch", "delete"];
+
+    fn operations(doc: &Value) -> Vec<(String, &'static str, &Value)> {
+        let mut out = Vec::new();
+        for (path, item) in doc["paths"].as_object().expect("paths") {
+            for method in METHODS {
+                if let Some(operation) = item.get(method) {
+                    out.push((path.clone(), method, operation));
+                }
+            }
+        }
+        out
+    }
+
+    fn admin() -> (tempfile::TempDir, axum::Router) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = Store::open(&dir.path().join("admin.db")).expect("store");
+        (dir, admin_router(AppState::new(store, None)))
+    }
+
+    async fn send(
+        router: &axum::Router,
+        method: &str,
+        path: &str,
+        body: Value,
+    ) -> (StatusCode, Value) {
+        let request = Request::builder()
+            .method(method.to_ascii_uppercase().as_str())
+            .uri(path)
+            .header("content-type", "application/json")
+            .body(Body::from(body.to_string()))
+            .expect("request");
+        let response = router.clone().oneshot(request).await.expect("infallible");
+        let status = response.status();
+        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .expect("body");
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
+    }
+
+    /// Every declared operation is routed, and every other method of a declared path is
+    /// Kong's 405: the description and the router agree.
+    #[tokio::test]
+    async fn the_router_serves_exactly_the_declared_operations() {
+        let (_dir, router) = admin();
+        let doc: Value = serde_json::from_str(&json()).expect("JSON");
+        for (path, item) in doc["paths"].as_object().expect("paths") {
+            // Any key: unknown ones answer 404 (or, for PUT, create), never 405.
+            let concrete = path
+                .split('/')
+                .map(|s| if s.starts_with('{') { "some-key" } else { s })
+                .collect::<Vec<_>>()
+                .join("/");
+            for method in METHODS {
+                let (status, _) = send(&router, method, &concrete, json!({})).await;
+                if item.get(method).is_some() {
+                    assert_ne!(status, StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");
+                    assert!(!status.is_server_error(), "{method} {path}: {status}");
+                } else {
+                    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");
+                }
+            }
+        }
+    }
+
+    fn read<T: DeserializeOwned>(what: &str, (status, body): (StatusCode, Value)) -> T {
+        serde_json::from_value(body.clone())
+            .unwrap_or_else(|e| panic!("{what} ({status}) does not match its schema: {e}: {body}"))
+    }
+
+    /// Real answers read back into the described shapes (unknown fields refused), so the
+    /// schema types cannot drift from what the handlers build.
+    #[tokio::test]
+    async fn answers_have_the_described_shapes() {
+        let (_dir, r) = admin();
+        let _: Root = read("root", send(&r, "get", "/", Value::Null).await);
+        let _: Status = read("status", send(&r, "get", "/status", Value::Null).await);
+        let consumer: Consumer = read(
+            "consumer",
+            send(
+                &r,
+                "post",
+                "/consumers",
+                json!({"username": "clark", "tags": ["a"]}),
+            )
+            .await,
+        );
+        let _: ConsumerPage = read(
+            "consumers",
+            send(&r, "get", "/consumers?size=1", Value::Null).await,
+        );
+        let service: Service = read(
+            "service",
+            send(&r, "post", "/services", json!({"name": "step-on"})).await,
+        );
+        let _: ServicePage = read("services", send(&r, "get", "/services", Value::Null).await);
+        let plugin: Plugin = read(
+            "plugin",
+            send(
+                &r,
+                "post",
+                "/services/step-on/plugins",
+                json!({"name": "oauth2", "config": {"enable_password_grant": true, "scopes": ["x"]}}),
+            )
+            .await,
+        );
+        assert_eq!(plugin.service.map(|s| s.id), Some(service.id.clone()));
+        let _: PluginPage = read("plugins", send(&r, "get", "/plugins", Value::Null).await);
+        let _: PluginPage = read(
+            "service plugins",
+            send(&r, "get", "/apis/step-on/plugins", Value::Null).await,
+        );
+        let credential: Credential = read(
+            "credential",
+            send(
+                &r,
+                "post",
+                "/consumers/clark/oauth2",
+                json!({"name": "app", "redirect_uris": ["https://app.test/cb"]}),
+            )
+            .await,
+        );
+        assert_eq!(credential.consumer.id, consumer.id);
+        let _: CredentialPage = read("credentials", send(&r, "get", "/oauth2", Value::Null).await);
+        let token: Token = read(
+            "token",
+            send(
+                &r,
+                "post",
+                "/oauth2_tokens",
+                json!({"credential": {"id": credential.id}, "service": {"id": service.id},
+                       "expires_in": 60, "refresh_token": "r1"}),
+            )
+            .await,
+        );
+        assert!(token.access_token.is_some());
+        let _: TokenPage = read(
+            "tokens",
+            send(&r, "get", "/oauth2_tokens", Value::Null).await,
+        );
+        let _: Token = read(
+            "token by id",
+            send(
+                &r,
+                "get",
+                &format!("/oauth2_tokens/{}", token.id),
+                Value::Null,
+            )
+            .await,
+        );
+        let _: Error = read(
+            "404",
+            send(&r, "get", "/consumers/nobody", Value::Null).await,
+        );
+        let _: Error = read("400", send(&r, "post", "/consumers", json!({})).await);
+        let _: Error = read(
+            "409",
+            send(&r, "post", "/consumers", json!({"username": "clark"})).await,
+        );
+    }
+
+    #[tokio::test]
+    async fn the_description_is_served_without_the_admin_key() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = Store::open(&dir.path().join("admin.db")).expect("store");
+        let router = admin_router(AppState::new(store, Some("sesame".into())));
+        let (status, body) = send(&router, "get", "/openapi.json", Value::Null).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body["info"]["title"], "token-service admin API");
+        let (status, _) = send(&router, "get", "/consumers", Value::Null).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+    }
+}

@@ -1,0 +1,327 @@
+//! The shapes of the admin API's bodies, for its OpenAPI description (`openapi.rs`). Handlers
+//! build their JSON with `json!`; these types only describe it. The admin tests read real
+//! answers back into them (`deny_unknown_fields`), so a field added to or dropped from an
+//! answer without its description here fails a test.
+// Descriptive types: built only by serde in tests, never by the service itself.
+#![allow(dead_code)]
+
+use serde::Deserialize;
+use utoipa::{IntoParams, ToSchema};
+
+/// A reference to another entity: `{"id": "<uuid>"}`.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Reference {
+    #[schema(format = Uuid)]
+    pub id: String,
+}
+
+/// Kong's error body: a one-line `message`, field errors under `fields`.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Error {
+    pub message: String,
+    /// Kong's error code (2: schema violation, 5: unique constraint violation).
+    pub code: Option<i64>,
+    pub name: Option<String>,
+    /// Per field: a message, a list of messages, or nested field errors (`config`).
+    #[schema(value_type = Option<Object>)]
+    pub fields: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+/// The `size` and `offset` of one page of a list.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListParams {
+    /// Entities per page (Kong's default 100).
+    #[param(minimum = 1, maximum = 1000)]
+    pub size: Option<i64>,
+    /// Where the page starts: the `offset` a previous page answered.
+    #[param(pattern = "^[0-9]+$")]
+    pub offset: Option<String>,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Consumer {
+    #[schema(format = Uuid)]
+    pub id: String,
+    /// Unix seconds.
+    pub created_at: i64,
+    #[schema(required)]
+    pub username: Option<String>,
+    #[schema(required)]
+    pub custom_id: Option<String>,
+    #[schema(required)]
+    pub tags: Option<Vec<String>>,
+}
+
+/// A consumer needs a non-empty `username` or `custom_id`; neither holds control characters.
+#[derive(Deserialize, ToSchema)]
+pub struct ConsumerInput {
+    pub username: Option<String>,
+    pub custom_id: Option<String>,
+    pub tags: Option<Vec<String>>,
+}
+
+/// An `oauth2` credential (an OAuth 2.0 client). `client_secret` is shown in plain text in
+/// the answer that set it; later answers show the stored form (hashed with `hash_secret`).
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Credential {
+    #[schema(format = Uuid)]
+    pub id: String,
+    pub created_at: i64,
+    pub consumer: Reference,
+    pub name: String,
+    pub client_id: String,
+    pub client_secret: String,
+    pub hash_secret: bool,
+    #[schema(required)]
+    pub redirect_uris: Option<Vec<String>>,
+    pub client_type: ClientType,
+    #[schema(required)]
+    pub tags: Option<Vec<String>>,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ClientType {
+    Confidential,
+    Public,
+}
+
+/// `client_id` and `client_secret` are generated when missing. `redirect_uri` (one URI or a
+/// list) is the seed tutorial's spelling of `redirect_uris`.
+#[derive(Deserialize, ToSchema)]
+pub struct CredentialInput {
+    pub name: String,
+    pub client_id: Option<String>,
+    pub client_secret: Option<String>,
+    pub hash_secret: Option<bool>,
+    /// Absolute URIs with a host, no fragment.
+    pub redirect_uris: Option<Vec<String>>,
+    #[schema(value_type = Option<Vec<String>>)]
+    pub redirect_uri: Option<serde_json::Value>,
+    pub client_type: Option<ClientType>,
+    pub tags: Option<Vec<String>>,
+    /// Required on `/oauth2`; the path names the consumer on `/consumers/{consumer}/oauth2`.
+    pub consumer: Option<Reference>,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Service {
+    #[schema(format = Uuid)]
+    pub id: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub name: String,
+    #[schema(required)]
+    pub url: Option<String>,
+    #[schema(required)]
+    pub tags: Option<Vec<String>>,
+}
+
+/// The name is the one a filter's Envoy configuration gives: not a UUID, at most 255 bytes
+/// of letters, digits, `-`, `.`, `_` and `~`.
+#[derive(Deserialize, ToSchema)]
+pub struct ServiceInput {
+    #[schema(pattern = "^[A-Za-z0-9._~-]+$", max_length = 255)]
+    pub name: String,
+    pub url: Option<String>,
+    pub tags: Option<Vec<String>>,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Plugin {
+    #[schema(format = Uuid)]
+    pub id: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+    #[schema(value_type = String, pattern = "^oauth2$")]
+    pub name: String,
+    #[schema(required)]
+    pub service: Option<Reference>,
+    /// Always null: plugins belong to services.
+    #[schema(value_type = Option<Object>, required)]
+    pub route: Option<serde_json::Value>,
+    /// Always null: plugins belong to services.
+    #[schema(value_type = Option<Object>, required)]
+    pub consumer: Option<serde_json::Value>,
+    pub enabled: bool,
+    pub protocols: Vec<String>,
+    pub config: PluginConfig,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Pkce {
+    None,
+    Lax,
+    Strict,
+}
+
+/// Kong's `oauth2` plugin configuration, every field with its value.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PluginConfig {
+    #[schema(required)]
+    pub scopes: Option<Vec<String>>,
+    pub mandatory_scope: bool,
+    pub provision_key: String,
+    /// Seconds; 0 = never.
+    pub token_expiration: i64,
+    pub enable_authorization_code: bool,
+    pub enable_implicit_grant: bool,
+    pub enable_client_credentials: bool,
+    pub enable_password_grant: bool,
+    pub hide_credentials: bool,
+    pub accept_http_if_already_terminated: bool,
+    #[schema(required)]
+    pub anonymous: Option<String>,
+    pub global_credentials: bool,
+    pub auth_header_name: String,
+    /// Seconds; 0 = never.
+    pub refresh_token_ttl: i64,
+    pub reuse_refresh_token: bool,
+    pub pkce: Pkce,
+    #[schema(required)]
+    pub realm: Option<String>,
+}
+
+/// The configuration fields a request sets; the others keep Kong's defaults (on create) or
+/// their values (on update). At least one `enable_*` grant must end up true.
+#[derive(Deserialize, ToSchema)]
+pub struct PluginConfigInput {
+    /// Printable ASCII without spaces, `"` or `\`; a form body gives `config.scopes=a,b`.
+    pub scopes: Option<Vec<String>>,
+    pub mandatory_scope: Option<bool>,
+    /// Generated when missing.
+    pub provision_key: Option<String>,
+    #[schema(minimum = 0, maximum = 100_000_000)]
+    pub token_expiration: Option<i64>,
+    pub enable_authorization_code: Option<bool>,
+    pub enable_implicit_grant: Option<bool>,
+    pub enable_client_credentials: Option<bool>,
+    pub enable_password_grant: Option<bool>,
+    pub hide_credentials: Option<bool>,
+    pub accept_http_if_already_terminated: Option<bool>,
+    pub anonymous: Option<String>,
+    pub global_credentials: Option<bool>,
+    /// A header name: letters, digits, `-` and `_`.
+    #[schema(pattern = "^[A-Za-z0-9_-]{1,128}$")]
+    pub auth_header_name: Option<String>,
+    #[schema(minimum = 0, maximum = 100_000_000)]
+    pub refresh_token_ttl: Option<i64>,
+    pub reuse_refresh_token: Option<bool>,
+    /// Older configurations' name of `reuse_refresh_token`.
+    pub persistent_refresh_token: Option<bool>,
+    pub pkce: Option<Pkce>,
+    /// Printable ASCII without `"` or `\`.
+    #[schema(max_length = 128)]
+    pub realm: Option<String>,
+}
+
+/// Only the `oauth2` plugin exists.
+#[derive(Deserialize, ToSchema)]
+pub struct PluginInput {
+    #[schema(value_type = String, pattern = "^oauth2$")]
+    pub name: String,
+    pub enabled: Option<bool>,
+    pub config: Option<PluginConfigInput>,
+}
+
+/// What a PATCH of a plugin may change.
+#[derive(Deserialize, ToSchema)]
+pub struct PluginUpdate {
+    pub enabled: Option<bool>,
+    pub config: Option<PluginConfigInput>,
+}
+
+/// A token row. The token texts are stored as digests: `access_token` and `refresh_token`
+/// appear only in the answer that set them.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Token {
+    #[schema(format = Uuid)]
+    pub id: String,
+    pub created_at: i64,
+    pub credential: Reference,
+    #[schema(required)]
+    pub service: Option<Reference>,
+    #[schema(value_type = String, pattern = "^bearer$")]
+    pub token_type: String,
+    /// Seconds; 0 = never.
+    pub expires_in: i64,
+    #[schema(required)]
+    pub authenticated_userid: Option<String>,
+    #[schema(required)]
+    pub scope: Option<String>,
+    /// Seconds until the row (and its refresh token) is deleted; null = kept.
+    #[schema(required)]
+    pub ttl: Option<i64>,
+    pub access_token: Option<String>,
+    pub refresh_token: Option<String>,
+}
+
+/// Tokens given here are 1 to 512 printable ASCII characters; `access_token` is generated
+/// when missing.
+#[derive(Deserialize, ToSchema)]
+pub struct TokenInput {
+    pub credential: Reference,
+    pub service: Option<Reference>,
+    #[schema(minimum = 0, maximum = 100_000_000)]
+    pub expires_in: i64,
+    #[schema(value_type = Option<String>, pattern = "^bearer$")]
+    pub token_type: Option<String>,
+    pub authenticated_userid: Option<String>,
+    pub scope: Option<String>,
+    #[schema(pattern = "^[!-~]{1,512}$")]
+    pub access_token: Option<String>,
+    #[schema(pattern = "^[!-~]{1,512}$")]
+    pub refresh_token: Option<String>,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Root {
+    pub tagline: String,
+    pub version: String,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Status {
+    pub database: DatabaseStatus,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseStatus {
+    pub reachable: bool,
+}
+
+/// Kong's list shape: one page of `data`, and where the next one starts.
+macro_rules! page {
+    ($page:ident, $item:ty) => {
+        #[derive(Deserialize, ToSchema)]
+        #[serde(deny_unknown_fields)]
+        pub struct $page {
+            pub data: Vec<$item>,
+            /// The path and query of the next page; null on the last.
+            #[schema(required)]
+            pub next: Option<String>,
+            /// The `offset` of the next page; null on the last.
+            #[schema(required)]
+            pub offset: Option<String>,
+        }
+    };
+}
+
+page!(ConsumerPage, Consumer);
+page!(CredentialPage, Credential);
+page!(ServicePage, Service);
+page!(PluginPage, Plugin);
+page!(TokenPage, Token);
