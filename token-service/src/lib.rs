@@ -6,6 +6,7 @@ pub mod app;
 pub mod config;
 pub mod gateway;
 pub mod grants;
+pub mod metrics;
 pub mod model;
 pub mod oauth;
 pub mod params;

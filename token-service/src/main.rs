@@ -75,12 +75,12 @@ async fn purge_periodically(store: Store, every: Duration) {
     let mut ticker = tokio::time::interval(every);
     loop {
         ticker.tick().await;
-        match store
-            .write(|repo| repo.purge_expired(now(), FEED_RETENTION_S))
-            .await
-        {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(rows = n, "purged expired codes and tokens"),
+        match store.purge_expired(now(), FEED_RETENTION_S).await {
+            Ok(purged) if purged.codes_and_tokens() == 0 => {}
+            Ok(purged) => tracing::info!(
+                rows = purged.codes_and_tokens(),
+                "purged expired codes and tokens"
+            ),
             Err(e) => tracing::warn!(error = %e, "purge failed"),
         }
     }

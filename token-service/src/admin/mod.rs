@@ -35,6 +35,7 @@ pub fn router(state: AppState) -> Router {
     let routes = Router::new()
         .route("/", get(root))
         .route("/status", get(status))
+        .route("/metrics", get(crate::metrics::serve))
         .merge(consumers::routes())
         .merge(credentials::routes())
         .merge(services::routes())

@@ -3,6 +3,7 @@
 
 use crate::app::AppState;
 use crate::grants::validity::{self, Validity};
+use crate::metrics::CheckOutcome;
 use crate::model::{now, Consumer, Plugin, Service};
 use crate::secrets::token_digest;
 use crate::store::{IndexedToken, ProtectedService, Repo, StoreError, StoreResult};
@@ -44,7 +45,10 @@ async fn state(
         .read(move |repo| service_state(repo, &service, since))
         .await;
     match result {
-        Ok(body) => Json(body).into_response(),
+        Ok(body) => {
+            app.store.metrics().state_polled();
+            Json(body).into_response()
+        }
         Err(e) => storage_failure(e),
     }
 }
@@ -136,29 +140,34 @@ async fn check_token(
 
 /// The check answer for a token digest on a service; `None` when the service is unknown.
 /// Both look-ups come from the store's in-memory index when it holds them.
+/// Each answered check is counted by its outcome.
 async fn check(app: &AppState, service: String, digest: String) -> StoreResult<Option<Value>> {
+    let metrics = app.store.metrics();
     let Some(service) = app.store.protected_service(&service).await? else {
+        metrics.token_checked(CheckOutcome::UnknownService);
         return Ok(None);
     };
     let token = app.store.checked_token(&digest).await?;
-    Ok(Some(token_answer(token.as_deref(), &service)))
+    let validity = token
+        .as_deref()
+        .map_or(Validity::Invalid, |t| token_validity(t, &service));
+    metrics.token_checked(validity.into());
+    Ok(Some(token_answer(token.as_deref(), validity)))
 }
 
-fn token_answer(token: Option<&IndexedToken>, service: &ProtectedService) -> Value {
-    let Some(token) = token else {
-        return json!({"active": false, "reason": "invalid"});
-    };
-    let validity = validity::check(
+fn token_validity(token: &IndexedToken, service: &ProtectedService) -> Validity {
+    validity::check(
         token.lifetime,
         token.service_id.as_deref(),
         &service.service.id,
         service.accepts_global_tokens(),
         now(),
-    );
-    match validity {
-        Validity::Invalid => json!({"active": false, "reason": "invalid"}),
-        Validity::GlobalToken => json!({"active": false, "reason": "global_token"}),
-        Validity::Active => json!({
+    )
+}
+
+fn token_answer(token: Option<&IndexedToken>, validity: Validity) -> Value {
+    match (validity, token) {
+        (Validity::Active, Some(token)) => json!({
             "active": true,
             "consumer": {
                 "id": token.consumer_id,
@@ -170,6 +179,8 @@ fn token_answer(token: Option<&IndexedToken>, service: &ProtectedService) -> Val
             "scope": token.scope,
             "exp": token.lifetime.access_expires_at(),
         }),
+        (Validity::GlobalToken, _) => json!({"active": false, "reason": "global_token"}),
+        _ => json!({"active": false, "reason": "invalid"}),
     }
 }
 

@@ -15,8 +15,11 @@ use serde_json::{json, Value};
 
 #[derive(Debug, PartialEq)]
 pub enum Outcome {
-    /// `{"redirect_uri": uri}` with 200 (success) or 400 (error carried in the URI).
-    Redirect { ok: bool, uri: String },
+    /// `{"redirect_uri": uri}` with 200 (success) or 400 (`error`, carried in the URI).
+    Redirect {
+        error: Option<ErrorCode>,
+        uri: String,
+    },
     /// A plain JSON error: no trustworthy redirect target is known.
     Error(OAuthError),
 }
@@ -103,16 +106,19 @@ pub async fn handle(ctx: &Context<'_>, req: &Request) -> Result<Outcome, StoreEr
         let mut params = e.to_params();
         params.extend(state.map(|s| ("state".to_string(), s)));
         return Ok(Outcome::Redirect {
-            ok: false,
+            error: Some(e.code),
             uri: redirect::build(&target, &params, Placement::Query),
         });
     }
 
     let (mut params, placement) = match response_type {
-        Some(ResponseType::Token) => (
-            issue_implicit_token(ctx, &client, userid, scope).await?,
-            Placement::Fragment,
-        ),
+        Some(ResponseType::Token) => {
+            let token = issue_implicit_token(ctx, &client, userid, scope).await?;
+            ctx.store
+                .metrics()
+                .token_issued(crate::metrics::Grant::Implicit);
+            (token, Placement::Fragment)
+        }
         _ => (
             issue_code(ctx, &client, userid, scope, challenge).await?,
             Placement::Query,
@@ -120,7 +126,7 @@ pub async fn handle(ctx: &Context<'_>, req: &Request) -> Result<Outcome, StoreEr
     };
     params.extend(state.map(|s| ("state".to_string(), s)));
     Ok(Outcome::Redirect {
-        ok: true,
+        error: None,
         uri: redirect::build(&target, &params, placement),
     })
 }

@@ -20,6 +20,22 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
+    /// Every code, in declaration order (so `code as usize` indexes it).
+    pub const ALL: [ErrorCode; 12] = [
+        ErrorCode::InvalidRequest,
+        ErrorCode::InvalidClient,
+        ErrorCode::InvalidGrant,
+        ErrorCode::UnauthorizedClient,
+        ErrorCode::UnsupportedGrantType,
+        ErrorCode::UnsupportedResponseType,
+        ErrorCode::InvalidScope,
+        ErrorCode::AccessDenied,
+        ErrorCode::InvalidProvisionKey,
+        ErrorCode::InvalidAuthenticatedUserid,
+        ErrorCode::InvalidMethod,
+        ErrorCode::ServerError,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             ErrorCode::InvalidRequest => "invalid_request",

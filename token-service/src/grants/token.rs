@@ -9,6 +9,7 @@ use super::{
     authorization_code, client_credentials, password, redirect, refresh_token, require_https,
     Context, Request,
 };
+use crate::metrics::Grant;
 use crate::model::Credential;
 use crate::store::StoreError;
 use serde_json::{Map, Value};
@@ -74,7 +75,7 @@ pub async fn handle(ctx: &Context<'_>, req: &Request) -> Result<Outcome, StoreEr
     if let Some(e) = error {
         return Ok(Outcome::Error(e));
     }
-    match (grant, client) {
+    let outcome = match (grant, client) {
         (Some(GrantType::AuthorizationCode), Some(c)) => {
             authorization_code::exchange(ctx, req, c).await
         }
@@ -84,6 +85,21 @@ pub async fn handle(ctx: &Context<'_>, req: &Request) -> Result<Outcome, StoreEr
         _ => Ok(Outcome::Error(OAuthError::invalid_client(
             presented.from_header,
         ))),
+    };
+    if let (Ok(Outcome::Issued(_)), Some(grant)) = (&outcome, grant) {
+        ctx.store.metrics().token_issued(grant.into());
+    }
+    outcome
+}
+
+impl From<GrantType> for Grant {
+    fn from(grant: GrantType) -> Grant {
+        match grant {
+            GrantType::AuthorizationCode => Grant::AuthorizationCode,
+            GrantType::RefreshToken => Grant::RefreshToken,
+            GrantType::ClientCredentials => Grant::ClientCredentials,
+            GrantType::Password => Grant::Password,
+        }
     }
 }
 

@@ -77,6 +77,8 @@ pub(crate) async fn protected_service(
     }
 }
 
+/// Every answer of the four endpoints passes here, so each OAuth error is counted once
+/// (by the code `oauth::response` tagged it with).
 async fn endpoint(
     State(state): State<AppState>,
     Path((service, endpoint)): Path<(String, String)>,
@@ -85,10 +87,26 @@ async fn endpoint(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let Some(endpoint) = Endpoint::parse(&endpoint) else {
+    let response = answer(&state, service, &endpoint, method, uri, headers, body).await;
+    if let Some(code) = response::error_code(&response) {
+        state.store.metrics().oauth_error(code);
+    }
+    response
+}
+
+async fn answer(
+    state: &AppState,
+    service: String,
+    endpoint: &str,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let Some(endpoint) = Endpoint::parse(endpoint) else {
         return response::not_found();
     };
-    let (service, plugin) = match protected_service(&state, service).await {
+    let (service, plugin) = match protected_service(state, service).await {
         Ok(found) => found,
         Err(e) => return e.into_response(),
     };

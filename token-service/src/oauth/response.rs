@@ -1,6 +1,7 @@
 //! OAuth answers to HTTP, in one place: statuses, `Cache-Control: no-store`/`Pragma: no-cache`
 //! on everything, the Basic challenge on header-authenticated client failures, and the Bearer
-//! challenge on 405s.
+//! challenge on 405s. Every error answer is tagged with its [`ErrorCode`] (a response
+//! extension, never sent) for the endpoint to count.
 
 use crate::grants::authorize::Outcome as AuthorizeOutcome;
 use crate::grants::error::{ErrorCode, OAuthError};
@@ -28,6 +29,18 @@ fn error_body(error: &OAuthError, state: Option<Value>) -> Value {
     Value::Object(body)
 }
 
+/// Marks `response` as carrying the OAuth error `code` (see [`error_code`]).
+fn tagged(mut response: Response, code: ErrorCode) -> Response {
+    response.extensions_mut().insert(code);
+    response
+}
+
+/// The OAuth error an answer of this module carries, if any: in its JSON body or inside its
+/// redirect URI.
+pub fn error_code(response: &Response) -> Option<ErrorCode> {
+    response.extensions().get::<ErrorCode>().copied()
+}
+
 pub fn oauth_error(error: OAuthError, state: Option<Value>) -> Response {
     let status = match error.code {
         ErrorCode::InvalidClient if error.challenge_basic => StatusCode::UNAUTHORIZED,
@@ -42,7 +55,7 @@ pub fn oauth_error(error: OAuthError, state: Option<Value>) -> Response {
             HeaderValue::from_static("Basic realm=\"OAuth2.0\""),
         );
     }
-    response
+    tagged(response, error.code)
 }
 
 /// `Bearer realm="r", error="...", error_description="..."` (RFC 6750 §3; realm first).
@@ -75,14 +88,16 @@ pub fn method_not_allowed(error: OAuthError, realm: Option<String>) -> Response 
 
 pub fn authorize(outcome: AuthorizeOutcome, state: Option<Value>) -> Response {
     match outcome {
-        AuthorizeOutcome::Redirect { ok, uri } => {
-            let status = if ok {
-                StatusCode::OK
-            } else {
-                StatusCode::BAD_REQUEST
-            };
-            json_response(status, json!({ "redirect_uri": uri }))
+        AuthorizeOutcome::Redirect { error: None, uri } => {
+            json_response(StatusCode::OK, json!({ "redirect_uri": uri }))
         }
+        AuthorizeOutcome::Redirect {
+            error: Some(code),
+            uri,
+        } => tagged(
+            json_response(StatusCode::BAD_REQUEST, json!({ "redirect_uri": uri })),
+            code,
+        ),
         AuthorizeOutcome::Error(e) => oauth_error(e, state),
     }
 }
@@ -104,16 +119,15 @@ pub fn bad_body(error: ParamsError) -> Response {
         ParamsError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         _ => StatusCode::BAD_REQUEST,
     };
-    json_response(
-        status,
-        json!({"error": "invalid_request", "error_description": error.to_string()}),
-    )
+    let body = json!({"error": "invalid_request", "error_description": error.to_string()});
+    tagged(json_response(status, body), ErrorCode::InvalidRequest)
 }
 
 pub fn not_found() -> Response {
-    json_response(
-        StatusCode::NOT_FOUND,
-        json!({"error": "invalid_request", "error_description": "Not found"}),
+    let body = json!({"error": "invalid_request", "error_description": "Not found"});
+    tagged(
+        json_response(StatusCode::NOT_FOUND, body),
+        ErrorCode::InvalidRequest,
     )
 }
 
@@ -134,9 +148,12 @@ impl IntoResponse for ServiceLookupError {
                 tracing::error!(error = %e, "service look-up failed");
                 oauth_error(OAuthError::server_error(), None)
             }
-            other => json_response(
-                StatusCode::NOT_FOUND,
-                json!({"error": "invalid_request", "error_description": other.to_string()}),
+            other => tagged(
+                json_response(
+                    StatusCode::NOT_FOUND,
+                    json!({"error": "invalid_request", "error_description": other.to_string()}),
+                ),
+                ErrorCode::InvalidRequest,
             ),
         }
     }

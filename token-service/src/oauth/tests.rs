@@ -22,6 +22,7 @@ const VERIFIER: &str = "abcdelfhigklmnopqrstuvwxyz0123456789abcdefg";
 struct Fixture {
     _dir: tempfile::TempDir,
     app: Router,
+    store: Store,
 }
 
 struct Answer {
@@ -112,8 +113,12 @@ async fn fixture(settings: OAuthSettings, configs: &[(&str, OAuth2Config)]) -> F
         })
         .await
         .expect("fixture");
-    let app = gateway_router(AppState::new(store, None).with_oauth(settings));
-    Fixture { _dir: dir, app }
+    let app = gateway_router(AppState::new(store.clone(), None).with_oauth(settings));
+    Fixture {
+        _dir: dir,
+        app,
+        store,
+    }
 }
 
 async fn standard(settings: OAuthSettings) -> Fixture {
@@ -670,4 +675,127 @@ async fn metadata_defaults_to_the_https_listener_and_refuses_odd_prefixes() {
     assert_eq!(a.body["issuer"], "https://localhost:8443");
     let a = metadata(&f, &[("x-gateway-prefix", "//evil.example/x?")]).await;
     assert_eq!(a.status, StatusCode::BAD_REQUEST, "{}", a.body);
+}
+
+// ----- 6. metrics -----
+
+/// The value of one exported series (name and labels exactly as rendered).
+fn metric(f: &Fixture, series: &str) -> f64 {
+    let text = f.store.render_metrics();
+    let value = text.lines().find_map(|line| {
+        line.strip_prefix(series)
+            .and_then(|rest| rest.strip_prefix(' '))
+    });
+    value
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {series} in\n{text}"))
+}
+
+#[tokio::test]
+async fn issued_tokens_errors_and_checks_are_counted_exactly() {
+    let f = standard(OAuthSettings::default()).await;
+    let code = f.code(&[]).await;
+    let pair = f.exchange(&code, &[]).await;
+    assert_eq!(pair.status, StatusCode::OK, "{}", pair.body);
+    let refreshed = f.refresh("a", &pair.text("refresh_token")).await;
+    assert_eq!(refreshed.status, StatusCode::OK, "{}", refreshed.body);
+    f.password_pair("a").await;
+    let global = f.password_pair("g").await;
+    let cc = f
+        .post(
+            "/a/oauth2/token",
+            &[
+                ("grant_type", "client_credentials"),
+                ("client_id", "conf"),
+                ("client_secret", "conf-secret"),
+            ],
+        )
+        .await;
+    assert_eq!(cc.status, StatusCode::OK, "{}", cc.body);
+
+    // Errors: in a JSON body (twice), inside the authorize redirect URI, and a 405.
+    let wrong_secret = [
+        ("grant_type", "client_credentials"),
+        ("client_id", "conf"),
+        ("client_secret", "nope"),
+    ];
+    for _ in 0..2 {
+        let a = f.post("/a/oauth2/token", &wrong_secret).await;
+        assert_eq!(a.body["error"], "invalid_client", "{}", a.body);
+    }
+    let implicit_off = f
+        .post(
+            "/a/oauth2/authorize",
+            &[
+                ("response_type", "token"),
+                ("client_id", "conf"),
+                ("provision_key", PROVISION_KEY),
+                ("authenticated_userid", "user1"),
+            ],
+        )
+        .await;
+    assert_eq!(implicit_off.status, StatusCode::BAD_REQUEST);
+    assert!(implicit_off
+        .text("redirect_uri")
+        .contains("error=unsupported_response_type"));
+    let get = Request::get("/gateway/v1/services/a/oauth2/token")
+        .body(Body::empty())
+        .expect("request");
+    assert_eq!(f.send(get).await.status, StatusCode::METHOD_NOT_ALLOWED);
+
+    // Checks: active, bound to another service, global at a non-global plugin, unknown.
+    let token = refreshed.text("access_token");
+    assert!(f.active_at("a", &token).await);
+    assert!(!f.active_at("b", &token).await);
+    assert!(!f.active_at("a", &global.text("access_token")).await);
+    assert!(!f.active_at("a", "never-issued").await);
+
+    for (series, value) in [
+        ("authorization_code", 1.0),
+        ("refresh_token", 1.0),
+        ("password", 2.0),
+        ("client_credentials", 1.0),
+        ("implicit", 0.0),
+    ]
+    .map(|(grant, n)| {
+        (
+            format!("token_service_tokens_issued_total{{grant=\"{grant}\"}}"),
+            n,
+        )
+    })
+    .into_iter()
+    .chain(
+        [
+            ("invalid_client", 2.0),
+            ("unsupported_response_type", 1.0),
+            ("invalid_method", 1.0),
+            ("invalid_grant", 0.0),
+        ]
+        .map(|(e, n)| {
+            (
+                format!("token_service_oauth_errors_total{{error=\"{e}\"}}"),
+                n,
+            )
+        }),
+    )
+    .chain(
+        [
+            ("active", 1.0),
+            ("invalid", 2.0),
+            ("global_token", 1.0),
+            ("unknown_service", 0.0),
+        ]
+        .map(|(o, n)| {
+            (
+                format!("token_service_token_checks_total{{outcome=\"{o}\"}}"),
+                n,
+            )
+        }),
+    ) {
+        assert_eq!(metric(&f, &series), value, "{series}");
+    }
+    // Issued tokens are in memory before their first check; the unknown one is not.
+    let lookups = "token_service_index_lookups_total{map=\"token\",result=";
+    assert_eq!(metric(&f, &format!("{lookups}\"hit\"}}")), 3.0);
+    assert_eq!(metric(&f, &format!("{lookups}\"miss\"}}")), 1.0);
 }

@@ -210,6 +210,23 @@ fn token_bytes(t: &IndexedToken) -> usize {
     ]) + std::mem::size_of::<Digest>()
 }
 
+/// What one map of the index holds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct IndexSize {
+    pub entries: usize,
+    /// Approximate, as the map's byte budget counts them.
+    pub bytes: usize,
+}
+
+impl<K, V> Bounded<K, V> {
+    fn size(&self) -> IndexSize {
+        IndexSize {
+            entries: self.map.len(),
+            bytes: self.bytes,
+        }
+    }
+}
+
 /// A batch's effect on what the index may answer.
 #[derive(Debug, Default)]
 pub struct Invalidation {
@@ -356,6 +373,13 @@ impl Index {
     fn insert(&self, maps: &mut Maps, key: Digest, token: Arc<IndexedToken>) {
         let weight = token_bytes(&token);
         maps.tokens.insert(key, token, weight);
+    }
+
+    /// What the (services, credentials, tokens) maps hold now (for the metrics).
+    pub fn sizes(&self) -> [IndexSize; 3] {
+        self.maps.read().map_or([IndexSize::default(); 3], |m| {
+            [m.services.size(), m.credentials.size(), m.tokens.size()]
+        })
     }
 
     #[cfg(test)]
@@ -550,5 +574,7 @@ mod tests {
         });
         let held = index.bytes_held().2;
         assert!(held < budget && (held == 0) == (index.tokens_held() == 0));
+        let [_, _, tokens] = index.sizes();
+        assert_eq!((tokens.entries, tokens.bytes), (index.tokens_held(), held));
     }
 }

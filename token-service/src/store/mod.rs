@@ -19,16 +19,17 @@ mod index;
 mod repo;
 mod schema;
 
-pub use index::{Index, IndexedToken, ProtectedService};
-pub use repo::{NewCode, NewToken, Page, Repo, RetiredRefresh, TokenWithOwner};
+pub use index::{Index, IndexSize, IndexedToken, ProtectedService};
+pub use repo::{NewCode, NewToken, Page, Purged, Repo, RetiredRefresh, TokenWithOwner};
 
 use index::Invalidation;
 
+use crate::metrics::{IndexMap, Metrics};
 use crate::model::{Credential, MAX_IDENTIFIER_BYTES};
 use rusqlite::{Connection, OpenFlags};
 use std::path::{Path, PathBuf};
 use std::sync::{mpsc, Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -85,6 +86,7 @@ struct Inner {
     /// of requests queues here instead of opening (and closing) a connection per read.
     read_permits: Arc<tokio::sync::Semaphore>,
     index: Arc<Index>,
+    metrics: Arc<Metrics>,
 }
 
 /// Tokens the in-memory index holds at most by default.
@@ -116,9 +118,11 @@ impl Store {
         let index = Arc::new(Index::new(index_entries));
         let feed = Feed::follow(&writer, index.clone())?;
         let (jobs, queue) = mpsc::channel();
+        let metrics = Arc::new(Metrics::new());
+        let writer_metrics = metrics.clone();
         std::thread::Builder::new()
             .name("sqlite-writer".into())
-            .spawn(move || write_batches(writer, queue, feed))
+            .spawn(move || write_batches(writer, queue, feed, &writer_metrics))
             .map_err(|e| StoreError::Task(format!("cannot start the writer thread: {e}")))?;
         Ok(Store {
             inner: Arc::new(Inner {
@@ -127,6 +131,7 @@ impl Store {
                 readers: Mutex::new(Vec::new()),
                 read_permits: Arc::new(tokio::sync::Semaphore::new(READER_POOL)),
                 index,
+                metrics,
             }),
         })
     }
@@ -174,12 +179,36 @@ impl Store {
         &self.inner.index
     }
 
+    /// The service's metrics: kept here because every part of the service reaches the store
+    /// (handlers through their state, the writer thread and the index inside it).
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+
+    /// The metrics in the Prometheus text format, with the index's size as of now.
+    pub fn render_metrics(&self) -> String {
+        self.inner.metrics.render(self.index().sizes())
+    }
+
+    /// Deletes expired codes and tokens, and change-feed entries older than
+    /// `feed_retention_s`; counts what it deleted.
+    pub async fn purge_expired(&self, now: i64, feed_retention_s: i64) -> StoreResult<Purged> {
+        let purged = self
+            .write(move |repo| repo.purge_expired(now, feed_retention_s))
+            .await?;
+        self.metrics().purged(&purged);
+        Ok(purged)
+    }
+
     /// A service (by id or name) with its enabled `oauth2` plugin; from memory when it can.
     pub async fn protected_service(&self, key: &str) -> StoreResult<Option<Arc<ProtectedService>>> {
         if key.len() > MAX_IDENTIFIER_BYTES {
             return Ok(None);
         }
-        if let Some(known) = self.index().service(key) {
+        let known = self.index().service(key);
+        self.metrics()
+            .index_lookup(IndexMap::Service, known.is_some());
+        if let Some(known) = known {
             return Ok(known);
         }
         let (key, generation, store) = (key.to_string(), self.index().generation(), self.clone());
@@ -206,7 +235,10 @@ impl Store {
         if client_id.len() > MAX_IDENTIFIER_BYTES {
             return Ok(None);
         }
-        if let Some(known) = self.index().credential(client_id) {
+        let known = self.index().credential(client_id);
+        self.metrics()
+            .index_lookup(IndexMap::Credential, known.is_some());
+        if let Some(known) = known {
             return Ok(known);
         }
         let (id, generation, store) = (
@@ -226,7 +258,10 @@ impl Store {
         if !index::is_digest(digest) {
             return Ok(None);
         }
-        if let Some(known) = self.index().token(digest) {
+        let known = self.index().token(digest);
+        self.metrics()
+            .index_lookup(IndexMap::Token, known.is_some());
+        if let Some(known) = known {
             return Ok(Some(known));
         }
         let (digest, generation, store) =
@@ -277,7 +312,12 @@ impl Store {
 }
 
 /// The writer thread: one transaction per batch of waiting writes, one savepoint per write.
-fn write_batches(mut conn: Connection, queue: mpsc::Receiver<Job>, mut feed: Feed) {
+fn write_batches(
+    mut conn: Connection,
+    queue: mpsc::Receiver<Job>,
+    mut feed: Feed,
+    metrics: &Metrics,
+) {
     while let Ok(first) = queue.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -286,8 +326,11 @@ fn write_batches(mut conn: Connection, queue: mpsc::Receiver<Job>, mut feed: Fee
                 Err(_) => break,
             }
         }
-        let mut delivers = Vec::with_capacity(batch.len());
-        let commit = run_batch(&mut conn, batch, &mut delivers, &mut feed).map_err(|e| {
+        let writes = batch.len();
+        let mut delivers = Vec::with_capacity(writes);
+        let commit = run_batch(&mut conn, batch, &mut delivers, &mut feed);
+        metrics.write_batch(writes, commit.as_ref().ok().copied());
+        let commit = commit.map(|_| ()).map_err(|e| {
             tracing::error!(error = %e, "a write batch failed to commit");
             e.to_string()
         });
@@ -297,12 +340,15 @@ fn write_batches(mut conn: Connection, queue: mpsc::Receiver<Job>, mut feed: Fee
     }
 }
 
+/// Runs a batch in one transaction; answers how long it held the write transaction (BEGIN
+/// to COMMIT returned) and how long its COMMIT took.
 fn run_batch(
     conn: &mut Connection,
     batch: Vec<Job>,
     delivers: &mut Vec<Deliver>,
     feed: &mut Feed,
-) -> StoreResult<()> {
+) -> StoreResult<(Duration, Duration)> {
+    let began = Instant::now();
     let mut tx = conn
         .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
         .map_err(StoreError::classify)?;
@@ -319,9 +365,11 @@ fn run_batch(
         // Dropped uncommitted, a savepoint rolls back: a failed write leaves no trace.
     }
     let pending = feed.before_commit(&tx);
+    let committing = Instant::now();
     tx.commit().map_err(StoreError::classify)?;
+    let done = Instant::now();
     feed.after_commit(conn, pending);
-    Ok(())
+    Ok((done - began, done - committing))
 }
 
 /// Keeps the in-memory [`Index`] exact: learns from SQLite's update hook which tables a batch
@@ -535,8 +583,14 @@ mod tests {
             .write(move |repo| repo.insert_token(&token(&c3, "forever", None)))
             .await
             .ok();
-        let removed = store.write(move |repo| repo.purge_expired(now, 3600)).await;
-        assert_eq!(removed.ok(), Some(1));
+        let removed = store.purge_expired(now, 3600).await.expect("purge");
+        assert_eq!(removed.tokens, 1);
+        assert_eq!(removed.codes_and_tokens(), 1);
+        let text = store.render_metrics();
+        assert!(
+            text.contains("\ntoken_service_purged_rows_total{kind=\"token\"} 1\n"),
+            "{text}"
+        );
         for (hash, kept) in [("expired", false), ("alive", true), ("forever", true)] {
             let found = store
                 .read(move |repo| repo.token("", hash))
@@ -751,6 +805,86 @@ mod tests {
         // Short unknown ones are still remembered (the negative cache).
         store.credential_by_client_id("nobody").await.expect("read");
         assert!(matches!(store.index().credential("nobody"), Some(None)));
+    }
+
+    fn sample(store: &Store, series: &str) -> f64 {
+        let text = store.render_metrics();
+        let value = text.lines().find_map(|line| {
+            line.strip_prefix(series)
+                .and_then(|rest| rest.strip_prefix(' '))
+        });
+        value
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {series} in\n{text}"))
+    }
+
+    /// Every write lands in exactly one batch, and every committed batch is timed.
+    #[tokio::test]
+    async fn the_writer_reports_its_batches() {
+        let (_dir, store, credential) = store_with_client().await;
+        let batches = "token_service_store_write_batch_size";
+        let (writes, count) = (
+            sample(&store, &format!("{batches}_sum")),
+            sample(&store, &format!("{batches}_count")),
+        );
+        let concurrent = (0..20).map(|i| {
+            let c = credential.clone();
+            store.write(move |repo| repo.insert_token(&token(&c, &format!("h{i}"), None)))
+        });
+        for written in futures_util::future::join_all(concurrent).await {
+            written.expect("write");
+        }
+        assert_eq!(sample(&store, &format!("{batches}_sum")) - writes, 20.0);
+        let new_batches = sample(&store, &format!("{batches}_count")) - count;
+        assert!((1.0..=20.0).contains(&new_batches), "{new_batches}");
+        let commits = sample(&store, "token_service_store_commit_duration_seconds_count");
+        let all_batches = sample(&store, &format!("{batches}_count"));
+        assert_eq!(commits, all_batches, "every batch committed");
+        assert!(sample(&store, "token_service_store_commit_duration_seconds_sum") > 0.0);
+    }
+
+    /// Hits and misses of the index, and its size, as the store reads and fills it.
+    #[tokio::test]
+    async fn index_lookups_and_size_are_exported() {
+        let (_dir, store, credential) = store_with_client().await;
+        let lookups = |map: &str, result: &str| {
+            sample(
+                &store,
+                &format!("token_service_index_lookups_total{{map=\"{map}\",result=\"{result}\"}}"),
+            )
+        };
+        store.credential_by_client_id("client").await.expect("read");
+        store.credential_by_client_id("client").await.expect("read");
+        assert_eq!(lookups("credential", "miss"), 1.0);
+        assert_eq!(lookups("credential", "hit"), 1.0);
+        store.checked_token(&digest("absent")).await.expect("read");
+        // Not a digest, or too long to be stored: refused before any look-up.
+        store.checked_token("not hex").await.expect("read");
+        store
+            .credential_by_client_id(&"c".repeat(64 * 1024))
+            .await
+            .expect("read");
+        assert_eq!(
+            (lookups("token", "hit"), lookups("token", "miss")),
+            (0.0, 1.0)
+        );
+        assert_eq!(lookups("credential", "miss"), 1.0);
+        store
+            .write(move |repo| repo.insert_token(&token(&credential, &digest("t"), None)))
+            .await
+            .expect("insert");
+        store.checked_token(&digest("t")).await.expect("read");
+        assert_eq!(lookups("token", "hit"), 1.0);
+        assert_eq!(
+            sample(&store, "token_service_index_entries{map=\"token\"}"),
+            1.0
+        );
+        let [_, credentials, tokens] = store.index().sizes();
+        assert_eq!(
+            sample(&store, "token_service_index_bytes{map=\"token\"}"),
+            tokens.bytes as f64
+        );
+        assert_eq!(credentials.entries, 1);
     }
 
     /// Rows written by another version, or damaged: errors naming the row, never defaults.

@@ -51,6 +51,23 @@ pub struct RetiredRefresh {
     pub retired_at: Option<i64>,
 }
 
+/// Rows one purge deleted, by table.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Purged {
+    pub authorization_codes: u64,
+    pub tokens: u64,
+    pub retired_refresh_tokens: u64,
+    /// Change-feed entries older than the feed's retention.
+    pub changes: u64,
+}
+
+impl Purged {
+    /// Codes and tokens (feed entries are bookkeeping, not data).
+    pub fn codes_and_tokens(&self) -> u64 {
+        self.authorization_codes + self.tokens + self.retired_refresh_tokens
+    }
+}
+
 pub struct TokenWithOwner {
     pub token: Token,
     pub credential: Credential,
@@ -785,23 +802,29 @@ impl<'a> Repo<'a> {
     }
 
     /// Deletes expired codes, expired token rows and old feed entries; returns rows removed.
-    pub fn purge_expired(&self, now: i64, feed_retention_s: i64) -> StoreResult<usize> {
-        let mut removed = self.exec(
+    pub fn purge_expired(&self, now: i64, feed_retention_s: i64) -> StoreResult<Purged> {
+        let authorization_codes = self.exec(
             "DELETE FROM oauth2_authorization_codes WHERE expires_at < ?1",
             [now - crate::grants::CODE_REPLAY_MEMORY_S],
         )?;
-        removed += self.exec(
+        let tokens = self.exec(
             "DELETE FROM oauth2_tokens WHERE ttl_at IS NOT NULL AND ttl_at < ?1",
             [now],
         )?;
-        removed += self.exec(
+        let retired_refresh_tokens = self.exec(
             "DELETE FROM oauth2_retired_refresh_tokens WHERE expires_at IS NOT NULL AND expires_at < ?1",
             [now],
         )?;
-        self.exec(
+        let changes = self.exec(
             "DELETE FROM changes WHERE created_at < ?1",
             [now - feed_retention_s],
         )?;
-        Ok(removed)
+        let rows = |n: usize| u64::try_from(n).unwrap_or(u64::MAX);
+        Ok(Purged {
+            authorization_codes: rows(authorization_codes),
+            tokens: rows(tokens),
+            retired_refresh_tokens: rows(retired_refresh_tokens),
+            changes: rows(changes),
+        })
     }
 }
