@@ -11,7 +11,7 @@ use crate::params::Params;
 use crate::secrets::{hash_client_secret, random_string};
 use crate::store::Repo;
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -275,7 +275,7 @@ async fn create(
 async fn list_for_consumer(
     State(state): State<AppState>,
     Path(consumer): Path<String>,
-    Query(q): Query<ListQuery>,
+    q: ListQuery,
 ) -> AdminResult<Json<Value>> {
     let window = q.window()?;
     let consumer = consumers::find(&state, consumer).await?;
@@ -286,10 +286,7 @@ async fn list_for_consumer(
     list_page(&state, window, &path, read, |c| to_json(c, None)).await
 }
 
-async fn list_all(
-    State(state): State<AppState>,
-    Query(q): Query<ListQuery>,
-) -> AdminResult<Json<Value>> {
+async fn list_all(State(state): State<AppState>, q: ListQuery) -> AdminResult<Json<Value>> {
     let read = |repo: &Repo<'_>, offset, size| repo.list_credentials(None, offset, size);
     list_page(&state, q.window()?, "/oauth2", read, |c| to_json(c, None)).await
 }

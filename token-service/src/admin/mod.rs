@@ -19,14 +19,14 @@ mod tests;
 use crate::app::AppState;
 use crate::params::{self, Nesting, Params, ParamsError, MAX_BODY_BYTES};
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::{FromRequestParts, Request, State};
+use axum::http::request::Parts;
 use axum::http::HeaderMap;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use error::{AdminError, AdminResult};
-use serde::Deserialize;
 use serde_json::{json, Value};
 
 pub use origin::{AllowedOrigins, Origin};
@@ -132,13 +132,44 @@ pub async fn read_body(headers: &HeaderMap, body: Body) -> AdminResult<Params> {
     Ok(params::parse_body(content_type, bytes, Nesting::Dotted).await?)
 }
 
-#[derive(Deserialize)]
+/// `?size=` and `?offset=` of a list. Extracted by hand rather than with axum's `Query`, whose
+/// rejections (a repeated `size`) are plain text, not the admin API's JSON errors.
 pub(crate) struct ListQuery {
     size: Option<String>,
     offset: Option<String>,
 }
 
+impl<S: Send + Sync> FromRequestParts<S> for ListQuery {
+    type Rejection = AdminError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> AdminResult<Self> {
+        ListQuery::parse(parts.uri.query().unwrap_or(""))
+    }
+}
+
 impl ListQuery {
+    /// Other parameters are ignored, as in Kong; `size` or `offset` given twice is ambiguous.
+    fn parse(query: &str) -> AdminResult<ListQuery> {
+        let mut q = ListQuery {
+            size: None,
+            offset: None,
+        };
+        for (key, value) in form_urlencoded::parse(query.as_bytes()) {
+            let (name, slot) = match key.as_ref() {
+                "size" => ("size", &mut q.size),
+                "offset" => ("offset", &mut q.offset),
+                _ => continue,
+            };
+            if slot.replace(value.into_owned()).is_some() {
+                return Err(AdminError::Schema(error::fields([(
+                    name,
+                    json!("expected a single value"),
+                )])));
+            }
+        }
+        Ok(q)
+    }
+
     /// `(offset, size)`; Kong's defaults (100) and bounds (1..=1000).
     pub fn window(&self) -> AdminResult<(i64, i64)> {
         let size = match &self.size {

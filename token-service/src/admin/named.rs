@@ -11,7 +11,7 @@ use crate::model::is_uuid;
 use crate::params::Params;
 use crate::store::{Page, Repo, StoreResult};
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -87,10 +87,7 @@ async fn create<E: Named>(
     Ok((StatusCode::CREATED, Json(entity.to_json())))
 }
 
-async fn list<E: Named>(
-    State(state): State<AppState>,
-    Query(q): Query<ListQuery>,
-) -> AdminResult<Json<Value>> {
+async fn list<E: Named>(State(state): State<AppState>, q: ListQuery) -> AdminResult<Json<Value>> {
     list_page(&state, q.window()?, E::COLLECTION, E::list, E::to_json).await
 }
 

@@ -12,7 +12,7 @@ use crate::params::Params;
 use crate::secrets::random_string;
 use crate::store::Repo;
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -304,7 +304,7 @@ async fn create_for_api(
 async fn list_for_service(
     State(state): State<AppState>,
     Path(service): Path<String>,
-    Query(q): Query<ListQuery>,
+    q: ListQuery,
 ) -> AdminResult<Json<Value>> {
     let window = q.window()?;
     let service = services::find(&state, service).await?;
@@ -314,10 +314,7 @@ async fn list_for_service(
     list_page(&state, window, &path, read, to_json).await
 }
 
-async fn list_all(
-    State(state): State<AppState>,
-    Query(q): Query<ListQuery>,
-) -> AdminResult<Json<Value>> {
+async fn list_all(State(state): State<AppState>, q: ListQuery) -> AdminResult<Json<Value>> {
     let read = |repo: &Repo<'_>, offset, size| repo.list_plugins(None, offset, size);
     list_page(&state, q.window()?, "/plugins", read, to_json).await
 }

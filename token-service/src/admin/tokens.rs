@@ -11,7 +11,7 @@ use crate::params::Params;
 use crate::secrets::{random_string, token_digest};
 use crate::store::Repo;
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -193,10 +193,7 @@ async fn create(
     Ok((StatusCode::CREATED, Json(to_json(&token, Some(&plain)))))
 }
 
-async fn list(
-    State(state): State<AppState>,
-    Query(q): Query<ListQuery>,
-) -> AdminResult<Json<Value>> {
+async fn list(State(state): State<AppState>, q: ListQuery) -> AdminResult<Json<Value>> {
     let read = |repo: &Repo<'_>, offset, size| repo.list_tokens(offset, size);
     list_page(&state, q.window()?, "/oauth2_tokens", read, |t| {
         to_json(t, None)
