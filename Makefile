@@ -13,11 +13,11 @@ RUN_DIR     := $(CURDIR)/.run
 # Debian packages the tests need (docker-compose, chromium) are installed when missing.
 APT_GET     := $(shell [ "$$(id -u)" = 0 ] && echo apt-get || echo sudo apt-get)
 
-.PHONY: help setup build run test test-unit test-wasm test-e2e validate fuzz fuzz-short fuzz-setup bench lint fmt clean
+.PHONY: help setup build run test test-unit test-wasm test-e2e test-openapi validate fuzz fuzz-short fuzz-setup bench lint fmt clean
 
 help:
 	@echo "make run    start token-service (:8080, admin :8001), demo upstream (:3000) and Envoy (:8000, :8443)"
-	@echo "make test   every test: unit (native + wasm), Envoy config validation, end-to-end through Envoy"
+	@echo "make test   every test: unit (native + wasm), Envoy config validation, end-to-end through Envoy, schemathesis on the admin API"
 	@echo "make build  build the wasm filter and the release binaries"
 	@echo "make bench  the filter against plain Envoy and ext_authz (writes BENCHMARKS.md)"
 	@echo "make fuzz   fuzz every parser with libFuzzer, 60 s each (FUZZ_SECONDS=; make test runs 3 s each)"
@@ -55,7 +55,7 @@ build: setup
 run: build
 	@RUN_DIR=$(RUN_DIR) ENVOY=$(ENVOY) $(CURDIR)/scripts/run-stack.sh
 
-test: build test-unit test-wasm validate fuzz-short test-e2e
+test: build test-unit test-wasm validate fuzz-short test-e2e test-openapi
 	@echo "==> all tests passed"
 
 test-unit:
@@ -91,6 +91,20 @@ browser-setup:
 test-e2e: build browser-setup
 	@echo "==> end-to-end tests: real token-service, demo upstream and Envoy processes"
 	ENVOY_BIN=$(ENVOY) cargo test -p e2e -- --test-threads 2
+
+# The admin API against its OpenAPI description (docs/openapi.json, served at /openapi.json):
+# schemathesis (PyPI, pinned) drives a token-service on free ports for SCHEMATHESIS_SECONDS.
+SCHEMATHESIS_VERSION ?= 4.32.5
+SCHEMATHESIS_SECONDS ?= 60
+
+$(VENV)/.schemathesis-$(SCHEMATHESIS_VERSION): | $(VENV)/bin/pip
+	@echo "==> installing schemathesis $(SCHEMATHESIS_VERSION) (PyPI; property-based tests of the admin API) into .venv"
+	$(VENV)/bin/pip install --disable-pip-version-check -q "schemathesis==$(SCHEMATHESIS_VERSION)"
+	@touch $@
+
+test-openapi: build $(VENV)/.schemathesis-$(SCHEMATHESIS_VERSION)
+	@echo "==> schemathesis against the admin API, $(SCHEMATHESIS_SECONDS) s: no 5xx, every answer as docs/openapi.json describes it"
+	scripts/schemathesis.sh $(CURDIR)/target/release/token-service $(VENV)/bin/st $(SCHEMATHESIS_SECONDS)
 
 # Fuzzing: cargo fuzz (libFuzzer, coverage-guided) over every parser of untrusted input; see
 # fuzz/run.sh. Seeds in fuzz/corpus/, past crashes in fuzz/regressions/ (replayed on stable).
