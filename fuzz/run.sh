@@ -21,9 +21,12 @@ cd "$(dirname "$0")/.."
 LIBFUZZER_FLAGS=(-max_len=65536 -rss_limit_mb=2048 -timeout=10 -print_final_stats=1)
 # cargo fuzz needs nightly features (sanitizer coverage, #[thread_local]); RUSTC_BOOTSTRAP lets
 # the stable toolchain provide them. No sanitizer: the code is safe Rust, and ASan doubles the
-# build time. Debug assertions on, so integer overflow panics. A target dir of its own, so the
-# instrumented build never invalidates the workspace's.
-CARGO_FUZZ=(cargo fuzz build -s none --debug-assertions --features libfuzzer --target-dir fuzz/target)
+# build time. Debug assertions on, so integer overflow panics. 16 codegen units instead of
+# cargo fuzz's 1: the cold build takes half the time (about 2.5 instead of 5 minutes on two
+# cores) for about 5% fewer executions. A target dir of its own, so the instrumented build
+# never invalidates the workspace's.
+CARGO_FUZZ=(cargo fuzz build -s none --debug-assertions --codegen-units 16 --features libfuzzer
+    --target-dir fuzz/target)
 triple=$(rustc -vV | sed -n 's/^host: //p')
 bin_dir=fuzz/target/$triple/release
 
