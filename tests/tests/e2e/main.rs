@@ -13,5 +13,6 @@ mod oauth_hardening;
 mod request_shapes;
 mod resource;
 mod security;
+mod service_metrics;
 mod token;
 mod tutorial;
