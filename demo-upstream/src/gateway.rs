@@ -114,7 +114,8 @@ impl Gateway {
         let url = self.admin(segments)?;
         let answer = read(self.http.get(url).send().await, "the admin API").await?;
         match answer.status {
-            StatusCode::NOT_FOUND => Ok(None),
+            // 400: an identifier the admin API refuses to look up (too long) names nothing.
+            StatusCode::NOT_FOUND | StatusCode::BAD_REQUEST => Ok(None),
             s if s.is_success() => Ok(Some(answer.json)),
             s => Err(Failure(format!("the admin API answered {s}"))),
         }

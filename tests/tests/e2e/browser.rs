@@ -356,6 +356,11 @@ fn step_ons_page_never_redirects_to_an_unregistered_uri_and_the_callback_checks_
         apps.step_on
     );
     assert_eq!(client.get(&unknown).status, 400);
+    // An identifier the admin API will not even look up is just as unknown.
+    let huge = format!("{unknown}{}", "x".repeat(2000));
+    let answer = client.get(&huge);
+    assert_eq!(answer.status, 400, "{}", answer.text);
+    assert!(answer.text.contains("No application"), "{}", answer.text);
 
     // A decision without Step On's session and its form token is refused.
     let decide = client.post_form(
