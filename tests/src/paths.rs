@@ -58,3 +58,49 @@ pub fn envoy_template() -> PathBuf {
 pub fn make_cert_script() -> PathBuf {
     workspace_root().join("scripts/make-cert.sh")
 }
+
+/// `OAUTH2_FILTER_BUILD=native`: the suite runs against the dynamic-module build of the filter
+/// (`filter-native/`) instead of the wasm one; anything else (or unset) means wasm.
+pub fn native_build() -> bool {
+    std::env::var("OAUTH2_FILTER_BUILD").is_ok_and(|b| b == "native")
+}
+
+/// The directory Envoy loads `liboauth2_filter_native.so` from (`make build-native` puts it in
+/// target/release; `OAUTH2_FILTER_NATIVE_DIR` selects another build).
+pub fn native_module_dir() -> PathBuf {
+    let dir = std::env::var_os("OAUTH2_FILTER_NATIVE_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| target_dir().join("release"));
+    required(
+        dir.join("liboauth2_filter_native.so"),
+        "the native filter (make build-native)",
+    );
+    dir
+}
+
+/// The `http_filters` entry of the native build (swapped in for the wasm one).
+pub fn native_filter_template() -> PathBuf {
+    workspace_root().join("envoy/native-filter.yaml.tmpl")
+}
+
+/// Where Envoy shows the filter's counters: `wasmcustom.oauth2.*` for the wasm build,
+/// `dynamicmodulescustom.oauth2.*` for the native one (each runtime's own namespace).
+pub fn stat_name(metric: &str) -> String {
+    let namespace = if native_build() {
+        "dynamicmodulescustom"
+    } else {
+        "wasmcustom"
+    };
+    format!("{namespace}.{metric}")
+}
+
+/// A counter's name in `/stats/prometheus`: Envoy strips the wasm namespace (registered as a
+/// custom one) but not the dynamic modules' (`envoy_dynamicmodulescustom_oauth2_allowed`).
+pub fn prometheus_name(metric: &str) -> String {
+    let name = metric.replace('.', "_");
+    if native_build() {
+        format!("envoy_dynamicmodulescustom_{name}")
+    } else {
+        name
+    }
+}

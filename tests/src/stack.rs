@@ -4,6 +4,8 @@
 
 use crate::http::{Answer, Client};
 use crate::paths;
+/// The filter's counters as Envoy names them for the build under test.
+pub use crate::paths::{prometheus_name, stat_name};
 use crate::process::{free_port, Process};
 use serde_json::Value;
 use std::path::PathBuf;
@@ -261,6 +263,11 @@ impl Stack {
             Some(json) => replace_filter_config(&config, json),
             None => config,
         };
+        let config = if paths::native_build() {
+            use_native_filter(&config)
+        } else {
+            config
+        };
         let config_path = self.dir.path().join(format!("envoy-{index}.yaml"));
         std::fs::write(&config_path, config).expect("write envoy config");
         let log = self.dir.path().join(format!("envoy-{index}.log"));
@@ -393,6 +400,12 @@ fn spawn_token_service(
 
 fn envoy_command(config: &std::path::Path, log: &std::path::Path) -> Command {
     let mut cmd = Command::new(paths::envoy_bin());
+    if paths::native_build() {
+        cmd.env(
+            "ENVOY_DYNAMIC_MODULES_SEARCH_PATH",
+            paths::native_module_dir(),
+        );
+    }
     cmd.arg("-c")
         .arg(config)
         .args([
@@ -424,6 +437,36 @@ fn replace_filter_config(config: &str, json: &str) -> String {
         &config[..start],
         json,
         &config[line_start..]
+    )
+}
+
+/// The native build: the wasm filter entry (`http_filters`) becomes the dynamic module's
+/// (`envoy/native-filter.yaml.tmpl`), with the same JSON configuration; nothing else changes.
+fn use_native_filter(config: &str) -> String {
+    let start = config
+        .find("          - name: envoy.filters.http.wasm")
+        .expect("the wasm filter entry");
+    let end = config[start..]
+        .find("          - name: envoy.filters.http.router")
+        .map(|i| start + i)
+        .expect("the router after the wasm filter");
+    let json_start = config[start..end]
+        .find("value: |\n")
+        .map(|i| start + i + "value: |\n".len())
+        .expect("the filter configuration block");
+    let json_end = config[json_start..end]
+        .find("vm_config:")
+        .and_then(|i| config[..json_start + i].rfind('\n'))
+        .expect("vm_config after the configuration");
+    let json = &config[json_start..json_end];
+    let template =
+        std::fs::read_to_string(paths::native_filter_template()).expect("native filter template");
+    let entry = template.replace("{{FILTER_CONFIG}}", json.trim_end_matches('\n'));
+    format!(
+        "{}{}\n{}",
+        &config[..start],
+        entry.trim_end(),
+        &config[end..]
     )
 }
 

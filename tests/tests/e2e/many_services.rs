@@ -124,10 +124,14 @@ fn two_services_on_one_listener_keep_their_own_settings_and_tokens() {
 
     // The filter's counters reach Envoy's stats (flushed on the filter's tick).
     let counted = eventually(|| {
-        stat(&kong, gw, "wasmcustom.oauth2.allowed") >= 2
-            && stat(&kong, gw, "wasmcustom.oauth2.denied.invalid_token") >= 2
-            && stat(&kong, gw, "wasmcustom.oauth2.relay.sent") >= 3
-            && stat(&kong, gw, "wasmcustom.oauth2.check.sent") >= 2
+        stat(&kong, gw, &e2e::stack::stat_name("oauth2.allowed")) >= 2
+            && stat(
+                &kong,
+                gw,
+                &e2e::stack::stat_name("oauth2.denied.invalid_token"),
+            ) >= 2
+            && stat(&kong, gw, &e2e::stack::stat_name("oauth2.relay.sent")) >= 3
+            && stat(&kong, gw, &e2e::stack::stat_name("oauth2.check.sent")) >= 2
     });
     assert!(
         counted,
@@ -150,7 +154,12 @@ fn two_services_on_one_listener_keep_their_own_settings_and_tokens() {
         .text;
     let allowed = prometheus
         .lines()
-        .find_map(|l| l.strip_prefix("oauth2_allowed{} "))
+        .find_map(|l| {
+            l.strip_prefix(&format!(
+                "{} ",
+                e2e::stack::prometheus_name("oauth2.allowed{}")
+            ))
+        })
         .and_then(|v| v.trim().parse::<u64>().ok());
     assert!(
         allowed.is_some_and(|n| n >= 2),

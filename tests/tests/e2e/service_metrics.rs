@@ -288,7 +288,7 @@ fn metrics_count_exactly_what_clients_and_the_filter_did() {
     let gw_index = gw;
     let gw = kong.gw(gw_index);
     let stack = &kong.stack;
-    let checks_sent = "wasmcustom.oauth2.check.sent";
+    let checks_sent = &e2e::stack::stat_name("oauth2.check.sent");
     let envoy_before = envoy_stat(&kong, gw, checks_sent);
     let before = scrape(stack, &[]);
 

@@ -1,0 +1,172 @@
+//! How state polls reach the workers. The wasm build polls once per worker (each VM is an
+//! island); natively, one poller on Envoy's main thread polls each service and *publishes* every
+//! answer here, and each worker thread applies what it has not seen yet through the same
+//! [`oauth2_filter::flow::Worker::apply_poll`] before it decides anything (one atomic load when
+//! nothing is new). So a revocation reaches every worker within the poll interval plus one round
+//! trip, as in the wasm build, with one poll per service instead of one per worker.
+//!
+//! The feed also keeps the services to poll: the filter's default one, and every service a
+//! route named to any worker.
+
+use oauth2_filter::flow::worker::MAX_SERVICES;
+use oauth2_filter::state::StatePoll;
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard};
+
+/// Answers kept for workers that have not caught up. A worker further behind drops its own
+/// cache copy and applies what is left (see [`Catchup::missed`]).
+const KEPT: usize = 256;
+
+#[derive(Default)]
+pub struct Feed {
+    /// The generation of the newest answer (0: none yet).
+    latest: AtomicU64,
+    inner: Mutex<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    entries: VecDeque<(u64, String, StatePoll)>,
+    /// Every service to poll, with the change-feed position of its latest answer.
+    services: BTreeMap<String, i64>,
+}
+
+/// What a worker has to apply to be current.
+#[derive(Debug, Default)]
+pub struct Catchup {
+    pub polls: Vec<(String, StatePoll)>,
+    /// Answers it never saw were dropped: its revocations may be missing from the worker's own
+    /// copy of the cache, which it must therefore clear (shared data was evicted by whichever
+    /// worker applied them first, and the newest answer per service carries its full settings).
+    pub missed: bool,
+    pub latest: u64,
+}
+
+impl Feed {
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Adds a service to poll; `false` when as many are polled as a worker may track.
+    pub fn register(&self, service: &str) -> bool {
+        let mut inner = self.lock();
+        if inner.services.contains_key(service) {
+            return true;
+        }
+        if inner.services.len() >= MAX_SERVICES {
+            return false;
+        }
+        inner.services.insert(service.to_string(), 0);
+        true
+    }
+
+    /// Every service to poll, with the position to poll from.
+    pub fn services(&self) -> Vec<(String, i64)> {
+        self.lock()
+            .services
+            .iter()
+            .map(|(s, seq)| (s.clone(), *seq))
+            .collect()
+    }
+
+    /// Publishes a state answer for every worker.
+    pub fn publish(&self, service: &str, poll: StatePoll) {
+        let mut inner = self.lock();
+        if let Some(seq) = inner.services.get_mut(service) {
+            *seq = poll.seq;
+        }
+        let generation = self.latest.load(Ordering::Acquire).wrapping_add(1);
+        inner
+            .entries
+            .push_back((generation, service.to_string(), poll));
+        while inner.entries.len() > KEPT {
+            inner.entries.pop_front();
+        }
+        // Published under the lock, so a worker that sees the generation finds its entry.
+        self.latest.store(generation, Ordering::Release);
+    }
+
+    /// The newest generation: a worker that applied it has nothing to do.
+    pub fn latest(&self) -> u64 {
+        self.latest.load(Ordering::Acquire)
+    }
+
+    /// Everything after generation `applied`.
+    pub fn since(&self, applied: u64) -> Catchup {
+        let inner = self.lock();
+        let oldest = inner.entries.front().map_or(0, |(g, _, _)| *g);
+        Catchup {
+            polls: inner
+                .entries
+                .iter()
+                .filter(|(g, _, _)| *g > applied)
+                .map(|(_, s, p)| (s.clone(), p.clone()))
+                .collect(),
+            missed: oldest > applied.saturating_add(1),
+            latest: self.latest(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn poll(seq: i64) -> StatePoll {
+        StatePoll {
+            seq,
+            reset: false,
+            revoked: vec![format!("{seq:064x}")],
+            service: None,
+            plugin: None,
+        }
+    }
+
+    #[test]
+    fn workers_catch_up_in_order() {
+        let feed = Feed::default();
+        assert!(feed.register("a"));
+        assert!(feed.register("a"));
+        assert_eq!(feed.services(), vec![("a".to_string(), 0)]);
+        assert_eq!(feed.latest(), 0);
+        assert!(feed.since(0).polls.is_empty());
+
+        feed.publish("a", poll(4));
+        feed.publish("a", poll(7));
+        assert_eq!(feed.services(), vec![("a".to_string(), 7)]);
+        let all = feed.since(0);
+        assert!(!all.missed);
+        assert_eq!(all.latest, 2);
+        let seqs: Vec<i64> = all.polls.iter().map(|(_, p)| p.seq).collect();
+        assert_eq!(seqs, vec![4, 7]);
+        let rest = feed.since(1);
+        assert_eq!(rest.polls.len(), 1);
+        assert!(feed.since(2).polls.is_empty());
+    }
+
+    #[test]
+    fn a_worker_far_behind_knows_it_missed_answers() {
+        let feed = Feed::default();
+        feed.register("a");
+        for seq in 0..(KEPT as i64 + 10) {
+            feed.publish("a", poll(seq));
+        }
+        let catchup = feed.since(0);
+        assert!(catchup.missed);
+        assert_eq!(catchup.polls.len(), KEPT);
+        let current = feed.since(catchup.latest - 1);
+        assert!(!current.missed);
+    }
+
+    #[test]
+    fn bounded_services() {
+        let feed = Feed::default();
+        for i in 0..MAX_SERVICES {
+            assert!(feed.register(&format!("s{i}")));
+        }
+        assert!(!feed.register("one-too-many"));
+    }
+}

@@ -1,0 +1,149 @@
+//! The glue's own logic, with the Envoy callbacks stubbed (they answer "nothing": no headers,
+//! no metadata, every call accepted with a zeroed result). The FFI paths themselves are covered
+//! by the end-to-end suite run against the module (`OAUTH2_FILTER_BUILD=native`).
+
+use super::*;
+
+const INTROSPECTION: &[u8] = br#"{"introspection": {"cluster": "idp", "path": "/introspect",
+    "client_id": "gw", "client_secret": "s"}}"#;
+
+fn config(json: &[u8]) -> ConfigModulePtr {
+    envoy_dynamic_module_on_http_filter_config_new(
+        std::ptr::null_mut(),
+        EnvoyBuffer::null(),
+        EnvoyBuffer {
+            ptr: json.as_ptr().cast(),
+            length: json.len(),
+        },
+    )
+}
+
+#[test]
+fn reports_the_pinned_abi_version() {
+    let version = envoy_dynamic_module_on_program_init();
+    // SAFETY: a static NUL-terminated string.
+    let version = unsafe { std::ffi::CStr::from_ptr(version) };
+    assert_eq!(version.to_str().unwrap(), ABI_VERSION);
+    assert_eq!(ABI_VERSION, "v0.2.0");
+}
+
+#[test]
+fn a_bad_configuration_is_refused() {
+    assert!(config(b"").is_null());
+    assert!(config(b"{not json").is_null());
+    assert!(config(br#"{"service": "s"}"#).is_null());
+    // Token-service mode needs the scheduler, which the stubs do not give: refused, not
+    // half-made.
+    assert!(config(br#"{"service": "s", "token_service": {"cluster": "ts"}}"#).is_null());
+}
+
+#[test]
+fn a_request_without_a_token_is_stopped_never_continued() {
+    let config = config(INTROSPECTION);
+    assert!(!config.is_null());
+    let filter = envoy_dynamic_module_on_http_filter_new(config, std::ptr::null_mut());
+    assert!(!filter.is_null());
+    let status =
+        envoy_dynamic_module_on_http_filter_request_headers(std::ptr::null_mut(), filter, true);
+    assert_eq!(status, abi::HEADERS_STOP_ITERATION);
+    // SAFETY: the filter just made.
+    let f = unsafe { &*filter.cast::<Filter>() };
+    assert!(f.flow.borrow().is_replied(), "answered 401 locally");
+    // Later hooks never continue it.
+    let body = envoy_dynamic_module_on_http_filter_request_body(std::ptr::null_mut(), filter, true);
+    assert_eq!(body, abi::BODY_STOP_ITERATION_AND_BUFFER);
+    let trailers =
+        envoy_dynamic_module_on_http_filter_request_trailers(std::ptr::null_mut(), filter);
+    assert_eq!(trailers, abi::TRAILERS_STOP_ITERATION);
+    envoy_dynamic_module_on_http_filter_stream_complete(std::ptr::null_mut(), filter);
+    envoy_dynamic_module_on_http_filter_destroy(filter);
+    envoy_dynamic_module_on_http_filter_config_destroy(config);
+}
+
+#[test]
+fn a_panicking_hook_stops_the_request_for_good() {
+    let config = config(INTROSPECTION);
+    let filter = envoy_dynamic_module_on_http_filter_new(config, std::ptr::null_mut());
+    let status = with_flow(
+        std::ptr::null_mut(),
+        filter,
+        false,
+        abi::HEADERS_STOP_ITERATION,
+        |_, _| panic!("injected"),
+    );
+    assert_eq!(status, abi::HEADERS_STOP_ITERATION);
+    // SAFETY: the filter just made.
+    assert!(unsafe { &*filter.cast::<Filter>() }.failed.get());
+    // Nothing runs for it any more, whatever a later hook would have answered.
+    let status = with_flow(std::ptr::null_mut(), filter, false, 7, |_, _| {
+        abi::HEADERS_CONTINUE
+    });
+    assert_eq!(status, 7);
+    envoy_dynamic_module_on_http_filter_destroy(filter);
+    envoy_dynamic_module_on_http_filter_config_destroy(config);
+}
+
+#[test]
+fn null_pointers_never_continue() {
+    assert_eq!(
+        envoy_dynamic_module_on_http_filter_request_headers(
+            std::ptr::null_mut(),
+            std::ptr::null(),
+            false
+        ),
+        abi::HEADERS_STOP_ITERATION
+    );
+    assert!(
+        envoy_dynamic_module_on_http_filter_new(std::ptr::null(), std::ptr::null_mut()).is_null()
+    );
+    envoy_dynamic_module_on_http_filter_destroy(std::ptr::null());
+    envoy_dynamic_module_on_http_filter_config_destroy(std::ptr::null());
+}
+
+#[test]
+fn failed_callouts_read_as_an_outage() {
+    // SAFETY: null arrays with zero lengths.
+    let answer = unsafe { call_answer(1, std::ptr::null(), 0, std::ptr::null(), 0) };
+    assert_eq!(answer.status(), Some("503"));
+    let headers = [
+        HttpHeader::of(":status", "200"),
+        HttpHeader::of("content-type", "application/json"),
+    ];
+    let body = b"{\"a\":1}";
+    let chunks = [
+        EnvoyBuffer {
+            ptr: body.as_ptr().cast(),
+            length: 3,
+        },
+        EnvoyBuffer {
+            ptr: body[3..].as_ptr().cast(),
+            length: body.len() - 3,
+        },
+    ];
+    // SAFETY: arrays of the given lengths, alive for the call.
+    let answer = unsafe { call_answer(0, headers.as_ptr(), 2, chunks.as_ptr(), 2) };
+    assert_eq!(answer.status(), Some("200"));
+    assert_eq!(answer.header("content-type"), Some("application/json"));
+    assert_eq!(answer.body, body);
+}
+
+#[test]
+fn one_worker_per_thread_and_configuration() {
+    let config = config(INTROSPECTION);
+    // SAFETY: the configuration just made.
+    let arc = unsafe { config_arc(config) }.unwrap();
+    let a = thread_state(&arc);
+    let b = thread_state(&arc);
+    assert!(Rc::ptr_eq(&a.worker, &b.worker));
+    let other = std::thread::spawn({
+        let arc = arc.clone();
+        move || Rc::as_ptr(&thread_state(&arc).worker) as usize
+    })
+    .join()
+    .unwrap();
+    assert_ne!(other, Rc::as_ptr(&a.worker) as usize);
+    assert!(a.first_meeting("svc"));
+    assert!(!a.first_meeting("svc"));
+    drop((a, b, arc));
+    envoy_dynamic_module_on_http_filter_config_destroy(config);
+}
