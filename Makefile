@@ -8,17 +8,18 @@ VENV        := $(CURDIR)/.venv
 ENVOY       := $(VENV)/bin/envoy
 PYTHON      := $(VENV)/bin/python
 WASM        := $(CURDIR)/target/wasm32-wasip1/wasm/oauth2_filter.wasm
+NATIVE      := $(CURDIR)/target/release/liboauth2_filter_native.so
 WASM_RUNNER := $(PYTHON) $(CURDIR)/scripts/wasi-run.py
 RUN_DIR     := $(CURDIR)/.run
 # Debian packages the tests need (docker-compose, chromium) are installed when missing.
 APT_GET     := $(shell [ "$$(id -u)" = 0 ] && echo apt-get || echo sudo apt-get)
 
-.PHONY: help setup build run test test-unit test-wasm test-e2e test-openapi validate fuzz fuzz-short fuzz-setup bench lint fmt clean
+.PHONY: help setup build build-native run test test-unit test-wasm test-e2e test-openapi validate fuzz fuzz-short fuzz-setup bench lint fmt clean
 
 help:
 	@echo "make run    start token-service (:8080, admin :8001), demo upstream (:3000) and Envoy (:8000, :8443)"
 	@echo "make test   every test: unit (native + wasm), Envoy config validation, end-to-end through Envoy, schemathesis on the admin API"
-	@echo "make build  build the wasm filter and the release binaries"
+	@echo "make build  build the filter (wasm, and native as an Envoy dynamic module) and the release binaries"
 	@echo "make bench  the filter against plain Envoy and ext_authz (writes BENCHMARKS.md)"
 	@echo "make fuzz   fuzz every parser with libFuzzer, 60 s each (FUZZ_SECONDS=; make test runs 3 s each)"
 	@echo "make lint   rustfmt check and clippy with warnings denied"
@@ -51,6 +52,13 @@ build: setup
 	@ls -l $(WASM) | awk '{print "    " $$5 " bytes  " $$9}'
 	@echo "==> building token-service and demo-upstream (release)"
 	cargo build --release -p token-service -p demo-upstream
+	@$(MAKE) --no-print-directory build-native
+
+# The filter as an Envoy dynamic module (native; ABI v0.2.0, so Envoy 1.40 only): $(NATIVE).
+build-native:
+	@echo "==> building the native filter (Envoy dynamic module, release)"
+	cargo build --release -p oauth2-filter-native
+	@ls -l $(NATIVE) | awk '{print "    " $$5 " bytes  " $$9}'
 
 run: build
 	@RUN_DIR=$(RUN_DIR) ENVOY=$(ENVOY) $(CURDIR)/scripts/run-stack.sh
@@ -74,6 +82,7 @@ validate: build
 	$(ENVOY) --mode validate -c $(RUN_DIR)/validate/envoy.yaml --log-level error
 	@sed "s|/etc/envoy/oauth2_filter.wasm|$(WASM)|" filter/envoy.yaml > $(RUN_DIR)/validate/filter-example.yaml
 	$(ENVOY) --mode validate -c $(RUN_DIR)/validate/filter-example.yaml --log-level error
+	ENVOY_DYNAMIC_MODULES_SEARCH_PATH=$(dir $(NATIVE)) $(ENVOY) --mode validate -c filter-native/envoy.yaml --log-level error
 	@command -v docker-compose >/dev/null || { echo "==> installing docker-compose (Debian package; validates docker-compose.yml, no engine needed)"; \
 	  $(APT_GET) update -q >/dev/null && DEBIAN_FRONTEND=noninteractive $(APT_GET) install -y -q docker-compose >/dev/null; }
 	@echo "==> docker-compose.yml: the compose file and the Envoy configuration its envoy service renders"
@@ -91,6 +100,8 @@ browser-setup:
 test-e2e: build browser-setup
 	@echo "==> end-to-end tests: real token-service, demo upstream and Envoy processes"
 	ENVOY_BIN=$(ENVOY) cargo test -p e2e -- --test-threads 2
+	@echo "==> the same end-to-end suite against the native filter (Envoy dynamic module)"
+	OAUTH2_FILTER_BUILD=native ENVOY_BIN=$(ENVOY) cargo test -p e2e -- --test-threads 2
 
 # The admin API against its OpenAPI description (docs/openapi.json, served at /openapi.json):
 # schemathesis (PyPI, pinned) drives a token-service on free ports for SCHEMATHESIS_SECONDS.
