@@ -686,9 +686,10 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_stream_complete(
         let mut counts = worker.counters.take();
         drop(worker);
         for (metric, count) in metrics::ALL.iter().zip(&filter.config.main_counts) {
-            let count = count.swap(0, Ordering::Relaxed);
-            if count > 0 {
-                counts.push((*metric, count));
+            // A plain load first: every worker reads these on every request, and a write
+            // (the swap) only when there is something to take keeps the line shared.
+            if count.load(Ordering::Relaxed) > 0 {
+                counts.push((*metric, count.swap(0, Ordering::Relaxed)));
             }
         }
         for (metric, count) in counts {
