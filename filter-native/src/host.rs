@@ -4,6 +4,7 @@
 
 use crate::abi::{self, EnvoyBuffer, FilterEnvoyPtr, HttpHeader, ModuleBuffer};
 use crate::{shared_data, Config, ThreadState};
+use oauth2_filter::config::is_service_name;
 use oauth2_filter::flow::{Call, Host, Level};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -203,8 +204,9 @@ impl Host for Envoy<'_> {
             );
             found.then(|| String::from_utf8_lossy(value.bytes()).into_owned())
         }?;
-        // The main thread polls every service a route names, from its first request on.
-        if !service.is_empty() && self.thread.first_meeting(&service) {
+        // The main thread polls every service a route names, from its first request on (a
+        // name that is not a service's fails closed in the flow and is never polled).
+        if is_service_name(&service) && self.thread.first_meeting(&service) {
             self.config.feed.register(&service);
         }
         Some(service)
