@@ -42,6 +42,8 @@ echo "    token-service admin API on $ADMIN; schemathesis for up to $SECONDS_BUD
 curl -fsS -o /dev/null -d name=step-on "$ADMIN/services"
 curl -fsS -o /dev/null -d username=clark "$ADMIN/consumers"
 
+# One worker: with several, Python 3.11's ast.parse (hypothesis describes its filters with it)
+# can fail with "AST constructor recursion depth mismatch", a run error unrelated to the API.
 start=$(date +%s)
 status=0
 # schemathesis and hypothesis keep state in the working directory: the temporary one.
@@ -49,7 +51,7 @@ cd "$WORK"
 "$ST" run "$ADMIN/openapi.json" \
     --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance \
     --max-time "$SECONDS_BUDGET" --max-examples 50 --seed 1 \
-    --workers 2 --request-timeout 5 \
+    --workers 1 --request-timeout 5 \
     --generation-database none --no-color \
     --report junit --report-dir "${ST_REPORT_DIR:-$WORK/report}" || status=$?
 echo "    schemathesis took $(($(date +%s) - start)) s"

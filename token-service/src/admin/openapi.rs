@@ -7,9 +7,11 @@
 //! operation and every other method, so the description and the routes cannot drift apart.
 
 use super::schema::*;
+use std::collections::BTreeMap;
 use utoipa::openapi::path::Operation;
 use utoipa::openapi::request_body::RequestBody;
 use utoipa::openapi::response::ResponseBuilder;
+use utoipa::openapi::schema::{AllOfBuilder, AnyOfBuilder, Schema};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, ObjectBuilder, Ref, RefOr, Type};
 use utoipa::{Modify, OpenApi};
@@ -130,7 +132,7 @@ crud! { mod credentials {
 tag: "oauth2 credentials", name: "credential",
 collection: "/oauth2", item: "/oauth2/{credential}",
 owner: [], key: ("credential" = String, Path, description = CREDENTIAL),
-entity: Credential, page: CredentialPage, input: CredentialInput,
+entity: Credential, page: CredentialPage, input: OAuth2CredentialInput,
 delete_404: [(status = 404, description = "Not found", body = Error)] } }
 
 crud! { mod tokens {
@@ -288,14 +290,17 @@ mod node {
     ),
     components(schemas(Error)),
     modifiers(&AdminCommon),
-    security(("admin_key" = [])),
+    // The admin key is optional: needed only when the service runs with --admin-key.
+    security((), ("admin_key" = [])),
 )]
 pub struct AdminApi;
 
 /// What every admin operation shares, added here rather than to each declaration: the
-/// optional admin key (401), the cross-site refusal (403), the other body encodings and the
-/// body size bound (413).
+/// optional admin key (401), the cross-site refusal (403), the other body encodings, the
+/// body size bound (413), and PATCH bodies in which every field is optional.
 struct AdminCommon;
+
+type Schemas = BTreeMap<String, RefOr<Schema>>;
 
 impl Modify for AdminCommon {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
@@ -307,26 +312,28 @@ impl Modify for AdminCommon {
                 "Required when the token-service runs with --admin-key",
             ))),
         );
-        components.schemas.insert("FormBody".into(), form_body());
+        require_username_or_custom_id(&mut components.schemas);
         for (path, item) in openapi.paths.paths.iter_mut() {
             if path == "/openapi.json" {
                 continue;
             }
             let operations = [
-                &mut item.get,
-                &mut item.post,
-                &mut item.put,
-                &mut item.patch,
-                &mut item.delete,
+                (false, &mut item.get),
+                (false, &mut item.post),
+                (false, &mut item.put),
+                (true, &mut item.patch),
+                (false, &mut item.delete),
             ];
-            for operation in operations.into_iter().flatten() {
-                add_common(operation);
+            for (is_patch, operation) in operations {
+                if let Some(operation) = operation {
+                    add_common(operation, is_patch, &mut components.schemas);
+                }
             }
         }
     }
 }
 
-fn add_common(operation: &mut Operation) {
+fn add_common(operation: &mut Operation, is_patch: bool, schemas: &mut Schemas) {
     let responses = &mut operation.responses.responses;
     let error = |description: &str| {
         RefOr::T(
@@ -350,36 +357,144 @@ fn add_common(operation: &mut Operation) {
         error("A cross-site request from a browser page of an origin not allowed"),
     );
     if let Some(RefOr::T(body)) = operation.request_body.as_mut() {
-        add_form_encodings(body);
+        if is_patch {
+            // A PATCH changes the fields it names; none is required.
+            body.required = None;
+            if let Some(name) = json_body_schema(body) {
+                let partial = partial_schema(schemas, &name);
+                set_json_body_schema(body, &partial);
+            }
+        }
+        add_form_encodings(body, schemas);
         responses.insert("413".into(), error("The body is larger than 64 KiB"));
     }
 }
 
-/// Form and multipart bodies carry the JSON body's fields as text.
-fn add_form_encodings(body: &mut RequestBody) {
+/// The component a request body's JSON content refers to.
+fn json_body_schema(body: &RequestBody) -> Option<String> {
+    match body.content.get("application/json")? {
+        RefOr::T(content) => match content.schema.as_ref()? {
+            RefOr::Ref(r) => r.ref_location.rsplit('/').next().map(str::to_owned),
+            RefOr::T(_) => None,
+        },
+        RefOr::Ref(_) => None,
+    }
+}
+
+fn set_json_body_schema(body: &mut RequestBody, name: &str) {
+    body.content.insert(
+        "application/json".into(),
+        RefOr::T(
+            ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name(name)))
+                .build(),
+        ),
+    );
+}
+
+/// `{name}Patch`: the component with no required field (the component itself when it has
+/// none).
+fn partial_schema(schemas: &mut Schemas, name: &str) -> String {
+    let Some(RefOr::T(Schema::Object(object))) = schemas.get(name) else {
+        return name.to_string();
+    };
+    if object.required.is_empty() {
+        return name.to_string();
+    }
+    let mut partial = object.clone();
+    partial.required.clear();
+    let partial_name = format!("{name}Patch");
+    schemas.insert(partial_name.clone(), RefOr::T(Schema::Object(partial)));
+    partial_name
+}
+
+/// The fields a component requires, through `allOf` and references.
+fn required_fields(schemas: &Schemas, schema: &RefOr<Schema>, depth: usize) -> Vec<String> {
+    let resolved = match schema {
+        RefOr::Ref(r) if depth < 4 => r
+            .ref_location
+            .rsplit('/')
+            .next()
+            .and_then(|name| schemas.get(name)),
+        RefOr::Ref(_) => None,
+        RefOr::T(_) => Some(schema),
+    };
+    match resolved {
+        Some(RefOr::T(Schema::Object(object))) => object.required.clone(),
+        Some(RefOr::T(Schema::AllOf(all))) => all
+            .items
+            .iter()
+            .flat_map(|item| required_fields(schemas, item, depth + 1))
+            .collect(),
+        Some(other @ RefOr::Ref(_)) => required_fields(schemas, other, depth + 1),
+        _ => Vec::new(),
+    }
+}
+
+/// Form and multipart bodies carry the JSON body's fields as text (`{name}Form`).
+fn add_form_encodings(body: &mut RequestBody, schemas: &mut Schemas) {
+    let form = match json_body_schema(body) {
+        Some(name) => {
+            let form_name = format!("{name}Form");
+            let required = required_fields(schemas, &Ref::from_schema_name(&name).into(), 0);
+            schemas.insert(form_name.clone(), form_schema(&name, required));
+            form_name
+        }
+        None => return,
+    };
     for content_type in ["application/x-www-form-urlencoded", "multipart/form-data"] {
         body.content.insert(
             content_type.into(),
             RefOr::T(
                 ContentBuilder::new()
-                    .schema(Some(Ref::from_schema_name("FormBody")))
+                    .schema(Some(Ref::from_schema_name(&form)))
                     .build(),
             ),
         );
     }
 }
 
-fn form_body() -> RefOr<utoipa::openapi::schema::Schema> {
-    RefOr::T(
+fn form_schema(json_name: &str, required: Vec<String>) -> RefOr<Schema> {
+    let mut form = ObjectBuilder::new()
+        .description(Some(format!(
+            "{json_name} as a form or multipart body: its fields as text, nested ones by dotted \
+             names (`config.scopes=a,b`), lists comma-separated or repeated."
+        )))
+        .additional_properties(Some(ObjectBuilder::new().schema_type(Type::String)))
+        // Multipart field names travel in a header: no control characters.
+        .property_names(Some(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .pattern(Some("^[^\\u0000-\\u001f\\u007f]*$")),
+        ));
+    for field in required {
+        form = form.required(field);
+    }
+    RefOr::T(form.build().into())
+}
+
+/// Kong's rule for consumers, which the derived schema cannot say: a non-empty `username`
+/// or `custom_id`.
+fn require_username_or_custom_id(schemas: &mut Schemas) {
+    let Some(base) = schemas.remove("ConsumerInput") else {
+        return;
+    };
+    let one_of_them = ["username", "custom_id"].map(|field| {
         ObjectBuilder::new()
-            .description(Some(
-                "A form or multipart body: the JSON body's fields as text, nested ones by \
-                 dotted names (`config.scopes=a,b`), lists comma-separated or repeated.",
-            ))
-            .additional_properties(Some(ObjectBuilder::new().schema_type(Type::String)))
+            .required(field)
+            .property(
+                field,
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .min_length(Some(1)),
+            )
             .build()
-            .into(),
-    )
+    });
+    let either = AnyOfBuilder::new()
+        .item(one_of_them[0].clone())
+        .item(one_of_them[1].clone());
+    let schema = AllOfBuilder::new().item(base).item(either).build();
+    schemas.insert("ConsumerInput".into(), RefOr::T(schema.into()));
 }
 
 /// The description as pretty JSON, as served and checked in.

@@ -37,7 +37,7 @@ pub struct ListParams {
     #[param(minimum = 1, maximum = 1000)]
     pub size: Option<i64>,
     /// Where the page starts: the `offset` a previous page answered.
-    #[param(pattern = "^[0-9]+$")]
+    #[param(pattern = "^[0-9]{1,18}$")]
     pub offset: Option<String>,
 }
 
@@ -59,7 +59,9 @@ pub struct Consumer {
 /// A consumer needs a non-empty `username` or `custom_id`; neither holds control characters.
 #[derive(Deserialize, ToSchema)]
 pub struct ConsumerInput {
+    #[schema(pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$")]
     pub username: Option<String>,
+    #[schema(pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$")]
     pub custom_id: Option<String>,
     pub tags: Option<Vec<String>>,
 }
@@ -91,17 +93,39 @@ pub enum ClientType {
     Public,
 }
 
+/// On `/oauth2` (no consumer in the path) the body names the credential's consumer.
+#[derive(Deserialize, ToSchema)]
+pub struct OAuth2CredentialInput {
+    pub consumer: Reference,
+    #[serde(flatten)]
+    pub credential: CredentialInput,
+}
+
+/// A client's redirect URI: absolute, with a host, without fragment, spaces or control
+/// characters (the pattern is a simple subset of what is accepted).
+#[derive(Deserialize, ToSchema)]
+#[schema(pattern = "^https?://[A-Za-z0-9.-]+(:[0-9]{1,4})?(/[!$&-;=?-Z_a-z~]*)?$")]
+pub struct RedirectUri(pub String);
+
+/// A scope: printable ASCII without spaces, `"` or `\` (RFC 6749 3.3).
+#[derive(Deserialize, ToSchema)]
+#[schema(pattern = "^[!#-\\[\\]-~]+$")]
+pub struct Scope(pub String);
+
 /// `client_id` and `client_secret` are generated when missing. `redirect_uri` (one URI or a
 /// list) is the seed tutorial's spelling of `redirect_uris`.
 #[derive(Deserialize, ToSchema)]
 pub struct CredentialInput {
+    #[schema(min_length = 1)]
     pub name: String,
+    /// At most 256 bytes.
+    #[schema(nullable = false, min_length = 1, max_length = 256)]
     pub client_id: Option<String>,
     pub client_secret: Option<String>,
+    #[schema(nullable = false)]
     pub hash_secret: Option<bool>,
-    /// Absolute URIs with a host, no fragment.
-    pub redirect_uris: Option<Vec<String>>,
-    #[schema(value_type = Option<Vec<String>>)]
+    pub redirect_uris: Option<Vec<RedirectUri>>,
+    #[schema(value_type = Option<Vec<RedirectUri>>)]
     pub redirect_uri: Option<serde_json::Value>,
     pub client_type: Option<ClientType>,
     pub tags: Option<Vec<String>>,
@@ -127,7 +151,7 @@ pub struct Service {
 /// of letters, digits, `-`, `.`, `_` and `~`.
 #[derive(Deserialize, ToSchema)]
 pub struct ServiceInput {
-    #[schema(pattern = "^[A-Za-z0-9._~-]+$", max_length = 255)]
+    #[schema(pattern = "^[A-Za-z0-9._~-]+$", max_length = 256)]
     pub name: String,
     pub url: Option<String>,
     pub tags: Option<Vec<String>>,
@@ -195,32 +219,42 @@ pub struct PluginConfig {
 /// their values (on update). At least one `enable_*` grant must end up true.
 #[derive(Deserialize, ToSchema)]
 pub struct PluginConfigInput {
-    /// Printable ASCII without spaces, `"` or `\`; a form body gives `config.scopes=a,b`.
-    pub scopes: Option<Vec<String>>,
+    /// A form body gives `config.scopes=a,b`.
+    pub scopes: Option<Vec<Scope>>,
+    #[schema(nullable = false)]
     pub mandatory_scope: Option<bool>,
     /// Generated when missing.
     pub provision_key: Option<String>,
-    #[schema(minimum = 0, maximum = 100_000_000)]
+    #[schema(nullable = false, minimum = 0, maximum = 100_000_000)]
     pub token_expiration: Option<i64>,
+    #[schema(nullable = false)]
     pub enable_authorization_code: Option<bool>,
+    #[schema(nullable = false)]
     pub enable_implicit_grant: Option<bool>,
+    #[schema(nullable = false)]
     pub enable_client_credentials: Option<bool>,
+    #[schema(nullable = false)]
     pub enable_password_grant: Option<bool>,
+    #[schema(nullable = false)]
     pub hide_credentials: Option<bool>,
+    #[schema(nullable = false)]
     pub accept_http_if_already_terminated: Option<bool>,
     pub anonymous: Option<String>,
+    #[schema(nullable = false)]
     pub global_credentials: Option<bool>,
     /// A header name: letters, digits, `-` and `_`.
     #[schema(pattern = "^[A-Za-z0-9_-]{1,128}$")]
     pub auth_header_name: Option<String>,
-    #[schema(minimum = 0, maximum = 100_000_000)]
+    #[schema(nullable = false, minimum = 0, maximum = 100_000_000)]
     pub refresh_token_ttl: Option<i64>,
+    #[schema(nullable = false)]
     pub reuse_refresh_token: Option<bool>,
     /// Older configurations' name of `reuse_refresh_token`.
+    #[schema(nullable = false)]
     pub persistent_refresh_token: Option<bool>,
     pub pkce: Option<Pkce>,
     /// Printable ASCII without `"` or `\`.
-    #[schema(max_length = 128)]
+    #[schema(pattern = "^[ !#-\\[\\]-~]*$", max_length = 128)]
     pub realm: Option<String>,
 }
 
@@ -229,6 +263,7 @@ pub struct PluginConfigInput {
 pub struct PluginInput {
     #[schema(value_type = String, pattern = "^oauth2$")]
     pub name: String,
+    #[schema(nullable = false)]
     pub enabled: Option<bool>,
     pub config: Option<PluginConfigInput>,
 }
@@ -236,6 +271,7 @@ pub struct PluginInput {
 /// What a PATCH of a plugin may change.
 #[derive(Deserialize, ToSchema)]
 pub struct PluginUpdate {
+    #[schema(nullable = false)]
     pub enabled: Option<bool>,
     pub config: Option<PluginConfigInput>,
 }
