@@ -56,6 +56,30 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .fallback_service(routes)
         .layer(middleware::map_request(strip_trailing_slash))
+        .layer(middleware::map_response(json_rejections))
+}
+
+/// axum's own extractor rejections (a path segment that is not UTF-8 once percent-decoded)
+/// are plain text; the admin API answers every error as JSON in Kong's shape.
+async fn json_rejections(response: Response) -> Response {
+    let plain_text = response
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"text/plain"));
+    if !(response.status().is_client_error() && plain_text) {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    // Rejection texts are one short line; a longer one is cut, not an error.
+    let text = axum::body::to_bytes(body, 1024)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default();
+    (
+        parts.status,
+        Json(json!({"name": "bad request", "message": text})),
+    )
+        .into_response()
 }
 
 /// Kong accepts one trailing slash on every admin path (`POST /consumers/`).

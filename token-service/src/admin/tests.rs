@@ -700,3 +700,27 @@ async fn a_repeated_list_parameter_is_a_json_400() {
     let answer = admin.get("/services?size=1&offset=0&tags=x&tags=y").await;
     assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
 }
+
+/// axum's `Path` answered a percent-encoded path segment that is not UTF-8 with a plain-text
+/// 400; the description (and Kong) promise a JSON error.
+#[tokio::test]
+async fn a_path_segment_that_is_not_utf8_is_a_json_400() {
+    let admin = Admin::start();
+    for (method, path) in [
+        ("GET", "/consumers/%FF"),
+        ("DELETE", "/consumers/%FF"),
+        ("GET", "/consumers/%FF/oauth2"),
+        ("PATCH", "/oauth2_tokens/%C0"),
+        ("GET", "/plugins/%FF"),
+        ("POST", "/services/%FF/plugins"),
+    ] {
+        let answer = admin.json(method, path, json!({})).await;
+        assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{method} {path}");
+        let message = answer.field("/message").as_str().unwrap_or_default();
+        assert!(
+            message.contains("UTF-8"),
+            "{method} {path}: {}",
+            answer.body
+        );
+    }
+}
