@@ -147,3 +147,108 @@ fn one_worker_per_thread_and_configuration() {
     drop((a, b, arc));
     envoy_dynamic_module_on_http_filter_config_destroy(config);
 }
+
+/// A token-service configuration as `config_new` makes it, minus the scheduler (no Envoy).
+fn polling_config(service: &str) -> Arc<Config> {
+    static NEXT: AtomicU64 = AtomicU64::new(1_000_000);
+    let json = format!(r#"{{"service": "{service}", "token_service": {{"cluster": "ts"}}}}"#);
+    let feed = Feed::default();
+    feed.register(service);
+    Arc::new(Config {
+        id: NEXT.fetch_add(1, Ordering::Relaxed),
+        filter_config: FilterConfig::parse(json.as_bytes()).unwrap(),
+        feed,
+        counter_ids: Vec::new(),
+        main_counts: metrics::ALL.iter().map(|_| AtomicU64::new(0)).collect(),
+        poller: Mutex::new(Poller::default()),
+    })
+}
+
+fn state(seq: i64, reset: bool, revoked: &[String]) -> StatePoll {
+    let json = format!(
+        r#"{{"seq":{seq},"reset":{reset},"revoked":{},"service":{{"id":"svc","name":"s"}},
+        "plugin":{{"id":"p","auth_header_name":"authorization","hide_credentials":false,
+        "realm":"service","global_credentials":false,"anonymous":null,"anonymous_error":null}}}}"#,
+        serde_json_array(revoked)
+    );
+    StatePoll::parse(json.as_bytes()).unwrap()
+}
+
+fn serde_json_array(items: &[String]) -> String {
+    let quoted: Vec<String> = items.iter().map(|i| format!("\"{i}\"")).collect();
+    format!("[{}]", quoted.join(","))
+}
+
+fn active() -> oauth2_filter::state::Verdict {
+    oauth2_filter::state::Verdict::Active(oauth2_filter::state::Identity {
+        consumer_id: Some("c".into()),
+        consumer_custom_id: None,
+        consumer_username: Some("clark".into()),
+        credential_identifier: Some("app".into()),
+        authenticated_userid: None,
+        authenticated_scope: None,
+        expires_at: None,
+    })
+}
+
+#[test]
+fn a_published_revocation_is_applied_before_the_next_decision() {
+    use oauth2_filter::cache;
+    let service = "native-revocation";
+    let config = polling_config(service);
+    let thread = thread_state(&config);
+    let host = Envoy {
+        filter: std::ptr::null_mut(),
+        config: &config,
+        thread: &thread,
+        in_body_hook: false,
+    };
+    config.feed.publish(service, state(1, true, &[]));
+    catch_up(&host);
+    assert_eq!(thread.applied.get(), 1);
+
+    let token = cache::digest("a-token-about-to-be-revoked");
+    let key = cache::scoped(service, &token);
+    thread.worker.borrow_mut().remember(&host, key, &active());
+    assert!(thread.worker.borrow_mut().cached(&host, &key).is_some());
+
+    let hex: String = token.iter().map(|b| format!("{b:02x}")).collect();
+    config.feed.publish(service, state(2, false, &[hex]));
+    assert!(
+        thread.worker.borrow_mut().cached(&host, &key).is_some(),
+        "published, not yet applied"
+    );
+    // What every hook does first: the worker is current before the flow runs.
+    catch_up(&host);
+    assert_eq!(thread.applied.get(), 2);
+    assert_eq!(
+        thread.worker.borrow_mut().cached(&host, &key),
+        None,
+        "revoked: gone from the worker's copy and from shared data"
+    );
+}
+
+#[test]
+fn a_worker_that_missed_answers_drops_its_own_cache_copy() {
+    use oauth2_filter::cache;
+    let service = "native-missed";
+    let config = polling_config(service);
+    let thread = thread_state(&config);
+    let host = Envoy {
+        filter: std::ptr::null_mut(),
+        config: &config,
+        thread: &thread,
+        in_body_hook: false,
+    };
+    config.feed.publish(service, state(1, true, &[]));
+    catch_up(&host);
+    let key = cache::scoped(service, &cache::digest("t"));
+    thread.worker.borrow_mut().remember(&host, key, &active());
+    assert_eq!(thread.worker.borrow().local.len(), 1);
+    for seq in 2..400 {
+        config.feed.publish(service, state(seq, false, &[]));
+    }
+    catch_up(&host);
+    assert_eq!(thread.worker.borrow().local.len(), 0);
+    assert_eq!(thread.applied.get(), config.feed.latest());
+}
