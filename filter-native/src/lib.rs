@@ -60,7 +60,7 @@ use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock, Weak};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// The ABI this module is built against (Envoy 1.40). Envoy compares it with its own.
 pub const ABI_VERSION: &str = "v0.2.0";
@@ -89,12 +89,35 @@ pub struct Config {
 
 #[derive(Default)]
 struct Poller {
-    /// Callout id → the service whose state it asks for.
-    in_flight: HashMap<u64, String>,
+    /// Callout id → the service whose state it asks for, and when it was asked.
+    in_flight: HashMap<u64, (String, Instant)>,
     /// The configuration's scheduler (an Envoy pointer, kept as an address so `Config` is
     /// `Sync`; only the main thread and the timer use it, and the timer stops before it goes).
     scheduler: usize,
     timer: Option<Timer>,
+}
+
+impl Poller {
+    /// Whether a poll of `service` is in flight. One that outlived its timeout by far never
+    /// got its answer: it is forgotten (and the service polled again), so a lost callout
+    /// cannot freeze a service's settings and revocations.
+    fn polling(&mut self, service: &str, config: &FilterConfig) -> bool {
+        let timeout = match &config.mode {
+            Mode::TokenService { endpoint, .. } => Duration::from_millis(endpoint.timeout_ms),
+            Mode::Introspection(_) => Duration::ZERO,
+        };
+        let lost_after = timeout.saturating_add(Duration::from_secs(5));
+        let before = self.in_flight.len();
+        self.in_flight
+            .retain(|_, (_, asked)| asked.elapsed() <= lost_after);
+        if self.in_flight.len() != before {
+            host::log(
+                Level::Warn,
+                "a state poll got no answer in time; polling again",
+            );
+        }
+        self.in_flight.values().any(|(s, _)| s == service)
+    }
 }
 
 impl Config {
@@ -502,7 +525,7 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_config_scheduled(
         };
         let state = thread_state(&config);
         for (service, since) in config.feed.services() {
-            if config.poller().in_flight.values().any(|s| *s == service) {
+            if config.poller().polling(&service, &config.filter_config) {
                 continue;
             }
             let Some(call) = state.worker.borrow().state_call(&service, since) else {
@@ -524,7 +547,10 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_config_scheduled(
                 )
             };
             if result == abi::CALLOUT_INIT_SUCCESS {
-                config.poller().in_flight.insert(id, service);
+                config
+                    .poller()
+                    .in_flight
+                    .insert(id, (service, Instant::now()));
             } else {
                 config.count(Metric::StatePollFailed);
                 host::log(Level::Warn, "cannot reach the token-service cluster");
@@ -550,7 +576,7 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_config_http_callout_done(
         let Some(config) = (unsafe { config_arc(config) }) else {
             return;
         };
-        let Some(service) = config.poller().in_flight.remove(&callout_id) else {
+        let Some((service, _)) = config.poller().in_flight.remove(&callout_id) else {
             return;
         };
         // SAFETY: Envoy's arrays, valid during this hook.

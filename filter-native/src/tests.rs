@@ -252,3 +252,21 @@ fn a_worker_that_missed_answers_drops_its_own_cache_copy() {
     assert_eq!(thread.worker.borrow().local.len(), 0);
     assert_eq!(thread.applied.get(), config.feed.latest());
 }
+
+#[test]
+fn a_poll_that_never_got_its_answer_is_forgotten() {
+    let config = polling_config("native-lost-poll");
+    let mut poller = Poller::default();
+    let now = Instant::now();
+    let long_ago = now.checked_sub(Duration::from_secs(30)).unwrap_or(now);
+    poller.in_flight.insert(1, ("a".into(), now));
+    poller.in_flight.insert(2, ("b".into(), long_ago));
+    assert!(poller.polling("a", &config.filter_config));
+    if long_ago < now {
+        assert!(
+            !poller.polling("b", &config.filter_config),
+            "lost: polled again"
+        );
+        assert_eq!(poller.in_flight.len(), 1);
+    }
+}
