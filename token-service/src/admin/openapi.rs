@@ -7,8 +7,10 @@
 //! operation and every other method, so the description and the routes cannot drift apart.
 
 use super::schema::*;
+use serde_json::{json, Value};
 use std::collections::BTreeMap;
-use utoipa::openapi::path::Operation;
+use utoipa::openapi::link::{Link, LinkBuilder};
+use utoipa::openapi::path::{Operation, Paths};
 use utoipa::openapi::request_body::RequestBody;
 use utoipa::openapi::response::ResponseBuilder;
 use utoipa::openapi::schema::{AllOfBuilder, AnyOfBuilder, Schema};
@@ -313,6 +315,7 @@ impl Modify for AdminCommon {
             ))),
         );
         require_username_or_custom_id(&mut components.schemas);
+        add_links(&mut openapi.paths);
         for (path, item) in openapi.paths.paths.iter_mut() {
             if path == "/openapi.json" {
                 continue;
@@ -328,6 +331,83 @@ impl Modify for AdminCommon {
                 if let Some(operation) = operation {
                     add_common(operation, is_patch, &mut components.schemas);
                 }
+            }
+        }
+    }
+}
+
+/// Where a created entity leads: its `id` names it in the operations on it, and feeds the
+/// entities that refer to it. Readers see how operations chain; schemathesis's stateful phase
+/// follows these links.
+fn add_links(paths: &mut Paths) {
+    const ID: &str = "$response.body#/id";
+    let mut links: Vec<(String, String, Link)> = Vec::new();
+    let mut link = |from: &str, to: &str, parameters: &[(&str, &str)], body: Option<Value>| {
+        let built = parameters
+            .iter()
+            .fold(LinkBuilder::new().operation_id(to), |l, (name, value)| {
+                l.parameter(*name, *value)
+            })
+            .request_body(body)
+            .build();
+        links.push((from.to_string(), to.to_string(), built));
+    };
+    // (entity, its key parameter, the parameter naming its owner)
+    let entities = [
+        ("consumer", "consumer", None),
+        ("consumer_credential", "credential", Some("consumer")),
+        ("credential", "credential", None),
+        ("token", "token", None),
+        ("service", "service", None),
+    ];
+    for (entity, key, owner) in entities {
+        for verb in ["get", "update", "upsert", "delete"] {
+            let owner_param = owner.map(|o| (o, format!("$request.path.{o}")));
+            let mut parameters = vec![(key, ID)];
+            if let Some((name, value)) = &owner_param {
+                parameters.push((name, value.as_str()));
+            }
+            link(
+                &format!("create_{entity}"),
+                &format!("{verb}_{entity}"),
+                &parameters,
+                None,
+            );
+        }
+    }
+    for from in ["create_service_plugin", "create_api_plugin"] {
+        for to in ["get_plugin", "update_plugin", "delete_plugin"] {
+            link(from, to, &[("id", ID)], None);
+        }
+    }
+    link(
+        "create_consumer",
+        "create_consumer_credential",
+        &[("consumer", ID)],
+        None,
+    );
+    link(
+        "create_service",
+        "create_service_plugin",
+        &[("service", ID)],
+        None,
+    );
+    for from in ["create_credential", "create_consumer_credential"] {
+        let token = json!({"credential": {"id": ID}, "expires_in": 3600});
+        link(from, "create_token", &[], Some(token));
+    }
+    for item in paths.paths.values_mut() {
+        let operations = [&mut item.post, &mut item.put];
+        for operation in operations.into_iter().flatten() {
+            let Some(id) = operation.operation_id.clone() else {
+                continue;
+            };
+            let created = operation.responses.responses.get_mut("201");
+            let Some(RefOr::T(created)) = created else {
+                continue;
+            };
+            for (_, to, l) in links.iter().filter(|(from, _, _)| *from == id) {
+                created.links.insert(to.clone(), RefOr::T(l.clone()));
             }
         }
     }
@@ -554,6 +634,18 @@ mod tests {
             assert!(ids.insert(id.to_string()), "{method} {id} twice");
         }
         assert!(ids.len() >= 40, "{ids:?}");
+        // Every link leads to a declared operation.
+        let mut links = 0;
+        for (path, method, operation) in operations(&doc) {
+            for response in operation["responses"].as_object().into_iter().flatten() {
+                for (name, link) in response.1["links"].as_object().into_iter().flatten() {
+                    let target = link["operationId"].as_str().unwrap_or_default();
+                    assert!(ids.contains(target), "{method} {path}: link {name}");
+                    links += 1;
+                }
+            }
+        }
+        assert!(links >= 25, "{links} links");
     }
 
     const METHODS: [&str; 5] = ["get", "post", "put", "patch", "delete"];
