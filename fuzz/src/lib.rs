@@ -22,7 +22,10 @@ use token_service::params::{self, Nesting};
 
 pub type Target = fn(&[u8]);
 
+pub mod flow;
+
 pub const TARGETS: &[(&str, Target)] = &[
+    ("filter_flow", flow::filter_flow),
     ("filter_token_sources", filter_token_sources),
     ("filter_cache_entry", filter_cache_entry),
     ("filter_state_and_check", filter_state_and_check),
