@@ -70,6 +70,24 @@ struct HotRestart {
 }
 
 impl Gateway {
+    /// Envoy's value of one of the filter's counters (`oauth2.allowed`...), named as the build
+    /// under test names it (see [`stat_name`]); 0 until the filter first adds to it.
+    pub fn filter_stat(&self, client: &Client, metric: &str) -> u64 {
+        let name = stat_name(metric);
+        let url = format!(
+            "http://127.0.0.1:{}/stats?filter=^{}$",
+            self.admin_port,
+            name.replace('.', "\\.")
+        );
+        client
+            .get(&url)
+            .text
+            .lines()
+            .find_map(|line| line.strip_prefix(&format!("{name}: ")))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0)
+    }
+
     pub fn http(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{}{}", self.http_port, self.prefix, path)
     }

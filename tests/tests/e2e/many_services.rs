@@ -27,20 +27,6 @@ fn get(kong: &Kong, gw: &Gateway, prefix: &str, token: &str) -> e2e::http::Answe
         .get_with(&url, &[("authorization", &format!("Bearer {token}"))])
 }
 
-/// Envoy's value of one stat of the gateway, read from its admin interface.
-fn stat(kong: &Kong, gw: &Gateway, name: &str) -> u64 {
-    let url = format!(
-        "http://127.0.0.1:{}/stats?filter=^{}$",
-        gw.admin_port,
-        name.replace('.', "\\.")
-    );
-    let text = kong.stack.client.get(&url).text;
-    text.lines()
-        .find_map(|line| line.strip_prefix(&format!("{name}: ")))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0)
-}
-
 #[test]
 fn two_services_on_one_listener_keep_their_own_settings_and_tokens() {
     let mut kong = Kong::start();
@@ -124,14 +110,10 @@ fn two_services_on_one_listener_keep_their_own_settings_and_tokens() {
 
     // The filter's counters reach Envoy's stats (flushed on the filter's tick).
     let counted = eventually(|| {
-        stat(&kong, gw, &e2e::stack::stat_name("oauth2.allowed")) >= 2
-            && stat(
-                &kong,
-                gw,
-                &e2e::stack::stat_name("oauth2.denied.invalid_token"),
-            ) >= 2
-            && stat(&kong, gw, &e2e::stack::stat_name("oauth2.relay.sent")) >= 3
-            && stat(&kong, gw, &e2e::stack::stat_name("oauth2.check.sent")) >= 2
+        gw.filter_stat(&kong.stack.client, "oauth2.allowed") >= 2
+            && gw.filter_stat(&kong.stack.client, "oauth2.denied.invalid_token") >= 2
+            && gw.filter_stat(&kong.stack.client, "oauth2.relay.sent") >= 3
+            && gw.filter_stat(&kong.stack.client, "oauth2.check.sent") >= 2
     });
     assert!(
         counted,

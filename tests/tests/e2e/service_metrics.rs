@@ -255,20 +255,6 @@ fn get(kong: &Kong, gw: &Gateway, prefix: &str, token: &str) -> u16 {
         .status
 }
 
-/// Envoy's value of one of the filter's counters.
-fn envoy_stat(kong: &Kong, gw: &Gateway, name: &str) -> u64 {
-    let url = format!(
-        "http://127.0.0.1:{}/stats?filter=^{}$",
-        gw.admin_port,
-        name.replace('.', "\\.")
-    );
-    let text = kong.stack.client.get(&url).text;
-    text.lines()
-        .find_map(|line| line.strip_prefix(&format!("{name}: ")))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0)
-}
-
 #[test]
 fn metrics_count_exactly_what_clients_and_the_filter_did() {
     let mut kong = kong_with(&[]);
@@ -288,8 +274,8 @@ fn metrics_count_exactly_what_clients_and_the_filter_did() {
     let gw_index = gw;
     let gw = kong.gw(gw_index);
     let stack = &kong.stack;
-    let checks_sent = &e2e::stack::stat_name("oauth2.check.sent");
-    let envoy_before = envoy_stat(&kong, gw, checks_sent);
+    let checks_sent = "oauth2.check.sent";
+    let envoy_before = gw.filter_stat(&kong.stack.client, checks_sent);
     let before = scrape(stack, &[]);
 
     // Two grants: the code flow at alpha, client credentials at beta; one failing request.
@@ -339,11 +325,11 @@ fn metrics_count_exactly_what_clients_and_the_filter_did() {
         );
     }
     // The filter says it sent as many checks as the token-service answered.
-    let sent = eventually(|| envoy_stat(&kong, gw, checks_sent) - envoy_before == 4);
+    let sent = eventually(|| gw.filter_stat(&kong.stack.client, checks_sent) - envoy_before == 4);
     assert!(
         sent,
         "Envoy counted {} checks",
-        envoy_stat(&kong, gw, checks_sent) - envoy_before
+        gw.filter_stat(&kong.stack.client, checks_sent) - envoy_before
     );
 
     // The issued tokens were in memory before their first check; the unknown one was not.
