@@ -186,7 +186,7 @@ pub fn filter_flow(data: &[u8]) {
                     (0, _) | (_, None) => u32::from(kind),
                     (_, Some(id)) => id,
                 };
-                told_active |= kind % 7 == 0 && pending.is_some();
+                told_active |= kind.is_multiple_of(7) && pending.is_some();
                 flow.on_call_answer(&host, id, &answer(kind, flags));
             }
             4 => continued |= flow.on_request_headers(&host, true) == Action::Continue,
@@ -218,8 +218,13 @@ pub fn filter_flow(data: &[u8]) {
             "continued although no check said the token is active"
         );
         if !unprotected {
-            let forged = host.header_values("x-consumer-id").contains(&"forged".to_string());
-            assert!(!forged, "a client-made identity header reached the upstream");
+            let forged = host
+                .header_values("x-consumer-id")
+                .contains(&"forged".to_string());
+            assert!(
+                !forged,
+                "a client-made identity header reached the upstream"
+            );
             assert!(
                 host.header("x_consumer_username").is_none(),
                 "a smuggled spelling survived"
