@@ -80,10 +80,10 @@ pub fn gateway_router(state: AppState) -> Router {
 pub fn admin_router(state: AppState) -> Router {
     // The description is public (it is checked in as docs/openapi.json) and the same for every
     // deployment, so tools fetch it without the admin key.
+    // (With the one trailing slash every admin path accepts.)
+    let openapi = axum::routing::get(crate::admin::openapi::serve);
     Router::new()
-        .route(
-            "/openapi.json",
-            axum::routing::get(crate::admin::openapi::serve),
-        )
+        .route("/openapi.json", openapi.clone())
+        .route("/openapi.json/", openapi)
         .merge(crate::admin::router(state))
 }

@@ -256,6 +256,12 @@ mod node {
         responses((status = 200, description = "Reachable", body = Status)))]
     pub fn status() {}
 
+    #[utoipa::path(get, path = "/metrics", tag = "node", operation_id = "metrics",
+        summary = "Prometheus metrics of the token-service",
+        responses((status = 200, description = "The Prometheus text format", body = String,
+            content_type = "text/plain; version=0.0.4; charset=utf-8")))]
+    pub fn metrics() {}
+
     #[utoipa::path(get, path = "/openapi.json", tag = "node", operation_id = "openapi",
         summary = "This description (needs no admin key)", security(()),
         responses((status = 200, description = "OpenAPI 3.1", body = Object)))]
@@ -276,7 +282,7 @@ mod node {
         license(name = "Apache-2.0"),
     ),
     paths(
-        node::root, node::status, node::openapi,
+        node::root, node::status, node::metrics, node::openapi,
         consumers::list, consumers::create, consumers::show, consumers::update,
         consumers::upsert, consumers::delete,
         consumer_credentials::list, consumer_credentials::create, consumer_credentials::show,
@@ -812,6 +818,16 @@ mod tests {
         );
     }
 
+    #[test]
+    fn metrics_are_described_with_their_content_type() {
+        let doc: Value = serde_json::from_str(&json()).expect("JSON");
+        let content = &doc["paths"]["/metrics"]["get"]["responses"]["200"]["content"];
+        assert!(
+            content.get(crate::metrics::CONTENT_TYPE).is_some(),
+            "{content}"
+        );
+    }
+
     #[tokio::test]
     async fn the_description_is_served_without_the_admin_key() {
         let dir = tempfile::tempdir().expect("temp dir");
@@ -822,5 +838,7 @@ mod tests {
         assert_eq!(body["info"]["title"], "token-service admin API");
         let (status, _) = send(&router, "get", "/consumers", Value::Null).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED);
+        let (status, _) = send(&router, "get", "/openapi.json/", Value::Null).await;
+        assert_eq!(status, StatusCode::OK);
     }
 }
