@@ -3,8 +3,9 @@
 //! `docs/openapi.json` (a test fails when the two differ; `UPDATE_OPENAPI=1` rewrites it).
 //!
 //! The operations are declared here rather than on the handlers because most handlers are
-//! generic over the entity (`named.rs`); a test drives the router with every declared
-//! operation and every other method, so the description and the routes cannot drift apart.
+//! generic over the entity (`named.rs`). A test drives the router with every method on every
+//! declared path: a declared operation the router lacks, or a method it serves there without
+//! a declaration, fails it.
 
 use super::schema::*;
 use serde_json::{json, Value};
@@ -26,7 +27,8 @@ const TOKEN: &str = "The token's id or the access token itself";
 
 /// The CRUD operations an entity has: list and create on the collection; show, update (PATCH),
 /// create-or-replace (PUT) and delete on one entity. `$owner` are the collection path's
-/// parameters, `$key` the entity's own; `$delete_404` is the 404 an idempotent DELETE lacks.
+/// parameters, `$key` the entity's own; `$delete_404` is the DELETE's 404 where it has one
+/// (consumers, services and tokens are deleted idempotently: 204 either way, as in Kong).
 macro_rules! crud {
     (
         mod $module:ident { tag: $tag:tt, name: $name:tt,
