@@ -88,12 +88,54 @@ fn tokens_are_found_in_header_query_and_form_body_and_hidden_on_request() {
     );
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.json()["params"], json!({"foo": "bar"}));
-    // A raw header value without a scheme is the token itself.
+    // A raw header value without a scheme is the token itself...
     let r = client.get_with(
         &kong.gw(open).http("/request"),
         &[("authorization", &token)],
     );
     assert_eq!(r.status, 200, "{}", r.text);
+    // ...and hide_credentials removes it too (Kong leaves such a header upstream).
+    let r = client.get_with(
+        &kong.gw(hide).http("/request"),
+        &[("authorization", &hidden_token)],
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(
+        r.json()["headers"].get("authorization").is_none(),
+        "{}",
+        r.text
+    );
+    // A token in the query with another copy in the form body: hide_credentials removes both,
+    // and a header token does not leave a form-body copy behind either.
+    let r = client.send(
+        client
+            .raw()
+            .post(
+                kong.gw(hide)
+                    .http(&format!("/request?access_token={hidden_token}")),
+            )
+            .form(&[("access_token", hidden_token.as_str()), ("foo", "bar")]),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json()["params"], json!({"foo": "bar"}), "{}", r.text);
+    assert!(
+        !r.text.contains(&hidden_token),
+        "the token reached the upstream: {}",
+        r.text
+    );
+    let r = client.send(
+        client
+            .raw()
+            .post(kong.gw(hide).http("/request"))
+            .header("authorization", format!("Bearer {hidden_token}"))
+            .form(&[("access_token", hidden_token.as_str()), ("foo", "bar")]),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(
+        !r.text.contains(&hidden_token),
+        "the token reached the upstream: {}",
+        r.text
+    );
     // An empty header is a missing token, not an invalid one (R5).
     let r = client.get_with(&kong.gw(open).http("/request"), &[("authorization", "")]);
     assert_eq!(r.json()["error"], "invalid_request");
