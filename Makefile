@@ -137,6 +137,7 @@ fuzz: fuzz-setup
 
 bench: build
 	@command -v wrk >/dev/null || { echo "==> installing wrk (Debian package)"; apt-get install -y -q wrk || sudo apt-get install -y -q wrk; }
+	@[ -z "$$BENCH_PERF" ] || command -v perf >/dev/null || { echo "==> installing perf (Debian package linux-perf) for BENCH_PERF"; $(APT_GET) install -y -q linux-perf; }
 	ENVOY=$(ENVOY) python3 bench/bench.py
 
 lint:
