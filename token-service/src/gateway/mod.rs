@@ -39,10 +39,9 @@ async fn state(
     Path(service): Path<String>,
     Query(q): Query<StateQuery>,
 ) -> Response {
-    let since = q.since.unwrap_or(0);
     let result = app
         .store
-        .read(move |repo| service_state(repo, &service, since))
+        .read(move |repo| service_state(repo, &service, q.since))
         .await;
     match result {
         Ok(body) => {
@@ -53,13 +52,28 @@ async fn state(
     }
 }
 
-fn service_state(repo: &Repo<'_>, key: &str, since: i64) -> StoreResult<Value> {
+/// `since`: the feed position the filter has seen; absent for a filter that has seen nothing.
+/// `since=0` is a position like any other: a filter that polled an empty feed (seq 0) is up
+/// to date, and resetting it would drop its whole cache on every poll.
+fn service_state(repo: &Repo<'_>, key: &str, since: Option<i64>) -> StoreResult<Value> {
+    let Some(since) = since.filter(|s| *s >= 0) else {
+        return state_answer(repo, key, repo.changes_since(0, 0)?.0, true, Vec::new());
+    };
     let (seq, oldest, revoked) = repo.changes_since(since, MAX_FEED_ENTRIES + 1)?;
-    let reset = since <= 0
-        || since > seq
+    let reset = since > seq
         || (oldest > 0 && since < oldest - 1)
         || revoked.len() as i64 > MAX_FEED_ENTRIES;
     let revoked = if reset { Vec::new() } else { revoked };
+    state_answer(repo, key, seq, reset, revoked)
+}
+
+fn state_answer(
+    repo: &Repo<'_>,
+    key: &str,
+    seq: i64,
+    reset: bool,
+    revoked: Vec<String>,
+) -> StoreResult<Value> {
     let service = repo.service(key)?;
     let plugin = match &service {
         Some(s) => repo.enabled_oauth2_plugin(&s.id)?,

@@ -625,6 +625,37 @@ async fn a_late_refresh_replay_revokes_the_family() {
     assert_eq!(a.status, StatusCode::BAD_REQUEST, "{}", a.body);
 }
 
+// ----- the state poll -----
+
+async fn state(f: &Fixture, query: &str) -> Answer {
+    let request = Request::get(format!("/gateway/v1/services/a/state{query}"));
+    f.send(request.body(Body::empty()).expect("request")).await
+}
+
+/// A filter that polled an empty change feed (seq 0) is up to date: polling again with
+/// `since=0` must not tell it to drop its cache (it did, on every poll, until nothing was
+/// ever revoked: the benchmark's cached path missed after each poll).
+#[tokio::test]
+async fn an_up_to_date_poll_of_an_empty_feed_is_no_reset() {
+    let f = standard(OAuthSettings::default()).await;
+    let first = state(&f, "").await;
+    assert_eq!(first.status, StatusCode::OK, "{}", first.body);
+    assert_eq!(
+        first.body["reset"],
+        json!(true),
+        "a filter that knows nothing"
+    );
+    assert_eq!(first.body["seq"], json!(0));
+    let again = state(&f, "?since=0").await;
+    assert_eq!(again.body["reset"], json!(false), "{}", again.body);
+    assert_eq!(state(&f, "?since=-1").await.body["reset"], json!(true));
+    assert_eq!(
+        state(&f, "?since=5").await.body["reset"],
+        json!(true),
+        "ahead of the feed"
+    );
+}
+
 // ----- 6. RFC 8414 metadata -----
 
 async fn metadata(f: &Fixture, headers: &[(&str, &str)]) -> Answer {
