@@ -2,14 +2,20 @@
 # Renders envoy/envoy.yaml.tmpl to stdout. Ports and paths come from the environment.
 set -eu
 here="${TEMPLATE_ROOT:-$(cd "$(dirname "$0")/.." && pwd)}"
+# The token-service replicas, `host:port[,host:port...]` (default: the one of make run).
+endpoints="${TOKEN_SERVICE_ENDPOINTS:-${TOKEN_SERVICE_HOST:-127.0.0.1}:${TOKEN_SERVICE_PORT:-8080}}"
+lb_endpoints=""
+IFS=',' read -ra replicas <<<"$endpoints"
+for replica in "${replicas[@]}"; do
+  lb_endpoints="${lb_endpoints:+$lb_endpoints, }{ endpoint: { address: { socket_address: { address: ${replica%:*}, port_value: ${replica##*:} } } } }"
+done
 sed -e "s|{{ADMIN_PORT}}|${ENVOY_ADMIN_PORT:-9901}|g" \
     -e "s|{{LISTEN_ADDRESS}}|${ENVOY_LISTEN_ADDRESS:-0.0.0.0}|g" \
     -e "s|{{HTTP_PORT}}|${ENVOY_HTTP_PORT:-8000}|g" \
     -e "s|{{HTTPS_PORT}}|${ENVOY_HTTPS_PORT:-8443}|g" \
     -e "s|{{UPSTREAM_HOST}}|${UPSTREAM_HOST:-127.0.0.1}|g" \
-    -e "s|{{TOKEN_SERVICE_HOST}}|${TOKEN_SERVICE_HOST:-127.0.0.1}|g" \
     -e "s|{{UPSTREAM_PORT}}|${UPSTREAM_PORT:-3000}|g" \
-    -e "s|{{TOKEN_SERVICE_PORT}}|${TOKEN_SERVICE_PORT:-8080}|g" \
+    -e "s|{{TOKEN_SERVICE_LB_ENDPOINTS}}|[$lb_endpoints]|g" \
     -e "s|{{WASM_PATH}}|${WASM_PATH:-$here/target/wasm32-wasip1/wasm/oauth2_filter.wasm}|g" \
     -e "s|{{SERVICE}}|${SERVICE:-step-on}|g" \
     -e "s|{{ROUTE_PREFIX}}|${ROUTE_PREFIX:-/stepon}|g" \

@@ -264,9 +264,11 @@ impl Stack {
                 ("HTTP_PORT", http_port.to_string()),
                 ("HTTPS_PORT", https_port.to_string()),
                 ("UPSTREAM_HOST", "127.0.0.1".into()),
-                ("TOKEN_SERVICE_HOST", "127.0.0.1".into()),
                 ("UPSTREAM_PORT", upstream_port.to_string()),
-                ("TOKEN_SERVICE_PORT", self.gateway_port.to_string()),
+                (
+                    "TOKEN_SERVICE_LB_ENDPOINTS",
+                    lb_endpoints(&[self.gateway_port]),
+                ),
                 ("WASM_PATH", paths::wasm_module().display().to_string()),
                 ("CERT_DIR", certs.display().to_string()),
                 ("SERVICE", service.to_string()),
@@ -486,6 +488,17 @@ fn use_native_filter(config: &str) -> String {
         entry.trim_end(),
         &config[end..]
     )
+}
+
+/// The template's token-service endpoints (one per replica), as a YAML flow sequence.
+pub fn lb_endpoints(ports: &[u16]) -> String {
+    let endpoints: Vec<String> = ports
+        .iter()
+        .map(|port| {
+            format!("{{ endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {port} }} }} }} }}")
+        })
+        .collect();
+    format!("[{}]", endpoints.join(", "))
 }
 
 fn render(template: &str, values: &[(&str, String)]) -> String {

@@ -20,6 +20,7 @@ const MAX_FEED_ENTRIES: i64 = 10_000;
 
 pub fn router() -> Router<AppState> {
     Router::new()
+        .route("/status", get(status))
         .route("/gateway/v1/services/{service}/state", get(state))
         .route("/gateway/v1/services/{service}/token", get(check_token))
         .route("/gateway/v1/services/{service}/ext_authz", any(ext_authz))
@@ -27,6 +28,22 @@ pub fn router() -> Router<AppState> {
             "/gateway/v1/services/{service}/ext_authz/{*path}",
             any(ext_authz),
         )
+}
+
+/// Envoy's active health check of this replica: 200 while it can read its database, else 503
+/// (so a replica cut off from PostgreSQL stops receiving checks and token requests).
+async fn status(State(app): State<AppState>) -> Response {
+    match app.store.read(|repo| repo.service("").map(drop)).await {
+        Ok(()) => Json(json!({"database": {"reachable": true}})).into_response(),
+        Err(e) => {
+            tracing::warn!(error = %e, "health check: the database is unreachable");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(json!({"database": {"reachable": false}})),
+            )
+                .into_response()
+        }
+    }
 }
 
 #[derive(Deserialize)]
