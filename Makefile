@@ -1,5 +1,6 @@
 # OAuth 2.0 for Envoy — build, run and test.
 #   make run    the whole stack (token-service, demo upstream, Envoy) in the foreground
+#   make run-cluster  the same with three token-service replicas on one PostgreSQL
 #   make test   unit tests (native and wasm), config validation, end-to-end tests via Envoy
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
@@ -11,13 +12,18 @@ WASM        := $(CURDIR)/target/wasm32-wasip1/wasm/oauth2_filter.wasm
 NATIVE      := $(CURDIR)/target/release/liboauth2_filter_native.so
 WASM_RUNNER := $(PYTHON) $(CURDIR)/scripts/wasi-run.py
 RUN_DIR     := $(CURDIR)/.run
+# make run-cluster's token-service replicas (gateway listeners), as its Envoy config lists them.
+CLUSTER_ENDPOINTS := 127.0.0.1:8080,127.0.0.1:8081,127.0.0.1:8082
+comma       := ,
 # Debian packages the tests need (docker-compose, chromium) are installed when missing.
 APT_GET     := $(shell [ "$$(id -u)" = 0 ] && echo apt-get || echo sudo apt-get)
 
-.PHONY: help setup build build-native run test test-unit test-wasm test-e2e test-openapi validate fuzz fuzz-short fuzz-setup bench lint fmt clean
+.PHONY: help setup build build-native run run-cluster test test-unit test-wasm test-e2e test-openapi validate fuzz fuzz-short fuzz-setup bench lint fmt clean
 
 help:
 	@echo "make run    start token-service (:8080, admin :8001), demo upstream (:3000) and Envoy (:8000, :8443)"
+	@echo "make run-cluster  the same with three token-service replicas (:8080-8082, admin :8001-8003) on one"
+	@echo "            throwaway PostgreSQL (data in .run/cluster/pg; installed when missing), Envoy balancing over them"
 	@echo "make test   every test: unit (native + wasm), Envoy config validation, end-to-end through Envoy, schemathesis on the admin API"
 	@echo "make build  build the filter (wasm, and native as an Envoy dynamic module) and the release binaries"
 	@echo "make bench  the filter against plain Envoy and ext_authz (writes BENCHMARKS.md)"
@@ -63,6 +69,9 @@ build-native:
 run: build
 	@RUN_DIR=$(RUN_DIR) ENVOY=$(ENVOY) $(CURDIR)/scripts/run-stack.sh
 
+run-cluster: build
+	@RUN_DIR=$(RUN_DIR) ENVOY=$(ENVOY) CLUSTER_ENDPOINTS=$(CLUSTER_ENDPOINTS) $(CURDIR)/scripts/run-cluster.sh
+
 test: build test-unit test-wasm validate fuzz-short test-e2e test-openapi
 	@echo "==> all tests passed"
 
@@ -80,12 +89,19 @@ validate: build
 	@scripts/make-cert.sh $(RUN_DIR)/validate/certs >/dev/null
 	@CERT_DIR=$(RUN_DIR)/validate/certs scripts/render-envoy-config.sh > $(RUN_DIR)/validate/envoy.yaml
 	$(ENVOY) --mode validate -c $(RUN_DIR)/validate/envoy.yaml --log-level error
+	@echo "==> envoy --mode validate: make run-cluster's config (three token-service endpoints)"
+	@CERT_DIR=$(RUN_DIR)/validate/certs TOKEN_SERVICE_ENDPOINTS=$(CLUSTER_ENDPOINTS) POLL_INTERVAL_MS=500 \
+	  scripts/render-envoy-config.sh > $(RUN_DIR)/validate/envoy-cluster.yaml
+	@for endpoint in $(subst $(comma), ,$(CLUSTER_ENDPOINTS)); do \
+	  grep -q "address: $${endpoint%:*}, port_value: $${endpoint##*:} " $(RUN_DIR)/validate/envoy-cluster.yaml \
+	    || { echo "the rendered config has no endpoint $$endpoint" >&2; exit 1; }; done
+	$(ENVOY) --mode validate -c $(RUN_DIR)/validate/envoy-cluster.yaml --log-level error
 	@sed "s|/etc/envoy/oauth2_filter.wasm|$(WASM)|" filter/envoy.yaml > $(RUN_DIR)/validate/filter-example.yaml
 	$(ENVOY) --mode validate -c $(RUN_DIR)/validate/filter-example.yaml --log-level error
 	ENVOY_DYNAMIC_MODULES_SEARCH_PATH=$(dir $(NATIVE)) $(ENVOY) --mode validate -c filter-native/envoy.yaml --log-level error
 	@command -v docker-compose >/dev/null || { echo "==> installing docker-compose (Debian package; validates docker-compose.yml, no engine needed)"; \
 	  $(APT_GET) update -q >/dev/null && DEBIAN_FRONTEND=noninteractive $(APT_GET) install -y -q docker-compose >/dev/null; }
-	@echo "==> docker-compose.yml: the compose file and the Envoy configuration its envoy service renders"
+	@echo "==> docker-compose.yml: the compose file, its two topologies (default; profile cluster) and the Envoy configuration each renders"
 	scripts/check-compose.sh $(ENVOY) $(WASM) $(RUN_DIR)/validate/certs $(RUN_DIR)/validate/compose
 
 # The browser test (tests/tests/e2e/browser.rs) drives headless Chromium through chromedriver.
@@ -97,11 +113,21 @@ browser-setup:
 	  $$sudo apt-get update -q && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -q chromium chromium-driver; \
 	fi
 
+# Two passes: the wasm filter on SQLite (one token-service), then the native filter on
+# PostgreSQL: a throwaway server (scripts/pg.sh, in a temp dir, stopped however the pass ends)
+# on which every stack gets its own database and two token-service replicas, each Envoy
+# balancing over both. The cluster tests (tests/tests/e2e/cluster.rs) run on PostgreSQL in
+# both passes (in the first on a server of their own, stopped when the tests exit).
 test-e2e: build browser-setup
-	@echo "==> end-to-end tests: real token-service, demo upstream and Envoy processes"
+	@echo "==> end-to-end tests: real token-service, demo upstream and Envoy processes (wasm filter, SQLite)"
 	ENVOY_BIN=$(ENVOY) cargo test -p e2e -- --test-threads 2
-	@echo "==> the same end-to-end suite against the native filter (Envoy dynamic module)"
-	OAUTH2_FILTER_BUILD=native ENVOY_BIN=$(ENVOY) cargo test -p e2e -- --test-threads 2
+	@echo "==> the same end-to-end suite against the native filter (Envoy dynamic module) and PostgreSQL:"
+	@echo "    a throwaway server (scripts/pg.sh; installed when missing), each test on its own database, 2 token-service replicas behind every Envoy"
+	@pg=$$(mktemp -d -t e2e-postgres.XXXXXX); \
+	  trap 'scripts/pg.sh stop "$$pg"; rm -rf "$$pg"' EXIT; trap 'exit 130' INT TERM HUP; \
+	  scripts/pg.sh start "$$pg" >/dev/null && echo "    PostgreSQL on port $$(cat $$pg/port), data in $$pg" && \
+	  OAUTH2_TEST_POSTGRES_DIR="$$pg" OAUTH2_TEST_REPLICAS=2 OAUTH2_FILTER_BUILD=native ENVOY_BIN=$(ENVOY) \
+	    cargo test -p e2e -- --test-threads 2
 
 # The admin API against its OpenAPI description (docs/openapi.json, served at /openapi.json):
 # schemathesis (PyPI, pinned) drives a token-service on free ports for SCHEMATHESIS_SECONDS.

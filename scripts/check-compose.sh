@@ -1,44 +1,114 @@
 #!/usr/bin/env bash
-# Validates docker-compose.yml as far as a machine without a Docker engine can:
+# Validates docker-compose.yml as far as a machine without a Docker engine can, for both of its
+# topologies: the default one (`docker compose up`: the services without a profile) and the
+# profile `cluster` (`docker compose --profile cluster up envoy-cluster`: that service and what
+# it depends on).
 #   1. the compose file itself (`docker-compose config`: syntax, references, volumes);
-#   2. the Envoy configuration its `envoy` service renders: the same template and the same
-#      render script as `make run`, with the environment compose resolves for that service,
-#      the container paths mapped to this checkout, through `envoy --mode validate`.
+#   2. each topology: one Envoy rendering the template, the hosts its configuration names are
+#      services that run, no host port published twice, the cluster's replicas on PostgreSQL;
+#   3. the Envoy configuration each topology's Envoy renders: the same template and the same
+#      render script as `make run`, run by the shell its entrypoint names, with the environment
+#      compose resolves for that service and the container paths mapped to this checkout,
+#      through `envoy --mode validate`.
 # Usage: check-compose.sh ENVOY WASM CERT_DIR OUT_DIR
 set -euo pipefail
 envoy=$1 wasm=$2 certs=$3 out=$4
 here="$(cd "$(dirname "$0")/.." && pwd)"
 mkdir -p "$out"
 
-docker-compose -f "$here/docker-compose.yml" config > "$out/compose.yaml"
+docker-compose -f "$here/docker-compose.yml" --profile cluster config > "$out/compose.yaml"
 echo "    docker-compose config: ok"
 
-# The envoy service's entrypoint and environment, as compose resolved them.
-/usr/bin/python3 - "$out/compose.yaml" > "$out/envoy.env" <<'PY'
-import shlex, sys, yaml
-envoy = yaml.safe_load(open(sys.argv[1]))["services"]["envoy"]
-entrypoint = " ".join(envoy.get("entrypoint") or [])
-if "scripts/render-envoy-config.sh" not in entrypoint:
-    sys.exit("the compose envoy service does not render envoy/envoy.yaml.tmpl with scripts/render-envoy-config.sh")
-environment = envoy.get("environment") or {}
-if isinstance(environment, list):
-    environment = dict(item.split("=", 1) for item in environment)
-for name, value in sorted(environment.items()):
-    print(f"{name}={shlex.quote(str(value))}")
+# Per topology: checks its services, writes the Envoy service's environment, as compose resolved
+# it, to OUT/<topology>.env, and prints "<topology> <envoy service> <shell> <host>...".
+/usr/bin/python3 - "$out/compose.yaml" "$out" > "$out/topologies" <<'PY'
+import re, shlex, sys, yaml
+services = yaml.safe_load(open(sys.argv[1]))["services"]
+out = sys.argv[2]
+
+def fail(message):
+    sys.exit(f"docker-compose.yml: {message}")
+
+def environment(service):
+    env = services[service].get("environment") or {}
+    if isinstance(env, list):
+        env = dict(item.split("=", 1) for item in env)
+    return {name: str(value) for name, value in env.items()}
+
+def published_port(port):
+    """The host port of a `ports` entry (long or short form), None when none is fixed."""
+    if isinstance(port, dict):
+        return port.get("published")
+    parts = str(port).split("/")[0].split(":")  # [IP:]HOST:CONTAINER or CONTAINER
+    return parts[-2] if len(parts) >= 2 else None
+
+def closure(root):
+    """ROOT and every service it depends on, directly or not."""
+    seen, todo = set(), [root]
+    while todo:
+        name = todo.pop()
+        if name not in seen:
+            seen.add(name)
+            todo.extend(services[name].get("depends_on") or [])
+    return seen
+
+topologies = {
+    "default": {name for name, s in services.items() if not s.get("profiles")},
+    "cluster": closure("envoy-cluster"),
+}
+for topology, started in topologies.items():
+    needed = set().union(*(closure(name) for name in started))
+    if needed != started:
+        fail(f"{topology}: its services depend on {sorted(needed - started)} of another topology")
+    envoys = [name for name in started
+              if "scripts/render-envoy-config.sh" in " ".join(services[name].get("entrypoint") or [])]
+    if len(envoys) != 1:
+        fail(f"{topology}: one Envoy service should render envoy/envoy.yaml.tmpl, found {envoys}")
+    envoy = envoys[0]
+    entrypoint = " ".join(services[envoy]["entrypoint"])
+    shell = re.search(r"\b(sh|bash) \S*scripts/render-envoy-config\.sh", entrypoint)
+    if not shell:
+        fail(f"{topology}: {envoy} does not run scripts/render-envoy-config.sh with sh or bash")
+    env = environment(envoy)
+    endpoints = env.get("TOKEN_SERVICE_ENDPOINTS") or f"{env.get('TOKEN_SERVICE_HOST', '127.0.0.1')}:8080"
+    replicas = [endpoint.rsplit(":", 1)[0] for endpoint in endpoints.split(",")]
+    hosts = [env.get("UPSTREAM_HOST", "127.0.0.1")] + replicas
+    for host in hosts:
+        if host not in started:
+            fail(f"{topology}: {envoy} reaches '{host}', which is not a service of this topology")
+    published = {}
+    for name in sorted(started):
+        for port in services[name].get("ports") or []:
+            host_port = published_port(port)
+            if host_port is None:
+                continue
+            if str(host_port) in published:
+                fail(f"{topology}: {name} and {published[str(host_port)]} both publish port {host_port}")
+            published[str(host_port)] = name
+    if topology == "cluster":
+        databases = {environment(r).get("TOKEN_SERVICE_DATABASE", "") for r in replicas}
+        if len(replicas) < 2 or len(databases) != 1 or not databases.pop().startswith("postgres://"):
+            fail("cluster: Envoy should balance over several token-service replicas on one postgres:// database")
+    with open(f"{out}/{topology}.env", "w") as f:
+        for name, value in sorted(env.items()):
+            print(f"{name}={shlex.quote(value)}", file=f)
+    print(topology, envoy, shell.group(1), *hosts)
 PY
 
-# Render with compose's environment; only the paths inside the containers become local ones.
-(
-  set -a
-  # shellcheck disable=SC1091
-  . "$out/envoy.env"
-  TEMPLATE_ROOT="$here" WASM_PATH="$wasm" CERT_DIR="$certs"
-  set +a
-  "$here/scripts/render-envoy-config.sh"
-) > "$out/envoy.yaml"
-# The rendered configuration must be compose's, not the local defaults.
-for host in upstream token-service; do
-  grep -q "address: $host," "$out/envoy.yaml" || { echo "rendered config does not reach '$host'" >&2; exit 1; }
-done
-"$envoy" --mode validate -c "$out/envoy.yaml" --log-level error
-echo "    the compose stack's Envoy configuration: valid"
+while read -r topology service shell hosts; do
+  # Render with compose's environment; only the paths inside the containers become local ones.
+  (
+    set -a
+    # shellcheck disable=SC1090
+    . "$out/$topology.env"
+    TEMPLATE_ROOT="$here" WASM_PATH="$wasm" CERT_DIR="$certs"
+    set +a
+    "$shell" "$here/scripts/render-envoy-config.sh"
+  ) > "$out/envoy-$topology.yaml" || { echo "$service: $shell could not render the config" >&2; exit 1; }
+  # The rendered configuration must be compose's, not the local defaults.
+  for host in $hosts; do
+    grep -q "address: $host," "$out/envoy-$topology.yaml" || { echo "$service's config does not reach '$host'" >&2; exit 1; }
+  done
+  "$envoy" --mode validate -c "$out/envoy-$topology.yaml" --log-level error
+  echo "    $topology topology: the Envoy configuration of $service (reaching $hosts): valid"
+done < "$out/topologies"
