@@ -2,7 +2,6 @@
 
 use clap::Parser;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 
 #[derive(Debug, Clone, Parser)]
 #[command(
@@ -11,13 +10,21 @@ use std::path::PathBuf;
     about = "OAuth 2.0 token service and admin API for the Envoy oauth2 filter"
 )]
 pub struct Config {
-    /// SQLite database file (created with its directory when missing).
+    /// Where the data lives: a SQLite file (created with its directory when missing; one
+    /// token-service process), or a PostgreSQL URL `postgres://user[:password]@host[:port]/db`
+    /// that several replicas share.
     #[arg(
         long,
         env = "TOKEN_SERVICE_DATABASE",
-        default_value = "./data/token-service.db"
+        default_value = "./data/token-service.db",
+        hide_env_values = true
     )]
-    pub database: PathBuf,
+    pub database: crate::store::Database,
+    /// PostgreSQL: milliseconds between two reads of the changes other replicas committed
+    /// (revocations, admin changes), which this replica's in-memory index then forgets.
+    #[arg(long, env = "TOKEN_SERVICE_FEED_POLL_MS", default_value_t = 100,
+          value_parser = clap::value_parser!(u64).range(10..=10_000))]
+    pub feed_poll_ms: u64,
     /// Address of the listener Envoy's filter calls (state poll, token checks, OAuth endpoints).
     #[arg(
         long,
@@ -142,5 +149,27 @@ mod tests {
         assert_eq!(c.ok(), Some(("https://gw.example.com".to_string(), 2)));
         assert!(Config::try_parse_from(["token-service", "--issuer", "http://x"]).is_err());
         assert!(Config::try_parse_from(["token-service", "--replay-grace-s", "-1"]).is_err());
+    }
+
+    #[test]
+    fn the_database_is_a_file_or_a_postgres_url() {
+        use crate::store::Database;
+        let database = |args: &[&str]| {
+            let mut all = vec!["token-service"];
+            all.extend_from_slice(args);
+            Config::try_parse_from(all).map(|c| c.database)
+        };
+        assert_eq!(
+            database(&["--database", "/var/lib/ts.db"]).ok(),
+            Some(Database::Sqlite("/var/lib/ts.db".into()))
+        );
+        let url = "postgres://oauth2:secret@db:5432/oauth2";
+        assert_eq!(
+            database(&["--database", url]).ok(),
+            Some(Database::Postgres(url.into()))
+        );
+        assert!(database(&["--database", "postgres://h:notaport/x"]).is_err());
+        let shown = Database::Postgres(url.into()).to_string();
+        assert!(!shown.contains("secret"), "{shown}");
     }
 }

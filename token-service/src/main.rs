@@ -4,7 +4,7 @@ use token_service::admin::AllowedOrigins;
 use token_service::app::{admin_router, gateway_router, AppState, OAuthSettings};
 use token_service::config::Config;
 use token_service::model::now;
-use token_service::store::Store;
+use token_service::store::{Store, StoreOptions};
 use tracing_subscriber::EnvFilter;
 
 /// Feed entries older than this are pruned; a filter further behind resets its cache.
@@ -28,9 +28,14 @@ async fn main() -> std::process::ExitCode {
 }
 
 async fn run(config: Config) -> Result<(), String> {
-    let store = Store::open_with_index(&config.database, config.index_entries)
-        .map_err(|e| format!("cannot open database {}: {e}", config.database.display()))?;
-    tracing::info!(database = %config.database.display(), "database ready");
+    let options = StoreOptions {
+        index_entries: config.index_entries,
+        feed_poll: Duration::from_millis(config.feed_poll_ms),
+    };
+    let store = Store::connect(&config.database, options)
+        .await
+        .map_err(|e| format!("cannot open database {}: {e}", config.database))?;
+    tracing::info!(database = %config.database, "database ready");
     let state = AppState::new(store.clone(), config.admin_key.clone())
         .with_oauth(OAuthSettings {
             issuer: config.issuer.clone(),

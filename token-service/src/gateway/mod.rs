@@ -74,14 +74,15 @@ async fn state(
 /// to date, and resetting it would drop its whole cache on every poll.
 fn service_state(repo: &Repo<'_>, key: &str, since: Option<i64>) -> StoreResult<Value> {
     let Some(since) = since.filter(|s| *s >= 0) else {
-        return state_answer(repo, key, repo.changes_since(0, 0)?.0, true, Vec::new());
+        return state_answer(repo, key, repo.feed_page(0, 0)?.position, true, Vec::new());
     };
-    let (seq, oldest, revoked) = repo.changes_since(since, MAX_FEED_ENTRIES + 1)?;
-    let reset = since > seq
-        || (oldest > 0 && since < oldest - 1)
-        || revoked.len() as i64 > MAX_FEED_ENTRIES;
-    let revoked = if reset { Vec::new() } else { revoked };
-    state_answer(repo, key, seq, reset, revoked)
+    let page = repo.feed_page(since, MAX_FEED_ENTRIES + 1)?;
+    // Ahead of the feed (another database?), behind what it still holds, or too far behind
+    // to catch up in one answer: the filter starts over.
+    let reset =
+        since > page.position || since < page.floor || page.digests.len() as i64 > MAX_FEED_ENTRIES;
+    let revoked = if reset { Vec::new() } else { page.digests };
+    state_answer(repo, key, page.position, reset, revoked)
 }
 
 fn state_answer(

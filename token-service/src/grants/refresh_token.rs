@@ -84,18 +84,23 @@ fn revoke_if_stolen(repo: &Repo<'_>, hash: &str, grace_s: i64) -> Result<(), Sto
     Ok(())
 }
 
-/// Runs `change` only if the row is still exactly as read (no concurrent refresh).
+/// Runs `change` only if the row is still exactly as read (no concurrent refresh, on this
+/// replica or another: the row stays locked until the write commits).
 fn replace_if_current(
     repo: &Repo<'_>,
     token: &Token,
     change: impl FnOnce(&Repo<'_>) -> Result<(), StoreError>,
 ) -> Result<bool, StoreError> {
-    let current = repo.token(&token.id, "")?;
+    let current = repo.token_for_update(&token.id)?;
     if current.as_ref() != Some(token) {
         return Ok(false);
     }
-    change(repo)?;
-    Ok(true)
+    match change(repo) {
+        Ok(()) => Ok(true),
+        // Gone meanwhile: another writer's rotation won.
+        Err(StoreError::NotFound) => Ok(false),
+        Err(e) => Err(e),
+    }
 }
 
 fn check_token(ctx: &Context<'_>, token: &Token, client: &Credential) -> Result<(), OAuthError> {

@@ -1,35 +1,36 @@
-//! Storage: one SQLite file in WAL mode, behind [`Store`].
+//! Storage: SQLite (one file, the embedded default) or PostgreSQL (several replicas on one
+//! server), behind [`Store`].
 //!
-//! Handlers never see SQL or SQLite types: they run a closure against a [`Repo`], whose methods
-//! are the whole storage vocabulary (consumers, services, plugins, credentials, codes, tokens,
-//! the change feed). A server database later means another `Repo` backend, not new handlers.
+//! Handlers never see SQL or a database's types: they run a closure against a [`Repo`], whose
+//! methods are the whole storage vocabulary (consumers, services, plugins, credentials, codes,
+//! tokens, the change feed), written once over [`sql::Sql`] for both backends.
 //!
-//! Writes go to one writer thread, which group-commits: it takes every write waiting, runs each
-//! in its own savepoint of one `BEGIN IMMEDIATE` transaction, and commits once (one fsync with
-//! `synchronous=FULL`) before answering any of them. So an acknowledged write survives SIGKILL
-//! and power loss, a failing write rolls back alone, and the fsync cost is shared by every
-//! write of the batch. Reads use a small pool of reader connections on tokio's blocking pool
-//! (WAL lets them run beside the writer). No lock is held across an `.await`.
-//!
-//! The change feed (`changes`) is kept by triggers: whenever a token row is deleted, its access
-//! token replaced, or the consumer or credential behind it changes, the access-token digest is
-//! appended in the same transaction. The filter polls it to evict cached tokens.
+//! Both backends give writes the same guarantees: each write runs in its own savepoint of a
+//! group-committed transaction on one writer thread per process, so an acknowledged write is
+//! durable, a failing write rolls back alone, and what a write read it also decided on. Reads
+//! run on a small pool of connections on tokio's blocking pool. No lock is held across an
+//! `.await`. See [`sqlite`] and [`postgres`] for what each does to keep the in-memory
+//! [`Index`] exact.
 
 mod index;
+mod postgres;
 mod repo;
 mod schema;
+pub(crate) mod sql;
+mod sqlite;
+#[cfg(test)]
+pub(crate) mod testing;
 
 pub use index::{Index, IndexSize, IndexedToken, ProtectedService};
-pub use repo::{NewCode, NewToken, Page, Purged, Repo, RetiredRefresh, TokenWithOwner};
-
-use index::Invalidation;
+pub use repo::{
+    FeedChange, FeedPage, NewCode, NewToken, Page, Purged, Repo, RetiredRefresh, TokenWithOwner,
+};
 
 use crate::metrics::{IndexMap, Metrics};
 use crate::model::{Credential, MAX_IDENTIFIER_BYTES};
-use rusqlite::{Connection, OpenFlags};
 use std::path::{Path, PathBuf};
-use std::sync::{mpsc, Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -41,6 +42,8 @@ pub enum StoreError {
     MissingReference,
     #[error("database error: {0}")]
     Database(#[from] rusqlite::Error),
+    #[error("database error: {0}")]
+    Postgres(#[from] ::postgres::Error),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
     /// The row an update names is gone (deleted meanwhile).
@@ -50,28 +53,65 @@ pub enum StoreError {
     Task(String),
 }
 
-impl StoreError {
-    fn classify(err: rusqlite::Error) -> StoreError {
-        if let rusqlite::Error::FromSqlConversionFailure(_, _, cause) = &err {
-            return StoreError::Corrupt(cause.to_string());
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Where the data lives: `postgres://...` (or `postgresql://...`) is a PostgreSQL server,
+/// anything else a SQLite file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Database {
+    Sqlite(PathBuf),
+    Postgres(String),
+}
+
+impl std::str::FromStr for Database {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        if text.starts_with("postgres://") || text.starts_with("postgresql://") {
+            text.parse::<::postgres::Config>()
+                .map_err(|e| format!("not a PostgreSQL URL: {e}"))?;
+            Ok(Database::Postgres(text.to_string()))
+        } else if text.is_empty() {
+            Err("the database is a file path or a postgres:// URL".into())
+        } else {
+            Ok(Database::Sqlite(PathBuf::from(text)))
         }
-        if let rusqlite::Error::SqliteFailure(code, Some(message)) = &err {
-            if code.code == rusqlite::ErrorCode::ConstraintViolation {
-                if let Some(columns) = message.strip_prefix("UNIQUE constraint failed: ") {
-                    let column = columns.split(", ").last().unwrap_or(columns);
-                    let column = column.rsplit('.').next().unwrap_or(column);
-                    return StoreError::Conflict(column.to_string());
-                }
-                if message.starts_with("FOREIGN KEY") {
-                    return StoreError::MissingReference;
-                }
-            }
-        }
-        StoreError::Database(err)
     }
 }
 
-pub type StoreResult<T> = Result<T, StoreError>;
+impl std::fmt::Display for Database {
+    /// A URL is shown without its password.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Database::Sqlite(path) => write!(f, "{}", path.display()),
+            Database::Postgres(url) => match url::Url::parse(url) {
+                Ok(mut parsed) if parsed.password().is_some() => {
+                    let _ = parsed.set_password(Some("***"));
+                    write!(f, "{parsed}")
+                }
+                _ => write!(f, "{url}"),
+            },
+        }
+    }
+}
+
+/// How a store is run.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// Tokens the in-memory index holds at most.
+    pub index_entries: usize,
+    /// PostgreSQL: how often a replica reads the changes other replicas committed.
+    pub feed_poll: Duration,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            index_entries: DEFAULT_INDEX_ENTRIES,
+            feed_poll: DEFAULT_FEED_POLL,
+        }
+    }
+}
 
 #[derive(Clone)]
 pub struct Store {
@@ -79,9 +119,7 @@ pub struct Store {
 }
 
 struct Inner {
-    path: PathBuf,
-    jobs: mpsc::Sender<Job>,
-    readers: Mutex<Vec<Connection>>,
+    backend: Backend,
     /// At most `READER_POOL` reads at once, so their connections are always reused: a burst
     /// of requests queues here instead of opening (and closing) a connection per read.
     read_permits: Arc<tokio::sync::Semaphore>,
@@ -89,51 +127,90 @@ struct Inner {
     metrics: Arc<Metrics>,
 }
 
+enum Backend {
+    Sqlite(sqlite::Sqlite),
+    Postgres(Box<postgres::Postgres>),
+}
+
 /// Tokens the in-memory index holds at most by default.
 pub const DEFAULT_INDEX_ENTRIES: usize = 65_536;
+/// How often a PostgreSQL replica reads other replicas' changes by default.
+pub const DEFAULT_FEED_POLL: Duration = Duration::from_millis(100);
 
 const READER_POOL: usize = 8;
-/// Most writes one commit carries: bounds the latency a batch adds to its first write.
-const MAX_BATCH: usize = 512;
+/// Rows of each kind one SQLite purge write deletes at most (the writer interleaves others).
+const PURGE_BATCH: i64 = 1_000;
 
 /// A write waiting for the writer thread: runs on a savepoint, says whether it succeeded, and
 /// hands back how to deliver its result once the batch's commit is known.
-type Job = Box<dyn FnOnce(&Connection) -> (bool, Deliver) + Send>;
+type Job = Box<dyn FnOnce(&Repo<'_>) -> (bool, Deliver) + Send>;
 type Deliver = Box<dyn FnOnce(Result<(), String>) + Send>;
 
+/// Answers every write of a batch with the batch's commit.
+fn deliver_all(delivers: Vec<Deliver>, commit: StoreResult<(Duration, Duration)>) {
+    let commit = commit.map(drop).map_err(|e| {
+        tracing::error!(error = %e, "a write batch failed to commit");
+        e.to_string()
+    });
+    for deliver in delivers {
+        deliver(commit.clone());
+    }
+}
+
 impl Store {
-    /// Opens (creating if needed) the database file and brings its schema up to date.
+    /// Opens (creating if needed) a SQLite file and brings its schema up to date.
     pub fn open(path: &Path) -> StoreResult<Store> {
-        Store::open_with_index(path, DEFAULT_INDEX_ENTRIES)
+        Store::open_sqlite(path, &StoreOptions::default())
     }
 
-    /// [`Store::open`], with an in-memory index of at most `index_entries` tokens.
-    pub fn open_with_index(path: &Path, index_entries: usize) -> StoreResult<Store> {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| StoreError::Task(format!("cannot create {}: {e}", dir.display())))?;
+    fn open_sqlite(path: &Path, options: &StoreOptions) -> StoreResult<Store> {
+        let (index, metrics) = Store::parts(options);
+        let backend = sqlite::Sqlite::open(path, index.clone(), metrics.clone())?;
+        Ok(Store::with(Backend::Sqlite(backend), index, metrics))
+    }
+
+    /// Opens the database (either kind), migrating its schema; PostgreSQL is connected to
+    /// off the async runtime (its client blocks).
+    pub async fn connect(database: &Database, options: StoreOptions) -> StoreResult<Store> {
+        match database {
+            Database::Sqlite(path) => Store::open_sqlite(path, &options),
+            Database::Postgres(url) => {
+                let url = url.clone();
+                run_blocking(move || {
+                    let (index, metrics) = Store::parts(&options);
+                    let backend = postgres::Postgres::connect(
+                        &url,
+                        options.feed_poll,
+                        index.clone(),
+                        metrics.clone(),
+                    )?;
+                    Ok(Store::with(
+                        Backend::Postgres(Box::new(backend)),
+                        index,
+                        metrics,
+                    ))
+                })
+                .await
+            }
         }
-        let mut writer = open_connection(path)?;
-        schema::migrate(&mut writer)?;
-        let index = Arc::new(Index::new(index_entries));
-        let feed = Feed::follow(&writer, index.clone())?;
-        let (jobs, queue) = mpsc::channel();
-        let metrics = Arc::new(Metrics::new());
-        let writer_metrics = metrics.clone();
-        std::thread::Builder::new()
-            .name("sqlite-writer".into())
-            .spawn(move || write_batches(writer, queue, feed, &writer_metrics))
-            .map_err(|e| StoreError::Task(format!("cannot start the writer thread: {e}")))?;
-        Ok(Store {
+    }
+
+    fn parts(options: &StoreOptions) -> (Arc<Index>, Arc<Metrics>) {
+        (
+            Arc::new(Index::new(options.index_entries)),
+            Arc::new(Metrics::new()),
+        )
+    }
+
+    fn with(backend: Backend, index: Arc<Index>, metrics: Arc<Metrics>) -> Store {
+        Store {
             inner: Arc::new(Inner {
-                path: path.to_path_buf(),
-                jobs,
-                readers: Mutex::new(Vec::new()),
+                backend,
                 read_permits: Arc::new(tokio::sync::Semaphore::new(READER_POOL)),
                 index,
                 metrics,
             }),
-        })
+        }
     }
 
     /// Runs `f` in a write transaction; its changes are committed (durably) when it returns
@@ -156,8 +233,8 @@ impl Store {
         F: FnOnce(&Repo<'_>) -> Result<T, E> + Send + 'static,
     {
         let (answer, answered) = tokio::sync::oneshot::channel();
-        let job: Job = Box::new(move |conn: &Connection| {
-            let result = f(&Repo::new(conn));
+        let job: Job = Box::new(move |repo: &Repo<'_>| {
+            let result = f(repo);
             let ok = result.is_ok();
             let deliver: Deliver = Box::new(move |commit: Result<(), String>| {
                 let committed = commit.map_err(|e| E::from(StoreError::Task(e)));
@@ -165,13 +242,21 @@ impl Store {
             });
             (ok, deliver)
         });
-        self.inner
-            .jobs
-            .send(job)
-            .map_err(|_| StoreError::Task("the writer thread stopped".into()))?;
+        match &self.inner.backend {
+            Backend::Sqlite(db) => db.submit(job)?,
+            Backend::Postgres(db) => db.submit(job)?,
+        }
         answered
             .await
             .map_err(|_| StoreError::Task("the write was dropped".into()))?
+    }
+
+    /// Which backend this store runs on.
+    pub fn dialect(&self) -> sql::Dialect {
+        match &self.inner.backend {
+            Backend::Sqlite(_) => sql::Dialect::Sqlite,
+            Backend::Postgres(_) => sql::Dialect::Postgres,
+        }
     }
 
     /// The in-memory read path (see [`Index`]).
@@ -191,11 +276,32 @@ impl Store {
     }
 
     /// Deletes expired codes and tokens, and change-feed entries older than
-    /// `feed_retention_s`; counts what it deleted.
+    /// `feed_retention_s`, in short batches; counts what it deleted.
     pub async fn purge_expired(&self, now: i64, feed_retention_s: i64) -> StoreResult<Purged> {
-        let purged = self
-            .write(move |repo| repo.purge_expired(now, feed_retention_s))
-            .await?;
+        let purged = match &self.inner.backend {
+            Backend::Sqlite(_) => {
+                let mut total = Purged::default();
+                loop {
+                    let batch = self
+                        .write(move |repo| {
+                            repo.purge_expired_batch(now, feed_retention_s, PURGE_BATCH)
+                        })
+                        .await?;
+                    total.add(&batch);
+                    if !batch.any_kind_reached(PURGE_BATCH as u64) {
+                        break total;
+                    }
+                }
+            }
+            Backend::Postgres(_) => {
+                let inner = self.inner.clone();
+                run_blocking(move || match &inner.backend {
+                    Backend::Postgres(db) => db.purge_expired(now, feed_retention_s),
+                    Backend::Sqlite(_) => Ok(Purged::default()),
+                })
+                .await?
+            }
+        };
         self.metrics().purged(&purged);
         Ok(purged)
     }
@@ -289,187 +395,12 @@ impl Store {
             .map_err(|_| StoreError::Task("the reader pool is closed".into()))?;
         run_blocking(move || {
             let _permit = permit;
-            let pooled = inner.readers.lock().ok().and_then(|mut pool| pool.pop());
-            let mut conn = match pooled {
-                Some(conn) => conn,
-                None => open_reader(&inner.path)?,
-            };
-            let result = {
-                let tx = conn.transaction().map_err(StoreError::classify)?;
-                let value = f(&Repo::new(&tx));
-                drop(tx);
-                value
-            };
-            if let Ok(mut pool) = inner.readers.lock() {
-                if pool.len() < READER_POOL {
-                    pool.push(conn);
-                }
+            match &inner.backend {
+                Backend::Sqlite(db) => db.read(f),
+                Backend::Postgres(db) => db.read(f),
             }
-            result
         })
         .await
-    }
-}
-
-/// The writer thread: one transaction per batch of waiting writes, one savepoint per write.
-fn write_batches(
-    mut conn: Connection,
-    queue: mpsc::Receiver<Job>,
-    mut feed: Feed,
-    metrics: &Metrics,
-) {
-    while let Ok(first) = queue.recv() {
-        let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
-            match queue.try_recv() {
-                Ok(job) => batch.push(job),
-                Err(_) => break,
-            }
-        }
-        let writes = batch.len();
-        let mut delivers = Vec::with_capacity(writes);
-        let commit = run_batch(&mut conn, batch, &mut delivers, &mut feed);
-        metrics.write_batch(writes, commit.as_ref().ok().copied());
-        let commit = commit.map(|_| ()).map_err(|e| {
-            tracing::error!(error = %e, "a write batch failed to commit");
-            e.to_string()
-        });
-        for deliver in delivers {
-            deliver(commit.clone());
-        }
-    }
-}
-
-/// Runs a batch in one transaction; answers how long it held the write transaction (BEGIN
-/// to COMMIT returned) and how long its COMMIT took.
-fn run_batch(
-    conn: &mut Connection,
-    batch: Vec<Job>,
-    delivers: &mut Vec<Deliver>,
-    feed: &mut Feed,
-) -> StoreResult<(Duration, Duration)> {
-    let began = Instant::now();
-    let mut tx = conn
-        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-        .map_err(StoreError::classify)?;
-    for job in batch {
-        let savepoint = tx.savepoint().map_err(StoreError::classify)?;
-        // A write that panics must not take the writer thread (and every later write) with
-        // it: its savepoint rolls back and its caller sees the write dropped.
-        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(&savepoint)));
-        let Ok((ok, deliver)) = outcome else { continue };
-        delivers.push(deliver);
-        if ok {
-            savepoint.commit().map_err(StoreError::classify)?;
-        }
-        // Dropped uncommitted, a savepoint rolls back: a failed write leaves no trace.
-    }
-    let pending = feed.before_commit(&tx);
-    let committing = Instant::now();
-    tx.commit().map_err(StoreError::classify)?;
-    let done = Instant::now();
-    feed.after_commit(conn, pending);
-    Ok((done - began, done - committing))
-}
-
-/// Keeps the in-memory [`Index`] exact: learns from SQLite's update hook which tables a batch
-/// touched, and from the change feed which token digests it changed.
-struct Feed {
-    index: Arc<Index>,
-    touched: Arc<Mutex<Touched>>,
-    /// The newest change-feed seq already applied to the index.
-    applied_seq: i64,
-}
-
-#[derive(Default)]
-struct Touched {
-    changes: bool,
-    services: bool,
-    credentials: bool,
-    inserted_tokens: Vec<i64>,
-}
-
-/// What a batch will have changed once committed.
-struct Pending {
-    invalidation: Invalidation,
-    newest_seq: i64,
-    inserted_tokens: Vec<i64>,
-}
-
-impl Feed {
-    fn follow(writer: &Connection, index: Arc<Index>) -> StoreResult<Feed> {
-        let applied_seq = Repo::new(writer).newest_change()?;
-        let touched = Arc::new(Mutex::new(Touched::default()));
-        let hook = touched.clone();
-        writer.update_hook(Some(
-            move |action: rusqlite::hooks::Action, _db: &str, table: &str, rowid: i64| {
-                let Ok(mut t) = hook.lock() else { return };
-                match table {
-                    "changes" => t.changes = true,
-                    "services" | "plugins" => t.services = true,
-                    "oauth2_credentials" => t.credentials = true,
-                    "oauth2_tokens" if action == rusqlite::hooks::Action::SQLITE_INSERT => {
-                        t.inserted_tokens.push(rowid)
-                    }
-                    _ => {}
-                }
-            },
-        ));
-        Ok(Feed {
-            index,
-            touched,
-            applied_seq,
-        })
-    }
-
-    /// Reads what the batch changed (inside its transaction) and drops it from the index
-    /// before the commit makes the change visible.
-    fn before_commit(&mut self, tx: &Connection) -> Pending {
-        let touched = self
-            .touched
-            .lock()
-            .map(|mut t| std::mem::take(&mut *t))
-            .unwrap_or_default();
-        let mut pending = Pending {
-            invalidation: Invalidation {
-                services: touched.services,
-                credentials: touched.credentials,
-                ..Invalidation::default()
-            },
-            newest_seq: self.applied_seq,
-            inserted_tokens: touched.inserted_tokens,
-        };
-        if touched.changes {
-            match Repo::new(tx).changed_digests_after(self.applied_seq) {
-                Ok((newest, digests)) => {
-                    pending.newest_seq = newest;
-                    pending.invalidation.digests = digests;
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot read the change feed; clearing the token index");
-                    pending.invalidation.all = true;
-                }
-            }
-        }
-        if !pending.invalidation.is_empty() {
-            self.index.invalidate(&pending.invalidation);
-        }
-        pending
-    }
-
-    /// Drops the changes again (a read may have raced the commit) and adds inserted tokens.
-    fn after_commit(&mut self, conn: &Connection, pending: Pending) {
-        self.applied_seq = pending.newest_seq;
-        if !pending.invalidation.is_empty() {
-            self.index.invalidate(&pending.invalidation);
-        }
-        if pending.inserted_tokens.is_empty() {
-            return;
-        }
-        match Repo::new(conn).tokens_with_owner_by_rowid(&pending.inserted_tokens) {
-            Ok(tokens) => self.index.add(tokens),
-            Err(e) => tracing::warn!(error = %e, "cannot index newly issued tokens"),
-        }
     }
 }
 
@@ -483,44 +414,18 @@ where
         .map_err(|e| StoreError::Task(e.to_string()))?
 }
 
-/// A reader: WAL mode is a property of the file (set by the writer), so only per-connection
-/// settings are needed here.
-fn open_reader(path: &Path) -> StoreResult<Connection> {
-    let conn = Connection::open_with_flags(
-        path,
-        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )?;
-    conn.busy_timeout(Duration::from_secs(5))?;
-    conn.set_prepared_statement_cache_capacity(64);
-    Ok(conn)
-}
-
-fn open_connection(path: &Path) -> StoreResult<Connection> {
-    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
-        | OpenFlags::SQLITE_OPEN_CREATE
-        | OpenFlags::SQLITE_OPEN_NO_MUTEX
-        | OpenFlags::SQLITE_OPEN_URI;
-    let conn = Connection::open_with_flags(path, flags)?;
-    conn.busy_timeout(Duration::from_secs(5))?;
-    conn.pragma_update(None, "journal_mode", "WAL")?;
-    conn.pragma_update(None, "synchronous", "FULL")?;
-    conn.pragma_update(None, "foreign_keys", "ON")?;
-    conn.set_prepared_statement_cache_capacity(64);
-    Ok(conn)
-}
-
-pub(crate) fn map_err(err: rusqlite::Error) -> StoreError {
-    StoreError::classify(err)
-}
-
 #[cfg(test)]
 mod tests {
+    use super::testing::{on_both_backends, Backend, TestDb};
     use super::*;
     use crate::model::{new_id, ClientType, Consumer, Credential};
+    use rusqlite::Connection;
 
-    async fn store_with_client() -> (tempfile::TempDir, Store, String) {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let store = Store::open(&dir.path().join("t.db")).expect("store");
+    /// A database with consumer `u` and its credential `client`; `None` when the backend is
+    /// not available (see [`testing`]).
+    async fn store_with_client(backend: Backend) -> Option<(TestDb, Store, String)> {
+        let db = TestDb::new(backend).await?;
+        let store = db.open().await;
         let credential_id = new_id();
         let id = credential_id.clone();
         store
@@ -548,7 +453,7 @@ mod tests {
             })
             .await
             .expect("fixture");
-        (dir, store, credential_id)
+        Some((db, store, credential_id))
     }
 
     fn token(credential_id: &str, hash: &str, ttl_at: Option<i64>) -> NewToken {
@@ -566,9 +471,10 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn purge_removes_only_expired_rows() {
-        let (_dir, store, credential) = store_with_client().await;
+    async fn purge_removes_only_expired_rows(backend: Backend) {
+        let Some((_dir, store, credential)) = store_with_client(backend).await else {
+            return;
+        };
         let now = 1_000_000;
         let (c1, c2, c3) = (credential.clone(), credential.clone(), credential.clone());
         store
@@ -601,9 +507,10 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn a_failing_write_rolls_back_alone_in_its_batch() {
-        let (_dir, store, credential) = store_with_client().await;
+    async fn a_failing_write_rolls_back_alone_in_its_batch(backend: Backend) {
+        let Some((_dir, store, credential)) = store_with_client(backend).await else {
+            return;
+        };
         let c = credential.clone();
         let ok = store.write(move |repo| repo.insert_token(&token(&c, "first", None)));
         let c = credential.clone();
@@ -625,24 +532,35 @@ mod tests {
         assert!(partial.is_none(), "nothing of the failed write remains");
     }
 
-    #[tokio::test]
-    async fn deleting_a_consumer_feeds_its_tokens_to_the_filter() {
-        let (_dir, store, credential) = store_with_client().await;
+    async fn deleting_a_consumer_feeds_its_tokens_to_the_filter(backend: Backend) {
+        let Some((_dir, store, credential)) = store_with_client(backend).await else {
+            return;
+        };
         let c = credential.clone();
         store
             .write(move |repo| repo.insert_token(&token(&c, "digest-1", None)))
             .await
             .ok();
-        let (seq, _, _) = store
-            .read(|repo| repo.changes_since(0, 100))
+        let seen = store
+            .read(|repo| repo.feed_page(0, 100))
             .await
-            .unwrap_or_default();
+            .expect("feed");
         delete_the_consumer(&store).await;
-        let (_, _, revoked) = store
-            .read(move |repo| repo.changes_since(seq, 100))
-            .await
-            .unwrap_or_default();
-        assert_eq!(revoked, vec!["digest-1".to_string()]);
+        // PostgreSQL's feed holds a change back while any older transaction of the server
+        // runs (another test's, here): poll until it is below the horizon.
+        let mut next = FeedPage::default();
+        for _ in 0..200 {
+            next = store
+                .read(move |repo| repo.feed_page(seen.position, 100))
+                .await
+                .expect("feed");
+            if !next.digests.is_empty() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        assert_eq!(next.digests, vec!["digest-1".to_string()]);
+        assert!(next.position > seen.position && next.floor <= seen.position);
     }
 
     /// Deletes the fixture's consumer (and so, by cascade, its credential and tokens).
@@ -664,19 +582,28 @@ mod tests {
         crate::secrets::token_digest(name)
     }
 
-    #[tokio::test]
-    async fn issued_tokens_are_in_memory_when_the_write_returns() {
-        let (_dir, store, credential) = store_with_client().await;
+    /// SQLite indexes a token as it commits it; PostgreSQL replicas learn it at its first
+    /// check (another replica may have issued it).
+    async fn issued_tokens_are_in_memory_when_the_write_returns(backend: Backend) {
+        let Some((_dir, store, credential)) = store_with_client(backend).await else {
+            return;
+        };
         store
             .write(move |repo| repo.insert_token(&token(&credential, &digest("fresh"), None)))
             .await
             .expect("insert");
+        if backend == Backend::Postgres {
+            assert!(!indexed(&store, "fresh"));
+            let found = store.checked_token(&digest("fresh")).await.expect("read");
+            assert!(found.is_some());
+        }
         assert!(indexed(&store, "fresh"));
     }
 
-    #[tokio::test]
-    async fn a_rolled_back_insert_is_not_indexed() {
-        let (_dir, store, credential) = store_with_client().await;
+    async fn a_rolled_back_insert_is_not_indexed(backend: Backend) {
+        let Some((_dir, store, credential)) = store_with_client(backend).await else {
+            return;
+        };
         let failed = store
             .write(move |repo| {
                 repo.insert_token(&token(&credential, &digest("never"), None))?;
@@ -687,9 +614,10 @@ mod tests {
         assert!(!indexed(&store, "never"));
     }
 
-    #[tokio::test]
-    async fn a_renamed_consumer_is_not_answered_under_its_old_name() {
-        let (_dir, store, credential) = store_with_client().await;
+    async fn a_renamed_consumer_is_not_answered_under_its_old_name(backend: Backend) {
+        let Some((_dir, store, credential)) = store_with_client(backend).await else {
+            return;
+        };
         store
             .write(move |repo| repo.insert_token(&token(&credential, &digest("t"), None)))
             .await
@@ -715,9 +643,10 @@ mod tests {
         );
     }
 
-    #[tokio::test]
-    async fn revocations_and_cascades_leave_the_index_before_the_write_returns() {
-        let (_dir, store, credential) = store_with_client().await;
+    async fn revocations_and_cascades_leave_the_index_before_the_write_returns(backend: Backend) {
+        let Some((_dir, store, credential)) = store_with_client(backend).await else {
+            return;
+        };
         let (c1, c2) = (credential.clone(), credential.clone());
         let doomed = store
             .write(move |repo| repo.insert_token(&token(&c1, &digest("revoked"), None)))
@@ -732,14 +661,19 @@ mod tests {
             .await
             .expect("delete");
         assert!(!indexed(&store, "revoked"));
+        store
+            .checked_token(&digest("cascaded"))
+            .await
+            .expect("read");
         assert!(indexed(&store, "cascaded"));
         delete_the_consumer(&store).await;
         assert!(!indexed(&store, "cascaded"));
     }
 
-    #[tokio::test]
-    async fn service_and_credential_writes_drop_what_the_index_knows_of_them() {
-        let (_dir, store, _) = store_with_client().await;
+    async fn service_and_credential_writes_drop_what_the_index_knows_of_them(backend: Backend) {
+        let Some((_dir, store, _)) = store_with_client(backend).await else {
+            return;
+        };
         assert!(store
             .protected_service("other")
             .await
@@ -781,9 +715,10 @@ mod tests {
             .is_none());
     }
 
-    #[tokio::test]
-    async fn over_long_identifiers_are_unknown_and_never_remembered() {
-        let (_dir, store, _) = store_with_client().await;
+    async fn over_long_identifiers_are_unknown_and_never_remembered(backend: Backend) {
+        let Some((_dir, store, _)) = store_with_client(backend).await else {
+            return;
+        };
         let long = "c".repeat(64 * 1024);
         assert!(store
             .credential_by_client_id(&long)
@@ -819,9 +754,10 @@ mod tests {
     }
 
     /// Every write lands in exactly one batch, and every committed batch is timed.
-    #[tokio::test]
-    async fn the_writer_reports_its_batches() {
-        let (_dir, store, credential) = store_with_client().await;
+    async fn the_writer_reports_its_batches(backend: Backend) {
+        let Some((_dir, store, credential)) = store_with_client(backend).await else {
+            return;
+        };
         let batches = "token_service_store_write_batch_size";
         let (writes, count) = (
             sample(&store, &format!("{batches}_sum")),
@@ -844,9 +780,10 @@ mod tests {
     }
 
     /// Hits and misses of the index, and its size, as the store reads and fills it.
-    #[tokio::test]
-    async fn index_lookups_and_size_are_exported() {
-        let (_dir, store, credential) = store_with_client().await;
+    async fn index_lookups_and_size_are_exported(backend: Backend) {
+        let Some((_dir, store, credential)) = store_with_client(backend).await else {
+            return;
+        };
         let lookups = |map: &str, result: &str| {
             sample(
                 &store,
@@ -873,6 +810,11 @@ mod tests {
             .write(move |repo| repo.insert_token(&token(&credential, &digest("t"), None)))
             .await
             .expect("insert");
+        if backend == Backend::Postgres {
+            // Learned at its first check rather than as it was written (see above).
+            store.checked_token(&digest("t")).await.expect("read");
+            assert_eq!(lookups("token", "miss"), 2.0);
+        }
         store.checked_token(&digest("t")).await.expect("read");
         assert_eq!(lookups("token", "hit"), 1.0);
         assert_eq!(
@@ -888,9 +830,12 @@ mod tests {
     }
 
     /// Rows written by another version, or damaged: errors naming the row, never defaults.
-    #[tokio::test]
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn corrupt_rows_are_errors_not_defaults() {
-        let (dir, store, credential_id) = store_with_client().await;
+        let Some((db, store, credential_id)) = store_with_client(Backend::Sqlite).await else {
+            return;
+        };
+        let dir = &db.dir;
         let conn = Connection::open(dir.path().join("t.db")).expect("open");
         conn.execute(
             "UPDATE oauth2_credentials SET redirect_uris = 'not a list' WHERE id = ?1",
@@ -945,9 +890,10 @@ mod tests {
     }
 
     /// An update that matches no row (deleted meanwhile) is an error, not a silent success.
-    #[tokio::test]
-    async fn updating_a_deleted_row_is_not_found() {
-        let (_dir, store, credential_id) = store_with_client().await;
+    async fn updating_a_deleted_row_is_not_found(backend: Backend) {
+        let Some((_dir, store, credential_id)) = store_with_client(backend).await else {
+            return;
+        };
         let ghost = crate::model::Consumer {
             id: new_id(),
             created_at: 0,
@@ -973,5 +919,218 @@ mod tests {
             still_there.is_ok_and(|c| c.is_some()),
             "the failed write rolled back whole"
         );
+    }
+
+    on_both_backends!(
+        purge_removes_only_expired_rows,
+        a_failing_write_rolls_back_alone_in_its_batch,
+        deleting_a_consumer_feeds_its_tokens_to_the_filter,
+        issued_tokens_are_in_memory_when_the_write_returns,
+        a_rolled_back_insert_is_not_indexed,
+        a_renamed_consumer_is_not_answered_under_its_old_name,
+        revocations_and_cascades_leave_the_index_before_the_write_returns,
+        service_and_credential_writes_drop_what_the_index_knows_of_them,
+        over_long_identifiers_are_unknown_and_never_remembered,
+        the_writer_reports_its_batches,
+        index_lookups_and_size_are_exported,
+        updating_a_deleted_row_is_not_found,
+        rotating_one_token_at_once_has_one_winner,
+    );
+
+    /// Of 20 writers rotating one refresh token at once (on three replicas with PostgreSQL),
+    /// exactly one replaces it; the others change nothing.
+    async fn rotating_one_token_at_once_has_one_winner(backend: Backend) {
+        let Some((db, first, credential)) = store_with_client(backend).await else {
+            return;
+        };
+        let mut replicas = vec![first];
+        if backend == Backend::Postgres {
+            replicas.push(db.open().await);
+            replicas.push(db.open().await);
+        }
+        let mut old = token(&credential, &digest("old"), None);
+        old.refresh_token_hash = Some(digest("old-refresh"));
+        let old = replicas[0]
+            .write(move |repo| repo.insert_token(&old))
+            .await
+            .expect("insert");
+        let racers = (0..20).map(|i| {
+            let (old, mut new) = (
+                old.clone(),
+                token(&credential, &digest(&format!("new{i}")), None),
+            );
+            new.family_id = old.family_id.clone();
+            replicas[i % replicas.len()].write(move |repo| repo.rotate_token(&old, &new))
+        });
+        let results = futures_util::future::join_all(racers).await;
+        let winners = results.iter().filter(|r| r.is_ok()).count();
+        assert_eq!(
+            winners,
+            1,
+            "{:?}",
+            results
+                .iter()
+                .map(|r| r.as_ref().map(drop))
+                .collect::<Vec<_>>()
+        );
+        assert!(results
+            .iter()
+            .all(|r| r.is_ok() || matches!(r, Err(StoreError::NotFound))));
+        let family = old.family_id.clone();
+        let tokens = replicas[0]
+            .read(move |repo| {
+                let all = repo.list_tokens(0, 100)?.data;
+                Ok(all.into_iter().filter(|t| t.family_id == family).count())
+            })
+            .await
+            .expect("read");
+        assert_eq!(tokens, 1, "one pair in the family");
+    }
+
+    async fn postgres_replicas() -> Option<(TestDb, Store, Store, String)> {
+        let (db, a, credential) = store_with_client(Backend::Postgres).await?;
+        let b = db.open().await;
+        Some((db, a, b, credential))
+    }
+
+    /// A revocation on one replica leaves every other replica's index within its feed poll.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres_a_revocation_reaches_the_other_replicas_index() {
+        let Some((_db, a, b, credential)) = postgres_replicas().await else {
+            return;
+        };
+        let t = a
+            .write(move |repo| repo.insert_token(&token(&credential, &digest("shared"), None)))
+            .await
+            .expect("insert");
+        assert!(b
+            .checked_token(&digest("shared"))
+            .await
+            .expect("read")
+            .is_some());
+        assert!(indexed(&b, "shared"), "b remembers it");
+        a.write(move |repo| repo.delete_token(&t.id))
+            .await
+            .expect("revoke");
+        assert!(!indexed(&a, "shared"), "a forgot it before answering");
+        let forgotten = wait_for(|| !indexed(&b, "shared")).await;
+        assert!(
+            forgotten.is_some(),
+            "b's index still holds the revoked token"
+        );
+        assert!(b
+            .checked_token(&digest("shared"))
+            .await
+            .expect("read")
+            .is_none());
+    }
+
+    /// Credentials and services created or changed on one replica are not answered from the
+    /// other's memory (a remembered "unknown client" included).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres_admin_changes_reach_the_other_replicas_index() {
+        let Some((_db, a, b, _)) = postgres_replicas().await else {
+            return;
+        };
+        assert!(b.protected_service("late").await.expect("read").is_none());
+        assert!(
+            matches!(b.index().service("late"), Some(None)),
+            "remembered as unknown"
+        );
+        a.write(|repo| {
+            repo.insert_service(&crate::model::Service {
+                id: new_id(),
+                created_at: 0,
+                updated_at: 0,
+                name: Some("late".into()),
+                url: None,
+                tags: None,
+            })
+        })
+        .await
+        .expect("service");
+        assert!(wait_for(|| b.index().service("late").is_none())
+            .await
+            .is_some());
+        assert!(b.protected_service("late").await.expect("read").is_some());
+    }
+
+    /// Feed positions are horizons: a change committed after a later-started one, with a
+    /// lower seq, is still delivered, and nothing is delivered twice or skipped.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres_the_feed_skips_no_change_committed_out_of_order() {
+        let Some((db, a, _b, credential)) = postgres_replicas().await else {
+            return;
+        };
+        for name in ["slow", "fast"] {
+            let c = credential.clone();
+            a.write(move |repo| repo.insert_token(&token(&c, &digest(name), None)))
+                .await
+                .expect("insert");
+        }
+        let start = a.read(|repo| repo.feed_page(0, 100)).await.expect("feed");
+        let Database::Postgres(url) = db.database.clone() else {
+            unreachable!()
+        };
+        let (hold, held) = std::sync::mpsc::channel::<()>();
+        let (began, begun) = tokio::sync::oneshot::channel();
+        let slow_digest = digest("slow");
+        // A transaction that deletes `slow` first and commits last.
+        let slow = tokio::task::spawn_blocking(move || {
+            let mut client = ::postgres::Client::connect(&url, ::postgres::NoTls).expect("connect");
+            let mut tx = client.transaction().expect("begin");
+            tx.execute(
+                "DELETE FROM oauth2_tokens WHERE access_token_hash = $1",
+                &[&slow_digest],
+            )
+            .expect("delete");
+            let _ = began.send(());
+            let _ = held.recv();
+            tx.commit().expect("commit");
+        });
+        begun.await.expect("slow transaction began");
+        let fast = digest("fast");
+        a.write(move |repo| {
+            repo.token("", &fast)
+                .and_then(|t| repo.delete_token(&t.map(|t| t.id).unwrap_or_default()))
+        })
+        .await
+        .expect("delete fast");
+        let during = a
+            .read(move |repo| repo.feed_page(start.position, 100))
+            .await
+            .expect("feed");
+        assert!(
+            during.digests.is_empty(),
+            "held back by the running transaction: {during:?}"
+        );
+        let _ = hold.send(());
+        slow.await.expect("slow transaction");
+        let after = a
+            .read(move |repo| repo.feed_page(during.position, 100))
+            .await
+            .expect("feed");
+        let mut got = after.digests.clone();
+        got.sort();
+        let mut want = vec![digest("slow"), digest("fast")];
+        want.sort();
+        assert_eq!(got, want);
+        let last = a
+            .read(move |repo| repo.feed_page(after.position, 100))
+            .await
+            .expect("feed");
+        assert!(last.digests.is_empty(), "nothing twice");
+    }
+
+    /// Polls `condition` every 10 ms for up to 2 s; answers how long it took.
+    async fn wait_for(mut condition: impl FnMut() -> bool) -> Option<std::time::Duration> {
+        let began = std::time::Instant::now();
+        while began.elapsed() < std::time::Duration::from_secs(2) {
+            if condition() {
+                return Some(began.elapsed());
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        None
     }
 }

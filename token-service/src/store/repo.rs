@@ -1,15 +1,28 @@
-//! The storage vocabulary, implemented on one SQLite transaction.
+//! The storage vocabulary, written once for both backends (see [`super::sql`]).
 
-use super::{map_err, StoreError, StoreResult};
+use super::sql::{params, Dialect, Row, Sql, Value};
+use super::{StoreError, StoreResult};
 use crate::model::{
     AuthorizationCode, ClientType, Consumer, Credential, OAuth2Config, Plugin, Service, Token,
 };
-use rusqlite::{named_params, Connection, OptionalExtension, Row};
 
 /// The storage vocabulary over one connection, inside a transaction (or savepoint) the
 /// [`super::Store`] opened: a closure given a `Repo` sees and writes one consistent state.
 pub struct Repo<'a> {
-    tx: &'a Connection,
+    db: &'a dyn Sql,
+}
+
+/// One poll of the change feed (docs/gateway-protocol.md §1).
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct FeedPage {
+    /// The position to poll from next: every change before it is in `digests` or was
+    /// answered before.
+    pub position: i64,
+    /// A poller whose position is below this may have missed changes the feed no longer
+    /// holds (pruned after their retention): it must reset.
+    pub floor: i64,
+    /// Access-token digests changed at or after the asked position, oldest first.
+    pub digests: Vec<String>,
 }
 
 /// One page of a list: the rows and the offset of the next page, if any.
@@ -66,6 +79,34 @@ impl Purged {
     pub fn codes_and_tokens(&self) -> u64 {
         self.authorization_codes + self.tokens + self.retired_refresh_tokens
     }
+
+    pub fn add(&mut self, other: &Purged) {
+        self.authorization_codes += other.authorization_codes;
+        self.tokens += other.tokens;
+        self.retired_refresh_tokens += other.retired_refresh_tokens;
+        self.changes += other.changes;
+    }
+
+    /// One kind filled a whole batch: there may be more of it.
+    pub fn any_kind_reached(&self, batch: u64) -> bool {
+        [
+            self.authorization_codes,
+            self.tokens,
+            self.retired_refresh_tokens,
+            self.changes,
+        ]
+        .iter()
+        .any(|n| *n >= batch)
+    }
+}
+
+/// One entry of PostgreSQL's change feed: what changed (`token`, with the digest; `service`
+/// or `credential`), and in which transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FeedChange {
+    pub txid: i64,
+    pub kind: String,
+    pub digest: String,
 }
 
 pub struct TokenWithOwner {
@@ -82,7 +123,7 @@ const TOKEN_WITH_OWNER: &str =
      JOIN oauth2_credentials c ON c.id = t.credential_id
      JOIN consumers u ON u.id = c.consumer_id";
 
-fn token_with_owner_from(row: &Row<'_>) -> rusqlite::Result<TokenWithOwner> {
+fn token_with_owner_from(row: &Row) -> StoreResult<TokenWithOwner> {
     let credential = credential_in(row, ["c_id", "c_created_at", "c_tags"])?;
     let consumer = consumer_in(row, ["consumer_id", "u_created_at", "u_tags"])?;
     Ok(TokenWithOwner {
@@ -98,7 +139,7 @@ fn json_list(value: &Option<Vec<String>>) -> Option<String> {
 
 /// A list column; text that is not a JSON list of strings is corrupt (never silently "none":
 /// `redirect_uris` decide where codes and tokens go).
-fn parse_list(row: &Row<'_>, id: &str, column: &str) -> rusqlite::Result<Option<Vec<String>>> {
+fn parse_list(row: &Row, id: &str, column: &str) -> StoreResult<Option<Vec<String>>> {
     let text: Option<String> = row.get(column)?;
     text.map(|t| serde_json::from_str(&t))
         .transpose()
@@ -108,28 +149,20 @@ fn parse_list(row: &Row<'_>, id: &str, column: &str) -> rusqlite::Result<Option<
 /// A column whose text cannot be read back: an error naming the row (by its `id` column,
 /// which a join renames), never a default (a defaulted plugin config had an empty
 /// `provision_key`, which authorize then accepted).
-fn corrupt(
-    row: &Row<'_>,
-    id: &str,
-    column: &str,
-    error: impl std::fmt::Display,
-) -> rusqlite::Error {
+fn corrupt(row: &Row, id: &str, column: &str, error: impl std::fmt::Display) -> StoreError {
     let id: String = row.get(id).unwrap_or_default();
-    let index = row.as_ref().column_index(column).unwrap_or(0);
-    rusqlite::Error::FromSqlConversionFailure(
-        index,
-        rusqlite::types::Type::Text,
-        format!("column '{column}' of row '{id}' cannot be read: {error}").into(),
-    )
+    StoreError::Corrupt(format!(
+        "column '{column}' of row '{id}' cannot be read: {error}"
+    ))
 }
 
-fn consumer_from(row: &Row<'_>) -> rusqlite::Result<Consumer> {
+fn consumer_from(row: &Row) -> StoreResult<Consumer> {
     consumer_in(row, ["id", "created_at", "tags"])
 }
 
 /// A consumer from a row whose `id`, `created_at` and `tags` columns carry these names (a
 /// join renames them).
-fn consumer_in(row: &Row<'_>, [id, created_at, tags]: [&str; 3]) -> rusqlite::Result<Consumer> {
+fn consumer_in(row: &Row, [id, created_at, tags]: [&str; 3]) -> StoreResult<Consumer> {
     Ok(Consumer {
         id: row.get(id)?,
         created_at: row.get(created_at)?,
@@ -139,7 +172,7 @@ fn consumer_in(row: &Row<'_>, [id, created_at, tags]: [&str; 3]) -> rusqlite::Re
     })
 }
 
-fn service_from(row: &Row<'_>) -> rusqlite::Result<Service> {
+fn service_from(row: &Row) -> StoreResult<Service> {
     Ok(Service {
         id: row.get("id")?,
         created_at: row.get("created_at")?,
@@ -150,7 +183,7 @@ fn service_from(row: &Row<'_>) -> rusqlite::Result<Service> {
     })
 }
 
-fn plugin_from(row: &Row<'_>) -> rusqlite::Result<Plugin> {
+fn plugin_from(row: &Row) -> StoreResult<Plugin> {
     let config: String = row.get("config")?;
     Ok(Plugin {
         id: row.get("id")?,
@@ -166,7 +199,7 @@ fn plugin_from(row: &Row<'_>) -> rusqlite::Result<Plugin> {
 /// Fields missing from a stored config take their defaults (older versions wrote fewer),
 /// except the provision key: every plugin has one, and an empty one would let anyone
 /// authorize.
-fn plugin_config(row: &Row<'_>, text: &str) -> rusqlite::Result<OAuth2Config> {
+fn plugin_config(row: &Row, text: &str) -> StoreResult<OAuth2Config> {
     let config =
         serde_json::from_str::<OAuth2Config>(text).map_err(|e| corrupt(row, "id", "config", e))?;
     if config.provision_key.is_empty() {
@@ -175,13 +208,13 @@ fn plugin_config(row: &Row<'_>, text: &str) -> rusqlite::Result<OAuth2Config> {
     Ok(config)
 }
 
-fn credential_from(row: &Row<'_>) -> rusqlite::Result<Credential> {
+fn credential_from(row: &Row) -> StoreResult<Credential> {
     credential_in(row, ["id", "created_at", "tags"])
 }
 
 /// A credential from a row whose `id`, `created_at` and `tags` columns carry these names (a
 /// join renames them).
-fn credential_in(row: &Row<'_>, [id, created_at, tags]: [&str; 3]) -> rusqlite::Result<Credential> {
+fn credential_in(row: &Row, [id, created_at, tags]: [&str; 3]) -> StoreResult<Credential> {
     let client_type: String = row.get("client_type")?;
     Ok(Credential {
         id: row.get(id)?,
@@ -201,7 +234,7 @@ fn credential_in(row: &Row<'_>, [id, created_at, tags]: [&str; 3]) -> rusqlite::
     })
 }
 
-fn token_from(row: &Row<'_>) -> rusqlite::Result<Token> {
+fn token_from(row: &Row) -> StoreResult<Token> {
     Ok(Token {
         id: row.get("id")?,
         created_at: row.get("created_at")?,
@@ -218,7 +251,7 @@ fn token_from(row: &Row<'_>) -> rusqlite::Result<Token> {
     })
 }
 
-fn code_from(row: &Row<'_>) -> rusqlite::Result<AuthorizationCode> {
+fn code_from(row: &Row) -> StoreResult<AuthorizationCode> {
     Ok(AuthorizationCode {
         id: row.get("id")?,
         created_at: row.get("created_at")?,
@@ -236,7 +269,7 @@ fn code_from(row: &Row<'_>) -> rusqlite::Result<AuthorizationCode> {
 }
 
 /// An update that matched no row: the row was deleted meanwhile.
-fn updated(rows: usize) -> StoreResult<()> {
+fn updated(rows: u64) -> StoreResult<()> {
     if rows == 0 {
         Err(StoreError::NotFound)
     } else {
@@ -245,39 +278,45 @@ fn updated(rows: usize) -> StoreResult<()> {
 }
 
 impl<'a> Repo<'a> {
-    pub(super) fn new(tx: &'a Connection) -> Self {
-        Repo { tx }
+    pub(super) fn new(db: &'a dyn Sql) -> Self {
+        Repo { db }
     }
 
     fn one<T>(
         &self,
         sql: &str,
-        params: impl rusqlite::Params,
-        map: impl FnOnce(&Row<'_>) -> rusqlite::Result<T>,
+        params: &[Value],
+        map: impl FnOnce(&Row) -> StoreResult<T>,
     ) -> StoreResult<Option<T>> {
-        let mut stmt = self.tx.prepare_cached(sql).map_err(map_err)?;
-        stmt.query_row(params, map).optional().map_err(map_err)
+        self.db.query(sql, params)?.first().map(map).transpose()
+    }
+
+    fn all<T>(
+        &self,
+        sql: &str,
+        params: &[Value],
+        map: impl FnMut(&Row) -> StoreResult<T>,
+    ) -> StoreResult<Vec<T>> {
+        self.db.query(sql, params)?.iter().map(map).collect()
     }
 
     fn page<T>(
         &self,
         sql: &str,
-        params: &[(&str, &dyn rusqlite::ToSql)],
+        params: &[Value],
         offset: i64,
         size: i64,
-        map: impl FnMut(&Row<'_>) -> rusqlite::Result<T>,
+        map: impl FnMut(&Row) -> StoreResult<T>,
     ) -> StoreResult<Page<T>> {
-        let sql = format!("{sql} ORDER BY created_at, id LIMIT :limit OFFSET :offset");
-        let limit = size + 1;
-        let mut all: Vec<(&str, &dyn rusqlite::ToSql)> = params.to_vec();
-        all.push((":limit", &limit));
-        all.push((":offset", &offset));
-        let mut stmt = self.tx.prepare_cached(&sql).map_err(map_err)?;
-        let mut data = stmt
-            .query_map(all.as_slice(), map)
-            .map_err(map_err)?
-            .collect::<rusqlite::Result<Vec<T>>>()
-            .map_err(map_err)?;
+        let next = params.len() + 1;
+        let sql = format!(
+            "{sql} ORDER BY created_at, id LIMIT ${next} OFFSET ${}",
+            next + 1
+        );
+        let mut all = params.to_vec();
+        all.push(Value::Int(size + 1));
+        all.push(Value::Int(offset));
+        let mut data = self.all(&sql, &all, map)?;
         let next_offset = if data.len() as i64 > size {
             data.truncate(size as usize);
             Some(offset + size)
@@ -287,25 +326,24 @@ impl<'a> Repo<'a> {
         Ok(Page { data, next_offset })
     }
 
-    fn exec(&self, sql: &str, params: impl rusqlite::Params) -> StoreResult<usize> {
-        let mut stmt = self.tx.prepare_cached(sql).map_err(map_err)?;
-        stmt.execute(params).map_err(map_err)
+    fn exec(&self, sql: &str, params: &[Value]) -> StoreResult<u64> {
+        self.db.execute(sql, params)
     }
 
     // ----- consumers -----
 
     pub fn insert_consumer(&self, c: &Consumer) -> StoreResult<()> {
         self.exec(
-            "INSERT INTO consumers (id, created_at, username, custom_id, tags) VALUES (?1, ?2, ?3, ?4, ?5)",
-            (&c.id, c.created_at, &c.username, &c.custom_id, json_list(&c.tags)),
+            "INSERT INTO consumers (id, created_at, username, custom_id, tags) VALUES ($1, $2, $3, $4, $5)",
+            params![&c.id, c.created_at, &c.username, &c.custom_id, json_list(&c.tags)],
         )
         .map(drop)
     }
 
     pub fn update_consumer(&self, c: &Consumer) -> StoreResult<()> {
         self.exec(
-            "UPDATE consumers SET username = ?2, custom_id = ?3, tags = ?4 WHERE id = ?1",
-            (&c.id, &c.username, &c.custom_id, json_list(&c.tags)),
+            "UPDATE consumers SET username = $2, custom_id = $3, tags = $4 WHERE id = $1",
+            params![&c.id, &c.username, &c.custom_id, json_list(&c.tags)],
         )
         .and_then(updated)
     }
@@ -316,17 +354,17 @@ impl<'a> Repo<'a> {
     pub fn consumer_key_clash(&self, c: &Consumer) -> StoreResult<Option<&'static str>> {
         let exists = |sql: &str, key: &Option<String>| -> StoreResult<bool> {
             Ok(self
-                .one(sql, (&c.id, key), |row| row.get::<_, i64>(0))?
+                .one(sql, params![&c.id, key], |row| row.at::<i64>(0))?
                 .is_some())
         };
         let id = Some(c.id.clone());
         if exists(
-            "SELECT 1 FROM consumers WHERE id != ?1 AND id = ?2",
+            "SELECT 1 FROM consumers WHERE id != $1 AND id = $2",
             &c.username,
         )? {
             Ok(Some("username"))
         } else if exists(
-            "SELECT 1 FROM consumers WHERE id != ?1 AND username = ?2",
+            "SELECT 1 FROM consumers WHERE id != $1 AND username = $2",
             &id,
         )? {
             Ok(Some("id"))
@@ -338,8 +376,8 @@ impl<'a> Repo<'a> {
     /// By id, or else by username.
     pub fn consumer(&self, key: &str) -> StoreResult<Option<Consumer>> {
         self.one(
-            "SELECT * FROM consumers WHERE id = ?1 UNION ALL SELECT * FROM consumers WHERE username = ?1 LIMIT 1",
-            [key],
+            "SELECT * FROM consumers WHERE id = $1 UNION ALL SELECT * FROM consumers WHERE username = $1 LIMIT 1",
+            params![key],
             consumer_from,
         )
     }
@@ -349,23 +387,23 @@ impl<'a> Repo<'a> {
     }
 
     pub fn delete_consumer(&self, id: &str) -> StoreResult<bool> {
-        Ok(self.exec("DELETE FROM consumers WHERE id = ?1", [id])? > 0)
+        Ok(self.exec("DELETE FROM consumers WHERE id = $1", params![id])? > 0)
     }
 
     // ----- services -----
 
     pub fn insert_service(&self, s: &Service) -> StoreResult<()> {
         self.exec(
-            "INSERT INTO services (id, created_at, updated_at, name, url, tags) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            (&s.id, s.created_at, s.updated_at, &s.name, &s.url, json_list(&s.tags)),
+            "INSERT INTO services (id, created_at, updated_at, name, url, tags) VALUES ($1, $2, $3, $4, $5, $6)",
+            params![&s.id, s.created_at, s.updated_at, &s.name, &s.url, json_list(&s.tags)],
         )
         .map(drop)
     }
 
     pub fn update_service(&self, s: &Service) -> StoreResult<()> {
         self.exec(
-            "UPDATE services SET updated_at = ?2, name = ?3, url = ?4, tags = ?5 WHERE id = ?1",
-            (&s.id, s.updated_at, &s.name, &s.url, json_list(&s.tags)),
+            "UPDATE services SET updated_at = $2, name = $3, url = $4, tags = $5 WHERE id = $1",
+            params![&s.id, s.updated_at, &s.name, &s.url, json_list(&s.tags)],
         )
         .and_then(updated)
     }
@@ -373,8 +411,8 @@ impl<'a> Repo<'a> {
     /// By id, or else by name.
     pub fn service(&self, key: &str) -> StoreResult<Option<Service>> {
         self.one(
-            "SELECT * FROM services WHERE id = ?1 UNION ALL SELECT * FROM services WHERE name = ?1 LIMIT 1",
-            [key],
+            "SELECT * FROM services WHERE id = $1 UNION ALL SELECT * FROM services WHERE name = $1 LIMIT 1",
+            params![key],
             service_from,
         )
     }
@@ -384,7 +422,7 @@ impl<'a> Repo<'a> {
     }
 
     pub fn delete_service(&self, id: &str) -> StoreResult<bool> {
-        Ok(self.exec("DELETE FROM services WHERE id = ?1", [id])? > 0)
+        Ok(self.exec("DELETE FROM services WHERE id = $1", params![id])? > 0)
     }
 
     // ----- plugins -----
@@ -394,8 +432,8 @@ impl<'a> Repo<'a> {
             serde_json::to_string(&p.config).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         self.exec(
             "INSERT INTO plugins (id, created_at, updated_at, name, service_id, enabled, config)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            (
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            params![
                 &p.id,
                 p.created_at,
                 p.updated_at,
@@ -403,7 +441,7 @@ impl<'a> Repo<'a> {
                 &p.service_id,
                 p.enabled,
                 config,
-            ),
+            ],
         )
         .map(drop)
     }
@@ -412,14 +450,18 @@ impl<'a> Repo<'a> {
         let config =
             serde_json::to_string(&p.config).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         self.exec(
-            "UPDATE plugins SET updated_at = ?2, enabled = ?3, config = ?4, service_id = ?5 WHERE id = ?1",
-            (&p.id, p.updated_at, p.enabled, config, &p.service_id),
+            "UPDATE plugins SET updated_at = $2, enabled = $3, config = $4, service_id = $5 WHERE id = $1",
+            params![&p.id, p.updated_at, p.enabled, config, &p.service_id],
         )
         .and_then(updated)
     }
 
     pub fn plugin(&self, id: &str) -> StoreResult<Option<Plugin>> {
-        self.one("SELECT * FROM plugins WHERE id = ?1", [id], plugin_from)
+        self.one(
+            "SELECT * FROM plugins WHERE id = $1",
+            params![id],
+            plugin_from,
+        )
     }
 
     pub fn list_plugins(
@@ -430,8 +472,8 @@ impl<'a> Repo<'a> {
     ) -> StoreResult<Page<Plugin>> {
         match service_id {
             Some(id) => self.page(
-                "SELECT * FROM plugins WHERE service_id = :service",
-                &[(":service", &id)],
+                "SELECT * FROM plugins WHERE service_id = $1",
+                params![id],
                 offset,
                 size,
                 plugin_from,
@@ -441,14 +483,14 @@ impl<'a> Repo<'a> {
     }
 
     pub fn delete_plugin(&self, id: &str) -> StoreResult<bool> {
-        Ok(self.exec("DELETE FROM plugins WHERE id = ?1", [id])? > 0)
+        Ok(self.exec("DELETE FROM plugins WHERE id = $1", params![id])? > 0)
     }
 
     /// The service's `oauth2` plugin, if it has one and it is enabled.
     pub fn enabled_oauth2_plugin(&self, service_id: &str) -> StoreResult<Option<Plugin>> {
         self.one(
-            "SELECT * FROM plugins WHERE service_id = ?1 AND name = 'oauth2' AND enabled = 1",
-            [service_id],
+            "SELECT * FROM plugins WHERE service_id = $1 AND name = 'oauth2' AND enabled = 1",
+            params![service_id],
             plugin_from,
         )
     }
@@ -459,8 +501,8 @@ impl<'a> Repo<'a> {
         self.exec(
             "INSERT INTO oauth2_credentials
                (id, created_at, consumer_id, name, client_id, client_secret, hash_secret, redirect_uris, client_type, tags)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-            rusqlite::params![
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+            params![
                 c.id,
                 c.created_at,
                 c.consumer_id,
@@ -478,9 +520,9 @@ impl<'a> Repo<'a> {
 
     pub fn update_credential(&self, c: &Credential) -> StoreResult<()> {
         self.exec(
-            "UPDATE oauth2_credentials SET consumer_id = ?2, name = ?3, client_id = ?4, client_secret = ?5,
-               hash_secret = ?6, redirect_uris = ?7, client_type = ?8, tags = ?9 WHERE id = ?1",
-            rusqlite::params![
+            "UPDATE oauth2_credentials SET consumer_id = $2, name = $3, client_id = $4, client_secret = $5,
+               hash_secret = $6, redirect_uris = $7, client_type = $8, tags = $9 WHERE id = $1",
+            params![
                 c.id,
                 c.consumer_id,
                 c.name,
@@ -498,17 +540,17 @@ impl<'a> Repo<'a> {
     /// By id, or else by client_id.
     pub fn credential(&self, key: &str) -> StoreResult<Option<Credential>> {
         self.one(
-            "SELECT * FROM oauth2_credentials WHERE id = ?1
-             UNION ALL SELECT * FROM oauth2_credentials WHERE client_id = ?1 LIMIT 1",
-            [key],
+            "SELECT * FROM oauth2_credentials WHERE id = $1
+             UNION ALL SELECT * FROM oauth2_credentials WHERE client_id = $1 LIMIT 1",
+            params![key],
             credential_from,
         )
     }
 
     pub fn credential_by_client_id(&self, client_id: &str) -> StoreResult<Option<Credential>> {
         self.one(
-            "SELECT * FROM oauth2_credentials WHERE client_id = ?1",
-            [client_id],
+            "SELECT * FROM oauth2_credentials WHERE client_id = $1",
+            params![client_id],
             credential_from,
         )
     }
@@ -521,8 +563,8 @@ impl<'a> Repo<'a> {
     ) -> StoreResult<Page<Credential>> {
         match consumer_id {
             Some(id) => self.page(
-                "SELECT * FROM oauth2_credentials WHERE consumer_id = :consumer",
-                &[(":consumer", &id)],
+                "SELECT * FROM oauth2_credentials WHERE consumer_id = $1",
+                params![id],
                 offset,
                 size,
                 credential_from,
@@ -538,7 +580,7 @@ impl<'a> Repo<'a> {
     }
 
     pub fn delete_credential(&self, id: &str) -> StoreResult<bool> {
-        Ok(self.exec("DELETE FROM oauth2_credentials WHERE id = ?1", [id])? > 0)
+        Ok(self.exec("DELETE FROM oauth2_credentials WHERE id = $1", params![id])? > 0)
     }
 
     // ----- tokens -----
@@ -567,8 +609,8 @@ impl<'a> Repo<'a> {
         self.exec(
             "INSERT INTO oauth2_tokens (id, created_at, credential_id, service_id, token_type, expires_in,
                access_token_hash, refresh_token_hash, authenticated_userid, scope, ttl_at, family_id)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
-            rusqlite::params![
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+            params![
                 token.id,
                 token.created_at,
                 token.credential_id,
@@ -588,10 +630,10 @@ impl<'a> Repo<'a> {
 
     pub fn update_token(&self, t: &Token) -> StoreResult<()> {
         self.exec(
-            "UPDATE oauth2_tokens SET created_at = ?2, credential_id = ?3, service_id = ?4, expires_in = ?5,
-               access_token_hash = ?6, refresh_token_hash = ?7, authenticated_userid = ?8, scope = ?9, ttl_at = ?10
-             WHERE id = ?1",
-            rusqlite::params![
+            "UPDATE oauth2_tokens SET created_at = $2, credential_id = $3, service_id = $4, expires_in = $5,
+               access_token_hash = $6, refresh_token_hash = $7, authenticated_userid = $8, scope = $9, ttl_at = $10
+             WHERE id = $1",
+            params![
                 t.id,
                 t.created_at,
                 t.credential_id,
@@ -610,16 +652,31 @@ impl<'a> Repo<'a> {
     /// By id, or else by access-token digest.
     pub fn token(&self, id: &str, access_hash: &str) -> StoreResult<Option<Token>> {
         self.one(
-            "SELECT * FROM oauth2_tokens WHERE id = ?1 UNION ALL SELECT * FROM oauth2_tokens WHERE access_token_hash = ?2 LIMIT 1",
-            [id, access_hash],
+            "SELECT * FROM oauth2_tokens WHERE id = $1 UNION ALL SELECT * FROM oauth2_tokens WHERE access_token_hash = $2 LIMIT 1",
+            params![id, access_hash],
+            token_from,
+        )
+    }
+
+    /// By id, locking the row until the transaction ends (PostgreSQL; SQLite's one writer
+    /// needs no lock): of replicas replacing one token at once, the second waits for the
+    /// first to commit and then reads what it wrote.
+    pub fn token_for_update(&self, id: &str) -> StoreResult<Option<Token>> {
+        let lock = match self.db.dialect() {
+            Dialect::Sqlite => "",
+            Dialect::Postgres => " FOR UPDATE",
+        };
+        self.one(
+            &format!("SELECT * FROM oauth2_tokens WHERE id = $1{lock}"),
+            params![id],
             token_from,
         )
     }
 
     pub fn token_by_refresh_hash(&self, refresh_hash: &str) -> StoreResult<Option<Token>> {
         self.one(
-            "SELECT * FROM oauth2_tokens WHERE refresh_token_hash = ?1",
-            [refresh_hash],
+            "SELECT * FROM oauth2_tokens WHERE refresh_token_hash = $1",
+            params![refresh_hash],
             token_from,
         )
     }
@@ -627,8 +684,8 @@ impl<'a> Repo<'a> {
     /// The token with its credential and consumer, in one indexed look-up (the filter's check).
     pub fn token_with_owner(&self, access_hash: &str) -> StoreResult<Option<TokenWithOwner>> {
         self.one(
-            &format!("{TOKEN_WITH_OWNER} WHERE t.access_token_hash = ?1"),
-            [access_hash],
+            &format!("{TOKEN_WITH_OWNER} WHERE t.access_token_hash = $1"),
+            params![access_hash],
             token_with_owner_from,
         )
     }
@@ -636,19 +693,13 @@ impl<'a> Repo<'a> {
     /// Tokens by SQLite row id (rows a write just inserted), with their owners, in one query;
     /// ids of rows that are gone are skipped.
     pub fn tokens_with_owner_by_rowid(&self, rowids: &[i64]) -> StoreResult<Vec<TokenWithOwner>> {
+        debug_assert_eq!(self.db.dialect(), Dialect::Sqlite);
         let ids = serde_json::to_string(rowids).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let mut stmt = self
-            .tx
-            .prepare_cached(&format!(
-                "{TOKEN_WITH_OWNER} WHERE t.rowid IN (SELECT value FROM json_each(?1))"
-            ))
-            .map_err(map_err)?;
-        let found = stmt
-            .query_map([ids], token_with_owner_from)
-            .map_err(map_err)?
-            .collect::<rusqlite::Result<Vec<_>>>()
-            .map_err(map_err)?;
-        Ok(found)
+        self.all(
+            &format!("{TOKEN_WITH_OWNER} WHERE t.rowid IN (SELECT value FROM json_each($1))"),
+            params![ids],
+            token_with_owner_from,
+        )
     }
 
     pub fn list_tokens(&self, offset: i64, size: i64) -> StoreResult<Page<Token>> {
@@ -656,45 +707,53 @@ impl<'a> Repo<'a> {
     }
 
     pub fn delete_token(&self, id: &str) -> StoreResult<bool> {
-        Ok(self.exec("DELETE FROM oauth2_tokens WHERE id = ?1", [id])? > 0)
+        Ok(self.exec("DELETE FROM oauth2_tokens WHERE id = $1", params![id])? > 0)
     }
 
     /// Revokes every token descending from one grant.
-    pub fn revoke_family(&self, family_id: &str) -> StoreResult<usize> {
+    pub fn revoke_family(&self, family_id: &str) -> StoreResult<u64> {
         self.exec(
-            "DELETE FROM oauth2_retired_refresh_tokens WHERE family_id = ?1",
-            [family_id],
+            "DELETE FROM oauth2_retired_refresh_tokens WHERE family_id = $1",
+            params![family_id],
         )?;
         self.exec(
-            "DELETE FROM oauth2_tokens WHERE family_id = ?1",
-            [family_id],
+            "DELETE FROM oauth2_tokens WHERE family_id = $1",
+            params![family_id],
         )
     }
 
     /// Replaces `old` by `new` (refresh without reuse): the old pair dies with the same commit,
     /// and the old refresh token is remembered (with when it was replaced) so a replay can
     /// revoke the family.
+    ///
+    /// The delete is the decision: of several writers rotating one token at once (replicas on
+    /// one PostgreSQL, each having read the row), the one whose delete removes the row wins;
+    /// the others wait on its row lock, then delete nothing and get [`StoreError::NotFound`].
     pub fn rotate_token(&self, old: &Token, new: &NewToken) -> StoreResult<Token> {
+        if !self.delete_token(&old.id)? {
+            return Err(StoreError::NotFound);
+        }
         if let Some(hash) = &old.refresh_token_hash {
             self.exec(
-                "INSERT OR REPLACE INTO oauth2_retired_refresh_tokens (refresh_token_hash, family_id, expires_at, retired_at)
-                 VALUES (?1, ?2, ?3, ?4)",
-                (hash, &old.family_id, old.ttl_at, new.created_at),
+                "INSERT INTO oauth2_retired_refresh_tokens (refresh_token_hash, family_id, expires_at, retired_at)
+                 VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (refresh_token_hash) DO UPDATE SET family_id = excluded.family_id,
+                   expires_at = excluded.expires_at, retired_at = excluded.retired_at",
+                params![hash, &old.family_id, old.ttl_at, new.created_at],
             )?;
         }
-        self.delete_token(&old.id)?;
         self.insert_token(new)
     }
 
     /// A refresh token that matches no live row: was it rotated away, and when?
     pub fn retired_refresh(&self, refresh_hash: &str) -> StoreResult<Option<RetiredRefresh>> {
         self.one(
-            "SELECT family_id, retired_at FROM oauth2_retired_refresh_tokens WHERE refresh_token_hash = ?1",
-            [refresh_hash],
+            "SELECT family_id, retired_at FROM oauth2_retired_refresh_tokens WHERE refresh_token_hash = $1",
+            params![refresh_hash],
             |row| {
                 Ok(RetiredRefresh {
-                    family_id: row.get(0)?,
-                    retired_at: row.get(1)?,
+                    family_id: row.at(0)?,
+                    retired_at: row.at(1)?,
                 })
             },
         )
@@ -706,29 +765,28 @@ impl<'a> Repo<'a> {
         self.exec(
             "INSERT INTO oauth2_authorization_codes (id, created_at, code_hash, credential_id, service_id, plugin_id,
                authenticated_userid, scope, challenge, challenge_method, expires_at)
-             VALUES (:id, :created_at, :code_hash, :credential_id, :service_id, :plugin_id,
-               :authenticated_userid, :scope, :challenge, :challenge_method, :expires_at)",
-            named_params! {
-                ":id": crate::model::new_id(),
-                ":created_at": c.created_at,
-                ":code_hash": c.code_hash,
-                ":credential_id": c.credential_id,
-                ":service_id": c.service_id,
-                ":plugin_id": c.plugin_id,
-                ":authenticated_userid": c.authenticated_userid,
-                ":scope": c.scope,
-                ":challenge": c.challenge,
-                ":challenge_method": c.challenge_method,
-                ":expires_at": c.expires_at,
-            },
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+            params![
+                crate::model::new_id(),
+                c.created_at,
+                &c.code_hash,
+                &c.credential_id,
+                &c.service_id,
+                &c.plugin_id,
+                &c.authenticated_userid,
+                &c.scope,
+                &c.challenge,
+                &c.challenge_method,
+                c.expires_at,
+            ],
         )
         .map(drop)
     }
 
     pub fn code_by_hash(&self, code_hash: &str) -> StoreResult<Option<AuthorizationCode>> {
         self.one(
-            "SELECT * FROM oauth2_authorization_codes WHERE code_hash = ?1",
-            [code_hash],
+            "SELECT * FROM oauth2_authorization_codes WHERE code_hash = $1",
+            params![code_hash],
             code_from,
         )
     }
@@ -736,95 +794,206 @@ impl<'a> Repo<'a> {
     /// Marks a code spent; `false` when another exchange spent it first.
     pub fn spend_code(&self, code_id: &str, now: i64) -> StoreResult<bool> {
         Ok(self.exec(
-            "UPDATE oauth2_authorization_codes SET used_at = ?2 WHERE id = ?1 AND used_at IS NULL",
-            (code_id, now),
+            "UPDATE oauth2_authorization_codes SET used_at = $2 WHERE id = $1 AND used_at IS NULL",
+            params![code_id, now],
         )? == 1)
     }
 
     // ----- change feed and housekeeping -----
 
-    /// `(newest seq, oldest retained seq, access-token digests changed after `since`)`.
-    pub fn changes_since(&self, since: i64, limit: i64) -> StoreResult<(i64, i64, Vec<String>)> {
-        let (newest, oldest): (i64, i64) = self
-            .one(
-                "SELECT COALESCE(MAX(seq), 0), COALESCE(MIN(seq), 0) FROM changes",
-                [],
-                |row| Ok((row.get(0)?, row.get(1)?)),
-            )?
-            .unwrap_or((0, 0));
-        let newest = newest.max(self.sequence_floor()?);
-        let mut stmt = self
-            .tx
-            .prepare_cached(
-                "SELECT access_token_hash FROM changes WHERE seq > ?1 ORDER BY seq LIMIT ?2",
-            )
-            .map_err(map_err)?;
-        let hashes = stmt
-            .query_map((since, limit), |row| row.get(0))
-            .map_err(map_err)?
-            .collect::<rusqlite::Result<Vec<String>>>()
-            .map_err(map_err)?;
-        Ok((newest, oldest, hashes))
-    }
-
-    /// Access-token digests the feed received after `since`, with the newest seq seen.
-    pub fn changed_digests_after(&self, since: i64) -> StoreResult<(i64, Vec<String>)> {
-        let mut stmt = self
-            .tx
-            .prepare_cached(
-                "SELECT seq, access_token_hash FROM changes WHERE seq > ?1 ORDER BY seq",
-            )
-            .map_err(map_err)?;
-        let mut newest = since;
-        let mut digests = Vec::new();
-        let mut rows = stmt.query([since]).map_err(map_err)?;
-        while let Some(row) = rows.next().map_err(map_err)? {
-            newest = row.get(0).map_err(map_err)?;
-            digests.push(row.get(1).map_err(map_err)?);
+    /// The change feed from `since` on, at most `limit` digests (`limit + 1` tells the caller
+    /// there were more). SQLite's positions are the feed's `seq`: one writer commits in seq
+    /// order. PostgreSQL's are transaction ids (see [`super::postgres`]): replicas commit
+    /// out of seq order, so a position there is a horizon below which every transaction ended.
+    pub fn feed_page(&self, since: i64, limit: i64) -> StoreResult<FeedPage> {
+        match self.db.dialect() {
+            Dialect::Sqlite => self.sqlite_feed_page(since, limit),
+            Dialect::Postgres => self.postgres_feed_page(since, limit),
         }
-        Ok((newest, digests))
     }
 
-    /// The newest seq the change feed has handed out.
+    fn sqlite_feed_page(&self, since: i64, limit: i64) -> StoreResult<FeedPage> {
+        let oldest: Option<i64> = self
+            .one("SELECT MIN(seq) FROM changes", &[], |row| row.at(0))?
+            .flatten();
+        let position = self.newest_change()?;
+        let digests = self.all(
+            "SELECT access_token_hash FROM changes WHERE seq > $1 ORDER BY seq LIMIT $2",
+            params![since, limit],
+            |row| row.at(0),
+        )?;
+        Ok(FeedPage {
+            position,
+            // Every entry up to `oldest - 1` is gone (pruned), or all of them when none is left.
+            floor: oldest.map_or(position, |oldest| oldest - 1),
+            digests,
+        })
+    }
+
+    fn postgres_feed_page(&self, since: i64, limit: i64) -> StoreResult<FeedPage> {
+        let position = self.postgres_horizon()?;
+        let floor = self
+            .one("SELECT floor FROM feed_floor", &[], |row| row.at(0))?
+            .unwrap_or(0);
+        let digests = self.all(
+            "SELECT access_token_hash FROM changes
+             WHERE kind = 'token' AND txid >= $1::bigint::text::xid8 AND txid < $2::bigint::text::xid8
+             ORDER BY txid, seq LIMIT $3",
+            params![since, position, limit],
+            |row| row.at(0),
+        )?;
+        Ok(FeedPage {
+            position,
+            floor,
+            digests,
+        })
+    }
+
+    /// PostgreSQL: the oldest transaction still running (or the next to start): every change
+    /// made by a transaction below it is committed or rolled back, for good.
+    pub fn postgres_horizon(&self) -> StoreResult<i64> {
+        self.one(
+            "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint",
+            &[],
+            |row| row.at(0),
+        )?
+        .ok_or_else(|| StoreError::Corrupt("no snapshot horizon".into()))
+    }
+
+    /// PostgreSQL: what transactions in `[from, to)` changed, as `(transaction, kind, digest)`
+    /// (token digests; `service` and `credential` rows for admin changes), for a replica's
+    /// in-memory index.
+    pub fn postgres_changes_between(&self, from: i64, to: i64) -> StoreResult<Vec<FeedChange>> {
+        self.all(
+            "SELECT txid::text::bigint, kind, access_token_hash FROM changes
+             WHERE txid >= $1::bigint::text::xid8 AND txid < $2::bigint::text::xid8",
+            params![from, to],
+            |row| {
+                Ok(FeedChange {
+                    txid: row.at(0)?,
+                    kind: row.at(1)?,
+                    digest: row.at(2)?,
+                })
+            },
+        )
+    }
+
+    /// PostgreSQL: what the current transaction has changed so far, as `(kind, digest)`.
+    pub fn postgres_own_changes(&self) -> StoreResult<Vec<(String, String)>> {
+        self.all(
+            "SELECT kind, access_token_hash FROM changes WHERE txid = pg_current_xact_id_if_assigned()",
+            &[],
+            |row| Ok((row.at(0)?, row.at(1)?)),
+        )
+    }
+
+    /// PostgreSQL: the current transaction's id, once it has written something.
+    pub fn postgres_transaction_id(&self) -> StoreResult<Option<i64>> {
+        Ok(self
+            .one(
+                "SELECT pg_current_xact_id_if_assigned()::text::bigint",
+                &[],
+                |row| row.at(0),
+            )?
+            .flatten())
+    }
+
+    /// SQLite: access-token digests the feed received after `since`, with the newest seq seen.
+    pub fn changed_digests_after(&self, since: i64) -> StoreResult<(i64, Vec<String>)> {
+        let rows = self.all(
+            "SELECT seq, access_token_hash FROM changes WHERE seq > $1 ORDER BY seq",
+            params![since],
+            |row| Ok((row.at::<i64>(0)?, row.at::<String>(1)?)),
+        )?;
+        let newest = rows.last().map_or(since, |(seq, _)| *seq);
+        Ok((newest, rows.into_iter().map(|(_, digest)| digest).collect()))
+    }
+
+    /// SQLite: the newest seq the change feed has handed out (AUTOINCREMENT never reuses
+    /// numbers, even when the feed was pruned empty).
     pub fn newest_change(&self) -> StoreResult<i64> {
-        self.sequence_floor()
-    }
-
-    /// AUTOINCREMENT never reuses numbers, even when the feed was pruned empty.
-    fn sequence_floor(&self) -> StoreResult<i64> {
         Ok(self
             .one(
                 "SELECT seq FROM sqlite_sequence WHERE name = 'changes'",
-                [],
-                |row| row.get(0),
+                &[],
+                |row| row.at(0),
             )?
             .unwrap_or(0))
     }
 
-    /// Deletes expired codes, expired token rows and old feed entries; returns rows removed.
-    pub fn purge_expired(&self, now: i64, feed_retention_s: i64) -> StoreResult<Purged> {
-        let authorization_codes = self.exec(
-            "DELETE FROM oauth2_authorization_codes WHERE expires_at < ?1",
-            [now - crate::grants::CODE_REPLAY_MEMORY_S],
+    /// Deletes at most `limit` rows of each kind of expired data (codes, tokens, retired
+    /// refresh tokens) and of feed entries older than `feed_retention_s`; the store repeats it
+    /// while there is more, so no purge holds locks (or PostgreSQL's feed horizon) for long.
+    /// Rows another replica's purge has locked are skipped, not waited for.
+    pub fn purge_expired_batch(
+        &self,
+        now: i64,
+        feed_retention_s: i64,
+        limit: i64,
+    ) -> StoreResult<Purged> {
+        let skip_locked = match self.db.dialect() {
+            Dialect::Sqlite => "",
+            Dialect::Postgres => " FOR UPDATE SKIP LOCKED",
+        };
+        let purge = |table: &str, key: &str, expired: &str, before: i64| {
+            self.exec(
+                &format!(
+                    "DELETE FROM {table} WHERE {key} IN
+                       (SELECT {key} FROM {table} WHERE {expired} LIMIT $2{skip_locked})"
+                ),
+                params![before, limit],
+            )
+        };
+        let authorization_codes = purge(
+            "oauth2_authorization_codes",
+            "id",
+            "expires_at < $1",
+            now - crate::grants::CODE_REPLAY_MEMORY_S,
         )?;
-        let tokens = self.exec(
-            "DELETE FROM oauth2_tokens WHERE ttl_at IS NOT NULL AND ttl_at < ?1",
-            [now],
+        let tokens = purge(
+            "oauth2_tokens",
+            "id",
+            "ttl_at IS NOT NULL AND ttl_at < $1",
+            now,
         )?;
-        let retired_refresh_tokens = self.exec(
-            "DELETE FROM oauth2_retired_refresh_tokens WHERE expires_at IS NOT NULL AND expires_at < ?1",
-            [now],
+        let retired_refresh_tokens = purge(
+            "oauth2_retired_refresh_tokens",
+            "refresh_token_hash",
+            "expires_at IS NOT NULL AND expires_at < $1",
+            now,
         )?;
-        let changes = self.exec(
-            "DELETE FROM changes WHERE created_at < ?1",
-            [now - feed_retention_s],
-        )?;
-        let rows = |n: usize| u64::try_from(n).unwrap_or(u64::MAX);
+        let changes = match self.db.dialect() {
+            Dialect::Sqlite => purge("changes", "seq", "created_at < $1", now - feed_retention_s)?,
+            Dialect::Postgres => self.postgres_purge_feed(now - feed_retention_s, limit)?,
+        };
         Ok(Purged {
-            authorization_codes: rows(authorization_codes),
-            tokens: rows(tokens),
-            retired_refresh_tokens: rows(retired_refresh_tokens),
-            changes: rows(changes),
+            authorization_codes,
+            tokens,
+            retired_refresh_tokens,
+            changes,
         })
+    }
+
+    /// PostgreSQL: deletes old feed entries and raises the feed's floor past them, so a
+    /// filter that had not seen them resets.
+    fn postgres_purge_feed(&self, before: i64, limit: i64) -> StoreResult<u64> {
+        let (deleted, newest): (i64, Option<i64>) = self
+            .one(
+                "WITH gone AS (
+                   DELETE FROM changes WHERE seq IN
+                     (SELECT seq FROM changes WHERE created_at < $1 LIMIT $2 FOR UPDATE SKIP LOCKED)
+                   RETURNING txid)
+                 SELECT COUNT(*), MAX(txid::text::bigint) FROM gone",
+                params![before, limit],
+                |row| Ok((row.at(0)?, row.at(1)?)),
+            )?
+            .unwrap_or((0, None));
+        if let Some(newest) = newest {
+            self.exec(
+                "UPDATE feed_floor SET floor = GREATEST(floor, $1)",
+                params![newest + 1],
+            )?;
+        }
+        Ok(u64::try_from(deleted).unwrap_or(0))
     }
 }

@@ -1,9 +1,13 @@
-//! Schema migrations, applied in order at start-up and recorded in `PRAGMA user_version`.
+//! Schema migrations, applied in order at start-up: SQLite's recorded in `PRAGMA user_version`,
+//! PostgreSQL's in `schema_version`, under an advisory lock so replicas starting at once
+//! migrate one after the other. The two schemas hold the same tables, columns and constraints;
+//! PostgreSQL's feed also records each change's transaction (see [`super::postgres`]).
 
-use super::{map_err, StoreResult};
+use super::sqlite::classify as map_err;
+use super::StoreResult;
 use rusqlite::Connection;
 
-const MIGRATIONS: &[&str] = &[
+const SQLITE_MIGRATIONS: &[&str] = &[
     r#"
 CREATE TABLE consumers (
     id          TEXT PRIMARY KEY,
@@ -108,11 +112,11 @@ ALTER TABLE oauth2_retired_refresh_tokens ADD COLUMN retired_at INTEGER;
 "#,
 ];
 
-pub fn migrate(conn: &mut Connection) -> StoreResult<()> {
+pub fn migrate_sqlite(conn: &mut Connection) -> StoreResult<()> {
     let current: usize = conn
         .query_row("PRAGMA user_version", [], |row| row.get(0))
         .map_err(map_err)?;
-    for (index, sql) in MIGRATIONS.iter().enumerate().skip(current) {
+    for (index, sql) in SQLITE_MIGRATIONS.iter().enumerate().skip(current) {
         let tx = conn.transaction().map_err(map_err)?;
         tx.execute_batch(sql).map_err(map_err)?;
         tx.pragma_update(None, "user_version", index + 1)
@@ -121,4 +125,173 @@ pub fn migrate(conn: &mut Connection) -> StoreResult<()> {
         tracing::info!(version = index + 1, "database schema migrated");
     }
     Ok(())
+}
+
+/// Unique constraints are named `<table>__<column>`: a conflict names its column (SQLSTATE
+/// 23505 carries the constraint's name, never a column). Integers are `BIGINT`, booleans 0/1,
+/// as in SQLite, so one row type reads both.
+const POSTGRES_MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE consumers (
+    id          TEXT CONSTRAINT consumers__id PRIMARY KEY,
+    created_at  BIGINT NOT NULL,
+    username    TEXT CONSTRAINT consumers__username UNIQUE,
+    custom_id   TEXT CONSTRAINT consumers__custom_id UNIQUE,
+    tags        TEXT
+);
+CREATE TABLE services (
+    id          TEXT CONSTRAINT services__id PRIMARY KEY,
+    created_at  BIGINT NOT NULL,
+    updated_at  BIGINT NOT NULL,
+    name        TEXT CONSTRAINT services__name UNIQUE,
+    url         TEXT,
+    tags        TEXT
+);
+CREATE TABLE plugins (
+    id          TEXT CONSTRAINT plugins__id PRIMARY KEY,
+    created_at  BIGINT NOT NULL,
+    updated_at  BIGINT NOT NULL,
+    name        TEXT NOT NULL,
+    service_id  TEXT REFERENCES services(id) ON DELETE CASCADE,
+    enabled     BIGINT NOT NULL,
+    config      TEXT NOT NULL,
+    CONSTRAINT plugins__name UNIQUE (service_id, name)
+);
+CREATE TABLE oauth2_credentials (
+    id             TEXT CONSTRAINT oauth2_credentials__id PRIMARY KEY,
+    created_at     BIGINT NOT NULL,
+    consumer_id    TEXT NOT NULL REFERENCES consumers(id) ON DELETE CASCADE,
+    name           TEXT NOT NULL,
+    client_id      TEXT NOT NULL CONSTRAINT oauth2_credentials__client_id UNIQUE,
+    client_secret  TEXT NOT NULL,
+    hash_secret    BIGINT NOT NULL,
+    redirect_uris  TEXT,
+    client_type    TEXT NOT NULL,
+    tags           TEXT
+);
+CREATE INDEX oauth2_credentials_consumer ON oauth2_credentials(consumer_id);
+CREATE TABLE oauth2_authorization_codes (
+    id                    TEXT CONSTRAINT oauth2_authorization_codes__id PRIMARY KEY,
+    created_at            BIGINT NOT NULL,
+    code_hash             TEXT NOT NULL CONSTRAINT oauth2_authorization_codes__code_hash UNIQUE,
+    credential_id         TEXT NOT NULL REFERENCES oauth2_credentials(id) ON DELETE CASCADE,
+    service_id            TEXT REFERENCES services(id) ON DELETE CASCADE,
+    plugin_id             TEXT,
+    authenticated_userid  TEXT,
+    scope                 TEXT,
+    challenge             TEXT,
+    challenge_method      TEXT,
+    expires_at            BIGINT NOT NULL,
+    used_at               BIGINT
+);
+CREATE INDEX oauth2_codes_expiry ON oauth2_authorization_codes(expires_at);
+CREATE INDEX oauth2_codes_credential ON oauth2_authorization_codes(credential_id);
+CREATE TABLE oauth2_tokens (
+    id                    TEXT CONSTRAINT oauth2_tokens__id PRIMARY KEY,
+    created_at            BIGINT NOT NULL,
+    credential_id         TEXT NOT NULL REFERENCES oauth2_credentials(id) ON DELETE CASCADE,
+    service_id            TEXT REFERENCES services(id) ON DELETE CASCADE,
+    token_type            TEXT NOT NULL,
+    expires_in            BIGINT NOT NULL,
+    access_token_hash     TEXT NOT NULL CONSTRAINT oauth2_tokens__access_token_hash UNIQUE,
+    refresh_token_hash    TEXT CONSTRAINT oauth2_tokens__refresh_token_hash UNIQUE,
+    authenticated_userid  TEXT,
+    scope                 TEXT,
+    ttl_at                BIGINT,
+    family_id             TEXT NOT NULL
+);
+CREATE INDEX oauth2_tokens_credential ON oauth2_tokens(credential_id);
+CREATE INDEX oauth2_tokens_service ON oauth2_tokens(service_id);
+CREATE INDEX oauth2_tokens_family ON oauth2_tokens(family_id);
+CREATE INDEX oauth2_tokens_ttl ON oauth2_tokens(ttl_at);
+CREATE TABLE oauth2_retired_refresh_tokens (
+    refresh_token_hash  TEXT CONSTRAINT oauth2_retired_refresh_tokens__refresh_token_hash PRIMARY KEY,
+    family_id           TEXT NOT NULL,
+    expires_at          BIGINT,
+    retired_at          BIGINT
+);
+CREATE INDEX oauth2_retired_family ON oauth2_retired_refresh_tokens(family_id);
+-- The change feed: `token` rows carry a changed access-token digest, `service` rows say that
+-- services or plugins changed, `credential` rows that credentials did. `txid` is the writing
+-- transaction.
+CREATE TABLE changes (
+    seq                BIGSERIAL PRIMARY KEY,
+    txid               xid8 NOT NULL DEFAULT pg_current_xact_id(),
+    kind               TEXT NOT NULL DEFAULT 'token',
+    access_token_hash  TEXT NOT NULL,
+    created_at         BIGINT NOT NULL DEFAULT extract(epoch FROM now())::bigint
+);
+CREATE INDEX changes_txid ON changes(txid);
+CREATE INDEX changes_created ON changes(created_at);
+-- Feed positions below `floor` may have lost entries to the purge: a poller there resets.
+CREATE TABLE feed_floor (floor BIGINT NOT NULL);
+INSERT INTO feed_floor VALUES (0);
+
+CREATE FUNCTION feed_token_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO changes (access_token_hash) VALUES (OLD.access_token_hash);
+    RETURN NULL;
+END $$;
+CREATE TRIGGER token_deleted AFTER DELETE ON oauth2_tokens
+    FOR EACH ROW EXECUTE FUNCTION feed_token_changed();
+CREATE TRIGGER token_changed AFTER UPDATE ON oauth2_tokens
+    FOR EACH ROW EXECUTE FUNCTION feed_token_changed();
+
+CREATE FUNCTION feed_credential_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO changes (access_token_hash)
+        SELECT access_token_hash FROM oauth2_tokens WHERE credential_id = OLD.id;
+    RETURN NULL;
+END $$;
+CREATE TRIGGER credential_changed AFTER UPDATE ON oauth2_credentials
+    FOR EACH ROW EXECUTE FUNCTION feed_credential_changed();
+
+CREATE FUNCTION feed_consumer_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO changes (access_token_hash)
+        SELECT t.access_token_hash FROM oauth2_tokens t
+        JOIN oauth2_credentials c ON c.id = t.credential_id WHERE c.consumer_id = OLD.id;
+    RETURN NULL;
+END $$;
+CREATE TRIGGER consumer_changed AFTER UPDATE ON consumers
+    FOR EACH ROW EXECUTE FUNCTION feed_consumer_changed();
+
+CREATE FUNCTION feed_entity_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO changes (kind, access_token_hash) VALUES (TG_ARGV[0], '');
+    RETURN NULL;
+END $$;
+CREATE TRIGGER service_changed AFTER INSERT OR UPDATE OR DELETE ON services
+    FOR EACH STATEMENT EXECUTE FUNCTION feed_entity_changed('service');
+CREATE TRIGGER plugin_changed AFTER INSERT OR UPDATE OR DELETE ON plugins
+    FOR EACH STATEMENT EXECUTE FUNCTION feed_entity_changed('service');
+CREATE TRIGGER credential_entity_changed AFTER INSERT OR UPDATE OR DELETE ON oauth2_credentials
+    FOR EACH STATEMENT EXECUTE FUNCTION feed_entity_changed('credential');
+"#];
+
+/// Brings a PostgreSQL database up to date, holding an advisory lock meanwhile.
+pub fn migrate_postgres(client: &mut postgres::Client) -> StoreResult<()> {
+    use super::postgres::{classify, migration_lock, migration_unlock};
+    migration_lock(client)?;
+    let result = (|| -> Result<(), postgres::Error> {
+        client
+            .batch_execute("CREATE TABLE IF NOT EXISTS schema_version (version BIGINT NOT NULL)")?;
+        let current = client
+            .query_opt("SELECT version FROM schema_version", &[])?
+            .map(|row| row.try_get::<_, i64>(0))
+            .transpose()?
+            .unwrap_or(0);
+        let current = usize::try_from(current).unwrap_or(usize::MAX);
+        for (index, sql) in POSTGRES_MIGRATIONS.iter().enumerate().skip(current) {
+            let version = i64::try_from(index + 1).unwrap_or(i64::MAX);
+            let mut tx = client.transaction()?;
+            tx.batch_execute(sql)?;
+            tx.execute("DELETE FROM schema_version", &[])?;
+            tx.execute("INSERT INTO schema_version VALUES ($1)", &[&version])?;
+            tx.commit()?;
+            tracing::info!(version, "PostgreSQL schema migrated");
+        }
+        Ok(())
+    })();
+    migration_unlock(client);
+    result.map_err(classify)
 }

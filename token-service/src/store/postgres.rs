@@ -1,0 +1,555 @@
+//! The server backend: PostgreSQL, shared by several token-service replicas.
+//!
+//! Each replica keeps the embedded backend's shape: one writer thread group-commits every
+//! waiting write (one transaction, one savepoint per write), readers come from a small pool.
+//! What several writers change is the rest:
+//!
+//! - **Decisions are single statements.** Spending a code (`UPDATE ... WHERE used_at IS NULL`)
+//!   and rotating a refresh token (`DELETE` of the old row) are decided by the row lock: of
+//!   replicas racing on one row, one changes it and the others, once it commits, change
+//!   nothing and lose (see [`super::Repo::rotate_token`]).
+//! - **Every replica's index learns every replica's changes.** Triggers append to `changes`
+//!   (token digests, and an `entity` row when services, plugins or credentials change) with the
+//!   writing transaction's id. A follower thread reads, every `feed_poll` (100 ms by default),
+//!   the rows of transactions below the *horizon*, the oldest transaction still running
+//!   (`pg_snapshot_xmin(pg_current_snapshot())`): every transaction below it has ended, so the
+//!   rows it reads between two horizons are final, and none is skipped however commits
+//!   interleave (a `seq` read in order would skip a low seq committed late). The filter's
+//!   state poll uses the same horizons as feed positions, through any replica. A replica's own
+//!   writes leave its index before they commit, as with SQLite.
+//! - **Migrations and purges take advisory locks**: replicas starting at once migrate one at a
+//!   time; one replica purges at a time, in short batches that skip locked rows.
+
+use super::index::Invalidation;
+use super::sql::{Dialect, Row, Sql, Value};
+use super::{
+    schema, Deliver, FeedChange, Index, Job, Purged, Repo, StoreError, StoreResult, READER_POOL,
+};
+use crate::metrics::Metrics;
+use bytes::BytesMut;
+use postgres::error::SqlState;
+use postgres::types::{IsNull, ToSql, Type};
+use postgres::{Client, IsolationLevel, NoTls, Statement, Transaction};
+use std::cell::RefCell;
+use std::collections::{HashMap, HashSet};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Most writes one commit carries.
+const MAX_BATCH: usize = 256;
+/// `pg_advisory_lock` keys: schema migrations, and the purge.
+const MIGRATION_LOCK: i64 = 0x6f61_7574_6832_0001;
+const PURGE_LOCK: i64 = 0x6f61_7574_6832_0002;
+/// Rows of each kind one purge transaction deletes at most.
+const PURGE_BATCH: i64 = 1_000;
+
+pub struct Postgres {
+    config: postgres::Config,
+    jobs: mpsc::Sender<Job>,
+    readers: Mutex<Vec<Connection>>,
+}
+
+/// A connection with the statements prepared on it (named statements live as long as it).
+struct Connection {
+    client: Client,
+    statements: HashMap<String, Statement>,
+}
+
+impl Connection {
+    fn open(config: &postgres::Config) -> StoreResult<Connection> {
+        Ok(Connection {
+            client: config.connect(NoTls).map_err(classify)?,
+            statements: HashMap::new(),
+        })
+    }
+}
+
+impl Postgres {
+    /// Connects, migrates the schema (one replica at a time), and starts the writer and the
+    /// change follower. Blocking: call it off the async runtime.
+    pub fn connect(
+        url: &str,
+        feed_poll: Duration,
+        index: Arc<Index>,
+        metrics: Arc<Metrics>,
+    ) -> StoreResult<Postgres> {
+        let mut config: postgres::Config = url
+            .parse()
+            .map_err(|e| StoreError::Task(format!("not a PostgreSQL URL: {e}")))?;
+        if config.get_application_name().is_none() {
+            config.application_name("token-service");
+        }
+        config.connect_timeout(Duration::from_secs(5));
+        let mut writer = Connection::open(&config)?;
+        schema::migrate_postgres(&mut writer.client)?;
+        let horizon = in_transaction(&mut writer, false, |repo| repo.postgres_horizon())?;
+        let (jobs, queue) = mpsc::channel();
+        let own = Arc::new(Mutex::new(HashSet::new()));
+        let writer = Writer {
+            config: config.clone(),
+            conn: Some(writer),
+            index: index.clone(),
+            own: own.clone(),
+        };
+        std::thread::Builder::new()
+            .name("postgres-writer".into())
+            .spawn(move || writer.run(queue, &metrics))
+            .map_err(|e| StoreError::Task(format!("cannot start the writer thread: {e}")))?;
+        let follower = Follower {
+            config: config.clone(),
+            horizon,
+            every: feed_poll,
+            index: Arc::downgrade(&index),
+            own,
+        };
+        std::thread::Builder::new()
+            .name("postgres-feed".into())
+            .spawn(move || follower.run())
+            .map_err(|e| StoreError::Task(format!("cannot start the change follower: {e}")))?;
+        Ok(Postgres {
+            config,
+            jobs,
+            readers: Mutex::new(Vec::new()),
+        })
+    }
+
+    pub fn submit(&self, job: Job) -> StoreResult<()> {
+        self.jobs
+            .send(job)
+            .map_err(|_| StoreError::Task("the writer thread stopped".into()))
+    }
+
+    /// Runs `f` in a read-only snapshot on a pooled connection (blocking).
+    pub fn read<T>(&self, f: impl FnOnce(&Repo<'_>) -> StoreResult<T>) -> StoreResult<T> {
+        let mut conn = self.pooled()?;
+        let result = in_transaction(&mut conn, true, f);
+        self.give_back(conn);
+        result
+    }
+
+    /// Deletes expired rows in short batches; another replica already purging means this one
+    /// has nothing to do.
+    pub fn purge_expired(&self, now: i64, feed_retention_s: i64) -> StoreResult<Purged> {
+        let mut conn = self.pooled()?;
+        let result = purge_with_lock(&mut conn, now, feed_retention_s);
+        self.give_back(conn);
+        result
+    }
+
+    fn pooled(&self) -> StoreResult<Connection> {
+        let pooled = self.readers.lock().ok().and_then(|mut pool| pool.pop());
+        match pooled {
+            Some(conn) if !conn.client.is_closed() => Ok(conn),
+            _ => Connection::open(&self.config),
+        }
+    }
+
+    fn give_back(&self, conn: Connection) {
+        if conn.client.is_closed() {
+            return;
+        }
+        if let Ok(mut pool) = self.readers.lock() {
+            if pool.len() < READER_POOL {
+                pool.push(conn);
+            }
+        }
+    }
+}
+
+impl Drop for Postgres {
+    /// Closing a connection blocks on its own runtime, which a tokio worker must not do: the
+    /// pool is closed on a thread of its own.
+    fn drop(&mut self) {
+        let readers = self
+            .readers
+            .lock()
+            .map(|mut pool| std::mem::take(&mut *pool))
+            .unwrap_or_default();
+        let _ = std::thread::Builder::new()
+            .name("postgres-close".into())
+            .spawn(move || drop(readers));
+    }
+}
+
+/// Runs `f` in one transaction (read-only snapshot, or read-write), committing when it
+/// returns `Ok`.
+fn in_transaction<T>(
+    conn: &mut Connection,
+    read_only: bool,
+    f: impl FnOnce(&Repo<'_>) -> StoreResult<T>,
+) -> StoreResult<T> {
+    let Connection { client, statements } = conn;
+    let mut builder = client.build_transaction();
+    if read_only {
+        builder = builder
+            .read_only(true)
+            .isolation_level(IsolationLevel::RepeatableRead);
+    }
+    let tx = Tx::new(builder.start().map_err(classify)?, statements);
+    let value = f(&Repo::new(&tx))?;
+    tx.into_inner().commit().map_err(classify)?;
+    Ok(value)
+}
+
+/// One transaction (or savepoint) with its connection's statement cache.
+struct Tx<'a> {
+    tx: RefCell<Transaction<'a>>,
+    statements: RefCell<&'a mut HashMap<String, Statement>>,
+}
+
+impl<'a> Tx<'a> {
+    fn new(tx: Transaction<'a>, statements: &'a mut HashMap<String, Statement>) -> Tx<'a> {
+        Tx {
+            tx: RefCell::new(tx),
+            statements: RefCell::new(statements),
+        }
+    }
+
+    fn into_inner(self) -> Transaction<'a> {
+        self.tx.into_inner()
+    }
+
+    fn statement(&self, sql: &str) -> StoreResult<Statement> {
+        if let Some(known) = self.statements.borrow().get(sql) {
+            return Ok(known.clone());
+        }
+        let prepared = self.tx.borrow_mut().prepare(sql).map_err(classify)?;
+        self.statements
+            .borrow_mut()
+            .insert(sql.to_string(), prepared.clone());
+        Ok(prepared)
+    }
+}
+
+impl Sql for Tx<'_> {
+    fn dialect(&self) -> Dialect {
+        Dialect::Postgres
+    }
+
+    fn execute(&self, sql: &str, params: &[Value]) -> StoreResult<u64> {
+        let statement = self.statement(sql)?;
+        let params: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p as _).collect();
+        self.tx
+            .borrow_mut()
+            .execute(&statement, &params)
+            .map_err(classify)
+    }
+
+    fn query(&self, sql: &str, params: &[Value]) -> StoreResult<Vec<Row>> {
+        let statement = self.statement(sql)?;
+        let params: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p as _).collect();
+        let rows = self
+            .tx
+            .borrow_mut()
+            .query(&statement, &params)
+            .map_err(classify)?;
+        let columns: Arc<[String]> = statement
+            .columns()
+            .iter()
+            .map(|c| c.name().to_string())
+            .collect();
+        rows.iter()
+            .map(|row| {
+                let values = (0..columns.len())
+                    .map(|i| value_at(row, i))
+                    .collect::<StoreResult<Vec<_>>>()?;
+                Ok(Row::new(columns.clone(), values))
+            })
+            .collect()
+    }
+}
+
+fn value_at(row: &postgres::Row, index: usize) -> StoreResult<Value> {
+    let column = &row.columns()[index];
+    let read = |e: postgres::Error| {
+        StoreError::Corrupt(format!("column '{}' cannot be read: {e}", column.name()))
+    };
+    Ok(match *column.type_() {
+        Type::INT8 => row.try_get::<_, Option<i64>>(index).map_err(read)?.into(),
+        Type::INT4 => row
+            .try_get::<_, Option<i32>>(index)
+            .map_err(read)?
+            .map(i64::from)
+            .into(),
+        Type::BOOL => row
+            .try_get::<_, Option<bool>>(index)
+            .map_err(read)?
+            .map(i64::from)
+            .into(),
+        Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME => row
+            .try_get::<_, Option<String>>(index)
+            .map_err(read)?
+            .into(),
+        ref other => {
+            return Err(StoreError::Corrupt(format!(
+                "column '{}' has the unsupported type {other}",
+                column.name()
+            )))
+        }
+    })
+}
+
+impl From<Option<i64>> for Value {
+    fn from(v: Option<i64>) -> Value {
+        v.map_or(Value::Null, Value::Int)
+    }
+}
+
+impl From<Option<String>> for Value {
+    fn from(v: Option<String>) -> Value {
+        v.map_or(Value::Null, Value::Text)
+    }
+}
+
+impl ToSql for Value {
+    fn to_sql(
+        &self,
+        ty: &Type,
+        out: &mut BytesMut,
+    ) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        match (self, ty) {
+            (Value::Null, _) => Ok(IsNull::Yes),
+            (Value::Int(v), &Type::INT8) => v.to_sql(ty, out),
+            (Value::Int(v), &Type::INT4) => i32::try_from(*v)?.to_sql(ty, out),
+            (Value::Int(v), &Type::BOOL) => (*v != 0).to_sql(ty, out),
+            (Value::Text(v), _) if <&str as ToSql>::accepts(ty) => v.as_str().to_sql(ty, out),
+            (value, ty) => Err(format!("{value:?} cannot be a {ty} parameter").into()),
+        }
+    }
+
+    fn accepts(_: &Type) -> bool {
+        true
+    }
+
+    postgres::types::to_sql_checked!();
+}
+
+/// PostgreSQL's errors as the store's, by SQLSTATE (never by message text). Unique
+/// constraints are named `<table>__<column>` in the schema, so a conflict names its column.
+pub(super) fn classify(err: postgres::Error) -> StoreError {
+    if let Some(db) = err.as_db_error() {
+        if *db.code() == SqlState::UNIQUE_VIOLATION {
+            let constraint = db.constraint().unwrap_or_default();
+            let column = constraint.rsplit("__").next().unwrap_or(constraint);
+            return StoreError::Conflict(column.to_string());
+        }
+        if *db.code() == SqlState::FOREIGN_KEY_VIOLATION {
+            return StoreError::MissingReference;
+        }
+    }
+    StoreError::Postgres(err)
+}
+
+/// Transactions this replica's writer committed (or is committing): their changes are
+/// already out of its index, so its follower skips them instead of dropping them again
+/// (which would also refuse every read that raced, for nothing).
+type OwnTransactions = Arc<Mutex<HashSet<i64>>>;
+
+/// The writer thread: one transaction per batch of waiting writes, one savepoint per write;
+/// a lost connection is opened again for the next batch.
+struct Writer {
+    config: postgres::Config,
+    conn: Option<Connection>,
+    index: Arc<Index>,
+    own: OwnTransactions,
+}
+
+impl Writer {
+    fn run(mut self, queue: mpsc::Receiver<Job>, metrics: &Metrics) {
+        while let Ok(first) = queue.recv() {
+            let mut batch = vec![first];
+            while batch.len() < MAX_BATCH {
+                match queue.try_recv() {
+                    Ok(job) => batch.push(job),
+                    Err(_) => break,
+                }
+            }
+            let writes = batch.len();
+            let mut delivers = Vec::with_capacity(writes);
+            let commit = match self.conn.take().filter(|c| !c.client.is_closed()) {
+                Some(c) => Ok(c),
+                None => Connection::open(&self.config),
+            }
+            .and_then(|mut c| {
+                let result = self.run_batch(&mut c, batch, &mut delivers);
+                self.conn = Some(c);
+                result
+            });
+            metrics.write_batch(writes, commit.as_ref().ok().copied());
+            // Jobs a failed connection never ran are dropped: their callers see the write fail.
+            super::deliver_all(delivers, commit);
+        }
+    }
+
+    fn run_batch(
+        &self,
+        conn: &mut Connection,
+        batch: Vec<Job>,
+        delivers: &mut Vec<Deliver>,
+    ) -> StoreResult<(Duration, Duration)> {
+        let began = Instant::now();
+        let Connection { client, statements } = conn;
+        let mut tx = client.transaction().map_err(classify)?;
+        for job in batch {
+            let savepoint = Tx::new(tx.transaction().map_err(classify)?, statements);
+            // A write that panics must not take the writer thread with it: its savepoint
+            // rolls back and its caller sees the write dropped.
+            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                job(&Repo::new(&savepoint))
+            }));
+            let savepoint = savepoint.into_inner();
+            let Ok((ok, deliver)) = outcome else { continue };
+            delivers.push(deliver);
+            if ok {
+                savepoint.commit().map_err(classify)?;
+            }
+        }
+        let tx = Tx::new(tx, statements);
+        let repo = Repo::new(&tx);
+        let invalidation = invalidation_of(
+            repo.postgres_own_changes()?
+                .into_iter()
+                .map(|(kind, digest)| FeedChange {
+                    txid: 0,
+                    kind,
+                    digest,
+                }),
+            &HashSet::new(),
+        );
+        if let Some(txid) = repo.postgres_transaction_id()? {
+            if let Ok(mut own) = self.own.lock() {
+                own.insert(txid);
+            }
+        }
+        if !invalidation.is_empty() {
+            self.index.invalidate(&invalidation);
+        }
+        let committing = Instant::now();
+        tx.into_inner().commit().map_err(classify)?;
+        let done = Instant::now();
+        // Again after the commit: a read may have raced it and put a stale answer back.
+        if !invalidation.is_empty() {
+            self.index.invalidate(&invalidation);
+        }
+        Ok((done - began, done - committing))
+    }
+}
+
+/// What changes mean for an index, leaving out those of the `skipped` transactions.
+fn invalidation_of(
+    changes: impl IntoIterator<Item = FeedChange>,
+    skipped: &HashSet<i64>,
+) -> Invalidation {
+    let mut invalidation = Invalidation::default();
+    for change in changes
+        .into_iter()
+        .filter(|change| !skipped.contains(&change.txid))
+    {
+        match change.kind.as_str() {
+            "token" => invalidation.digests.push(change.digest),
+            "service" => invalidation.services = true,
+            "credential" => invalidation.credentials = true,
+            _ => invalidation.all = true,
+        }
+    }
+    invalidation
+}
+
+/// The change follower: applies other replicas' committed changes to this replica's index,
+/// until the store is gone.
+struct Follower {
+    config: postgres::Config,
+    horizon: i64,
+    every: Duration,
+    index: std::sync::Weak<Index>,
+    own: OwnTransactions,
+}
+
+impl Follower {
+    fn run(mut self) {
+        let mut conn: Option<Connection> = None;
+        loop {
+            std::thread::sleep(self.every);
+            let Some(index) = self.index.upgrade() else {
+                return;
+            };
+            let open = match conn.take().filter(|c| !c.client.is_closed()) {
+                Some(c) => Ok(c),
+                None => Connection::open(&self.config),
+            };
+            let mut c = match open {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!(error = %e, "change follower: cannot reach PostgreSQL");
+                    continue;
+                }
+            };
+            match self.read(&mut c) {
+                Ok((next, changes)) => self.apply(&index, next, changes),
+                Err(e) => tracing::warn!(error = %e, "change follower: cannot read the feed"),
+            }
+            conn = Some(c);
+        }
+    }
+
+    fn read(&self, conn: &mut Connection) -> StoreResult<(i64, Vec<FeedChange>)> {
+        let from = self.horizon;
+        in_transaction(conn, true, |repo| {
+            let next = repo.postgres_horizon()?;
+            Ok((next, repo.postgres_changes_between(from, next)?))
+        })
+    }
+
+    fn apply(&mut self, index: &Index, next: i64, changes: Vec<FeedChange>) {
+        let Ok(mut own) = self.own.lock() else { return };
+        let invalidation = invalidation_of(changes, &own);
+        // Own transactions below the horizon have ended: none of their changes is still ahead.
+        own.retain(|txid| *txid >= next);
+        drop(own);
+        if !invalidation.is_empty() {
+            index.invalidate(&invalidation);
+        }
+        self.horizon = next;
+    }
+}
+
+/// One replica at a time (a session advisory lock), short batches until nothing is left.
+fn purge_with_lock(conn: &mut Connection, now: i64, feed_retention_s: i64) -> StoreResult<Purged> {
+    let locked: bool = conn
+        .client
+        .query_one("SELECT pg_try_advisory_lock($1)", &[&PURGE_LOCK])
+        .and_then(|row| row.try_get(0))
+        .map_err(classify)?;
+    if !locked {
+        return Ok(Purged::default());
+    }
+    let mut total = Purged::default();
+    let result = loop {
+        match in_transaction(conn, false, |repo| {
+            repo.purge_expired_batch(now, feed_retention_s, PURGE_BATCH)
+        }) {
+            Ok(batch) => {
+                total.add(&batch);
+                if !batch.any_kind_reached(PURGE_BATCH as u64) {
+                    break Ok(total);
+                }
+            }
+            Err(e) => break Err(e),
+        }
+    };
+    let _ = conn
+        .client
+        .execute("SELECT pg_advisory_unlock($1)", &[&PURGE_LOCK]);
+    result
+}
+
+pub(super) fn migration_lock(client: &mut Client) -> StoreResult<()> {
+    client
+        .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
+        .map(drop)
+        .map_err(classify)
+}
+
+pub(super) fn migration_unlock(client: &mut Client) {
+    let _ = client.execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK]);
+}
