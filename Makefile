@@ -75,9 +75,15 @@ run-cluster: build
 test: build test-unit test-wasm validate fuzz-short test-e2e test-openapi
 	@echo "==> all tests passed"
 
+# The store's tests run on both backends: a throwaway PostgreSQL (scripts/pg.sh) serves the
+# PostgreSQL half, and is stopped whatever the tests answer.
 test-unit:
-	@echo "==> unit and integration tests (native)"
-	cargo test --workspace --exclude e2e --exclude fuzz
+	@echo "==> unit and integration tests (native; the store's on SQLite and on a throwaway PostgreSQL)"
+	@pg=$$(mktemp -d /tmp/oauth2-unit-pg.XXXXXX); \
+	  url=$$(scripts/pg.sh start $$pg) || exit 1; \
+	  TOKEN_SERVICE_TEST_POSTGRES=postgres://postgres@127.0.0.1:$$(cat $$pg/port) TOKEN_SERVICE_TEST_REQUIRE_POSTGRES=1 \
+	    cargo test --workspace --exclude e2e --exclude fuzz; status=$$?; \
+	  scripts/pg.sh stop $$pg; rm -rf $$pg; exit $$status
 
 test-wasm: setup
 	@echo "==> the filter's unit tests, compiled to wasm32-wasip1 and run under wasmtime"
