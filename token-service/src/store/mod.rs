@@ -935,7 +935,41 @@ mod tests {
         index_lookups_and_size_are_exported,
         updating_a_deleted_row_is_not_found,
         rotating_one_token_at_once_has_one_winner,
+        concurrent_read_modify_writes_lose_nothing,
     );
+
+    /// 20 transactions, each reading consumer `u` and adding one tag, spread over three
+    /// replicas on PostgreSQL: every tag is there in the end (none overwrote another's).
+    async fn concurrent_read_modify_writes_lose_nothing(backend: Backend) {
+        let Some((db, first, _)) = store_with_client(backend).await else {
+            return;
+        };
+        let mut replicas = vec![first];
+        if backend == Backend::Postgres {
+            replicas.push(db.open().await);
+            replicas.push(db.open().await);
+        }
+        let writers = (0..20).map(|i| {
+            replicas[i % replicas.len()].write(move |repo| {
+                let mut consumer = repo.consumer("u")?.ok_or(StoreError::NotFound)?;
+                consumer
+                    .tags
+                    .get_or_insert_with(Vec::new)
+                    .push(format!("t{i}"));
+                repo.update_consumer(&consumer)
+            })
+        });
+        for written in futures_util::future::join_all(writers).await {
+            written.expect("write");
+        }
+        let tags = replicas[0]
+            .read(|repo| repo.consumer("u"))
+            .await
+            .expect("read")
+            .and_then(|c| c.tags)
+            .unwrap_or_default();
+        assert_eq!(tags.len(), 20, "{tags:?}");
+    }
 
     /// Of 20 writers rotating one refresh token at once (on three replicas with PostgreSQL),
     /// exactly one replaces it; the others change nothing.

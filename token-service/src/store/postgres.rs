@@ -195,6 +195,8 @@ fn in_transaction<T>(
 struct Tx<'a> {
     tx: RefCell<Transaction<'a>>,
     statements: RefCell<&'a mut HashMap<String, Statement>>,
+    /// A write of the writer thread: its reads lock what they find.
+    writes: bool,
 }
 
 impl<'a> Tx<'a> {
@@ -202,7 +204,13 @@ impl<'a> Tx<'a> {
         Tx {
             tx: RefCell::new(tx),
             statements: RefCell::new(statements),
+            writes: false,
         }
+    }
+
+    fn writing(mut self) -> Tx<'a> {
+        self.writes = true;
+        self
     }
 
     fn into_inner(self) -> Transaction<'a> {
@@ -224,6 +232,10 @@ impl<'a> Tx<'a> {
 impl Sql for Tx<'_> {
     fn dialect(&self) -> Dialect {
         Dialect::Postgres
+    }
+
+    fn locks_rows(&self) -> bool {
+        self.writes
     }
 
     fn execute(&self, sql: &str, params: &[Value]) -> StoreResult<u64> {
@@ -391,7 +403,7 @@ impl Writer {
         let Connection { client, statements } = conn;
         let mut tx = client.transaction().map_err(classify)?;
         for job in batch {
-            let savepoint = Tx::new(tx.transaction().map_err(classify)?, statements);
+            let savepoint = Tx::new(tx.transaction().map_err(classify)?, statements).writing();
             // A write that panics must not take the writer thread with it: its savepoint
             // rolls back and its caller sees the write dropped.
             let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {

@@ -330,6 +330,27 @@ impl<'a> Repo<'a> {
         self.db.execute(sql, params)
     }
 
+    /// In a write on PostgreSQL, the row `found` names, read again with a row lock: a
+    /// read-modify-write (an admin PATCH) on one replica then waits for a concurrent one on
+    /// another and works on what it committed, instead of overwriting it. SQLite's one writer
+    /// already serializes them.
+    fn for_update<T>(
+        &self,
+        table: &str,
+        found: Option<T>,
+        id: impl FnOnce(&T) -> &str,
+        map: impl FnOnce(&Row) -> StoreResult<T>,
+    ) -> StoreResult<Option<T>> {
+        match found {
+            Some(row) if self.db.locks_rows() => self.one(
+                &format!("SELECT * FROM {table} WHERE id = $1 FOR UPDATE"),
+                params![id(&row)],
+                map,
+            ),
+            found => Ok(found),
+        }
+    }
+
     // ----- consumers -----
 
     pub fn insert_consumer(&self, c: &Consumer) -> StoreResult<()> {
@@ -375,11 +396,12 @@ impl<'a> Repo<'a> {
 
     /// By id, or else by username.
     pub fn consumer(&self, key: &str) -> StoreResult<Option<Consumer>> {
-        self.one(
+        let found = self.one(
             "SELECT * FROM consumers WHERE id = $1 UNION ALL SELECT * FROM consumers WHERE username = $1 LIMIT 1",
             params![key],
             consumer_from,
-        )
+        )?;
+        self.for_update("consumers", found, |c| &c.id, consumer_from)
     }
 
     pub fn list_consumers(&self, offset: i64, size: i64) -> StoreResult<Page<Consumer>> {
@@ -410,11 +432,12 @@ impl<'a> Repo<'a> {
 
     /// By id, or else by name.
     pub fn service(&self, key: &str) -> StoreResult<Option<Service>> {
-        self.one(
+        let found = self.one(
             "SELECT * FROM services WHERE id = $1 UNION ALL SELECT * FROM services WHERE name = $1 LIMIT 1",
             params![key],
             service_from,
-        )
+        )?;
+        self.for_update("services", found, |s| &s.id, service_from)
     }
 
     pub fn list_services(&self, offset: i64, size: i64) -> StoreResult<Page<Service>> {
@@ -457,11 +480,12 @@ impl<'a> Repo<'a> {
     }
 
     pub fn plugin(&self, id: &str) -> StoreResult<Option<Plugin>> {
-        self.one(
+        let found = self.one(
             "SELECT * FROM plugins WHERE id = $1",
             params![id],
             plugin_from,
-        )
+        )?;
+        self.for_update("plugins", found, |p| &p.id, plugin_from)
     }
 
     pub fn list_plugins(
@@ -539,12 +563,13 @@ impl<'a> Repo<'a> {
 
     /// By id, or else by client_id.
     pub fn credential(&self, key: &str) -> StoreResult<Option<Credential>> {
-        self.one(
+        let found = self.one(
             "SELECT * FROM oauth2_credentials WHERE id = $1
              UNION ALL SELECT * FROM oauth2_credentials WHERE client_id = $1 LIMIT 1",
             params![key],
             credential_from,
-        )
+        )?;
+        self.for_update("oauth2_credentials", found, |c| &c.id, credential_from)
     }
 
     pub fn credential_by_client_id(&self, client_id: &str) -> StoreResult<Option<Credential>> {
@@ -651,11 +676,12 @@ impl<'a> Repo<'a> {
 
     /// By id, or else by access-token digest.
     pub fn token(&self, id: &str, access_hash: &str) -> StoreResult<Option<Token>> {
-        self.one(
+        let found = self.one(
             "SELECT * FROM oauth2_tokens WHERE id = $1 UNION ALL SELECT * FROM oauth2_tokens WHERE access_token_hash = $2 LIMIT 1",
             params![id, access_hash],
             token_from,
-        )
+        )?;
+        self.for_update("oauth2_tokens", found, |t| &t.id, token_from)
     }
 
     /// By id, locking the row until the transaction ends (PostgreSQL; SQLite's one writer

@@ -155,6 +155,11 @@ pub trait Sql {
     fn execute(&self, sql: &str, params: &[Value]) -> StoreResult<u64>;
     /// Runs a query; answers every row.
     fn query(&self, sql: &str, params: &[Value]) -> StoreResult<Vec<Row>>;
+    /// Reads in this transaction lock the rows they will write (PostgreSQL's writes: other
+    /// replicas write the same rows concurrently).
+    fn locks_rows(&self) -> bool {
+        false
+    }
 }
 
 #[cfg(test)]
