@@ -80,6 +80,13 @@ impl Postgres {
             config.application_name("token-service");
         }
         config.connect_timeout(Duration::from_secs(5));
+        // A stuck statement fails (the caller answers 503) instead of holding a request, a
+        // row lock or the feed's horizon for ever; the operator's own options come first.
+        let options = config.get_options().unwrap_or_default().to_string();
+        config.options(format!(
+            "-c statement_timeout=10s -c lock_timeout=5s -c idle_in_transaction_session_timeout=60s {options}"
+        ).trim());
+        config.keepalives_idle(Duration::from_secs(30));
         let mut writer = Connection::open(&config)?;
         schema::migrate_postgres(&mut writer.client)?;
         let horizon = in_transaction(&mut writer, false, |repo| repo.postgres_horizon())?;
