@@ -44,7 +44,11 @@ pub struct Kong {
 impl Kong {
     /// A token-service and upstream, consumer `bob` and Kong's credential table.
     pub fn start() -> Kong {
-        let stack = Stack::start_services();
+        Kong::on(Stack::start_services())
+    }
+
+    /// Consumer `bob` and Kong's credential table on `stack` (services and gateways none yet).
+    pub fn on(stack: Stack) -> Kong {
         let bob = stack
             .client
             .post_json(&stack.admin("/consumers"), &json!({"username": "bob"}));
@@ -157,7 +161,8 @@ impl Kong {
         self.stack.gateways.len() - 1
     }
 
-    fn configure(&mut self, service: &str, overrides: Value) {
+    /// Creates `service` with an oauth2 plugin (Kong's defaults + `overrides`), no Envoy yet.
+    pub fn configure(&mut self, service: &str, overrides: Value) {
         self.stack.create_service(service);
         let url = self.stack.admin(&format!("/services/{service}/plugins"));
         let plugin = self.stack.client.post_json(

@@ -9,6 +9,7 @@ pub mod http;
 pub mod kong;
 pub mod oauth;
 mod paths;
+pub mod postgres;
 mod process;
 pub mod recorder;
 pub mod stack;
@@ -16,4 +17,4 @@ pub mod wire;
 
 pub use http::{Answer, Client, Text};
 pub use process::free_port;
-pub use stack::{Gateway, GatewayOptions, Stack};
+pub use stack::{Database, Gateway, GatewayOptions, Stack, StackOptions};

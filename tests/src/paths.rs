@@ -104,3 +104,24 @@ pub fn prometheus_name(metric: &str) -> String {
         name
     }
 }
+
+/// `scripts/pg.sh`: starts, stops and adds databases to a throwaway PostgreSQL server.
+pub fn pg_script() -> PathBuf {
+    workspace_root().join("scripts/pg.sh")
+}
+
+/// A PostgreSQL client program (`psql`, `pg_dump`) of the newest installed server version,
+/// as `scripts/pg.sh` picks the server; from `PATH` when none is under /usr/lib/postgresql.
+pub fn pg_tool(name: &str) -> PathBuf {
+    let newest = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let version: u32 = e.file_name().to_str()?.parse().ok()?;
+            Some((version, e.path().join("bin").join(name)))
+        })
+        .filter(|(_, path)| path.exists())
+        .max_by_key(|(version, _)| *version);
+    newest.map_or_else(|| PathBuf::from(name), |(_, path)| path)
+}

@@ -1,11 +1,17 @@
 //! One running product: a token-service with its SQLite file, the demo upstream, and one Envoy
 //! per protected service (a wasm filter is configured per listener, so each service the tests
 //! protect gets its own Envoy, rendered from the shipped `envoy/envoy.yaml.tmpl`).
+//!
+//! In PostgreSQL mode (`OAUTH2_TEST_POSTGRES_DIR`, see [`crate::postgres`]) every stack gets a
+//! fresh database on that server instead, and runs `OAUTH2_TEST_REPLICAS` (2) token-service
+//! replicas on it, each with its own listeners; every Envoy's token-service cluster lists all
+//! of them. The admin helpers talk to replica 0.
 
 use crate::http::{Answer, Client};
 use crate::paths;
 /// The filter's counters as Envoy names them for the build under test.
 pub use crate::paths::{prometheus_name, stat_name};
+use crate::postgres::{self, PgDatabase, PgServer};
 use crate::process::{free_port, Process};
 use serde_json::Value;
 use std::path::PathBuf;
@@ -17,14 +23,56 @@ pub const POLL_INTERVAL_MS: u64 = 200;
 
 pub struct Stack {
     pub dir: tempfile::TempDir,
+    /// Replica 0's admin listener (the admin helpers' target).
     pub admin_port: u16,
+    /// Replica 0's gateway listener (the one Envoy calls).
     pub gateway_port: u16,
     pub upstream_port: u16,
     pub client: Client,
     pub gateways: Vec<Gateway>,
-    token_service: Process,
+    replicas: Vec<Replica>,
+    database: Database,
     token_service_args: Vec<String>,
     _upstream: Process,
+}
+
+/// Where the stack's token-service keeps its data.
+#[derive(Debug, Clone)]
+pub enum Database {
+    /// One SQLite file (the default).
+    Sqlite(PathBuf),
+    /// A database of its own on a PostgreSQL server, shared by every replica.
+    Postgres(PgDatabase),
+}
+
+impl Database {
+    /// The token-service's `--database`.
+    fn arg(&self) -> std::ffi::OsString {
+        match self {
+            Database::Sqlite(path) => path.clone().into_os_string(),
+            Database::Postgres(db) => db.url.clone().into(),
+        }
+    }
+}
+
+/// One token-service process and its two listeners.
+struct Replica {
+    admin_port: u16,
+    gateway_port: u16,
+    log: PathBuf,
+    process: Process,
+}
+
+/// How a stack differs from the default one (whose store and replicas the environment picks:
+/// one replica on SQLite, or `OAUTH2_TEST_REPLICAS` on `OAUTH2_TEST_POSTGRES_DIR`'s server).
+#[derive(Default)]
+pub struct StackOptions<'a> {
+    /// Extra token-service arguments, given to every replica.
+    pub token_service_args: &'a [&'a str],
+    /// A fresh database on this server (even when the suite runs on SQLite).
+    pub postgres: Option<&'a PgServer>,
+    /// How many replicas when on PostgreSQL (on SQLite there is always one).
+    pub replicas: Option<usize>,
 }
 
 /// An Envoy protecting one service under a route prefix.
@@ -43,6 +91,8 @@ pub struct Gateway {
     /// Set for a gateway started with hot restart enabled: its base id, epoch and the
     /// processes of earlier epochs (they drain and exit on their own).
     hot_restart: Option<HotRestart>,
+    /// The replicas (indexes into the stack's) in its token-service cluster.
+    pub replicas: Vec<usize>,
 }
 
 /// How a gateway differs from the template's defaults.
@@ -61,6 +111,9 @@ pub struct GatewayOptions {
     /// `xff_num_trusted_hops`: how many proxies in front of Envoy are trusted to say the
     /// client's address and scheme (`X-Forwarded-For`, `X-Forwarded-Proto`). 0 by default.
     pub trusted_hops: u32,
+    /// The token-service replicas (indexes into the stack's) in the Envoy's cluster; all of
+    /// them by default.
+    pub replicas: Option<Vec<usize>>,
 }
 
 struct HotRestart {
@@ -150,10 +203,49 @@ impl Stack {
 
     /// Like [`Stack::start_services`], with extra token-service arguments.
     pub fn start_services_with(extra_args: &[&str]) -> Stack {
+        Stack::start_services_opts(StackOptions {
+            token_service_args: extra_args,
+            ..StackOptions::default()
+        })
+    }
+
+    /// token-service replicas and upstream as `options` say; add services and gateways yourself.
+    pub fn start_services_opts(options: StackOptions<'_>) -> Stack {
         let dir = tempfile::tempdir().expect("temp dir");
-        let (admin_port, gateway_port, upstream_port) = (free_port(), free_port(), free_port());
-        let extra_args: Vec<String> = extra_args.iter().map(|a| a.to_string()).collect();
-        let token_service = spawn_token_service(&dir, admin_port, gateway_port, &extra_args);
+        let server = options
+            .postgres
+            .or_else(|| postgres::postgres_mode().then(PgServer::shared));
+        let (database, replicas) = match server {
+            Some(server) => (
+                Database::Postgres(server.create_database()),
+                options.replicas.unwrap_or_else(postgres::replicas_from_env),
+            ),
+            None => (Database::Sqlite(dir.path().join("token-service.db")), 1),
+        };
+        let upstream_port = free_port();
+        let extra_args: Vec<String> = options
+            .token_service_args
+            .iter()
+            .map(|a| a.to_string())
+            .collect();
+        let replicas: Vec<Replica> = (0..replicas)
+            .map(|index| {
+                let (admin_port, gateway_port) = (free_port(), free_port());
+                let log = dir.path().join(if index == 0 {
+                    "token-service.log".to_string()
+                } else {
+                    format!("token-service-{index}.log")
+                });
+                let process =
+                    spawn_token_service(&database, admin_port, gateway_port, &extra_args, &log);
+                Replica {
+                    admin_port,
+                    gateway_port,
+                    log,
+                    process,
+                }
+            })
+            .collect();
         let mut upstream_cmd = Command::new(paths::demo_upstream_bin());
         upstream_cmd
             .arg("--listen")
@@ -165,19 +257,19 @@ impl Stack {
         );
         let stack = Stack {
             dir,
-            admin_port,
-            gateway_port,
+            admin_port: replicas[0].admin_port,
+            gateway_port: replicas[0].gateway_port,
             upstream_port,
             client: Client::new(),
             gateways: Vec::new(),
-            token_service,
+            replicas,
+            database,
             token_service_args: extra_args,
             _upstream: upstream,
         };
-        stack.wait_for(
-            &format!("http://127.0.0.1:{gateway_port}/gateway/v1/services/-/state"),
-            "token-service",
-        );
+        for index in 0..stack.replicas.len() {
+            stack.wait_for_replica(index);
+        }
         stack.wait_for(
             &format!("http://127.0.0.1:{upstream_port}/ready"),
             "demo upstream",
@@ -185,12 +277,56 @@ impl Stack {
         stack
     }
 
-    pub fn database(&self) -> PathBuf {
-        self.dir.path().join("token-service.db")
+    /// Where the token-service keeps its data: the SQLite file, or the PostgreSQL database.
+    pub fn database(&self) -> &Database {
+        &self.database
     }
 
+    /// How many token-service replicas run (1 on SQLite).
+    pub fn replica_count(&self) -> usize {
+        self.replicas.len()
+    }
+
+    /// Replica `index`'s gateway listener (the one Envoy calls).
+    pub fn replica_gateway_port(&self, index: usize) -> u16 {
+        self.replicas[index].gateway_port
+    }
+
+    /// A URL on replica `index`'s admin listener.
+    pub fn replica_admin(&self, index: usize, path: &str) -> String {
+        format!(
+            "http://127.0.0.1:{}{}",
+            self.replicas[index].admin_port, path
+        )
+    }
+
+    /// A URL on replica `index`'s gateway listener (what the filter calls).
+    pub fn replica_gateway(&self, index: usize, path: &str) -> String {
+        format!(
+            "http://127.0.0.1:{}{}",
+            self.replicas[index].gateway_port, path
+        )
+    }
+
+    /// Every replica's log, one after the other.
     pub fn token_service_log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("token-service.log")).unwrap_or_default()
+        self.replicas
+            .iter()
+            .map(|r| std::fs::read_to_string(&r.log).unwrap_or_default())
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// Replica `index`'s log.
+    pub fn replica_log(&self, index: usize) -> String {
+        std::fs::read_to_string(&self.replicas[index].log).unwrap_or_default()
+    }
+
+    fn wait_for_replica(&self, index: usize) {
+        self.wait_for(
+            &self.replica_gateway(index, "/gateway/v1/services/-/state"),
+            &format!("token-service replica {index}"),
+        );
     }
 
     fn wait_for(&self, url: &str, what: &str) {
@@ -246,6 +382,14 @@ impl Stack {
             .clone()
             .unwrap_or_else(|| (format!("{service}-second"), format!("{prefix}-second")));
         let upstream_port = options.upstream_port.unwrap_or(self.upstream_port);
+        let replicas = options
+            .replicas
+            .clone()
+            .unwrap_or_else(|| (0..self.replicas.len()).collect());
+        let token_service_ports: Vec<u16> = replicas
+            .iter()
+            .map(|&r| self.replica_gateway_port(r))
+            .collect();
         let index = self.gateways.len();
         let (http_port, https_port, admin_port) = (free_port(), free_port(), free_port());
         let certs = self.dir.path().join("certs");
@@ -267,7 +411,7 @@ impl Stack {
                 ("UPSTREAM_PORT", upstream_port.to_string()),
                 (
                     "TOKEN_SERVICE_LB_ENDPOINTS",
-                    lb_endpoints(&[self.gateway_port]),
+                    lb_endpoints(&token_service_ports),
                 ),
                 ("WASM_PATH", paths::wasm_module().display().to_string()),
                 ("CERT_DIR", certs.display().to_string()),
@@ -317,6 +461,7 @@ impl Stack {
                 epoch: 0,
                 parents: Vec::new(),
             }),
+            replicas,
         };
         let ready = wait_until(Duration::from_secs(20), || {
             self.client
@@ -373,49 +518,83 @@ impl Stack {
         self.client.get(&self.admin(path))
     }
 
-    /// SIGKILL, as a crash would.
+    /// SIGKILL every replica, as a crash would.
     pub fn kill_token_service(&mut self) {
-        self.token_service.kill();
+        for replica in &mut self.replicas {
+            replica.process.kill();
+        }
     }
 
+    /// SIGKILL replica `index` alone.
+    pub fn kill_replica(&mut self, index: usize) {
+        self.replicas[index].process.kill();
+    }
+
+    /// Every replica killed (if running) and started again on the same ports and data.
     pub fn restart_token_service(&mut self) {
-        self.token_service.kill();
-        self.token_service = spawn_token_service(
-            &self.dir,
-            self.admin_port,
-            self.gateway_port,
-            &self.token_service_args,
-        );
-        self.wait_for(
-            &format!(
-                "http://127.0.0.1:{}/gateway/v1/services/-/state",
-                self.gateway_port
-            ),
-            "token-service",
-        );
+        self.kill_token_service();
+        for index in 0..self.replicas.len() {
+            self.spawn_replica(index);
+        }
+        for index in 0..self.replicas.len() {
+            self.wait_for_replica(index);
+        }
     }
 
+    /// Replica `index` killed (if running) and started again on its ports.
+    pub fn restart_replica(&mut self, index: usize) {
+        self.replicas[index].process.kill();
+        self.spawn_replica(index);
+        self.wait_for_replica(index);
+    }
+
+    fn spawn_replica(&mut self, index: usize) {
+        let replica = &self.replicas[index];
+        let process = spawn_token_service(
+            &self.database,
+            replica.admin_port,
+            replica.gateway_port,
+            &self.token_service_args,
+            &replica.log,
+        );
+        self.replicas[index].process = process;
+    }
+
+    /// Replica 0's process id.
     pub fn token_service_pid(&self) -> Option<u32> {
-        self.token_service.pid()
+        self.replica_pid(0)
+    }
+
+    pub fn replica_pid(&self, index: usize) -> Option<u32> {
+        self.replicas[index].process.pid()
+    }
+
+    /// Every running replica's process id.
+    pub fn token_service_pids(&self) -> Vec<u32> {
+        self.replicas
+            .iter()
+            .filter_map(|r| r.process.pid())
+            .collect()
     }
 }
 
 fn spawn_token_service(
-    dir: &tempfile::TempDir,
+    database: &Database,
     admin_port: u16,
     gateway_port: u16,
     extra: &[String],
+    log: &std::path::Path,
 ) -> Process {
     let mut cmd = Command::new(paths::token_service_bin());
     cmd.arg("--database")
-        .arg(dir.path().join("token-service.db"))
+        .arg(database.arg())
         .arg("--admin-listen")
         .arg(format!("127.0.0.1:{admin_port}"))
         .arg("--gateway-listen")
         .arg(format!("127.0.0.1:{gateway_port}"))
         .args(extra)
         .env("RUST_LOG", "info");
-    Process::spawn("token-service", cmd, &dir.path().join("token-service.log"))
+    Process::spawn("token-service", cmd, log)
 }
 
 fn envoy_command(config: &std::path::Path, log: &std::path::Path) -> Command {
@@ -528,11 +707,21 @@ pub fn wait_until(limit: Duration, mut condition: impl FnMut() -> bool) -> bool 
 }
 
 impl Drop for Stack {
-    /// A failing test shows the tail of every process log before the temp dir goes away.
+    /// A failing test shows the tail of every process log before the temp dir goes away; a
+    /// PostgreSQL database goes away with its stack.
     fn drop(&mut self) {
-        if !std::thread::panicking() {
-            return;
+        if std::thread::panicking() {
+            self.show_logs();
         }
+        if let Database::Postgres(db) = self.database.clone() {
+            self.kill_token_service();
+            db.drop_database();
+        }
+    }
+}
+
+impl Stack {
+    fn show_logs(&self) {
         let Ok(entries) = std::fs::read_dir(self.dir.path()) else {
             return;
         };

@@ -6,23 +6,15 @@
 use e2e::Stack;
 use serde_json::json;
 
-/// The token-service's resident memory, in KiB (found by its database path).
+/// The token-service's resident memory, in KiB (replica 0's, the one the test calls).
 fn token_service_rss_kib(stack: &Stack) -> u64 {
-    let database = stack.database();
-    let database = database.to_string_lossy();
-    for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
-        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
-        let cmdline = String::from_utf8_lossy(&cmdline);
-        if cmdline.contains("token-service") && cmdline.contains(database.as_ref()) {
-            let status = std::fs::read_to_string(entry.path().join("status")).unwrap_or_default();
-            let rss = status
-                .lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok());
-            return rss.expect("VmRSS");
-        }
-    }
-    panic!("token-service process not found")
+    let pid = stack.token_service_pid().expect("the token-service runs");
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("its /proc status");
+    let rss = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok());
+    rss.expect("VmRSS")
 }
 
 #[test]

@@ -19,7 +19,10 @@ fn the_filter_fails_closed_and_recovers() {
     let mut kong = Kong::start();
     let gw = kong.protect("oauth2", json!({"token_expiration": 600}));
     let known = kong.provision_token(gw).text("access_token");
-    let port = kong.stack.gateway_port;
+    // Every replica's gateway listener (one on SQLite): the fakes take all of them.
+    let ports: Vec<u16> = (0..kong.stack.replica_count())
+        .map(|r| kong.stack.replica_gateway_port(r))
+        .collect();
     let mut unknown_tokens = (0..).map(|i| format!("never-seen-token-{i}"));
 
     // Down: the connection is refused.
@@ -42,7 +45,10 @@ fn the_filter_fails_closed_and_recovers() {
         Misbehaviour::Failing,
         Misbehaviour::Slow(Duration::from_secs(3)),
     ] {
-        let fake = FakeTokenService::start(port, behaviour);
+        let fakes: Vec<FakeTokenService> = ports
+            .iter()
+            .map(|&port| FakeTokenService::start(port, behaviour))
+            .collect();
         let started = Instant::now();
         let r = kong.get_with_token(gw, "/request", &unknown_tokens.next().unwrap_or_default());
         assert!(unavailable(&r), "{} {}", r.status, r.text);
@@ -65,7 +71,7 @@ fn the_filter_fails_closed_and_recovers() {
                 "Envoy's log lacks {line}"
             );
         }
-        drop(fake);
+        drop(fakes);
     }
 
     // The token-service returns: traffic recovers with the same Envoy.
@@ -89,12 +95,14 @@ fn acknowledged_tokens_survive_sigkill() {
     let stop = Instant::now() + Duration::from_millis(1500);
     let body = json!({"client_id": "clientid123", "client_secret": "secret123", "grant_type": "client_credentials", "scope": "email"});
 
-    // Issue tokens from two threads; SIGKILL the token-service in the middle of the stream.
-    let pid = kong
+    // Issue tokens from two threads; SIGKILL the token-service (every replica) in the middle
+    // of the stream.
+    let pids: Vec<String> = kong
         .stack
-        .token_service_pid()
-        .map(|p| p.to_string())
-        .unwrap_or_default();
+        .token_service_pids()
+        .iter()
+        .map(u32::to_string)
+        .collect();
     let acknowledged: Vec<String> = std::thread::scope(|scope| {
         let workers: Vec<_> = (0..2)
             .map(|_| {
@@ -121,7 +129,8 @@ fn acknowledged_tokens_survive_sigkill() {
             .collect();
         std::thread::sleep(Duration::from_millis(700));
         let killed = std::process::Command::new("kill")
-            .args(["-9", &pid])
+            .arg("-9")
+            .args(&pids)
             .status();
         assert!(killed.is_ok_and(|s| s.success()), "SIGKILL failed");
         workers

@@ -6,6 +6,7 @@ mod admin_hardening;
 mod authorize;
 mod beyond_kong;
 mod browser;
+mod cluster;
 mod faults;
 mod hostile_input;
 mod many_services;

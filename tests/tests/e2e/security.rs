@@ -3,15 +3,21 @@
 
 use e2e::kong::{eventually, oauth_error, Kong};
 use e2e::stack::Stack;
-use e2e::Text;
+use e2e::{Database, Text};
 use serde_json::json;
 
-/// Every byte SQLite has on disk for the database (main file and write-ahead log).
+/// Everything the store holds: every byte SQLite has on disk for the database (main file and
+/// write-ahead log), or the whole PostgreSQL database as `pg_dump --data-only` writes it
+/// (every value of every row; the server's files are shared with other tests' databases).
 fn database_bytes(stack: &Stack) -> Vec<u8> {
-    let mut bytes = std::fs::read(stack.database()).unwrap_or_default();
-    let wal = stack.database().with_extension("db-wal");
-    bytes.extend(std::fs::read(wal).unwrap_or_default());
-    bytes
+    match stack.database() {
+        Database::Sqlite(path) => {
+            let mut bytes = std::fs::read(path).unwrap_or_default();
+            bytes.extend(std::fs::read(path.with_extension("db-wal")).unwrap_or_default());
+            bytes
+        }
+        Database::Postgres(db) => db.dump().into_bytes(),
+    }
 }
 
 fn contains(haystack: &[u8], needle: &str) -> bool {

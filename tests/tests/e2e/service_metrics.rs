@@ -5,7 +5,7 @@
 //! purged rows.
 
 use e2e::kong::{eventually, Kong, REDIRECT};
-use e2e::stack::{wait_until, Gateway, Stack};
+use e2e::stack::{wait_until, Gateway, Stack, StackOptions};
 use e2e::Text;
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -219,9 +219,14 @@ fn parse_labels(mut text: &str) -> Result<Vec<(String, String)>, String> {
 }
 
 /// Consumer `bob` and his confidential client `clientid123` (Kong's first fixture), on a
-/// token-service started with `args`.
+/// token-service started with `args`. One replica in PostgreSQL mode too: the metrics and the
+/// index they describe are one process's.
 fn kong_with(args: &[&str]) -> Kong {
-    let stack = Stack::start_services_with(args);
+    let stack = Stack::start_services_opts(StackOptions {
+        token_service_args: args,
+        replicas: Some(1),
+        ..StackOptions::default()
+    });
     let bob = stack
         .client
         .post_json(&stack.admin("/consumers"), &json!({"username": "bob"}));
