@@ -171,6 +171,7 @@ bench: build
 	@command -v wrk >/dev/null || { echo "==> installing wrk (Debian package)"; apt-get install -y -q wrk || sudo apt-get install -y -q wrk; }
 	@[ -z "$$BENCH_PERF" ] || command -v perf >/dev/null || { echo "==> installing perf (Debian package linux-perf) for BENCH_PERF"; $(APT_GET) install -y -q linux-perf; }
 	ENVOY=$(ENVOY) python3 bench/bench.py
+	python3 bench/cluster.py
 
 lint:
 	cargo fmt --all -- --check
