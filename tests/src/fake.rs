@@ -1,9 +1,14 @@
 //! A misbehaving stand-in for the token-service's gateway listener (fault tests): a real HTTP
-//! server (HTTP/1.1 and h2c, like the token-service) whose every answer is wrong on purpose.
+//! server (HTTP/1.1 and h2c, like the token-service) whose every answer is wrong on purpose,
+//! except its health check (`GET /status`, 200): Envoy only sends calls to token-service
+//! replicas that pass it, and a replica that passes it and then misbehaves is the fault here.
 
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
+use axum::routing::get;
 use axum::Router;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 #[derive(Clone, Copy)]
@@ -20,6 +25,8 @@ pub enum Misbehaviour {
 /// connections cannot reach it any more once the real token-service is back.
 pub struct FakeTokenService {
     runtime: Option<tokio::runtime::Runtime>,
+    health_checks: Arc<AtomicUsize>,
+    calls: Arc<AtomicUsize>,
 }
 
 impl FakeTokenService {
@@ -32,12 +39,47 @@ impl FakeTokenService {
         let listener = runtime
             .block_on(tokio::net::TcpListener::bind(("127.0.0.1", port)))
             .expect("bind the fake token-service");
-        let app = Router::new().fallback(move || misbehave(behaviour));
+        let health_checks = Arc::new(AtomicUsize::new(0));
+        let counted = health_checks.clone();
+        let calls = Arc::new(AtomicUsize::new(0));
+        let called = calls.clone();
+        let app = Router::new()
+            .route(
+                "/status",
+                get(move || {
+                    counted.fetch_add(1, Ordering::SeqCst);
+                    healthy()
+                }),
+            )
+            .fallback(move || {
+                called.fetch_add(1, Ordering::SeqCst);
+                misbehave(behaviour)
+            });
         runtime.spawn(async move { axum::serve(listener, app).await });
         FakeTokenService {
             runtime: Some(runtime),
+            health_checks,
+            calls,
         }
     }
+
+    /// How many health checks (`GET /status`) it has answered.
+    pub fn health_checks(&self) -> usize {
+        self.health_checks.load(Ordering::SeqCst)
+    }
+
+    /// How many other requests (the filter's calls) it has received.
+    pub fn calls(&self) -> usize {
+        self.calls.load(Ordering::SeqCst)
+    }
+}
+
+async fn healthy() -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        r#"{"database":{"reachable":true}}"#,
+    )
+        .into_response()
 }
 
 async fn misbehave(behaviour: Misbehaviour) -> Response {
