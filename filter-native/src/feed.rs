@@ -9,7 +9,7 @@
 //! route named to any worker.
 
 use oauth2_filter::flow::worker::MAX_SERVICES;
-use oauth2_filter::state::StatePoll;
+use oauth2_filter::state::{Protection, StatePoll};
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
@@ -27,15 +27,19 @@ pub struct Feed {
 
 #[derive(Default)]
 struct Inner {
-    entries: VecDeque<(u64, String, StatePoll)>,
+    /// (generation, service, answer, whether it moved the cache epoch).
+    entries: VecDeque<(u64, String, StatePoll, bool)>,
     /// Every service to poll, with the change-feed position of its latest answer.
     services: BTreeMap<String, i64>,
+    /// The settings of each service's latest answer.
+    protections: BTreeMap<String, Protection>,
 }
 
 /// What a worker has to apply to be current.
 #[derive(Debug, Default)]
 pub struct Catchup {
-    pub polls: Vec<(String, StatePoll)>,
+    /// (service, answer, whether the poller moved the cache epoch for it).
+    pub polls: Vec<(String, StatePoll, bool)>,
     /// Answers it never saw were dropped: its revocations may be missing from the worker's own
     /// copy of the cache, which it must therefore clear (shared data was evicted by whichever
     /// worker applied them first, and the newest answer per service carries its full settings).
@@ -72,16 +76,26 @@ impl Feed {
             .collect()
     }
 
-    /// Publishes a state answer for every worker.
-    pub fn publish(&self, service: &str, poll: StatePoll) {
+    /// Publishes a state answer for every worker; `bump_epoch` runs once when the answer
+    /// resets the feed or changes the service's settings (every cache entry then goes, once,
+    /// whenever each worker applies it).
+    pub fn publish(&self, service: &str, poll: StatePoll, bump_epoch: impl FnOnce()) {
         let mut inner = self.lock();
         if let Some(seq) = inner.services.get_mut(service) {
             *seq = poll.seq;
         }
+        let protection = poll.protection();
+        let bumped = poll.reset || inner.protections.get(service) != Some(&protection);
+        if bumped {
+            bump_epoch();
+        }
+        if inner.protections.contains_key(service) || inner.protections.len() < MAX_SERVICES {
+            inner.protections.insert(service.to_string(), protection);
+        }
         let generation = self.latest.load(Ordering::Acquire).wrapping_add(1);
         inner
             .entries
-            .push_back((generation, service.to_string(), poll));
+            .push_back((generation, service.to_string(), poll, bumped));
         while inner.entries.len() > KEPT {
             inner.entries.pop_front();
         }
@@ -97,13 +111,13 @@ impl Feed {
     /// Everything after generation `applied`.
     pub fn since(&self, applied: u64) -> Catchup {
         let inner = self.lock();
-        let oldest = inner.entries.front().map_or(0, |(g, _, _)| *g);
+        let oldest = inner.entries.front().map_or(0, |(g, _, _, _)| *g);
         Catchup {
             polls: inner
                 .entries
                 .iter()
-                .filter(|(g, _, _)| *g > applied)
-                .map(|(_, s, p)| (s.clone(), p.clone()))
+                .filter(|(g, _, _, _)| *g > applied)
+                .map(|(_, s, p, bumped)| (s.clone(), p.clone(), *bumped))
                 .collect(),
             missed: oldest > applied.saturating_add(1),
             latest: self.latest(),
@@ -134,13 +148,13 @@ mod tests {
         assert_eq!(feed.latest(), 0);
         assert!(feed.since(0).polls.is_empty());
 
-        feed.publish("a", poll(4));
-        feed.publish("a", poll(7));
+        feed.publish("a", poll(4), || {});
+        feed.publish("a", poll(7), || {});
         assert_eq!(feed.services(), vec![("a".to_string(), 7)]);
         let all = feed.since(0);
         assert!(!all.missed);
         assert_eq!(all.latest, 2);
-        let seqs: Vec<i64> = all.polls.iter().map(|(_, p)| p.seq).collect();
+        let seqs: Vec<i64> = all.polls.iter().map(|(_, p, _)| p.seq).collect();
         assert_eq!(seqs, vec![4, 7]);
         let rest = feed.since(1);
         assert_eq!(rest.polls.len(), 1);
@@ -152,7 +166,7 @@ mod tests {
         let feed = Feed::default();
         feed.register("a");
         for seq in 0..(KEPT as i64 + 10) {
-            feed.publish("a", poll(seq));
+            feed.publish("a", poll(seq), || {});
         }
         let catchup = feed.since(0);
         assert!(catchup.missed);

@@ -240,8 +240,8 @@ fn catch_up(host: &Envoy) {
     if catchup.missed {
         worker.local.clear();
     }
-    for (service, poll) in catchup.polls {
-        worker.apply_poll(host, &service, poll);
+    for (service, poll, bumped) in catchup.polls {
+        worker.apply_published_poll(host, &service, poll, bumped);
     }
     thread.applied.set(catchup.latest);
 }
@@ -559,6 +559,17 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_config_scheduled(
     });
 }
 
+/// Publishes a state answer for every worker; the cache epoch moves here, once, when it must.
+fn publish(config: &Config, service: &str, poll: StatePoll) {
+    config.feed.publish(service, poll, || {
+        let shared = shared_data();
+        oauth2_filter::flow::worker::bump_shared_epoch(
+            |key| shared.get(key),
+            |key, value, cas| shared.set(key, value, cas),
+        );
+    });
+}
+
 /// A state answer (main thread): published for every worker.
 #[no_mangle]
 pub extern "C" fn envoy_dynamic_module_on_http_filter_config_http_callout_done(
@@ -585,7 +596,7 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_config_http_callout_done(
             .then(|| StatePoll::parse(&answer.body))
             .flatten();
         match poll {
-            Some(poll) => config.feed.publish(&service, poll),
+            Some(poll) => publish(&config, &service, poll),
             None => {
                 config.count(Metric::StatePollFailed);
                 host::log(

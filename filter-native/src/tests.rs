@@ -203,7 +203,7 @@ fn a_published_revocation_is_applied_before_the_next_decision() {
         thread: &thread,
         in_body_hook: false,
     };
-    config.feed.publish(service, state(1, true, &[]));
+    publish(&config, service, state(1, true, &[]));
     catch_up(&host);
     assert_eq!(thread.applied.get(), 1);
 
@@ -213,7 +213,7 @@ fn a_published_revocation_is_applied_before_the_next_decision() {
     assert!(thread.worker.borrow_mut().cached(&host, &key).is_some());
 
     let hex: String = token.iter().map(|b| format!("{b:02x}")).collect();
-    config.feed.publish(service, state(2, false, &[hex]));
+    publish(&config, service, state(2, false, &[hex]));
     assert!(
         thread.worker.borrow_mut().cached(&host, &key).is_some(),
         "published, not yet applied"
@@ -240,13 +240,13 @@ fn a_worker_that_missed_answers_drops_its_own_cache_copy() {
         thread: &thread,
         in_body_hook: false,
     };
-    config.feed.publish(service, state(1, true, &[]));
+    publish(&config, service, state(1, true, &[]));
     catch_up(&host);
     let key = cache::scoped(service, &cache::digest("t"));
     thread.worker.borrow_mut().remember(&host, key, &active());
     assert_eq!(thread.worker.borrow().local.len(), 1);
     for seq in 2..400 {
-        config.feed.publish(service, state(seq, false, &[]));
+        publish(&config, service, state(seq, false, &[]));
     }
     catch_up(&host);
     assert_eq!(thread.worker.borrow().local.len(), 0);
@@ -269,4 +269,56 @@ fn a_poll_that_never_got_its_answer_is_forgotten() {
         );
         assert_eq!(poller.in_flight.len(), 1);
     }
+}
+
+/// A worker that applies the first (resetting) answer long after another worker cached
+/// tokens under it keeps their entries: the poller moved the epoch once, for all.
+#[test]
+fn a_worker_catching_up_late_keeps_what_the_others_cached() {
+    use oauth2_filter::cache;
+    let service = "native-late-worker";
+    let config = polling_config(service);
+    let key = cache::scoped(service, &cache::digest("cached-by-the-early-worker"));
+    // Each worker is a thread of its own (its state is thread-local), as in Envoy.
+    let on_a_worker = |f: &(dyn Fn(&Envoy<'_>) -> bool + Sync)| {
+        std::thread::scope(|scope| {
+            scope
+                .spawn(|| {
+                    let thread = thread_state(&config);
+                    let host = Envoy {
+                        filter: std::ptr::null_mut(),
+                        config: &config,
+                        thread: &thread,
+                        in_body_hook: false,
+                    };
+                    catch_up(&host);
+                    f(&host)
+                })
+                .join()
+                .unwrap_or(false)
+        })
+    };
+    publish(&config, service, state(1, true, &[]));
+    let remembered = on_a_worker(&|host| {
+        host.thread
+            .worker
+            .borrow_mut()
+            .remember(host, key, &active());
+        host.thread.worker.borrow_mut().cached(host, &key).is_some()
+    });
+    assert!(remembered);
+    publish(&config, service, state(1, false, &[]));
+    let found_late =
+        on_a_worker(&|host| host.thread.worker.borrow_mut().cached(host, &key).is_some());
+    assert!(
+        found_late,
+        "a worker applying the reset late finds the early one's entry"
+    );
+    // A settings change (the plugin removed) still drops everything.
+    let unprotected =
+        br#"{"seq":2,"reset":false,"revoked":[],"service":{"id":"svc","name":"s"},"plugin":null}"#;
+    publish(&config, service, StatePoll::parse(unprotected).unwrap());
+    let found_after =
+        on_a_worker(&|host| host.thread.worker.borrow_mut().cached(host, &key).is_some());
+    assert!(!found_after);
 }

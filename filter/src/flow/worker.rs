@@ -128,16 +128,42 @@ impl Worker {
     /// Applies a state answer for `service` (from the root's poll, or a request's own fetch):
     /// settings, the cache epoch, revoked tokens.
     pub fn apply_poll(&mut self, host: &dyn Host, service: &str, poll: StatePoll) {
-        let protection = poll.protection();
+        let bump = poll.reset || self.settings_change(service, &poll);
+        self.apply(host, service, poll, bump.then(|| bump_epoch(host)));
+    }
+
+    /// Applies a state answer another thread published and judged: the native build's poller
+    /// moves the cache epoch once for every worker (`bumped`) when the answer resets the feed
+    /// or changes the settings, so a worker applying it late never drops what the others
+    /// cached since.
+    pub fn apply_published_poll(
+        &mut self,
+        host: &dyn Host,
+        service: &str,
+        poll: StatePoll,
+        bumped: bool,
+    ) {
+        self.apply(host, service, poll, bumped.then(|| current_epoch(host)));
+    }
+
+    /// Whether this answer's settings differ from what the worker holds for `service`.
+    fn settings_change(&self, service: &str, poll: &StatePoll) -> bool {
         let previous = self
             .services
             .get(service)
-            .map(|s| s.protection.clone())
-            .unwrap_or(Protection::Unknown);
-        let settings_changed = previous != protection;
+            .map(|s| &s.protection)
+            .unwrap_or(&Protection::Unknown);
+        *previous != poll.protection()
+    }
+
+    /// `new_epoch`: the epoch the answer moved the cache to (every entry dropped), or `None`
+    /// to evict only its revoked tokens.
+    fn apply(&mut self, host: &dyn Host, service: &str, poll: StatePoll, new_epoch: Option<u32>) {
+        let protection = poll.protection();
+        let settings_changed = self.settings_change(service, &poll);
         let previous_epoch = self.epoch;
-        if poll.reset || settings_changed {
-            self.epoch = bump_epoch(host);
+        if let Some(epoch) = new_epoch {
+            self.epoch = epoch;
         } else {
             self.epoch = current_epoch(host);
             let slots = self.config.cache.slots;
@@ -347,13 +373,25 @@ fn epoch_in(bytes: Option<&[u8]>) -> u32 {
 
 /// Drops every cache entry at once by moving all workers to a new epoch.
 fn bump_epoch(host: &dyn Host) -> u32 {
-    let (bytes, cas) = host.shared_get(EPOCH_KEY);
+    bump_shared_epoch(
+        |key| host.shared_get(key),
+        |key, value, cas| host.shared_set(key, value, cas),
+    )
+}
+
+/// [`bump_epoch`] on shared data reached without a [`Host`] (the native build's main
+/// thread, which judges each published answer once for every worker).
+pub fn bump_shared_epoch(
+    get: impl Fn(&str) -> (Option<Vec<u8>>, Option<u32>),
+    set: impl Fn(&str, &[u8], Option<u32>) -> bool,
+) -> u32 {
+    let (bytes, cas) = get(EPOCH_KEY);
     let next = epoch_in(bytes.as_deref()).wrapping_add(1);
-    if host.shared_set(EPOCH_KEY, &next.to_be_bytes(), cas) {
+    if set(EPOCH_KEY, &next.to_be_bytes(), cas) {
         next
     } else {
         // Another worker bumped it concurrently: its new epoch serves us too.
-        current_epoch(host)
+        epoch_in(get(EPOCH_KEY).0.as_deref())
     }
 }
 
