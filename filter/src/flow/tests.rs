@@ -195,6 +195,21 @@ fn a_form_body_ended_by_trailers_is_read_for_its_token() {
     assert_real_identity(&host);
 }
 
+/// A check tells the token-service which feed position the worker holds (seq 1 here), so a
+/// replica behind it catches up before it answers.
+#[test]
+fn checks_carry_the_feed_position_the_worker_holds() {
+    let host = request("GET", &format!("/r/echo?access_token={VALID}"), &[]);
+    let mut flow = Flow::new(worker_with(settings(), &host));
+    flow.on_request_headers(&host, true);
+    let Some((_, call)) = host.last_call() else {
+        unreachable!("the token is checked")
+    };
+    assert!(call
+        .headers
+        .contains(&("x-oauth2-feed-position".into(), "1".into())));
+}
+
 #[test]
 fn outages_fail_closed() {
     let cases = [

@@ -14,6 +14,8 @@ use std::rc::Rc;
 use std::time::Duration;
 
 const EPOCH_KEY: &str = "oauth2.epoch";
+/// See [`Worker::feed_position`] and docs/gateway-protocol.md.
+const FEED_POSITION_HEADER: &str = "x-oauth2-feed-position";
 /// Entries a worker keeps in its own memory at most (each a few hundred bytes).
 const LOCAL_CACHE_MAX: u32 = 4096;
 /// Services one worker tracks at most. Routes name them in Envoy's configuration (never a
@@ -266,19 +268,30 @@ impl Worker {
         })
     }
 
+    /// The feed position this worker holds for a service, as the token-service reads it
+    /// (`x-oauth2-feed-position`): a replica that has not yet applied the revocations the
+    /// worker already evicted catches up before it answers, so a stale "active" is never
+    /// cached again. `None` before the first poll.
+    fn feed_position(&self, service: &str) -> Option<(String, String)> {
+        let state = self.services.get(service)?;
+        Some((FEED_POSITION_HEADER.to_string(), state.seq.to_string()))
+    }
+
     /// The call checking a token for a service.
     pub fn check_call(&self, service: &str, token: &str) -> Call {
         match &self.config.mode {
             Mode::TokenService { endpoint, .. } => {
                 let path = format!("/gateway/v1/services/{service}/token");
+                let mut headers = pairs(&[
+                    (":method", "GET"),
+                    (":path", &path),
+                    (":authority", &endpoint.authority),
+                    ("x-access-token", token),
+                ]);
+                headers.extend(self.feed_position(service));
                 Call {
                     cluster: endpoint.cluster.clone(),
-                    headers: pairs(&[
-                        (":method", "GET"),
-                        (":path", &path),
-                        (":authority", &endpoint.authority),
-                        ("x-access-token", token),
-                    ]),
+                    headers,
                     body: None,
                     timeout: Duration::from_millis(endpoint.timeout_ms),
                 }
@@ -344,6 +357,7 @@ impl Worker {
             ("x-gateway-host", &relay.host),
             ("x-gateway-prefix", &call.prefix),
         ]);
+        headers.extend(self.feed_position(service));
         headers.extend(relay.headers.iter().cloned());
         Some(Call {
             cluster: endpoint.cluster.clone(),

@@ -15,6 +15,9 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+/// The header with which the filter says which feed position it holds.
+pub const FEED_POSITION_HEADER: &str = "x-oauth2-feed-position";
+
 /// How many revoked digests one poll carries at most; beyond it the filter resets its cache.
 const MAX_FEED_ENTRIES: i64 = 10_000;
 
@@ -158,6 +161,9 @@ async fn check_token(
         )
             .into_response();
     };
+    if let Err(e) = catch_up(&app, &headers).await {
+        return storage_failure(e);
+    }
     let result = check(&app, service, token).await;
     match result {
         Ok(Some(body)) => Json(body).into_response(),
@@ -167,6 +173,19 @@ async fn check_token(
         )
             .into_response(),
         Err(e) => storage_failure(e),
+    }
+}
+
+/// The filter's feed position, when a request carries one: the store's index must have
+/// applied at least that much before it answers (see [`crate::store::Store::catch_up`]).
+pub(crate) async fn catch_up(app: &AppState, headers: &HeaderMap) -> StoreResult<()> {
+    let position = headers
+        .get(FEED_POSITION_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<i64>().ok());
+    match position {
+        Some(position) => app.store.catch_up(position).await,
+        None => Ok(()),
     }
 }
 
@@ -249,6 +268,9 @@ async fn ext_authz(
     let Some(token) = token else {
         return (StatusCode::UNAUTHORIZED, [("www-authenticate", "Bearer")]).into_response();
     };
+    if let Err(e) = catch_up(&app, &headers).await {
+        return storage_failure(e);
+    }
     let result = check(&app, service, token).await;
     match result {
         Ok(Some(answer)) if answer["active"] == true => {

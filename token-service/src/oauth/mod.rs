@@ -117,6 +117,10 @@ async fn answer(
             realm,
         );
     }
+    if let Err(e) = crate::gateway::catch_up(state, &headers).await {
+        tracing::error!(error = %e, "OAuth endpoint failed on storage");
+        return oauth_error(OAuthError::server_error(), None);
+    }
     let request = match read_request(&plugin, &uri, &headers, body).await {
         Ok(request) => request,
         Err(e) => return response::bad_body(e),

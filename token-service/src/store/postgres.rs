@@ -32,6 +32,7 @@ use postgres::types::{IsNull, ToSql, Type};
 use postgres::{Client, IsolationLevel, NoTls, Statement, Transaction};
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -47,20 +48,41 @@ pub struct Postgres {
     config: postgres::Config,
     jobs: mpsc::Sender<Job>,
     readers: Mutex<Vec<Connection>>,
+    cursor: Arc<Cursor>,
 }
 
 /// A connection with the statements prepared on it (named statements live as long as it).
 struct Connection {
     client: Client,
     statements: HashMap<String, Statement>,
+    /// When it last served: one idle longer than [`IDLE_CHECK`] is checked before use.
+    used: Instant,
 }
+
+/// A connection idle this long may have died with its server (a PostgreSQL restart): it is
+/// checked (one round trip) before it serves, so the first request after a restart is
+/// served rather than failed.
+const IDLE_CHECK: Duration = Duration::from_secs(1);
 
 impl Connection {
     fn open(config: &postgres::Config) -> StoreResult<Connection> {
         Ok(Connection {
             client: config.connect(NoTls).map_err(classify)?,
             statements: HashMap::new(),
+            used: Instant::now(),
         })
+    }
+
+    /// The connection if it is still usable.
+    fn checked(mut self) -> Option<Connection> {
+        if self.client.is_closed() {
+            return None;
+        }
+        if self.used.elapsed() > IDLE_CHECK && self.client.is_valid(IDLE_CHECK).is_err() {
+            return None;
+        }
+        self.used = Instant::now();
+        Some(self)
     }
 }
 
@@ -102,22 +124,38 @@ impl Postgres {
             .name("postgres-writer".into())
             .spawn(move || writer.run(queue, &metrics))
             .map_err(|e| StoreError::Task(format!("cannot start the writer thread: {e}")))?;
-        let follower = Follower {
-            config: config.clone(),
-            horizon,
-            every: feed_poll,
+        let cursor = Arc::new(Cursor {
+            horizon: Mutex::new(horizon),
+            applied: AtomicI64::new(horizon),
             index: Arc::downgrade(&index),
             own,
-        };
+        });
+        let (follower_config, follower_cursor) = (config.clone(), cursor.clone());
         std::thread::Builder::new()
             .name("postgres-feed".into())
-            .spawn(move || follower.run())
+            .spawn(move || follow_changes(follower_config, follower_cursor, feed_poll))
             .map_err(|e| StoreError::Task(format!("cannot start the change follower: {e}")))?;
         Ok(Postgres {
             config,
             jobs,
             readers: Mutex::new(Vec::new()),
+            cursor,
         })
+    }
+
+    /// The feed position this replica's index has applied.
+    pub fn applied(&self) -> i64 {
+        self.cursor.applied.load(Ordering::Acquire)
+    }
+
+    /// Brings the index up to the feed's current horizon (blocking), for a request that carries
+    /// a position this replica's follower has not reached yet: the filter learned of a
+    /// revocation from another replica, and this one must not answer from before it.
+    pub fn catch_up(&self) -> StoreResult<()> {
+        let mut conn = self.pooled()?;
+        let result = self.cursor.advance(&mut conn);
+        self.give_back(conn, result.is_ok());
+        result
     }
 
     pub fn submit(&self, job: Job) -> StoreResult<()> {
@@ -130,7 +168,7 @@ impl Postgres {
     pub fn read<T>(&self, f: impl FnOnce(&Repo<'_>) -> StoreResult<T>) -> StoreResult<T> {
         let mut conn = self.pooled()?;
         let result = in_transaction(&mut conn, true, f);
-        self.give_back(conn);
+        self.give_back(conn, result.is_ok());
         result
     }
 
@@ -139,22 +177,24 @@ impl Postgres {
     pub fn purge_expired(&self, now: i64, feed_retention_s: i64) -> StoreResult<Purged> {
         let mut conn = self.pooled()?;
         let result = purge_with_lock(&mut conn, now, feed_retention_s);
-        self.give_back(conn);
+        self.give_back(conn, result.is_ok());
         result
     }
 
     fn pooled(&self) -> StoreResult<Connection> {
         let pooled = self.readers.lock().ok().and_then(|mut pool| pool.pop());
-        match pooled {
-            Some(conn) if !conn.client.is_closed() => Ok(conn),
-            _ => Connection::open(&self.config),
+        match pooled.and_then(Connection::checked) {
+            Some(conn) => Ok(conn),
+            None => Connection::open(&self.config),
         }
     }
 
-    fn give_back(&self, conn: Connection) {
-        if conn.client.is_closed() {
+    /// Pools a connection again, unless its last use failed (it may be what failed).
+    fn give_back(&self, mut conn: Connection, succeeded: bool) {
+        if !succeeded || conn.client.is_closed() {
             return;
         }
+        conn.used = Instant::now();
         if let Ok(mut pool) = self.readers.lock() {
             if pool.len() < READER_POOL {
                 pool.push(conn);
@@ -185,7 +225,9 @@ fn in_transaction<T>(
     read_only: bool,
     f: impl FnOnce(&Repo<'_>) -> StoreResult<T>,
 ) -> StoreResult<T> {
-    let Connection { client, statements } = conn;
+    let Connection {
+        client, statements, ..
+    } = conn;
     let mut builder = client.build_transaction();
     if read_only {
         builder = builder
@@ -204,6 +246,8 @@ struct Tx<'a> {
     statements: RefCell<&'a mut HashMap<String, Statement>>,
     /// A write of the writer thread: its reads lock what they find.
     writes: bool,
+    /// Ids of the token rows it inserted.
+    inserted: RefCell<Vec<String>>,
 }
 
 impl<'a> Tx<'a> {
@@ -212,6 +256,7 @@ impl<'a> Tx<'a> {
             tx: RefCell::new(tx),
             statements: RefCell::new(statements),
             writes: false,
+            inserted: RefCell::new(Vec::new()),
         }
     }
 
@@ -243,6 +288,10 @@ impl Sql for Tx<'_> {
 
     fn locks_rows(&self) -> bool {
         self.writes
+    }
+
+    fn inserted_token(&self, id: &str) {
+        self.inserted.borrow_mut().push(id.to_string());
     }
 
     fn execute(&self, sql: &str, params: &[Value]) -> StoreResult<u64> {
@@ -385,13 +434,17 @@ impl Writer {
             }
             let writes = batch.len();
             let mut delivers = Vec::with_capacity(writes);
-            let commit = match self.conn.take().filter(|c| !c.client.is_closed()) {
+            let commit = match self.conn.take().and_then(Connection::checked) {
                 Some(c) => Ok(c),
                 None => Connection::open(&self.config),
             }
             .and_then(|mut c| {
                 let result = self.run_batch(&mut c, batch, &mut delivers);
-                self.conn = Some(c);
+                // A failed batch may have failed with its connection: the next opens another.
+                if result.is_ok() {
+                    c.used = Instant::now();
+                    self.conn = Some(c);
+                }
                 result
             });
             metrics.write_batch(writes, commit.as_ref().ok().copied());
@@ -407,8 +460,11 @@ impl Writer {
         delivers: &mut Vec<Deliver>,
     ) -> StoreResult<(Duration, Duration)> {
         let began = Instant::now();
-        let Connection { client, statements } = conn;
+        let Connection {
+            client, statements, ..
+        } = conn;
         let mut tx = client.transaction().map_err(classify)?;
+        let mut inserted = Vec::new();
         for job in batch {
             let savepoint = Tx::new(tx.transaction().map_err(classify)?, statements).writing();
             // A write that panics must not take the writer thread with it: its savepoint
@@ -416,11 +472,13 @@ impl Writer {
             let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 job(&Repo::new(&savepoint))
             }));
+            let written = savepoint.inserted.take();
             let savepoint = savepoint.into_inner();
             let Ok((ok, deliver)) = outcome else { continue };
             delivers.push(deliver);
             if ok {
                 savepoint.commit().map_err(classify)?;
+                inserted.extend(written);
             }
         }
         let tx = Tx::new(tx, statements);
@@ -443,12 +501,25 @@ impl Writer {
         if !invalidation.is_empty() {
             self.index.invalidate(&invalidation);
         }
+        // Issued tokens, read before the commit (the transaction sees its own rows) and indexed
+        // after it, unless anything was invalidated meanwhile (another replica's revocation
+        // applied by the follower): then their first check reads them.
+        let issued = if inserted.is_empty() || !invalidation.is_empty() {
+            Vec::new()
+        } else {
+            repo.tokens_with_owner_by_id(&inserted)?
+        };
+        let generation = self.index.generation();
         let committing = Instant::now();
         tx.into_inner().commit().map_err(classify)?;
         let done = Instant::now();
         // Again after the commit: a read may have raced it and put a stale answer back.
         if !invalidation.is_empty() {
             self.index.invalidate(&invalidation);
+        }
+        for found in issued {
+            let digest = found.token.access_token_hash.clone();
+            self.index.learn_token(generation, &digest, found);
         }
         Ok((done - began, done - committing))
     }
@@ -474,61 +545,72 @@ fn invalidation_of(
     invalidation
 }
 
-/// The change follower: applies other replicas' committed changes to this replica's index,
-/// until the store is gone.
-struct Follower {
-    config: postgres::Config,
-    horizon: i64,
-    every: Duration,
+/// How far this replica's index has followed the change feed, shared by the follower thread
+/// and by requests that must not be answered from an index older than the feed position the
+/// filter already holds ([`Postgres::catch_up`]).
+struct Cursor {
+    /// The horizon every change below which is applied; the lock serializes the advances.
+    horizon: Mutex<i64>,
+    /// The same, readable without the lock.
+    applied: AtomicI64,
     index: std::sync::Weak<Index>,
     own: OwnTransactions,
 }
 
-impl Follower {
-    fn run(mut self) {
-        let mut conn: Option<Connection> = None;
-        loop {
-            std::thread::sleep(self.every);
-            let Some(index) = self.index.upgrade() else {
-                return;
-            };
-            let open = match conn.take().filter(|c| !c.client.is_closed()) {
-                Some(c) => Ok(c),
-                None => Connection::open(&self.config),
-            };
-            let mut c = match open {
-                Ok(c) => c,
-                Err(e) => {
-                    tracing::warn!(error = %e, "change follower: cannot reach PostgreSQL");
-                    continue;
-                }
-            };
-            match self.read(&mut c) {
-                Ok((next, changes)) => self.apply(&index, next, changes),
-                Err(e) => tracing::warn!(error = %e, "change follower: cannot read the feed"),
-            }
-            conn = Some(c);
-        }
-    }
-
-    fn read(&self, conn: &mut Connection) -> StoreResult<(i64, Vec<FeedChange>)> {
-        let from = self.horizon;
-        in_transaction(conn, true, |repo| {
+impl Cursor {
+    /// Reads the changes committed since the last advance and drops them from the index.
+    fn advance(&self, conn: &mut Connection) -> StoreResult<()> {
+        let Some(index) = self.index.upgrade() else {
+            return Ok(());
+        };
+        let mut horizon = self
+            .horizon
+            .lock()
+            .map_err(|_| StoreError::Task("the feed cursor is poisoned".into()))?;
+        let from = *horizon;
+        let (next, changes) = in_transaction(conn, true, |repo| {
             let next = repo.postgres_horizon()?;
             Ok((next, repo.postgres_changes_between(from, next)?))
-        })
-    }
-
-    fn apply(&mut self, index: &Index, next: i64, changes: Vec<FeedChange>) {
-        let Ok(mut own) = self.own.lock() else { return };
-        let invalidation = invalidation_of(changes, &own);
-        // Own transactions below the horizon have ended: none of their changes is still ahead.
-        own.retain(|txid| *txid >= next);
-        drop(own);
+        })?;
+        let invalidation = match self.own.lock() {
+            Ok(mut own) => {
+                let invalidation = invalidation_of(changes, &own);
+                // Own transactions below the horizon have ended: none is still ahead.
+                own.retain(|txid| *txid >= next);
+                invalidation
+            }
+            Err(_) => invalidation_of(changes, &HashSet::new()),
+        };
         if !invalidation.is_empty() {
             index.invalidate(&invalidation);
         }
-        self.horizon = next;
+        *horizon = next;
+        self.applied.store(next, Ordering::Release);
+        Ok(())
+    }
+}
+
+/// The change follower: applies other replicas' committed changes to this replica's index
+/// every `every`, until the store is gone.
+fn follow_changes(config: postgres::Config, cursor: Arc<Cursor>, every: Duration) {
+    let mut conn: Option<Connection> = None;
+    loop {
+        std::thread::sleep(every);
+        if cursor.index.strong_count() == 0 {
+            return;
+        }
+        let mut c = match conn.take().map_or_else(|| Connection::open(&config), Ok) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "change follower: cannot reach PostgreSQL");
+                continue;
+            }
+        };
+        match cursor.advance(&mut c) {
+            Ok(()) => conn = Some(c),
+            // The connection may be what failed: the next round opens another.
+            Err(e) => tracing::warn!(error = %e, "change follower: cannot read the feed"),
+        }
     }
 }
 

@@ -649,8 +649,9 @@ impl<'a> Repo<'a> {
                 token.ttl_at,
                 token.family_id
             ],
-        )
-        .map(drop)
+        )?;
+        self.db.inserted_token(&token.id);
+        Ok(())
     }
 
     pub fn update_token(&self, t: &Token) -> StoreResult<()> {
@@ -723,6 +724,19 @@ impl<'a> Repo<'a> {
         let ids = serde_json::to_string(rowids).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         self.all(
             &format!("{TOKEN_WITH_OWNER} WHERE t.rowid IN (SELECT value FROM json_each($1))"),
+            params![ids],
+            token_with_owner_from,
+        )
+    }
+
+    /// PostgreSQL: tokens by id with their owners, in one query; ids of rows that are gone
+    /// are skipped.
+    pub fn tokens_with_owner_by_id(&self, ids: &[String]) -> StoreResult<Vec<TokenWithOwner>> {
+        let ids = serde_json::to_string(ids).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        self.all(
+            &format!(
+                "{TOKEN_WITH_OWNER} WHERE t.id IN (SELECT jsonb_array_elements_text($1::text::jsonb))"
+            ),
             params![ids],
             token_with_owner_from,
         )

@@ -160,6 +160,9 @@ pub trait Sql {
     fn locks_rows(&self) -> bool {
         false
     }
+    /// A token row was inserted (PostgreSQL's writer indexes it once committed; SQLite's
+    /// update hook already tells its writer).
+    fn inserted_token(&self, _id: &str) {}
 }
 
 #[cfg(test)]

@@ -35,8 +35,13 @@ impl TestDb {
 
     /// A store on it: each call is one more replica on the same data.
     pub async fn open(&self) -> Store {
+        self.open_following_every(Duration::from_millis(20)).await
+    }
+
+    /// [`TestDb::open`] with a replica that reads other replicas' changes this seldom.
+    pub async fn open_following_every(&self, feed_poll: Duration) -> Store {
         let options = StoreOptions {
-            feed_poll: Duration::from_millis(20),
+            feed_poll,
             ..StoreOptions::default()
         };
         Store::connect(&self.database, options)
