@@ -1104,7 +1104,10 @@ mod tests {
         assert!(known > before.position, "the revocation reached the feed");
         assert!(indexed(&b, "lagging"), "b's follower has not run");
         b.catch_up(0).await.expect("catch up");
-        assert!(indexed(&b, "lagging"), "a position b has applied changes nothing");
+        assert!(
+            indexed(&b, "lagging"),
+            "a position b has applied changes nothing"
+        );
         b.catch_up(known).await.expect("catch up");
         assert!(!indexed(&b, "lagging"));
         assert!(b
