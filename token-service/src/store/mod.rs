@@ -499,9 +499,10 @@ mod tests {
         let now = 1_000_000;
         let (c1, c2, c3) = (credential.clone(), credential.clone(), credential.clone());
         store
-            .write(move |repo| repo.insert_token(&token(&c1, "expired", Some(now - 1))))
+            .write(move |repo| repo.insert_token(&token(&c1, &digest("expired"), Some(now - 1))))
             .await
             .ok();
+        assert!(indexed(&store, "expired"));
         store
             .write(move |repo| repo.insert_token(&token(&c2, "alive", Some(now + 100))))
             .await
@@ -511,6 +512,10 @@ mod tests {
             .await
             .ok();
         let removed = store.purge_expired(now, 3600).await.expect("purge");
+        assert!(
+            !indexed(&store, "expired"),
+            "purged tokens leave the index at once"
+        );
         assert_eq!(removed.tokens, 1);
         assert_eq!(removed.codes_and_tokens(), 1);
         let text = store.render_metrics();
@@ -518,9 +523,16 @@ mod tests {
             text.contains("\ntoken_service_purged_rows_total{kind=\"token\"} 1\n"),
             "{text}"
         );
-        for (hash, kept) in [("expired", false), ("alive", true), ("forever", true)] {
+        for (hash, kept) in [
+            (digest("expired"), false),
+            ("alive".to_string(), true),
+            ("forever".to_string(), true),
+        ] {
             let found = store
-                .read(move |repo| repo.token("", hash))
+                .read({
+                    let hash = hash.clone();
+                    move |repo| repo.token("", &hash)
+                })
                 .await
                 .ok()
                 .flatten();

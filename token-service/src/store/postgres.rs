@@ -176,7 +176,7 @@ impl Postgres {
     /// has nothing to do.
     pub fn purge_expired(&self, now: i64, feed_retention_s: i64) -> StoreResult<Purged> {
         let mut conn = self.pooled()?;
-        let result = purge_with_lock(&mut conn, now, feed_retention_s);
+        let result = purge_with_lock(&mut conn, now, feed_retention_s, &self.cursor.index);
         self.give_back(conn, result.is_ok());
         result
     }
@@ -483,16 +483,7 @@ impl Writer {
         }
         let tx = Tx::new(tx, statements);
         let repo = Repo::new(&tx);
-        let invalidation = invalidation_of(
-            repo.postgres_own_changes()?
-                .into_iter()
-                .map(|(kind, digest)| FeedChange {
-                    txid: 0,
-                    kind,
-                    digest,
-                }),
-            &HashSet::new(),
-        );
+        let invalidation = own_invalidation(&repo)?;
         if let Some(txid) = repo.postgres_transaction_id()? {
             if let Ok(mut own) = self.own.lock() {
                 own.insert(txid);
@@ -523,6 +514,19 @@ impl Writer {
         }
         Ok((done - began, done - committing))
     }
+}
+
+/// What the current transaction changed so far, as an index must forget it.
+fn own_invalidation(repo: &Repo<'_>) -> StoreResult<Invalidation> {
+    let changes = repo.postgres_own_changes()?;
+    Ok(invalidation_of(
+        changes.into_iter().map(|(kind, digest)| FeedChange {
+            txid: 0,
+            kind,
+            digest,
+        }),
+        &HashSet::new(),
+    ))
 }
 
 /// What changes mean for an index, leaving out those of the `skipped` transactions.
@@ -615,7 +619,13 @@ fn follow_changes(config: postgres::Config, cursor: Arc<Cursor>, every: Duration
 }
 
 /// One replica at a time (a session advisory lock), short batches until nothing is left.
-fn purge_with_lock(conn: &mut Connection, now: i64, feed_retention_s: i64) -> StoreResult<Purged> {
+/// Each batch's purged tokens leave this replica's index as it commits (the others' follow).
+fn purge_with_lock(
+    conn: &mut Connection,
+    now: i64,
+    feed_retention_s: i64,
+    index: &std::sync::Weak<Index>,
+) -> StoreResult<Purged> {
     let locked: bool = conn
         .client
         .query_one("SELECT pg_try_advisory_lock($1)", &[&PURGE_LOCK])
@@ -627,9 +637,13 @@ fn purge_with_lock(conn: &mut Connection, now: i64, feed_retention_s: i64) -> St
     let mut total = Purged::default();
     let result = loop {
         match in_transaction(conn, false, |repo| {
-            repo.purge_expired_batch(now, feed_retention_s, PURGE_BATCH)
+            let batch = repo.purge_expired_batch(now, feed_retention_s, PURGE_BATCH)?;
+            Ok((batch, own_invalidation(repo)?))
         }) {
-            Ok(batch) => {
+            Ok((batch, invalidation)) => {
+                if let Some(index) = index.upgrade().filter(|_| !invalidation.is_empty()) {
+                    index.invalidate(&invalidation);
+                }
                 total.add(&batch);
                 if !batch.any_kind_reached(PURGE_BATCH as u64) {
                     break Ok(total);
