@@ -7,16 +7,19 @@
 //! - **Decisions are single statements.** Spending a code (`UPDATE ... WHERE used_at IS NULL`)
 //!   and rotating a refresh token (`DELETE` of the old row) are decided by the row lock: of
 //!   replicas racing on one row, one changes it and the others, once it commits, change
-//!   nothing and lose (see [`super::Repo::rotate_token`]).
+//!   nothing and lose (see [`super::Repo::rotate_token`]). Reads inside a write lock the row
+//!   they find, so an admin read-modify-write never overwrites another replica's.
 //! - **Every replica's index learns every replica's changes.** Triggers append to `changes`
-//!   (token digests, and an `entity` row when services, plugins or credentials change) with the
-//!   writing transaction's id. A follower thread reads, every `feed_poll` (100 ms by default),
+//!   (token digests; a `service` or `credential` row when services, plugins or credentials
+//!   change) with the writing transaction's id. A follower thread reads, every `feed_poll` (100 ms by default),
 //!   the rows of transactions below the *horizon*, the oldest transaction still running
 //!   (`pg_snapshot_xmin(pg_current_snapshot())`): every transaction below it has ended, so the
 //!   rows it reads between two horizons are final, and none is skipped however commits
 //!   interleave (a `seq` read in order would skip a low seq committed late). The filter's
 //!   state poll uses the same horizons as feed positions, through any replica. A replica's own
-//!   writes leave its index before they commit, as with SQLite.
+//!   writes leave its index before they commit, as with SQLite, and the tokens it issues enter
+//!   it as they commit. A request carrying a feed position the follower has not reached yet
+//!   makes the index catch up first ([`Postgres::catch_up`]).
 //! - **Migrations and purges take advisory locks**: replicas starting at once migrate one at a
 //!   time; one replica purges at a time, in short batches that skip locked rows.
 
