@@ -164,6 +164,16 @@ fn polling_config(service: &str) -> Arc<Config> {
     })
 }
 
+/// A host for a worker's hooks outside any request (no Envoy filter behind it).
+fn detached<'a>(config: &'a Arc<Config>, thread: &'a Rc<ThreadState>) -> Envoy<'a> {
+    Envoy {
+        filter: std::ptr::null_mut(),
+        config,
+        thread,
+        in_body_hook: false,
+    }
+}
+
 fn state(seq: i64, reset: bool, revoked: &[String]) -> StatePoll {
     let json = format!(
         r#"{{"seq":{seq},"reset":{reset},"revoked":{},"service":{{"id":"svc","name":"s"}},
@@ -197,12 +207,7 @@ fn a_published_revocation_is_applied_before_the_next_decision() {
     let service = "native-revocation";
     let config = polling_config(service);
     let thread = thread_state(&config);
-    let host = Envoy {
-        filter: std::ptr::null_mut(),
-        config: &config,
-        thread: &thread,
-        in_body_hook: false,
-    };
+    let host = detached(&config, &thread);
     publish(&config, service, state(1, true, &[]));
     catch_up(&host);
     assert_eq!(thread.applied.get(), 1);
@@ -234,12 +239,7 @@ fn a_worker_that_missed_answers_drops_its_own_cache_copy() {
     let service = "native-missed";
     let config = polling_config(service);
     let thread = thread_state(&config);
-    let host = Envoy {
-        filter: std::ptr::null_mut(),
-        config: &config,
-        thread: &thread,
-        in_body_hook: false,
-    };
+    let host = detached(&config, &thread);
     publish(&config, service, state(1, true, &[]));
     catch_up(&host);
     let key = cache::scoped(service, &cache::digest("t"));
@@ -285,12 +285,7 @@ fn a_worker_catching_up_late_keeps_what_the_others_cached() {
             scope
                 .spawn(|| {
                     let thread = thread_state(&config);
-                    let host = Envoy {
-                        filter: std::ptr::null_mut(),
-                        config: &config,
-                        thread: &thread,
-                        in_body_hook: false,
-                    };
+                    let host = detached(&config, &thread);
                     catch_up(&host);
                     f(&host)
                 })

@@ -154,18 +154,7 @@ impl PgDatabase {
     /// Runs `sql` on this database as the service's role; the rows as psql prints them
     /// unaligned (`|` between fields, a line per row).
     pub fn psql(&self, sql: &str) -> Result<String, String> {
-        let out = Command::new(paths::pg_tool("psql"))
-            .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
-            .args(["-U", "oauth2", "-d", &self.name])
-            .args(["-v", "ON_ERROR_STOP=1", "-X", "-q", "-tA", "-c", sql])
-            .env("PGCONNECT_TIMEOUT", "5")
-            .output()
-            .map_err(|e| format!("psql: {e}"))?;
-        if out.status.success() {
-            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-        } else {
-            Err(String::from_utf8_lossy(&out.stderr).into_owned())
-        }
+        self.psql_as("oauth2", &self.name, sql)
     }
 
     /// Everything the database holds, as `pg_dump --data-only` writes it (COPY blocks).
@@ -195,9 +184,13 @@ impl PgDatabase {
     }
 
     fn psql_as_superuser(&self, database: &str, sql: &str) -> Result<String, String> {
+        self.psql_as("postgres", database, sql)
+    }
+
+    fn psql_as(&self, role: &str, database: &str, sql: &str) -> Result<String, String> {
         let out = Command::new(paths::pg_tool("psql"))
             .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
-            .args(["-U", "postgres", "-d", database])
+            .args(["-U", role, "-d", database])
             .args(["-v", "ON_ERROR_STOP=1", "-X", "-q", "-tA", "-c", sql])
             .env("PGCONNECT_TIMEOUT", "5")
             .output()

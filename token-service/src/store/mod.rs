@@ -146,6 +146,19 @@ const PURGE_BATCH: i64 = 1_000;
 type Job = Box<dyn FnOnce(&Repo<'_>) -> (bool, Deliver) + Send>;
 type Deliver = Box<dyn FnOnce(Result<(), String>) + Send>;
 
+/// The next batch for a writer thread: the first write waiting (blocking), then every other
+/// one already waiting, up to `max`; `None` once the store is gone.
+fn next_batch(queue: &std::sync::mpsc::Receiver<Job>, max: usize) -> Option<Vec<Job>> {
+    let mut batch = vec![queue.recv().ok()?];
+    while batch.len() < max {
+        match queue.try_recv() {
+            Ok(job) => batch.push(job),
+            Err(_) => break,
+        }
+    }
+    Some(batch)
+}
+
 /// Answers every write of a batch with the batch's commit.
 fn deliver_all(delivers: Vec<Deliver>, commit: StoreResult<(Duration, Duration)>) {
     let commit = commit.map(drop).map_err(|e| {
@@ -266,7 +279,7 @@ impl Store {
         }
         let inner = self.inner.clone();
         run_blocking(move || match &inner.backend {
-            Backend::Postgres(db) if db.applied() < position => db.catch_up(),
+            Backend::Postgres(db) => db.catch_up(position),
             _ => Ok(()),
         })
         .await

@@ -44,6 +44,8 @@ const MAX_BATCH: usize = 256;
 /// `pg_advisory_lock` keys: schema migrations, and the purge.
 const MIGRATION_LOCK: i64 = 0x6f61_7574_6832_0001;
 const PURGE_LOCK: i64 = 0x6f61_7574_6832_0002;
+/// Own transactions remembered at most while the follower has not read past them.
+const MAX_OWN_TRANSACTIONS: usize = 100_000;
 /// Rows of each kind one purge transaction deletes at most.
 const PURGE_BATCH: i64 = 1_000;
 
@@ -128,7 +130,7 @@ impl Postgres {
             .spawn(move || writer.run(queue, &metrics))
             .map_err(|e| StoreError::Task(format!("cannot start the writer thread: {e}")))?;
         let cursor = Arc::new(Cursor {
-            horizon: Mutex::new(horizon),
+            advancing: Mutex::new(()),
             applied: AtomicI64::new(horizon),
             index: Arc::downgrade(&index),
             own,
@@ -154,9 +156,12 @@ impl Postgres {
     /// Brings the index up to the feed's current horizon (blocking), for a request that carries
     /// a position this replica's follower has not reached yet: the filter learned of a
     /// revocation from another replica, and this one must not answer from before it.
-    pub fn catch_up(&self) -> StoreResult<()> {
+    pub fn catch_up(&self, position: i64) -> StoreResult<()> {
+        if self.applied() >= position {
+            return Ok(());
+        }
         let mut conn = self.pooled()?;
-        let result = self.cursor.advance(&mut conn);
+        let result = self.cursor.advance(&mut conn, position);
         self.give_back(conn, result.is_ok());
         result
     }
@@ -360,18 +365,6 @@ fn value_at(row: &postgres::Row, index: usize) -> StoreResult<Value> {
     })
 }
 
-impl From<Option<i64>> for Value {
-    fn from(v: Option<i64>) -> Value {
-        v.map_or(Value::Null, Value::Int)
-    }
-}
-
-impl From<Option<String>> for Value {
-    fn from(v: Option<String>) -> Value {
-        v.map_or(Value::Null, Value::Text)
-    }
-}
-
 impl ToSql for Value {
     fn to_sql(
         &self,
@@ -427,14 +420,7 @@ struct Writer {
 
 impl Writer {
     fn run(mut self, queue: mpsc::Receiver<Job>, metrics: &Metrics) {
-        while let Ok(first) = queue.recv() {
-            let mut batch = vec![first];
-            while batch.len() < MAX_BATCH {
-                match queue.try_recv() {
-                    Ok(job) => batch.push(job),
-                    Err(_) => break,
-                }
-            }
+        while let Some(batch) = super::next_batch(&queue, MAX_BATCH) {
             let writes = batch.len();
             let mut delivers = Vec::with_capacity(writes);
             let commit = match self.conn.take().and_then(Connection::checked) {
@@ -488,8 +474,12 @@ impl Writer {
         let repo = Repo::new(&tx);
         let invalidation = own_invalidation(&repo)?;
         if let Some(txid) = repo.postgres_transaction_id()? {
+            // Bounded for a follower that cannot reach the server for long: a transaction
+            // left out is only applied twice, which costs nothing but a few cache misses.
             if let Ok(mut own) = self.own.lock() {
-                own.insert(txid);
+                if own.len() < MAX_OWN_TRANSACTIONS {
+                    own.insert(txid);
+                }
             }
         }
         if !invalidation.is_empty() {
@@ -556,25 +546,30 @@ fn invalidation_of(
 /// and by requests that must not be answered from an index older than the feed position the
 /// filter already holds ([`Postgres::catch_up`]).
 struct Cursor {
-    /// The horizon every change below which is applied; the lock serializes the advances.
-    horizon: Mutex<i64>,
-    /// The same, readable without the lock.
+    /// Held while advancing: one advance at a time (the follower's, or a request's catch-up).
+    advancing: Mutex<()>,
+    /// The horizon every change below which is applied.
     applied: AtomicI64,
     index: std::sync::Weak<Index>,
     own: OwnTransactions,
 }
 
 impl Cursor {
-    /// Reads the changes committed since the last advance and drops them from the index.
-    fn advance(&self, conn: &mut Connection) -> StoreResult<()> {
+    /// Reads the changes committed since the last advance and drops them from the index,
+    /// unless an advance that waited for the lock already brought it past `until` (requests
+    /// catching up at once read the feed once, not once each).
+    fn advance(&self, conn: &mut Connection, until: i64) -> StoreResult<()> {
         let Some(index) = self.index.upgrade() else {
             return Ok(());
         };
-        let mut horizon = self
-            .horizon
+        let _advancing = self
+            .advancing
             .lock()
             .map_err(|_| StoreError::Task("the feed cursor is poisoned".into()))?;
-        let from = *horizon;
+        if self.applied.load(Ordering::Acquire) >= until {
+            return Ok(());
+        }
+        let from = self.applied.load(Ordering::Acquire);
         let (next, changes) = in_transaction(conn, true, |repo| {
             let next = repo.postgres_horizon()?;
             Ok((next, repo.postgres_changes_between(from, next)?))
@@ -591,7 +586,6 @@ impl Cursor {
         if !invalidation.is_empty() {
             index.invalidate(&invalidation);
         }
-        *horizon = next;
         self.applied.store(next, Ordering::Release);
         Ok(())
     }
@@ -613,7 +607,7 @@ fn follow_changes(config: postgres::Config, cursor: Arc<Cursor>, every: Duration
                 continue;
             }
         };
-        match cursor.advance(&mut c) {
+        match cursor.advance(&mut c, i64::MAX) {
             Ok(()) => conn = Some(c),
             // The connection may be what failed: the next round opens another.
             Err(e) => tracing::warn!(error = %e, "change follower: cannot read the feed"),

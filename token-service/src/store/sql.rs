@@ -23,6 +23,19 @@ pub enum Value {
     Text(String),
 }
 
+/// A column read back: NULL or a value.
+impl From<Option<i64>> for Value {
+    fn from(v: Option<i64>) -> Value {
+        v.map_or(Value::Null, Value::Int)
+    }
+}
+
+impl From<Option<String>> for Value {
+    fn from(v: Option<String>) -> Value {
+        v.map_or(Value::Null, Value::Text)
+    }
+}
+
 /// What a statement parameter can be made from (taken by reference, so `params!` never moves
 /// a caller's field).
 pub trait ToValue {

@@ -182,14 +182,7 @@ fn write_batches(
     mut feed: Feed,
     metrics: &Metrics,
 ) {
-    while let Ok(first) = queue.recv() {
-        let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
-            match queue.try_recv() {
-                Ok(job) => batch.push(job),
-                Err(_) => break,
-            }
-        }
+    while let Some(batch) = super::next_batch(&queue, MAX_BATCH) {
         let writes = batch.len();
         let mut delivers = Vec::with_capacity(writes);
         let commit = run_batch(&mut conn, batch, &mut delivers, &mut feed);
