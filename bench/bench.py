@@ -505,7 +505,14 @@ def run(directory, procs):
     if profiles:
         write_profiles(profiles, titles={k: v[0] for k, v in scenarios.items()})
     if only:
-        return  # a partial run neither makes ratios nor rewrites BENCHMARKS.md
+        # A partial run rewrites nothing; BENCH_PAIRS=2n/1,2w/1 loads those pairs side by side.
+        for a, b in [p.split("/") for p in os.environ.get("BENCH_PAIRS", "").split(",") if "/" in p]:
+            if a in scenarios and b in scenarios:
+                runs = side_by_side(scenarios[a], scenarios[b], pids)
+                print(f"    {a:>3} / {b:<3} median {statistics.median(x['q'] for x in runs):.3f}  runs "
+                      f"{' '.join(format(x['q'], '.3f') for x in runs)}  Envoy CPU added (us/req) "
+                      f"{statistics.median(x['added'] for x in runs):.2f}", flush=True)
+        return
 
     say(f"side by side: each pair loaded at the same time, {PAIR_ROUNDS} runs of {SECONDS} s")
     for helper in ("token-service", "upstream"):

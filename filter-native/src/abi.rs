@@ -110,6 +110,19 @@ impl HttpHeader {
     /// # Safety
     /// As [`EnvoyBuffer::bytes`], for both halves.
     pub unsafe fn decode(&self) -> (String, String) {
+        // SAFETY: the caller's contract.
+        let (name, value) = unsafe { self.bytes() };
+        (
+            String::from_utf8_lossy(name).into_owned(),
+            String::from_utf8_lossy(value).into_owned(),
+        )
+    }
+
+    /// Name and value as raw bytes, borrowed from Envoy.
+    ///
+    /// # Safety
+    /// As [`EnvoyBuffer::bytes`], for both halves.
+    pub unsafe fn bytes<'a>(&self) -> (&'a [u8], &'a [u8]) {
         let name = EnvoyBuffer {
             ptr: self.key_ptr,
             length: self.key_length,
@@ -119,12 +132,7 @@ impl HttpHeader {
             length: self.value_length,
         };
         // SAFETY: the caller's contract.
-        unsafe {
-            (
-                String::from_utf8_lossy(name.bytes()).into_owned(),
-                String::from_utf8_lossy(value.bytes()).into_owned(),
-            )
-        }
+        unsafe { (name.bytes(), value.bytes()) }
     }
 }
 

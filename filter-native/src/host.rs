@@ -6,6 +6,7 @@ use crate::abi::{self, EnvoyBuffer, FilterEnvoyPtr, HttpHeader, ModuleBuffer};
 use crate::{shared_data, Config, ThreadState};
 use oauth2_filter::config::is_service_name;
 use oauth2_filter::flow::{Call, Host, Level};
+use oauth2_filter::request::RequestHeaders;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Envoy, seen from one request's hook.
@@ -82,25 +83,47 @@ pub fn timeout_ms(call: &Call) -> u64 {
 }
 
 impl Host for Envoy<'_> {
-    fn request_headers(&self) -> Vec<(String, String)> {
+    fn request_headers(&self) -> RequestHeaders {
+        // Most requests carry a few headers: their (pointer, length) pairs fit on the stack.
+        let mut on_stack = [HttpHeader::null(); 32];
+        let mut on_heap: Vec<HttpHeader>;
         // SAFETY: `filter` is live; the array has room for the count Envoy just gave, and
-        // Envoy fills at most that many entries.
+        // Envoy fills at most that many entries, whose bytes stay valid during this hook (they
+        // are copied into the returned buffer before it ends).
         unsafe {
             let count = abi::envoy_dynamic_module_callback_http_get_headers_size(
                 self.filter,
                 abi::HEADER_REQUEST,
             );
-            let mut headers = vec![HttpHeader::null(); count];
+            let raw = match on_stack.get_mut(..count) {
+                Some(raw) => raw,
+                None => {
+                    on_heap = vec![HttpHeader::null(); count];
+                    on_heap.as_mut_slice()
+                }
+            };
             if count == 0
                 || !abi::envoy_dynamic_module_callback_http_get_headers(
                     self.filter,
                     abi::HEADER_REQUEST,
-                    headers.as_mut_ptr(),
+                    raw.as_mut_ptr(),
                 )
             {
-                return Vec::new();
+                return RequestHeaders::default();
             }
-            headers.iter().map(|h| h.decode()).collect()
+            let bytes = raw
+                .iter()
+                .map(|h| h.key_length.saturating_add(h.value_length))
+                .fold(0usize, usize::saturating_add);
+            let mut headers = RequestHeaders::with_capacity(bytes);
+            for header in raw.iter() {
+                let (name, value) = header.bytes();
+                headers.push(
+                    &String::from_utf8_lossy(name),
+                    &String::from_utf8_lossy(value),
+                );
+            }
+            headers
         }
     }
 

@@ -190,15 +190,18 @@ fn serde_json_array(items: &[String]) -> String {
 }
 
 fn active() -> oauth2_filter::state::Verdict {
-    oauth2_filter::state::Verdict::Active(oauth2_filter::state::Identity {
-        consumer_id: Some("c".into()),
-        consumer_custom_id: None,
-        consumer_username: Some("clark".into()),
-        credential_identifier: Some("app".into()),
-        authenticated_userid: None,
-        authenticated_scope: None,
-        expires_at: None,
-    })
+    oauth2_filter::state::Verdict::Active(
+        oauth2_filter::state::Identity {
+            consumer_id: Some("c".into()),
+            consumer_custom_id: None,
+            consumer_username: Some("clark".into()),
+            credential_identifier: Some("app".into()),
+            authenticated_userid: None,
+            authenticated_scope: None,
+            expires_at: None,
+        }
+        .into(),
+    )
 }
 
 #[test]

@@ -8,6 +8,7 @@ use crate::config::FilterConfig;
 use crate::flow::{Action, Call, CallAnswer, Flow, Host, Level, Worker};
 use crate::headers;
 use crate::metrics::{self, Metric};
+use crate::request::RequestHeaders;
 use crate::state::StatePoll;
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
@@ -31,8 +32,8 @@ proxy_wasm::main! {{
 struct Envoy;
 
 impl Host for Envoy {
-    fn request_headers(&self) -> Vec<(String, String)> {
-        header_map(MapType::HttpRequestHeaders)
+    fn request_headers(&self) -> RequestHeaders {
+        headers::decode_request_headers(&header_map_bytes(MapType::HttpRequestHeaders))
     }
 
     fn set_request_header(&self, name: &str, value: Option<&str>) {
@@ -302,6 +303,11 @@ fn call_answer(body_size: usize) -> CallAnswer {
 /// The host's header map `map`, decoded without trusting its bytes: the SDK's readers panic
 /// on a value that is not UTF-8, which any client can send (see `headers`).
 fn header_map(map: MapType) -> Vec<(String, String)> {
+    headers::decode_pairs(&header_map_bytes(map))
+}
+
+/// The host's serialization of header map `map` (empty when it has none).
+fn header_map_bytes(map: MapType) -> Vec<u8> {
     extern "C" {
         fn proxy_get_header_map_pairs(
             map_type: MapType,
@@ -319,6 +325,5 @@ fn header_map(map: MapType) -> Vec<(String, String)> {
     // SAFETY: the host allocated this buffer through the SDK's `proxy_on_memory_allocate`
     // (a boxed slice of exactly `size` bytes) and gave up ownership of it; the SDK's own
     // readers take it back the same way.
-    let bytes = unsafe { Vec::from_raw_parts(data, size, size) };
-    headers::decode_pairs(&bytes)
+    unsafe { Vec::from_raw_parts(data, size, size) }
 }

@@ -7,6 +7,8 @@
 use crate::state::{Identity, Verdict};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::rc::Rc;
 
 const FORMAT: u8 = 1;
 const KIND_ACTIVE: u8 = 1;
@@ -96,7 +98,7 @@ impl Entry {
         let verdict = match r.byte()? {
             KIND_INVALID => Verdict::Invalid,
             KIND_GLOBAL => Verdict::GlobalToken,
-            KIND_ACTIVE => Verdict::Active(Identity {
+            KIND_ACTIVE => Verdict::Active(Rc::new(Identity {
                 consumer_id: r.field()?,
                 consumer_custom_id: r.field()?,
                 consumer_username: r.field()?,
@@ -104,7 +106,7 @@ impl Entry {
                 authenticated_userid: r.field()?,
                 authenticated_scope: r.field()?,
                 expires_at: None,
-            }),
+            })),
             _ => return None,
         };
         Some(Entry {
@@ -175,16 +177,37 @@ impl Reader<'_> {
 /// and no decoding. It follows the same rules (digest, epoch, expiry); the root context removes
 /// revoked digests from it on every poll, so it never outlives the shared cache's guarantees.
 /// Bounded: when full it starts over (hot tokens come back at the next request).
+/// Hashes a [`TokenDigest`] key by its first eight bytes. The keys are SHA-256 digests,
+/// uniform already: SipHash over 32 bytes cost more than the lookup it served, and no client
+/// can aim tokens at one bucket without finding SHA-256 preimages.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct DigestHasher(u64);
+
+impl Hasher for DigestHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // An array key is written as its length, then its bytes: both mix in the same way.
+        let mut head = [0u8; 8];
+        for (to, from) in head.iter_mut().zip(bytes) {
+            *to = *from;
+        }
+        self.0 = self.0.rotate_left(17) ^ u64::from_le_bytes(head);
+    }
+}
+
 #[derive(Debug)]
 pub struct LocalCache {
-    entries: HashMap<TokenDigest, Entry>,
+    entries: HashMap<TokenDigest, Entry, BuildHasherDefault<DigestHasher>>,
     capacity: usize,
 }
 
 impl LocalCache {
     pub fn new(capacity: usize) -> Self {
         LocalCache {
-            entries: HashMap::new(),
+            entries: HashMap::default(),
             capacity: capacity.max(1),
         }
     }
@@ -258,7 +281,7 @@ mod tests {
     #[test]
     fn entries_round_trip() {
         for verdict in [
-            Verdict::Active(identity()),
+            Verdict::Active(identity().into()),
             Verdict::Invalid,
             Verdict::GlobalToken,
         ] {
@@ -278,7 +301,7 @@ mod tests {
             digest: digest("t"),
             epoch: 1,
             expires_at: 9,
-            verdict: Verdict::Active(identity()),
+            verdict: Verdict::Active(identity().into()),
         }
         .encode();
         for n in 0..bytes.len() {
@@ -305,9 +328,12 @@ mod tests {
     fn expiry_is_capped_by_token_and_ttl() {
         let mut i = identity();
         i.expires_at = Some(150);
-        assert_eq!(expiry_for(&Verdict::Active(i.clone()), 100, 60, 5), 150);
+        assert_eq!(
+            expiry_for(&Verdict::Active(i.clone().into()), 100, 60, 5),
+            150
+        );
         i.expires_at = Some(500);
-        assert_eq!(expiry_for(&Verdict::Active(i), 100, 60, 5), 160);
+        assert_eq!(expiry_for(&Verdict::Active(i.into()), 100, 60, 5), 160);
         assert_eq!(expiry_for(&Verdict::Invalid, 100, 60, 5), 105);
     }
 
@@ -369,7 +395,7 @@ mod tests {
         let mut long = identity();
         long.consumer_username = Some("x".repeat(3000));
         let big = Entry {
-            verdict: Verdict::Active(long),
+            verdict: Verdict::Active(long.into()),
             ..small
         };
         assert!(big.encode_within(2048).is_none());

@@ -29,8 +29,9 @@ pub const IDENTITY_HEADERS: [&str; 7] = [
 ];
 
 /// The identity headers to write upstream: every one of them, `None` meaning "remove", so a
-/// client can never smuggle its own copies through.
-pub type HeaderPlan = [(&'static str, Option<String>); 7];
+/// client can never smuggle its own copies through. The values are borrowed from the verdict
+/// or the settings: a cached request allocates nothing to plan its headers.
+pub type HeaderPlan<'a> = [(&'static str, Option<&'a str>); 7];
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reply {
@@ -42,8 +43,8 @@ pub struct Reply {
 // Made once per request and consumed at once: boxing the plan would only add an allocation.
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Decision {
-    Forward(HeaderPlan),
+pub enum Decision<'a> {
+    Forward(HeaderPlan<'a>),
     Reply(Reply),
 }
 
@@ -55,7 +56,7 @@ pub enum Failure {
     GlobalToken,
 }
 
-pub fn authenticated(identity: &Identity) -> HeaderPlan {
+pub fn authenticated(identity: &Identity) -> HeaderPlan<'_> {
     [
         (X_CONSUMER_ID, safe(&identity.consumer_id)),
         (X_CONSUMER_CUSTOM_ID, safe(&identity.consumer_custom_id)),
@@ -70,25 +71,28 @@ pub fn authenticated(identity: &Identity) -> HeaderPlan {
     ]
 }
 
-fn anonymous(consumer: &ConsumerInfo) -> HeaderPlan {
+fn anonymous(consumer: &ConsumerInfo) -> HeaderPlan<'_> {
     [
-        (X_CONSUMER_ID, safe(&Some(consumer.id.clone()))),
+        (
+            X_CONSUMER_ID,
+            Some(consumer.id.as_str()).filter(|v| is_safe_value(v)),
+        ),
         (X_CONSUMER_CUSTOM_ID, safe(&consumer.custom_id)),
         (X_CONSUMER_USERNAME, safe(&consumer.username)),
         (X_CREDENTIAL_IDENTIFIER, None),
         (X_AUTHENTICATED_USERID, None),
         (X_AUTHENTICATED_SCOPE, None),
-        (X_ANONYMOUS_CONSUMER, Some("true".to_string())),
+        (X_ANONYMOUS_CONSUMER, Some("true")),
     ]
 }
 
 /// An identity value that could not travel in a header (control characters) is not sent: the
 /// header is removed instead, never written half or split into two.
-fn safe(value: &Option<String>) -> Option<String> {
-    value.clone().filter(|v| is_safe_value(v))
+fn safe(value: &Option<String>) -> Option<&str> {
+    value.as_deref().filter(|v| is_safe_value(v))
 }
 
-pub fn decide(settings: &Settings, verdict: Result<&Verdict, Failure>) -> Decision {
+pub fn decide<'a>(settings: &'a Settings, verdict: Result<&'a Verdict, Failure>) -> Decision<'a> {
     let failure = match verdict {
         Ok(Verdict::Active(identity)) => return Decision::Forward(authenticated(identity)),
         Ok(Verdict::Invalid) => Failure::Invalid,
@@ -272,10 +276,11 @@ mod tests {
 
     #[test]
     fn success_sets_every_header_and_clears_the_rest() {
-        let Decision::Forward(plan) = decide(&settings(), Ok(&Verdict::Active(identity()))) else {
+        let (settings, verdict) = (settings(), Verdict::Active(identity().into()));
+        let Decision::Forward(plan) = decide(&settings, Ok(&verdict)) else {
             unreachable!()
         };
-        assert!(plan.contains(&(X_CONSUMER_ID, Some("c1".into()))));
+        assert!(plan.contains(&(X_CONSUMER_ID, Some("c1"))));
         assert!(plan.contains(&(X_AUTHENTICATED_SCOPE, None)));
         assert!(plan.contains(&(X_ANONYMOUS_CONSUMER, None)));
     }
@@ -291,7 +296,7 @@ mod tests {
         let Decision::Forward(plan) = decide(&s, Err(Failure::Missing)) else {
             unreachable!()
         };
-        assert!(plan.contains(&(X_ANONYMOUS_CONSUMER, Some("true".into()))));
+        assert!(plan.contains(&(X_ANONYMOUS_CONSUMER, Some("true"))));
         assert!(plan.contains(&(X_CREDENTIAL_IDENTIFIER, None)));
         s.anonymous_error = Some("anonymous consumer x is configured but doesn't exist".into());
         let Decision::Reply(r) = decide(&s, Ok(&Verdict::Invalid)) else {
@@ -306,7 +311,8 @@ mod tests {
 
     #[test]
     fn plans_follow_the_identity_header_order() {
-        let Decision::Forward(plan) = decide(&settings(), Ok(&Verdict::Active(identity()))) else {
+        let (active, verdict) = (settings(), Verdict::Active(identity().into()));
+        let Decision::Forward(plan) = decide(&active, Ok(&verdict)) else {
             unreachable!()
         };
         assert_eq!(plan.map(|(name, _)| name), IDENTITY_HEADERS);
@@ -341,10 +347,11 @@ mod tests {
     fn identity_values_with_control_characters_are_not_forwarded() {
         let mut forged = identity();
         forged.consumer_username = Some("bob\r\nx-consumer-id: admin".into());
-        let Decision::Forward(plan) = decide(&settings(), Ok(&Verdict::Active(forged))) else {
+        let (settings, verdict) = (settings(), Verdict::Active(forged.into()));
+        let Decision::Forward(plan) = decide(&settings, Ok(&verdict)) else {
             panic!("an active token is forwarded");
         };
         assert_eq!(plan[2], (X_CONSUMER_USERNAME, None), "removed, not split");
-        assert_eq!(plan[0], (X_CONSUMER_ID, Some("c1".to_string())));
+        assert_eq!(plan[0], (X_CONSUMER_ID, Some("c1")));
     }
 }

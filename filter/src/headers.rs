@@ -5,14 +5,40 @@
 //! panic: bytes that are not UTF-8 become U+FFFD (such a token is invalid anyway, and an
 //! identity header is recognised by its name), and a malformed buffer yields what was whole.
 
+use crate::request::RequestHeaders;
+
 /// Decodes the proxy-wasm serialization of a header map: a little-endian `u32` count, then a
 /// (`u32` name length, `u32` value length) pair per header, then each name and value followed
 /// by a NUL byte.
 pub fn decode_pairs(bytes: &[u8]) -> Vec<(String, String)> {
+    let mut pairs = Vec::new();
+    for_each_pair(bytes, |name, value| {
+        pairs.push((
+            String::from_utf8_lossy(name).into_owned(),
+            String::from_utf8_lossy(value).into_owned(),
+        ));
+    });
+    pairs
+}
+
+/// A request's header map, decoded into one buffer (see [`RequestHeaders`]).
+pub fn decode_request_headers(bytes: &[u8]) -> RequestHeaders {
+    let mut headers = RequestHeaders::with_capacity(bytes.len());
+    for_each_pair(bytes, |name, value| {
+        headers.push(
+            &String::from_utf8_lossy(name),
+            &String::from_utf8_lossy(value),
+        );
+    });
+    headers
+}
+
+/// Every (name, value) of a serialized header map, in order; stops at the first entry that
+/// does not fit in `bytes`.
+fn for_each_pair(bytes: &[u8], mut f: impl FnMut(&[u8], &[u8])) {
     let Some(count) = read_u32(bytes, 0) else {
-        return Vec::new();
+        return;
     };
-    let mut pairs = Vec::with_capacity(count.min(128));
     let mut data = 4usize.saturating_add(count.saturating_mul(8));
     for i in 0..count {
         let Some(at) = i.checked_mul(8).and_then(|x| x.checked_add(4)) else {
@@ -31,20 +57,21 @@ pub fn decode_pairs(bytes: &[u8]) -> Vec<(String, String)> {
             break;
         };
         data = data.saturating_add(value_len).saturating_add(1);
-        pairs.push((
-            String::from_utf8_lossy(name).into_owned(),
-            String::from_utf8_lossy(value).into_owned(),
-        ));
+        f(name, value);
     }
-    pairs
 }
 
 /// Whether a value may be written into a header: no control characters (so no CR/LF header
 /// injection and no NUL), whatever an authorization server put in a username or scope.
 pub fn is_safe_value(value: &str) -> bool {
-    !value
-        .chars()
-        .any(|c| (c.is_control() && c != '\t') || c == '\u{7f}')
+    // Printable ASCII (and tab), the usual identity, is checked a byte at a time; anything
+    // else by its characters (C1 controls are two bytes in UTF-8).
+    value
+        .bytes()
+        .all(|b| b == b'\t' || (0x20..0x7f).contains(&b))
+        || !value
+            .chars()
+            .any(|c| (c.is_control() && c != '\t') || c == '\u{7f}')
 }
 
 fn read_u32(bytes: &[u8], at: usize) -> Option<usize> {
@@ -124,5 +151,9 @@ mod tests {
         assert!(!is_safe_value("bob\r\nx-consumer-id: admin"));
         assert!(!is_safe_value("a\0b"));
         assert!(!is_safe_value("a\u{7f}"));
+        assert!(
+            !is_safe_value("caf\u{e9}\u{85}next line"),
+            "a C1 control (NEL) too"
+        );
     }
 }

@@ -2,33 +2,97 @@
 
 use crate::decision::IDENTITY_HEADERS;
 
+/// A request's headers as the host lends them: every name and value copied side by side into
+/// one buffer, so reading them costs two allocations however many headers there are (a
+/// `String` per name and value cost two each, which was most of the native build's own time
+/// on a cached request).
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct RequestView {
-    pub path: String,
-    pub method: String,
-    pub authority: String,
-    pub content_type: Option<String>,
+pub struct RequestHeaders {
+    text: String,
+    /// Per header, where its name ends and where its value ends in `text`; a name starts
+    /// where the previous value ended.
+    ends: Vec<(usize, usize)>,
+}
+
+impl RequestHeaders {
+    /// Room for about `bytes` of names and values.
+    pub fn with_capacity(bytes: usize) -> RequestHeaders {
+        RequestHeaders {
+            text: String::with_capacity(bytes),
+            ends: Vec::with_capacity(16),
+        }
+    }
+
+    pub fn push(&mut self, name: &str, value: &str) {
+        self.text.push_str(name);
+        let name_end = self.text.len();
+        self.text.push_str(value);
+        self.ends.push((name_end, self.text.len()));
+    }
+
+    /// Every (name, value), in the order the host gave them.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> + '_ {
+        let starts = std::iter::once(0).chain(self.ends.iter().map(|&(_, value_end)| value_end));
+        starts
+            .zip(&self.ends)
+            .map(|(start, &(name_end, value_end))| {
+                // Every bound was the buffer's length after a whole `&str` was pushed, so each
+                // range is on character boundaries and in bounds; `get` keeps that unchecked
+                // reasoning from ever becoming a panic.
+                (
+                    self.text.get(start..name_end).unwrap_or_default(),
+                    self.text.get(name_end..value_end).unwrap_or_default(),
+                )
+            })
+    }
+
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+}
+
+impl<'a> FromIterator<(&'a str, &'a str)> for RequestHeaders {
+    fn from_iter<I: IntoIterator<Item = (&'a str, &'a str)>>(pairs: I) -> RequestHeaders {
+        let mut headers = RequestHeaders::default();
+        for (name, value) in pairs {
+            headers.push(name, value);
+        }
+        headers
+    }
+}
+
+/// What the filter needs from a request's headers, borrowed from them.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct RequestView<'h> {
+    pub path: &'h str,
+    pub method: &'h str,
+    pub authority: &'h str,
+    pub content_type: Option<&'h str>,
     /// The first value of the configured token header, when present.
-    pub auth: Option<String>,
+    pub auth: Option<&'h str>,
     /// The first `authorization` value (client credentials at the OAuth endpoints), whatever
     /// the configured token header.
-    pub authorization: Option<String>,
-    pub forwarded_proto: Option<String>,
+    pub authorization: Option<&'h str>,
+    pub forwarded_proto: Option<&'h str>,
     /// Bit `i` set: the client sent `IDENTITY_HEADERS[i]` (it must be removed).
     pub identity_present: u8,
     /// Client headers spelled like an identity header with `_` for `-` (or in another case):
     /// CGI, WSGI and Rack upstreams read `X_Consumer_ID` as `X-Consumer-ID`, so they go too.
-    pub smuggled: Vec<String>,
+    pub smuggled: Vec<&'h str>,
 }
 
-impl RequestView {
-    pub fn from_headers(headers: Vec<(String, String)>, auth_header_name: &str) -> RequestView {
+impl<'h> RequestView<'h> {
+    pub fn from_headers(headers: &'h RequestHeaders, auth_header_name: &str) -> RequestView<'h> {
         let mut view = RequestView::default();
-        for (name, value) in headers {
-            if name == auth_header_name && view.auth.is_none() {
-                view.auth = Some(value.clone());
+        for (name, value) in headers.iter() {
+            if name == auth_header_name {
+                first(&mut view.auth, value);
             }
-            match name.as_str() {
+            match name {
                 ":path" => view.path = value,
                 ":method" => view.method = value,
                 ":authority" => view.authority = value,
@@ -39,7 +103,7 @@ impl RequestView {
                     if let Some(i) = IDENTITY_HEADERS.iter().position(|h| *h == n) {
                         view.identity_present |= 1 << i;
                     } else if spells_identity_header(n) {
-                        view.smuggled.push(n.to_string());
+                        view.smuggled.push(n);
                     }
                 }
             }
@@ -48,11 +112,12 @@ impl RequestView {
     }
 
     pub fn is_form_post(&self) -> bool {
-        matches!(self.method.as_str(), "POST" | "PUT" | "PATCH")
-            && self.content_type.as_ref().is_some_and(|c| {
-                c.to_ascii_lowercase()
-                    .starts_with("application/x-www-form-urlencoded")
-            })
+        const FORM: &str = "application/x-www-form-urlencoded";
+        matches!(self.method, "POST" | "PUT" | "PATCH")
+            && self
+                .content_type
+                .and_then(|c| c.get(..FORM.len()))
+                .is_some_and(|c| c.eq_ignore_ascii_case(FORM))
     }
 
     /// The request headers the token-service sees on a relayed OAuth request (beside the
@@ -69,7 +134,7 @@ impl RequestView {
         for (name, value) in candidates {
             if let Some(value) = value {
                 if !relayed.iter().any(|(n, _): &(String, String)| n == name) {
-                    relayed.push((name.to_string(), value.clone()));
+                    relayed.push((name.to_string(), value.to_string()));
                 }
             }
         }
@@ -89,7 +154,7 @@ fn spells_identity_header(name: &str) -> bool {
         })
 }
 
-fn first(slot: &mut Option<String>, value: String) {
+fn first<'h>(slot: &mut Option<&'h str>, value: &'h str) {
     if slot.is_none() {
         *slot = Some(value);
     }
@@ -99,11 +164,29 @@ fn first(slot: &mut Option<String>, value: String) {
 mod tests {
     use super::*;
 
-    fn headers(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    /// Headers that outlive the test's views of them.
+    fn headers(pairs: &[(&str, &str)]) -> &'static RequestHeaders {
+        Box::leak(Box::new(pairs.iter().copied().collect()))
+    }
+
+    fn owned(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
         pairs
             .iter()
             .map(|(n, v)| (n.to_string(), v.to_string()))
             .collect()
+    }
+
+    #[test]
+    fn headers_read_back_as_pushed_in_one_buffer() {
+        let pairs = [
+            (":path", "/é?x=1"),
+            ("", ""),
+            ("x-empty", ""),
+            ("authorization", "Bearer \u{fffd}"),
+        ];
+        let read: Vec<(&str, &str)> = headers(&pairs).iter().collect();
+        assert_eq!(read, pairs);
+        assert!(RequestHeaders::default().iter().next().is_none());
     }
 
     #[test]
@@ -124,7 +207,7 @@ mod tests {
             "authorization",
         );
         assert_eq!(v.path, "/a?b=c");
-        assert_eq!(v.auth.as_deref(), Some("Bearer one"));
+        assert_eq!(v.auth, Some("Bearer one"));
         assert!(v.is_form_post());
         assert_eq!(v.identity_present, 0b100_0001);
     }
@@ -143,7 +226,7 @@ mod tests {
         assert_eq!(v.authority, "api.example");
         assert_eq!(
             v.relayed_headers("authorization"),
-            headers(&[
+            owned(&[
                 ("content-type", "application/x-www-form-urlencoded"),
                 ("authorization", "Basic abc"),
                 ("x-forwarded-proto", "https"),
@@ -155,7 +238,7 @@ mod tests {
         );
         assert_eq!(
             custom.relayed_headers("custom"),
-            headers(&[("authorization", "Basic abc"), ("custom", "Basic def")])
+            owned(&[("authorization", "Basic abc"), ("custom", "Basic def")])
         );
     }
 

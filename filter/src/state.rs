@@ -2,6 +2,7 @@
 //! anything malformed is an outage, never a pass.
 
 use serde::Deserialize;
+use std::rc::Rc;
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct ConsumerInfo {
@@ -74,7 +75,9 @@ pub struct CredentialInfo {
 /// The answer of a token check.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
-    Active(Identity),
+    /// Shared, not copied: the worker's cache hands the same identity to every request of
+    /// the token.
+    Active(Rc<Identity>),
     Invalid,
     GlobalToken,
 }
@@ -115,7 +118,7 @@ impl Verdict {
             });
         }
         let consumer = answer.consumer?;
-        Some(Verdict::Active(Identity {
+        Some(Verdict::Active(Rc::new(Identity {
             consumer_id: Some(consumer.id),
             consumer_custom_id: consumer.custom_id,
             consumer_username: consumer.username,
@@ -123,7 +126,7 @@ impl Verdict {
             authenticated_userid: answer.authenticated_userid,
             authenticated_scope: answer.scope,
             expires_at: answer.exp,
-        }))
+        })))
     }
 }
 
@@ -145,7 +148,7 @@ impl Verdict {
         if !answer.active {
             return Some(Verdict::Invalid);
         }
-        Some(Verdict::Active(Identity {
+        Some(Verdict::Active(Rc::new(Identity {
             consumer_id: None,
             consumer_custom_id: None,
             authenticated_userid: answer.sub.or_else(|| answer.username.clone()),
@@ -153,7 +156,7 @@ impl Verdict {
             credential_identifier: answer.client_id,
             authenticated_scope: answer.scope,
             expires_at: answer.exp,
-        }))
+        })))
     }
 }
 
@@ -168,7 +171,7 @@ mod tests {
             unreachable!("active")
         };
         assert_eq!(
-            (i.consumer_id, i.authenticated_userid.as_deref()),
+            (i.consumer_id.as_deref(), i.authenticated_userid.as_deref()),
             (None, Some("u-1"))
         );
         assert_eq!(

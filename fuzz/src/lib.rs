@@ -240,7 +240,14 @@ pub fn filter_header_map(data: &[u8]) {
         pairs.len() <= data.len() / 10,
         "each header takes at least 10 bytes of the map"
     );
-    let view = request::RequestView::from_headers(pairs, "authorization");
+    let decoded = headers::decode_request_headers(data);
+    assert!(
+        decoded
+            .iter()
+            .eq(pairs.iter().map(|(n, v)| (n.as_str(), v.as_str()))),
+        "one buffer reads back the same headers as one string each"
+    );
+    let view = request::RequestView::from_headers(&decoded, "authorization");
     let _ = view.is_form_post();
     let _ = view.relayed_headers("x-token");
     if let Some(auth) = &view.auth {

@@ -3,6 +3,7 @@
 //! Every method is infallible from the flow's point of view: a host call that fails is
 //! reported the way that fails closed (no data, no dispatch, no write).
 
+use crate::request::RequestHeaders;
 use std::time::Duration;
 
 /// What a callback tells the host to do with the request. `Continue` is only ever returned by
@@ -53,7 +54,7 @@ impl CallAnswer {
 /// Envoy, seen from one request (the request methods) or from the worker (the rest).
 pub trait Host {
     /// Every request header, decoded without trusting its bytes.
-    fn request_headers(&self) -> Vec<(String, String)>;
+    fn request_headers(&self) -> RequestHeaders;
     /// Replaces (or with `None` removes) every value of a request header.
     fn set_request_header(&self, name: &str, value: Option<&str>);
     fn add_request_header(&self, name: &str, value: &str);

@@ -3,6 +3,7 @@
 //! Unit tests, the property test and the fuzz target drive the flow with it.
 
 use super::host::{Call, Host, Level};
+use crate::request::RequestHeaders;
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 
@@ -76,8 +77,12 @@ impl MockHost {
 }
 
 impl Host for MockHost {
-    fn request_headers(&self) -> Vec<(String, String)> {
-        self.headers.borrow().clone()
+    fn request_headers(&self) -> RequestHeaders {
+        self.headers
+            .borrow()
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_str()))
+            .collect()
     }
 
     fn set_request_header(&self, name: &str, value: Option<&str>) {

@@ -238,21 +238,22 @@ impl Flow {
             }
         };
         self.settings = Some(settings.clone());
-        let view = RequestView::from_headers(host.request_headers(), &settings.auth_header_name);
+        let headers = host.request_headers();
+        let view = RequestView::from_headers(&headers, &settings.auth_header_name);
         self.identity_present = view.identity_present;
-        self.smuggled = view.smuggled.clone();
-        if let Some(call) = routes::endpoint(&view.path).filter(|_| relays) {
+        self.smuggled = view.smuggled.iter().map(|name| name.to_string()).collect();
+        if let Some(call) = routes::endpoint(view.path).filter(|_| relays) {
             let relay = Relay {
-                method: view.method.clone(),
-                host: view.authority.clone(),
+                method: view.method.to_string(),
+                host: view.authority.to_string(),
                 headers: view.relayed_headers(&settings.auth_header_name),
                 call,
             };
             return self.await_body(host, AfterBody::Relay(relay));
         }
-        let found = match &view.auth {
+        let found = match view.auth {
             Some(value) => token::from_header(value),
-            None => token::from_query(&view.path),
+            None => token::from_query(view.path),
         };
         let has_form_body = view.is_form_post() && !self.ended;
         if settings.hide_credentials {
@@ -569,7 +570,7 @@ fn hide_outside_body(
         host.set_request_header(auth_header_name, None);
     }
     if view.path.contains('?') {
-        let stripped = token::path_without_access_token(&view.path);
+        let stripped = token::path_without_access_token(view.path);
         if stripped != view.path {
             host.set_request_header(":path", Some(&stripped));
         }
