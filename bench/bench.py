@@ -43,7 +43,8 @@ INDEX_ENTRIES = 2 * MISS_TOKENS + 10000
 ENVOY = os.environ.get("ENVOY", os.path.join(ROOT, ".venv", "bin", "envoy"))
 TARGET = os.path.join(ROOT, "target")
 WASM = os.path.join(TARGET, "wasm32-wasip1", "wasm", "oauth2_filter.wasm")
-NATIVE = os.path.join(TARGET, "release", "liboauth2_filter_native.so")
+# BENCH_NATIVE=other.so measures another build of the native filter (an A/B of a change).
+NATIVE = os.environ.get("BENCH_NATIVE", os.path.join(TARGET, "release", "liboauth2_filter_native.so"))
 NOOP_DIR = os.path.join(TARGET, "bench-noop")
 NOOP = os.path.join(NOOP_DIR, "release", "libbench_noop_module.so")
 

@@ -118,10 +118,7 @@ impl Host for Envoy<'_> {
             let mut headers = RequestHeaders::with_capacity(bytes);
             for header in raw.iter() {
                 let (name, value) = header.bytes();
-                headers.push(
-                    &String::from_utf8_lossy(name),
-                    &String::from_utf8_lossy(value),
-                );
+                headers.push_bytes(name, value);
             }
             headers
         }

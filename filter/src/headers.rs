@@ -25,10 +25,7 @@ pub fn decode_pairs(bytes: &[u8]) -> Vec<(String, String)> {
 pub fn decode_request_headers(bytes: &[u8]) -> RequestHeaders {
     let mut headers = RequestHeaders::with_capacity(bytes.len());
     for_each_pair(bytes, |name, value| {
-        headers.push(
-            &String::from_utf8_lossy(name),
-            &String::from_utf8_lossy(value),
-        );
+        headers.push_bytes(name, value);
     });
     headers
 }

@@ -30,6 +30,15 @@ impl RequestHeaders {
         self.ends.push((name_end, self.text.len()));
     }
 
+    /// A header as the host's bytes, which need not be UTF-8 (a client may send obs-text):
+    /// what is not becomes U+FFFD. Valid UTF-8, the usual case, is copied as it is.
+    pub fn push_bytes(&mut self, name: &[u8], value: &[u8]) {
+        self.text.push_str(&lossy(name));
+        let name_end = self.text.len();
+        self.text.push_str(&lossy(value));
+        self.ends.push((name_end, self.text.len()));
+    }
+
     /// Every (name, value), in the order the host gave them.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> + '_ {
         let starts = std::iter::once(0).chain(self.ends.iter().map(|&(_, value_end)| value_end));
@@ -52,6 +61,14 @@ impl RequestHeaders {
 
     pub fn is_empty(&self) -> bool {
         self.ends.is_empty()
+    }
+}
+
+/// `String::from_utf8_lossy`, after the faster check that finds nothing to replace.
+fn lossy(bytes: &[u8]) -> std::borrow::Cow<'_, str> {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => text.into(),
+        Err(_) => String::from_utf8_lossy(bytes),
     }
 }
 
@@ -99,6 +116,8 @@ impl<'h> RequestView<'h> {
                 "content-type" => first(&mut view.content_type, value),
                 "authorization" => first(&mut view.authorization, value),
                 "x-forwarded-proto" => first(&mut view.forwarded_proto, value),
+                // Most names are of another length than every identity header's: no search.
+                n if !IDENTITY_NAME_LENGTHS.contains(&n.len()) => {}
                 n => {
                     if let Some(i) = IDENTITY_HEADERS.iter().position(|h| *h == n) {
                         view.identity_present |= 1 << i;
@@ -140,6 +159,25 @@ impl<'h> RequestView<'h> {
         }
         relayed
     }
+}
+
+/// The lengths of the identity headers' names: a name of any other length is neither one of
+/// them nor another spelling of one.
+const IDENTITY_NAME_LENGTHS: std::ops::RangeInclusive<usize> = name_lengths().0..=name_lengths().1;
+
+const fn name_lengths() -> (usize, usize) {
+    let (mut shortest, mut longest) = (usize::MAX, 0);
+    let mut rest: &[&str] = &IDENTITY_HEADERS;
+    while let [name, tail @ ..] = rest {
+        if name.len() < shortest {
+            shortest = name.len();
+        }
+        if name.len() > longest {
+            longest = name.len();
+        }
+        rest = tail;
+    }
+    (shortest, longest)
 }
 
 /// `x_consumer_id`, `X-Consumer-ID`...: a name an upstream may read as an identity header.
@@ -187,6 +225,14 @@ mod tests {
         let read: Vec<(&str, &str)> = headers(&pairs).iter().collect();
         assert_eq!(read, pairs);
         assert!(RequestHeaders::default().iter().next().is_none());
+        let mut raw = RequestHeaders::default();
+        raw.push_bytes(b"x-name", b"caf\xe9 \xff");
+        raw.push_bytes(b"\xc3", "café".as_bytes());
+        let read: Vec<(&str, &str)> = raw.iter().collect();
+        assert_eq!(
+            read,
+            [("x-name", "caf\u{fffd} \u{fffd}"), ("\u{fffd}", "café")]
+        );
     }
 
     #[test]
@@ -259,6 +305,20 @@ mod tests {
             vec!["x_consumer_username", "X_Authenticated_Userid"]
         );
         assert_eq!(v.identity_present, 0b1);
+    }
+
+    #[test]
+    fn every_identity_header_and_each_other_spelling_of_it_is_seen() {
+        for (i, name) in IDENTITY_HEADERS.iter().enumerate() {
+            let underscored = name.replace('-', "_");
+            let capitalized = name.to_ascii_uppercase();
+            let v = RequestView::from_headers(
+                headers(&[(name, "forged"), (&underscored, "1"), (&capitalized, "2")]),
+                "authorization",
+            );
+            assert_eq!(v.identity_present, 1 << i, "{name}");
+            assert_eq!(v.smuggled, [underscored.as_str(), capitalized.as_str()]);
+        }
     }
 
     #[test]
