@@ -511,10 +511,7 @@ def run(directory, procs):
         # A partial run rewrites nothing; BENCH_PAIRS=2n/1,2w/1 loads those pairs side by side.
         for a, b in [p.split("/") for p in os.environ.get("BENCH_PAIRS", "").split(",") if "/" in p]:
             if a in scenarios and b in scenarios:
-                runs = side_by_side(scenarios[a], scenarios[b], pids)
-                print(f"    {a:>3} / {b:<3} median {statistics.median(x['q'] for x in runs):.3f}  runs "
-                      f"{' '.join(format(x['q'], '.3f') for x in runs)}  Envoy CPU added (us/req) "
-                      f"{statistics.median(x['added'] for x in runs):.2f}", flush=True)
+                print_pair(a, b, scenarios, side_by_side(scenarios[a], scenarios[b], pids))
         return
 
     say(f"side by side: each pair loaded at the same time, {PAIR_ROUNDS} runs of {SECONDS} s")
@@ -523,12 +520,7 @@ def run(directory, procs):
     pairs = {}
     for a, b in PAIRS:
         pairs[(a, b)] = side_by_side(scenarios[a], scenarios[b], pids)
-        runs = pairs[(a, b)]
-        print(f"    {a:>3} / {b:<3} {scenarios[a][0]} / {scenarios[b][0]}: median "
-              f"{statistics.median(x['q'] for x in runs):.3f}  runs {' '.join(format(x['q'], '.3f') for x in runs)}  "
-              f"Envoy CPU added (us/req) {statistics.median(x['added'] for x in runs):.1f}  "
-              f"busy cpu0 {statistics.median(x['busy0'] for x in runs):.0%} "
-              f"cpu1 {statistics.median(x['busy1'] for x in runs):.0%}", flush=True)
+        print_pair(a, b, scenarios, pairs[(a, b)])
     ratio = lambda a, b: statistics.median(x["q"] for x in pairs[(a, b)])
     added = lambda a, b: statistics.median(x["added"] for x in pairs[(a, b)])
     seq_added = lambda a, b: statistics.median(x["cpu_envoy"] - y["cpu_envoy"] for x, y in zip(samples[a], samples[b]))
@@ -563,6 +555,15 @@ def run(directory, procs):
         print(f"target {'met   ' if met(summary[key], op, bound) else 'MISSED'} {title}: {summary[key]:.2f}")
     print(f"wrote BENCHMARKS.md ({extra['minutes']:.1f} min)")
     print(line)
+
+
+def print_pair(a, b, scenarios, runs):
+    """One side-by-side pair's runs, as the log shows them."""
+    print(f"    {a:>3} / {b:<3} {scenarios[a][0]} / {scenarios[b][0]}: median "
+          f"{statistics.median(x['q'] for x in runs):.3f}  runs {' '.join(format(x['q'], '.3f') for x in runs)}  "
+          f"Envoy CPU added (us/req) {statistics.median(x['added'] for x in runs):.1f}  "
+          f"busy cpu0 {statistics.median(x['busy0'] for x in runs):.0%} "
+          f"cpu1 {statistics.median(x['busy1'] for x in runs):.0%}", flush=True)
 
 
 def profile(directory, key, pid, load):

@@ -7,7 +7,6 @@
 use crate::state::{Identity, Verdict};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
 use std::rc::Rc;
 
 const FORMAT: u8 = 1;
@@ -177,37 +176,19 @@ impl Reader<'_> {
 /// and no decoding. It follows the same rules (digest, epoch, expiry); the root context removes
 /// revoked digests from it on every poll, so it never outlives the shared cache's guarantees.
 /// Bounded: when full it starts over (hot tokens come back at the next request).
-/// Hashes a [`TokenDigest`] key by its first eight bytes. The keys are SHA-256 digests,
-/// uniform already: SipHash over 32 bytes cost more than the lookup it served, and no client
-/// can aim tokens at one bucket without finding SHA-256 preimages.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct DigestHasher(u64);
-
-impl Hasher for DigestHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        // An array key is written as its length, then its bytes: both mix in the same way.
-        let mut head = [0u8; 8];
-        for (to, from) in head.iter_mut().zip(bytes) {
-            *to = *from;
-        }
-        self.0 = self.0.rotate_left(17) ^ u64::from_le_bytes(head);
-    }
-}
-
 #[derive(Debug)]
 pub struct LocalCache {
-    entries: HashMap<TokenDigest, Entry, BuildHasherDefault<DigestHasher>>,
+    /// Keyed SipHash (the default): a client choosing tokens can cheaply grind a few bits of
+    /// their digests, so an unkeyed hash of the digest would let it pile entries into one
+    /// bucket.
+    entries: HashMap<TokenDigest, Entry>,
     capacity: usize,
 }
 
 impl LocalCache {
     pub fn new(capacity: usize) -> Self {
         LocalCache {
-            entries: HashMap::default(),
+            entries: HashMap::new(),
             capacity: capacity.max(1),
         }
     }

@@ -58,27 +58,36 @@ pub enum Failure {
 
 pub fn authenticated(identity: &Identity) -> HeaderPlan<'_> {
     [
-        (X_CONSUMER_ID, safe(&identity.consumer_id)),
-        (X_CONSUMER_CUSTOM_ID, safe(&identity.consumer_custom_id)),
-        (X_CONSUMER_USERNAME, safe(&identity.consumer_username)),
+        (X_CONSUMER_ID, safe(identity.consumer_id.as_deref())),
+        (
+            X_CONSUMER_CUSTOM_ID,
+            safe(identity.consumer_custom_id.as_deref()),
+        ),
+        (
+            X_CONSUMER_USERNAME,
+            safe(identity.consumer_username.as_deref()),
+        ),
         (
             X_CREDENTIAL_IDENTIFIER,
-            safe(&identity.credential_identifier),
+            safe(identity.credential_identifier.as_deref()),
         ),
-        (X_AUTHENTICATED_USERID, safe(&identity.authenticated_userid)),
-        (X_AUTHENTICATED_SCOPE, safe(&identity.authenticated_scope)),
+        (
+            X_AUTHENTICATED_USERID,
+            safe(identity.authenticated_userid.as_deref()),
+        ),
+        (
+            X_AUTHENTICATED_SCOPE,
+            safe(identity.authenticated_scope.as_deref()),
+        ),
         (X_ANONYMOUS_CONSUMER, None),
     ]
 }
 
 fn anonymous(consumer: &ConsumerInfo) -> HeaderPlan<'_> {
     [
-        (
-            X_CONSUMER_ID,
-            Some(consumer.id.as_str()).filter(|v| is_safe_value(v)),
-        ),
-        (X_CONSUMER_CUSTOM_ID, safe(&consumer.custom_id)),
-        (X_CONSUMER_USERNAME, safe(&consumer.username)),
+        (X_CONSUMER_ID, safe(Some(&consumer.id))),
+        (X_CONSUMER_CUSTOM_ID, safe(consumer.custom_id.as_deref())),
+        (X_CONSUMER_USERNAME, safe(consumer.username.as_deref())),
         (X_CREDENTIAL_IDENTIFIER, None),
         (X_AUTHENTICATED_USERID, None),
         (X_AUTHENTICATED_SCOPE, None),
@@ -88,8 +97,8 @@ fn anonymous(consumer: &ConsumerInfo) -> HeaderPlan<'_> {
 
 /// An identity value that could not travel in a header (control characters) is not sent: the
 /// header is removed instead, never written half or split into two.
-fn safe(value: &Option<String>) -> Option<&str> {
-    value.as_deref().filter(|v| is_safe_value(v))
+fn safe(value: Option<&str>) -> Option<&str> {
+    value.filter(|v| is_safe_value(v))
 }
 
 pub fn decide<'a>(settings: &'a Settings, verdict: Result<&'a Verdict, Failure>) -> Decision<'a> {

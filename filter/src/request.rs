@@ -33,10 +33,7 @@ impl RequestHeaders {
     /// A header as the host's bytes, which need not be UTF-8 (a client may send obs-text):
     /// what is not becomes U+FFFD. Valid UTF-8, the usual case, is copied as it is.
     pub fn push_bytes(&mut self, name: &[u8], value: &[u8]) {
-        self.text.push_str(&lossy(name));
-        let name_end = self.text.len();
-        self.text.push_str(&lossy(value));
-        self.ends.push((name_end, self.text.len()));
+        self.push(&lossy(name), &lossy(value));
     }
 
     /// Every (name, value), in the order the host gave them.
@@ -53,14 +50,6 @@ impl RequestHeaders {
                     self.text.get(name_end..value_end).unwrap_or_default(),
                 )
             })
-    }
-
-    pub fn len(&self) -> usize {
-        self.ends.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.ends.is_empty()
     }
 }
 

@@ -104,6 +104,27 @@ fn malformed_requests_get_clear_client_errors() {
     let answer = send(&kong, beside_a_valid_token);
     assert_eq!(answer.status, 200, "{}", answer.text);
     assert!(!answer.text.contains("forged"), "{}", answer.text);
+    // More headers than the native build reads on its stack (32), the forged identity headers
+    // and the token last: every one is read, the forged ones never reach the upstream, and
+    // without the token the request is refused.
+    let crowded = |token: Option<&str>| {
+        let mut request = raw.get(&resource);
+        for i in 0..60 {
+            request = request.header(format!("x-filler-{i}"), "f".repeat(40));
+        }
+        request = request
+            .header("x-consumer-username", "forged")
+            .header("x-authenticated-userid", "forged");
+        match token {
+            Some(token) => request.header("authorization", format!("Bearer {token}")),
+            None => request,
+        }
+    };
+    let answer = send(&kong, crowded(Some(&token)));
+    assert_eq!(answer.status, 200, "{}", answer.text);
+    assert!(!answer.text.contains("forged"), "{}", answer.text);
+    assert!(answer.text.contains("x-filler-59"), "{}", answer.text);
+    assert_eq!(send(&kong, crowded(None)).status, 401);
     let relayed = raw
         .post(&token_url)
         .header("authorization", &b"Basic \xff"[..])
