@@ -38,6 +38,7 @@ PAIR_ROUNDS = int(os.environ.get("BENCH_PAIR_ROUNDS", "5"))
 # The ratios, each from the pair loaded side by side: (scenario, baseline). The first three feed
 # the `bench:` line's ratios; the rest are for the picture.
 PAIRS = [("2w", "1"), ("2n", "1"), ("3n", "5"), ("0e", "1"), ("0w", "1"), ("2n", "1h"), ("2w", "1h"),
+         ("2wm", "1"), ("2nm", "1"),
          ("3w", "5"), ("3n", "1"), ("3w", "1"), ("4n", "1"), ("4w", "1"), ("1", "5"), ("1L", "1")]
 INDEX_ENTRIES = 2 * MISS_TOKENS + 10000
 ENVOY = os.environ.get("ENVOY", os.path.join(ROOT, ".venv", "bin", "envoy"))
@@ -45,6 +46,10 @@ TARGET = os.path.join(ROOT, "target")
 WASM = os.environ.get("BENCH_WASM", os.path.join(TARGET, "wasm32-wasip1", "wasm", "oauth2_filter.wasm"))
 # BENCH_WASM=other.wasm and BENCH_NATIVE=other.so measure other builds of the filter (an A/B of a change).
 NATIVE = os.environ.get("BENCH_NATIVE", os.path.join(TARGET, "release", "liboauth2_filter_native.so"))
+# BENCH_WASM_B=other.wasm / BENCH_NATIVE_B=dir/liboauth2_filter_native.so add scenarios 2wb / 2nb
+# (that build, cached valid token) to load beside 2w / 2n: BENCH_ONLY=2w,2wb BENCH_PAIRS=2wb/2w.
+WASM_B = os.environ.get("BENCH_WASM_B")
+NATIVE_B = os.environ.get("BENCH_NATIVE_B")
 NOOP_DIR = os.path.join(TARGET, "bench-noop")
 NOOP = os.path.join(NOOP_DIR, "release", "libbench_noop_module.so")
 
@@ -153,14 +158,14 @@ def wait_for(url, what, accept=lambda status: status < 500):
     sys.exit(f"bench: {what} did not become ready at {url}")
 
 
-def render_envoy(directory, name, ports, transform, service="bench"):
+def render_envoy(directory, name, ports, transform, service="bench", wasm=WASM):
     env = {
         **os.environ,
         "ENVOY_ADMIN_PORT": str(ports["admin"]), "ENVOY_HTTP_PORT": str(ports["http"]),
         "ENVOY_HTTPS_PORT": str(ports["https"]), "ENVOY_LISTEN_ADDRESS": "127.0.0.1",
         "UPSTREAM_PORT": str(ports["upstream"]), "TOKEN_SERVICE_PORT": str(ports["gateway"]),
         "CERT_DIR": os.path.join(directory, "certs"), "SERVICE": service, "ROUTE_PREFIX": "/bench",
-        "POLL_INTERVAL_MS": os.environ.get("BENCH_POLL_INTERVAL_MS", "1000"), "WASM_PATH": WASM,
+        "POLL_INTERVAL_MS": os.environ.get("BENCH_POLL_INTERVAL_MS", "1000"), "WASM_PATH": wasm,
     }
     rendered = subprocess.run([os.path.join(ROOT, "scripts", "render-envoy-config.sh")], env=env,
                               check=True, capture_output=True, text=True).stdout
@@ -205,6 +210,16 @@ def with_identity_headers(config, headers):
         f'                - header: {{ key: {name}, value: "{value}" }}\n'
         "                  append_action: OVERWRITE_IF_EXISTS_OR_ADD\n" for name, value in headers.items())
     return config.replace(route, route + added, 1)
+
+
+def one_service(config):
+    """The filter configured with `route_metadata: false`: its `service` protects every route and
+    no request reads the route's metadata, as for a listener whose routes all belong to one
+    service (the bench's). (2wm)/(2nm) keep the template's metadata lookup, as a listener of
+    many services needs."""
+    config, n = re.subn(r'\{"service": "([^"]+)",', r'{"service": "\1", "route_metadata": false,', config, count=1)
+    assert n == 1, "the template's filter configuration no longer starts with its service"
+    return config
 
 
 def native(config):
@@ -397,23 +412,32 @@ def run(directory, procs):
             "x-consumer-id": consumer["id"], "x-consumer-username": "bench",
             "x-credential-identifier": app["client_id"]})), "bench", {}),
         "noop": (lambda c: lean(with_entry(NOOP_FILTER)(c)), "bench", noop_env),
-        "wasm_floor": (lean, "bench-off", {}),
-        "wasm": (lean, "bench", {}),
-        "native_floor": (lambda c: lean(native(c)), "bench-off", native_env),
-        "native": (lambda c: lean(native(c)), "bench", native_env),
+        "wasm_floor": (lambda c: lean(one_service(c)), "bench-off", {}),
+        "wasm": (lambda c: lean(one_service(c)), "bench", {}),
+        "wasm_meta": (lean, "bench", {}),
+        "native_floor": (lambda c: lean(native(one_service(c))), "bench-off", native_env),
+        "native": (lambda c: lean(native(one_service(c))), "bench", native_env),
+        "native_meta": (lambda c: lean(native(c)), "bench", native_env),
         "ext_authz": (lambda c: lean(with_entry(EXT_AUTHZ_FILTER.format(port=ports["gateway"]))(c)), "bench", {}),
     }
+    wasm_of = {}
+    if WASM_B:
+        configs["wasm_b"] = (lambda c: lean(one_service(c)), "bench", {})
+        wasm_of["wasm_b"] = WASM_B
+    if NATIVE_B:
+        configs["native_b"] = (lambda c: lean(native(one_service(c))), "bench",
+                               {"ENVOY_DYNAMIC_MODULES_SEARCH_PATH": os.path.dirname(NATIVE_B)})
     envoys = {}
     for name, (transform, svc, env) in configs.items():
         p = {**ports, "admin": free_port(), "http": free_port(), "https": free_port()}
-        config = render_envoy(directory, name, p, transform, svc)
+        config = render_envoy(directory, name, p, transform, svc, wasm_of.get(name, WASM))
         pids[name] = procs.start(f"envoy-{name}", ["taskset", "-c", "0", ENVOY, "-c", config, "--concurrency", "1",
                                                    "--disable-hot-restart", "-l", os.environ.get("BENCH_ENVOY_LOG_LEVEL", "warning")], env=env).pid
         envoys[name] = p
     for name, p in envoys.items():
         wait_for(f"http://127.0.0.1:{p['admin']}/ready", f"Envoy ({name})", accept=lambda s: s == 200)
     url = {name: f"http://127.0.0.1:{p['http']}/bench/ping" for name, p in envoys.items()}
-    for name in ("wasm", "native"):
+    for name in [n for n in ("wasm", "native", "wasm_meta", "native_meta", "wasm_b", "native_b") if n in url]:
         wait_for(url[name], f"the {name} filter's first state poll", accept=lambda s: s == 401)
     for name in ("wasm_floor", "native_floor", "noop"):
         wait_for(url[name], f"the pass-through filter ({name})", accept=lambda s: s == 200)
@@ -457,11 +481,16 @@ def run(directory, procs):
         "0n": ("native filter loaded, no plugin", "native_floor", get("native_floor")),
         "2w": ("wasm filter, cached valid token", "wasm", get("wasm")),
         "2n": ("native filter, cached valid token", "native", get("native")),
+        "2wm": ("wasm filter, cached valid token, service from route metadata", "wasm_meta", get("wasm_meta")),
+        "2nm": ("native filter, cached valid token, service from route metadata", "native_meta", get("native_meta")),
         "3w": ("wasm filter, new token each request", "wasm", miss("wasm")),
         "3n": ("native filter, new token each request", "native", miss("native")),
         "4w": ("wasm filter, invalid tokens", "wasm", invalid("wasm")),
         "4n": ("native filter, invalid tokens", "native", invalid("native")),
         "5": ("ext_authz peer (valid token)", "ext_authz", get("ext_authz")),
+        **({"2wb": ("wasm filter B (BENCH_WASM_B), cached valid token", "wasm_b", get("wasm_b"))} if WASM_B else {}),
+        **({"2nb": ("native filter B (BENCH_NATIVE_B), cached valid token", "native_b", get("native_b"))}
+           if NATIVE_B else {}),
         "L1": ("latency, one connection: plain Envoy", "plain", get("plain", 1)),
         "L2w": ("latency, one connection: wasm, cached token", "wasm", get("wasm", 1)),
         "L2n": ("latency, one connection: native, cached token", "native", get("native", 1)),
@@ -749,7 +778,10 @@ def write_report(titles, results, summary, extra, samples, pairs, m, sizes, serv
         "loads a dynamic module that does nothing (`bench/noop-module`: every entry point of the ABI returns",
         "continue), the floor of any native filter; (0w) and (0n) load the",
         "wasm and native filters for a service without a plugin, so the filter only reads its settings and",
-        "passes the request on. (2)–(5) request `GET /bench/ping` (the demo upstream's echo) with a bearer",
+        "passes the request on. The filters of (0w), (0n) and (2)–(4) are configured with `route_metadata:",
+        "false` (the bench's one route belongs to one service: the filter's `service` protects it and no",
+        "request reads the route's metadata); (2wm) and (2nm) read it as a listener of many services must.",
+        "(2)–(5) request `GET /bench/ping` (the demo upstream's echo) with a bearer",
         "token; the plain Envoys forward it unchecked. (3) cycles through tokens minted beforehand through",
         "the admin API, each Envoy going on where its last run stopped, so a token comes back only after all",
         "the others went through the filter's cache and nearly every request is checked by the token-service.",

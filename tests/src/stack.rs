@@ -114,6 +114,9 @@ pub struct GatewayOptions {
     /// The token-service replicas (indexes into the stack's) in the Envoy's cluster; all of
     /// them by default.
     pub replicas: Option<Vec<usize>>,
+    /// The second route turns the oauth2 filter off with Envoy's own per-route
+    /// `FilterConfig { disabled: true }` (any filter's opt-out, no metadata involved).
+    pub second_route_filter_disabled: bool,
 }
 
 struct HotRestart {
@@ -417,7 +420,7 @@ impl Stack {
                 ("CERT_DIR", certs.display().to_string()),
                 ("SERVICE", service.to_string()),
                 ("ROUTE_PREFIX", prefix.to_string()),
-                ("SECOND_SERVICE", second_service),
+                ("SECOND_SERVICE", second_service.clone()),
                 ("SECOND_ROUTE_PREFIX", second_prefix),
                 ("POLL_INTERVAL_MS", POLL_INTERVAL_MS.to_string()),
                 ("XFF_NUM_TRUSTED_HOPS", options.trusted_hops.to_string()),
@@ -429,6 +432,11 @@ impl Stack {
         };
         let config = if paths::native_build() {
             use_native_filter(&config)
+        } else {
+            config
+        };
+        let config = if options.second_route_filter_disabled {
+            disable_filter_on_route(&config, &second_service)
         } else {
             config
         };
@@ -641,6 +649,28 @@ fn replace_filter_config(config: &str, json: &str) -> String {
 
 /// The native build: the wasm filter entry (`http_filters`) becomes the dynamic module's
 /// (`envoy/native-filter.yaml.tmpl`), with the same JSON configuration; nothing else changes.
+/// Adds Envoy's per-route `FilterConfig { disabled: true }` for the oauth2 filter (whichever
+/// build the config carries) to the route whose metadata names `service`.
+fn disable_filter_on_route(config: &str, service: &str) -> String {
+    let filter = if config.contains("- name: envoy.filters.http.dynamic_modules") {
+        "envoy.filters.http.dynamic_modules"
+    } else {
+        "envoy.filters.http.wasm"
+    };
+    let metadata =
+        format!("metadata: {{ filter_metadata: {{ oauth2: {{ service: \"{service}\" }} }} }}\n");
+    let at = config
+        .find(&metadata)
+        .map(|i| i + metadata.len())
+        .expect("the route naming the service");
+    let indent = "                ";
+    format!(
+        "{}{indent}typed_per_filter_config:\n{indent}  {filter}:\n{indent}    \"@type\": type.googleapis.com/envoy.config.route.v3.FilterConfig\n{indent}    disabled: true\n{}",
+        &config[..at],
+        &config[at..]
+    )
+}
+
 fn use_native_filter(config: &str) -> String {
     let start = config
         .find("          - name: envoy.filters.http.wasm")

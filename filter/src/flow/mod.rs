@@ -271,15 +271,25 @@ impl Flow {
     }
 
     /// Which service protects the route: its metadata's `oauth2.service` (an empty name
-    /// opts the route out), else the filter's default. Introspection mode has one.
+    /// opts the route out), else the filter's default. Introspection mode has one; with
+    /// `route_metadata: false` the default protects every route (the metadata is not read).
     fn route_service(&self, host: &dyn Host) -> RouteService {
-        let default = match &self.worker.borrow().config.mode {
+        let (default, route_metadata) = match &self.worker.borrow().config.mode {
             Mode::Introspection(_) => {
                 return RouteService::Named(worker::INTROSPECTION.to_string())
             }
-            Mode::TokenService { service, .. } => service.clone(),
+            Mode::TokenService {
+                service,
+                route_metadata,
+                ..
+            } => (service.clone(), *route_metadata),
         };
-        match host.route_service().or(default) {
+        let named = if route_metadata {
+            host.route_service()
+        } else {
+            None
+        };
+        match named.or(default) {
             None => RouteService::None,
             Some(name) if name.is_empty() => RouteService::None,
             Some(name) if is_service_name(&name) => RouteService::Named(name),

@@ -498,6 +498,44 @@ fn routes_name_their_service_and_each_service_has_its_own_settings_and_cache() {
     assert_eq!(host.last_reply().map(|r| r.status), Some(503));
 }
 
+/// `route_metadata: false`: the filter's `service` protects every route, whatever a route's
+/// metadata says (an opt-out there protects nothing less).
+#[test]
+fn without_route_metadata_the_default_service_protects_every_route() {
+    let config = FilterConfig::parse(
+        br#"{"service":"s","token_service":{"cluster":"ts"},"route_metadata":false}"#,
+    );
+    let Ok(config) = config else {
+        unreachable!("a valid configuration")
+    };
+    let worker = Rc::new(RefCell::new(Worker::new(config)));
+    let shared = request("GET", "/", &[]);
+    worker
+        .borrow_mut()
+        .apply_poll(&shared, "s", poll(Some(settings())));
+
+    for metadata in ["", "other", "a/../b"] {
+        let host = request("GET", "/x", &[]);
+        *host.route_service.borrow_mut() = Some(metadata.into());
+        let mut flow = Flow::new(worker.clone());
+        assert_eq!(flow.on_request_headers(&host, true), Action::Pause);
+        let reply = host.last_reply();
+        assert_eq!(reply.as_ref().map(|r| r.status), Some(401), "{metadata:?}");
+        assert_eq!(host.resumes.get(), 0);
+
+        let host = request("GET", "/x", &[bearer(VALID)]);
+        *host.route_service.borrow_mut() = Some(metadata.into());
+        let mut flow = Flow::new(worker.clone());
+        assert_eq!(flow.on_request_headers(&host, true), Action::Pause);
+        let Some((_, call)) = host.last_call() else {
+            unreachable!("checked for s")
+        };
+        assert!(call
+            .headers
+            .contains(&(":path".into(), "/gateway/v1/services/s/token".into())));
+    }
+}
+
 #[test]
 fn a_route_naming_a_new_service_fetches_its_state_and_the_root_polls_it_after() {
     let host = request("GET", "/n", &[bearer(VALID)]);

@@ -5,7 +5,7 @@
 //! Envoy's `/stats` and `/stats/prometheus`.
 
 use e2e::kong::{eventually, Kong};
-use e2e::stack::Gateway;
+use e2e::stack::{Gateway, GatewayOptions};
 use e2e::Text;
 use serde_json::json;
 
@@ -147,4 +147,56 @@ fn two_services_on_one_listener_keep_their_own_settings_and_tokens() {
         allowed.is_some_and(|n| n >= 2),
         "oauth2_allowed missing from /stats/prometheus"
     );
+
+    // `route_metadata: false`: the filter's `service` protects every route and the metadata is
+    // not read, so the route naming beta is alpha's on this Envoy: beta's token is refused
+    // there with alpha's realm (its token stays bound to beta), alpha's is let through, and no token is refused.
+    let config = json!({
+        "service": "alpha",
+        "token_service": {"cluster": "token_service", "authority": "token-service", "timeout_ms": 1000},
+        "poll_interval_ms": e2e::stack::POLL_INTERVAL_MS,
+        "route_metadata": false,
+    });
+    let options = GatewayOptions {
+        filter_config: Some(config.to_string()),
+        second_route: Some(("beta".to_string(), "/beta".to_string())),
+        ..GatewayOptions::default()
+    };
+    kong.stack.add_gateway_with("alpha", "/alpha", options);
+    let single = &kong.stack.gateways[kong.stack.gateways.len() - 1];
+    let r = get(&kong, single, "beta", &beta_token);
+    assert_eq!(r.status, 401, "{}", r.text);
+    let challenge = r.header("www-authenticate").unwrap_or_default();
+    assert!(
+        challenge.starts_with("Bearer realm=\"alpha\""),
+        "{challenge}"
+    );
+    let r = get(&kong, single, "beta", &alpha_token);
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(
+        r.json()["headers"]["x-consumer-username"],
+        json!("bob"),
+        "{}",
+        r.text
+    );
+    let url = format!("http://127.0.0.1:{}/beta/request", single.http_port);
+    let r = kong.stack.client.get(&url);
+    assert_eq!(r.status, 401, "{}", r.text);
+
+    // There, a route leaves the filter with Envoy's own per-route `disabled`: it passes
+    // untouched while the other route stays protected.
+    let options = GatewayOptions {
+        filter_config: Some(config.to_string()),
+        second_route: Some(("beta".to_string(), "/beta".to_string())),
+        second_route_filter_disabled: true,
+        ..GatewayOptions::default()
+    };
+    kong.stack.add_gateway_with("alpha", "/alpha", options);
+    let opted_out = &kong.stack.gateways[kong.stack.gateways.len() - 1];
+    let url = format!("http://127.0.0.1:{}/beta/request", opted_out.http_port);
+    let r = kong.stack.client.get(&url);
+    assert_eq!(r.status, 200, "{}", r.text);
+    let url = format!("http://127.0.0.1:{}/alpha/request", opted_out.http_port);
+    let r = kong.stack.client.get(&url);
+    assert_eq!(r.status, 401, "{}", r.text);
 }
