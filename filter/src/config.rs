@@ -29,7 +29,7 @@ pub enum Mode {
         /// Whether routes name their service in their metadata. `false`: every route the
         /// filter runs on is protected by `service`, and no request pays for the metadata
         /// lookup (in the wasm build a property read through Envoy's attribute machinery,
-        /// ~1.2 µs of Envoy's CPU per request in `make bench`).
+        /// 1.2–1.9 µs of Envoy's CPU per request in `make bench`).
         route_metadata: bool,
     },
     Introspection(IntrospectionMode),
