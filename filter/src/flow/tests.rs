@@ -43,10 +43,11 @@ fn poll(settings: Option<Settings>) -> StatePoll {
 }
 
 fn unpolled_worker() -> Rc<RefCell<Worker>> {
-    let config = FilterConfig::parse(
-        br#"{"service":"s","token_service":{"cluster":"ts"},"max_body_bytes":1024}"#,
-    );
-    let Ok(config) = config else {
+    configured_worker(br#"{"service":"s","token_service":{"cluster":"ts"},"max_body_bytes":1024}"#)
+}
+
+fn configured_worker(json: &[u8]) -> Rc<RefCell<Worker>> {
+    let Ok(config) = FilterConfig::parse(json) else {
         unreachable!("a valid configuration")
     };
     Rc::new(RefCell::new(Worker::new(config)))
@@ -54,7 +55,14 @@ fn unpolled_worker() -> Rc<RefCell<Worker>> {
 
 /// A worker that has polled: the service is protected with `settings`.
 fn worker_with(settings: Settings, shared: &MockHost) -> Rc<RefCell<Worker>> {
-    let worker = unpolled_worker();
+    polled(unpolled_worker(), settings, shared)
+}
+
+fn polled(
+    worker: Rc<RefCell<Worker>>,
+    settings: Settings,
+    shared: &MockHost,
+) -> Rc<RefCell<Worker>> {
     worker
         .borrow_mut()
         .apply_poll(shared, "s", poll(Some(settings)));
@@ -502,17 +510,10 @@ fn routes_name_their_service_and_each_service_has_its_own_settings_and_cache() {
 /// metadata says (an opt-out there protects nothing less).
 #[test]
 fn without_route_metadata_the_default_service_protects_every_route() {
-    let config = FilterConfig::parse(
+    let worker = configured_worker(
         br#"{"service":"s","token_service":{"cluster":"ts"},"route_metadata":false}"#,
     );
-    let Ok(config) = config else {
-        unreachable!("a valid configuration")
-    };
-    let worker = Rc::new(RefCell::new(Worker::new(config)));
-    let shared = request("GET", "/", &[]);
-    worker
-        .borrow_mut()
-        .apply_poll(&shared, "s", poll(Some(settings())));
+    let worker = polled(worker, settings(), &request("GET", "/", &[]));
 
     for metadata in ["", "other", "a/../b"] {
         let host = request("GET", "/x", &[]);
