@@ -649,10 +649,10 @@ fn replace_filter_config(config: &str, json: &str) -> String {
 
 /// The native build: the wasm filter entry (`http_filters`) becomes the dynamic module's
 /// (`envoy/native-filter.yaml.tmpl`), with the same JSON configuration; nothing else changes.
-/// Adds Envoy's per-route `FilterConfig { disabled: true }` for the oauth2 filter (whichever
-/// build the config carries) to the route whose metadata names `service`.
+/// Adds Envoy's per-route `FilterConfig { disabled: true }` for the oauth2 filter (of the build
+/// under test) to the route whose metadata names `service`.
 fn disable_filter_on_route(config: &str, service: &str) -> String {
-    let filter = if config.contains("- name: envoy.filters.http.dynamic_modules") {
+    let filter = if paths::native_build() {
         "envoy.filters.http.dynamic_modules"
     } else {
         "envoy.filters.http.wasm"
