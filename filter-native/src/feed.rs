@@ -33,6 +33,10 @@ struct Inner {
     services: BTreeMap<String, i64>,
     /// The settings of each service's latest answer.
     protections: BTreeMap<String, Protection>,
+    /// Each service's latest answer and its generation, for a worker that missed answers:
+    /// the entries may have dropped a service's only recent one (a service whose polls fail
+    /// while the others' go on).
+    newest: BTreeMap<String, (u64, StatePoll)>,
 }
 
 /// What a worker has to apply to be current.
@@ -40,9 +44,10 @@ struct Inner {
 pub struct Catchup {
     /// (service, answer, whether the poller moved the cache epoch for it).
     pub polls: Vec<(String, StatePoll, bool)>,
-    /// Answers it never saw were dropped: its revocations may be missing from the worker's own
-    /// copy of the cache, which it must therefore clear (shared data was evicted by whichever
-    /// worker applied them first, and the newest answer per service carries its full settings).
+    /// Answers it never saw were dropped: their revocations may be missing from the worker's
+    /// own copy of the cache, which it must therefore clear. (The poller evicted them from
+    /// shared data when it published them, and `polls` then starts with each service's newest
+    /// answer, which carries its full settings.)
     pub missed: bool,
     pub latest: u64,
 }
@@ -89,10 +94,13 @@ impl Feed {
         if bumped {
             bump_epoch();
         }
+        let generation = self.latest.load(Ordering::Acquire).wrapping_add(1);
         if inner.protections.contains_key(service) || inner.protections.len() < MAX_SERVICES {
             inner.protections.insert(service.to_string(), protection);
+            inner
+                .newest
+                .insert(service.to_string(), (generation, poll.clone()));
         }
-        let generation = self.latest.load(Ordering::Acquire).wrapping_add(1);
         inner
             .entries
             .push_back((generation, service.to_string(), poll, bumped));
@@ -112,14 +120,22 @@ impl Feed {
     pub fn since(&self, applied: u64) -> Catchup {
         let inner = self.lock();
         let oldest = inner.entries.front().map_or(0, |(g, _, _, _)| *g);
+        let missed = oldest > applied.saturating_add(1);
+        // Dropped, but still the newest of its service: applied first, as a plain answer (the
+        // worker reads the current epoch from shared data when it applies it).
+        let dropped_newest = inner
+            .newest
+            .iter()
+            .filter(|(_, (g, _))| missed && *g > applied && *g < oldest)
+            .map(|(s, (_, p))| (s.clone(), p.clone(), false));
+        let kept = inner
+            .entries
+            .iter()
+            .filter(|(g, _, _, _)| *g > applied)
+            .map(|(_, s, p, bumped)| (s.clone(), p.clone(), *bumped));
         Catchup {
-            polls: inner
-                .entries
-                .iter()
-                .filter(|(g, _, _, _)| *g > applied)
-                .map(|(_, s, p, bumped)| (s.clone(), p.clone(), *bumped))
-                .collect(),
-            missed: oldest > applied.saturating_add(1),
+            polls: dropped_newest.chain(kept).collect(),
+            missed,
             latest: self.latest(),
         }
     }
@@ -173,6 +189,25 @@ mod tests {
         assert_eq!(catchup.polls.len(), KEPT);
         let current = feed.since(catchup.latest - 1);
         assert!(!current.missed);
+    }
+
+    #[test]
+    fn a_worker_far_behind_gets_the_newest_answer_of_a_service_that_went_quiet() {
+        let feed = Feed::default();
+        feed.register("quiet");
+        feed.register("busy");
+        feed.publish("quiet", poll(3), || {});
+        for seq in 0..(KEPT as i64 + 10) {
+            feed.publish("busy", poll(seq), || {});
+        }
+        let catchup = feed.since(0);
+        assert!(catchup.missed);
+        let first = catchup.polls.first().map(|(s, p, _)| (s.as_str(), p.seq));
+        assert_eq!(first, Some(("quiet", 3)));
+        assert_eq!(catchup.polls.len(), KEPT + 1);
+        // A worker that saw it gets nothing twice.
+        let after = feed.since(2);
+        assert!(after.polls.iter().all(|(s, _, _)| s == "busy"));
     }
 
     #[test]

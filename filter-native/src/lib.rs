@@ -46,9 +46,10 @@ use abi::{
 };
 use feed::Feed;
 use host::Envoy;
+use oauth2_filter::cache;
 use oauth2_filter::config::{FilterConfig, Mode};
 use oauth2_filter::decision;
-use oauth2_filter::flow::{Action, CallAnswer, Flow, Level, Worker};
+use oauth2_filter::flow::{worker, Action, CallAnswer, Flow, Level, Worker};
 use oauth2_filter::metrics::{self, Metric};
 use oauth2_filter::state::StatePoll;
 use shared::SharedData;
@@ -559,11 +560,23 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_config_scheduled(
     });
 }
 
-/// Publishes a state answer for every worker; the cache epoch moves here, once, when it must.
+/// Publishes a state answer for every worker. The shared cache is brought up to date here,
+/// once, whatever the workers are doing: revoked tokens leave it, and the epoch moves when the
+/// answer resets the feed or changes the settings. (A worker idle for longer than the feed
+/// keeps answers only has its own copy to drop when it wakes: see [`catch_up`].)
 fn publish(config: &Config, service: &str, poll: StatePoll) {
+    let shared = shared_data();
+    let filter_config = &config.filter_config;
+    worker::evict_revoked_shared(
+        filter_config,
+        service,
+        &poll.revoked,
+        |key| shared.get(key),
+        |key, value, cas| shared.set(key, value, cas),
+    );
     config.feed.publish(service, poll, || {
-        let shared = shared_data();
-        oauth2_filter::flow::worker::bump_shared_epoch(
+        worker::bump_shared_epoch(
+            &cache::epoch_key(&filter_config.namespace),
             |key| shared.get(key),
             |key, value, cas| shared.set(key, value, cas),
         );

@@ -150,8 +150,14 @@ fn one_worker_per_thread_and_configuration() {
 
 /// A token-service configuration as `config_new` makes it, minus the scheduler (no Envoy).
 fn polling_config(service: &str) -> Arc<Config> {
+    polling_config_on(service, "ts")
+}
+
+/// A configuration of `service` on the token-service behind `cluster`.
+fn polling_config_on(service: &str, cluster: &str) -> Arc<Config> {
     static NEXT: AtomicU64 = AtomicU64::new(1_000_000);
-    let json = format!(r#"{{"service": "{service}", "token_service": {{"cluster": "ts"}}}}"#);
+    let json =
+        format!(r#"{{"service": "{service}", "token_service": {{"cluster": "{cluster}"}}}}"#);
     let feed = Feed::default();
     feed.register(service);
     Arc::new(Config {
@@ -216,7 +222,7 @@ fn a_published_revocation_is_applied_before_the_next_decision() {
     assert_eq!(thread.applied.get(), 1);
 
     let token = cache::digest("a-token-about-to-be-revoked");
-    let key = cache::scoped(service, &token);
+    let key = thread.worker.borrow().cache_key(service, &token);
     thread.worker.borrow_mut().remember(&host, key, &active());
     assert!(thread.worker.borrow_mut().cached(&host, &key).is_some());
 
@@ -245,7 +251,10 @@ fn a_worker_that_missed_answers_drops_its_own_cache_copy() {
     let host = detached(&config, &thread);
     publish(&config, service, state(1, true, &[]));
     catch_up(&host);
-    let key = cache::scoped(service, &cache::digest("t"));
+    let key = thread
+        .worker
+        .borrow()
+        .cache_key(service, &cache::digest("t"));
     thread.worker.borrow_mut().remember(&host, key, &active());
     assert_eq!(thread.worker.borrow().local.len(), 1);
     for seq in 2..400 {
@@ -254,6 +263,114 @@ fn a_worker_that_missed_answers_drops_its_own_cache_copy() {
     catch_up(&host);
     assert_eq!(thread.worker.borrow().local.len(), 0);
     assert_eq!(thread.applied.get(), config.feed.latest());
+}
+
+/// Issue 18: a worker that slept through more answers than the feed keeps used to clear only
+/// its own copy, and the shared cache kept serving the revoked token until `max_ttl_s`.
+#[test]
+fn a_revocation_reaches_the_shared_cache_while_every_worker_sleeps() {
+    use oauth2_filter::cache;
+    let service = "native-idle-revocation";
+    let config = polling_config(service);
+    let thread = thread_state(&config);
+    let host = detached(&config, &thread);
+    publish(&config, service, state(1, true, &[]));
+    catch_up(&host);
+    let token = cache::digest("cached-then-revoked-while-idle");
+    let key = thread.worker.borrow().cache_key(service, &token);
+    thread.worker.borrow_mut().remember(&host, key, &active());
+    let hex: String = token.iter().map(|b| format!("{b:02x}")).collect();
+    // The revocation, then more answers than the feed keeps, while no worker runs a hook.
+    publish(&config, service, state(2, false, &[hex]));
+    let slot = cache::slot_key(
+        &cache::slot_prefix(&config.filter_config.namespace),
+        &key,
+        config.filter_config.cache.slots,
+    );
+    let in_shared = || {
+        shared_data()
+            .get(&slot)
+            .0
+            .and_then(|bytes| cache::Entry::decode(&bytes))
+            .is_some_and(|entry| entry.digest == key)
+    };
+    assert!(
+        !in_shared(),
+        "evicted when published, before any worker applied it"
+    );
+    for seq in 3..600 {
+        publish(&config, service, state(seq, false, &[]));
+    }
+    // The worker wakes far behind: neither its own copy nor shared data answers.
+    catch_up(&host);
+    assert_eq!(thread.worker.borrow_mut().cached(&host, &key), None);
+    // Nor does any other worker's view of shared data.
+    let elsewhere = std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                let thread = thread_state(&config);
+                let host = detached(&config, &thread);
+                catch_up(&host);
+                let found = thread.worker.borrow_mut().cached(&host, &key).is_some();
+                found
+            })
+            .join()
+            .unwrap_or(true)
+    });
+    assert!(!elsewhere);
+}
+
+/// Issue 18: two configurations in one process (two listeners, or staging and production
+/// token-services with the same service name) never answer from each other's cache.
+#[test]
+fn two_configurations_never_share_a_cached_verdict() {
+    use oauth2_filter::cache;
+    let service = "same-name-two-token-services";
+    let staging = polling_config_on(service, "staging");
+    let production = polling_config_on(service, "production");
+    let token = cache::digest("a-staging-token");
+    let on_staging = thread_state(&staging);
+    let staging_host = detached(&staging, &on_staging);
+    publish(&staging, service, state(1, true, &[]));
+    catch_up(&staging_host);
+    let key = on_staging.worker.borrow().cache_key(service, &token);
+    on_staging
+        .worker
+        .borrow_mut()
+        .remember(&staging_host, key, &active());
+    assert!(on_staging
+        .worker
+        .borrow_mut()
+        .cached(&staging_host, &key)
+        .is_some());
+
+    let on_production = thread_state(&production);
+    let production_host = detached(&production, &on_production);
+    publish(&production, service, state(1, true, &[]));
+    catch_up(&production_host);
+    let production_key = on_production.worker.borrow().cache_key(service, &token);
+    assert_ne!(production_key, key);
+    for key in [production_key, key] {
+        assert_eq!(
+            on_production
+                .worker
+                .borrow_mut()
+                .cached(&production_host, &key),
+            None,
+            "production answers only from its own namespace"
+        );
+    }
+    // A reset of production's feed moves only production's epoch.
+    let staging_epoch = on_staging.worker.borrow().epoch;
+    publish(&production, service, state(2, true, &[]));
+    publish(&staging, service, state(2, false, &[]));
+    catch_up(&staging_host);
+    assert_eq!(on_staging.worker.borrow().epoch, staging_epoch);
+    assert!(on_staging
+        .worker
+        .borrow_mut()
+        .cached(&staging_host, &key)
+        .is_some());
 }
 
 #[test]
@@ -281,7 +398,11 @@ fn a_worker_catching_up_late_keeps_what_the_others_cached() {
     use oauth2_filter::cache;
     let service = "native-late-worker";
     let config = polling_config(service);
-    let key = cache::scoped(service, &cache::digest("cached-by-the-early-worker"));
+    let key = cache::scoped(
+        &config.filter_config.namespace,
+        service,
+        &cache::digest("cached-by-the-early-worker"),
+    );
     // Each worker is a thread of its own (its state is thread-local), as in Envoy.
     let on_a_worker = |f: &(dyn Fn(&Envoy<'_>) -> bool + Sync)| {
         std::thread::scope(|scope| {

@@ -23,11 +23,14 @@ pub fn digest(token: &str) -> TokenDigest {
     Sha256::digest(token.as_bytes()).into()
 }
 
-/// The cache key of a token for one service: a token's verdict depends on the service that
-/// asks (service-bound tokens, `global_credentials`), so each service caches its own. Derived
-/// from the token's digest, so a revocation (which names only the digest) finds it.
-pub fn scoped(service: &str, token: &TokenDigest) -> TokenDigest {
+/// The cache key of a token for one service of one configuration: a token's verdict depends
+/// on who answers (the configuration's namespace: see [`crate::config::cache_namespace`]) and
+/// on the service that asks (service-bound tokens, `global_credentials`), so each caches its
+/// own. Derived from the token's digest, so a revocation (which names only the digest) finds it.
+pub fn scoped(namespace: &str, service: &str, token: &TokenDigest) -> TokenDigest {
     let mut hasher = Sha256::new();
+    hasher.update(namespace.as_bytes());
+    hasher.update([0u8]);
     hasher.update(service.as_bytes());
     hasher.update([0u8]);
     hasher.update(token);
@@ -47,9 +50,19 @@ pub fn digest_from_hex(hex: &str) -> Option<TokenDigest> {
     Some(out)
 }
 
-pub fn slot_key(digest: &TokenDigest, slots: u32) -> String {
+/// The prefix of a configuration's slot keys in shared data (`slot_key` appends the slot).
+pub fn slot_prefix(namespace: &str) -> String {
+    format!("oauth2.{namespace}.cache.")
+}
+
+/// The shared-data key of a configuration's cache epoch.
+pub fn epoch_key(namespace: &str) -> String {
+    format!("oauth2.{namespace}.epoch")
+}
+
+pub fn slot_key(prefix: &str, digest: &TokenDigest, slots: u32) -> String {
     let n = u32::from_be_bytes([digest[0], digest[1], digest[2], digest[3]]);
-    format!("oauth2.cache.{}", n % slots.max(1))
+    format!("{prefix}{}", n % slots.max(1))
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -254,9 +267,12 @@ mod tests {
     #[test]
     fn each_service_has_its_own_key_for_a_token() {
         let token = digest("t");
-        assert_ne!(scoped("a", &token), scoped("b", &token));
-        assert_eq!(scoped("a", &token), scoped("a", &digest("t")));
-        assert_ne!(scoped("a", &token), token);
+        assert_ne!(scoped("n", "a", &token), scoped("n", "b", &token));
+        assert_eq!(scoped("n", "a", &token), scoped("n", "a", &digest("t")));
+        assert_ne!(scoped("n", "a", &token), token);
+        // Another configuration's namespace: another key (and no ambiguity in the joins).
+        assert_ne!(scoped("m", "a", &token), scoped("n", "a", &token));
+        assert_ne!(scoped("n", "", &token), scoped("", "n", &token));
     }
 
     #[test]
@@ -352,12 +368,12 @@ mod tests {
     #[test]
     fn slots_stay_in_range() {
         for t in ["a", "b", "c", "d"] {
-            let key = slot_key(&digest(t), 4);
+            let key = slot_key(&slot_prefix("ns"), &digest(t), 4);
             assert!([
-                "oauth2.cache.0",
-                "oauth2.cache.1",
-                "oauth2.cache.2",
-                "oauth2.cache.3"
+                "oauth2.ns.cache.0",
+                "oauth2.ns.cache.1",
+                "oauth2.ns.cache.2",
+                "oauth2.ns.cache.3"
             ]
             .contains(&key.as_str()));
         }

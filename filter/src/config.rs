@@ -9,6 +9,7 @@ use crate::cache;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use serde::Deserialize;
+use sha2::{Digest, Sha256};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct FilterConfig {
@@ -17,6 +18,9 @@ pub struct FilterConfig {
     pub cache: CacheConfig,
     /// Largest request body buffered (OAuth endpoints, `access_token` form fields).
     pub max_body_bytes: usize,
+    /// The shared-data namespace of this configuration's cache and epoch (see
+    /// [`cache_namespace`]).
+    pub namespace: String,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -200,11 +204,13 @@ impl FilterConfig {
                 ))
             }
         };
+        let namespace = cache_namespace(&mode, &raw.cache);
         Ok(FilterConfig {
             mode,
             poll_interval_ms: raw.poll_interval_ms,
             cache: raw.cache,
             max_body_bytes: raw.max_body_bytes,
+            namespace,
         })
     }
 
@@ -215,6 +221,39 @@ impl FilterConfig {
             Mode::Introspection(_) => None,
         }
     }
+}
+
+/// Where this configuration keeps its cache in shared data, which every filter configuration
+/// of a process (native build) or of a `vm_id` (wasm build) shares: derived from everything
+/// that decides a cached verdict, so two configurations share entries (and an epoch) only when
+/// either would have cached the same verdict for as long. Who answers (the mode, the cluster,
+/// its authority, the introspection path and credentials) and how long an answer is trusted
+/// (`max_ttl_s`, `negative_ttl_s`); the service is in each entry's key already. Hashed, so
+/// no credential appears in a shared-data key. 16 hex digits.
+pub fn cache_namespace(mode: &Mode, cache: &CacheConfig) -> String {
+    let mut hasher = Sha256::new();
+    let mut field = |bytes: &[u8]| {
+        hasher.update((bytes.len() as u64).to_be_bytes());
+        hasher.update(bytes);
+    };
+    match mode {
+        Mode::TokenService { endpoint, .. } => {
+            field(b"token_service");
+            field(endpoint.cluster.as_bytes());
+            field(endpoint.authority.as_bytes());
+        }
+        Mode::Introspection(i) => {
+            field(b"introspection");
+            field(i.endpoint.cluster.as_bytes());
+            field(i.endpoint.authority.as_bytes());
+            field(i.path.as_bytes());
+            field(i.authorization.as_bytes());
+        }
+    }
+    field(&cache.max_ttl_s.to_be_bytes());
+    field(&cache.negative_ttl_s.to_be_bytes());
+    let digest = hasher.finalize();
+    digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
 }
 
 const SERVICE_RULE: &str =
@@ -308,6 +347,49 @@ mod tests {
             (i.auth_header_name.as_str(), i.realm.as_deref()),
             ("authorization", Some("service"))
         );
+    }
+
+    fn namespace(json: &str) -> String {
+        match FilterConfig::parse(json.as_bytes()) {
+            Ok(c) => c.namespace,
+            Err(e) => unreachable!("{json}: {e:?}"),
+        }
+    }
+
+    #[test]
+    fn configurations_that_could_disagree_on_a_verdict_never_share_a_cache_namespace() {
+        let ts = |cluster: &str, authority: &str, service: &str, ttl: u64| {
+            namespace(&format!(
+                r#"{{"service":"{service}","token_service":{{"cluster":"{cluster}","authority":"{authority}"}},"cache":{{"max_ttl_s":{ttl}}}}}"#
+            ))
+        };
+        let idp = |cluster: &str, path: &str, id: &str, secret: &str| {
+            namespace(&format!(
+                r#"{{"introspection":{{"cluster":"{cluster}","path":"{path}","client_id":"{id}","client_secret":"{secret}"}}}}"#
+            ))
+        };
+        let base = ts("staging", "ts", "s", 60);
+        assert_eq!(base.len(), 16);
+        // The same token-service (the service is in each entry's key): one namespace.
+        assert_eq!(base, ts("staging", "ts", "other", 60));
+        for other in [
+            ts("production", "ts", "s", 60),
+            ts("staging", "ts2", "s", 60),
+            ts("staging", "ts", "s", 3600),
+            idp("staging", "/introspect", "a", "b"),
+        ] {
+            assert_ne!(base, other);
+        }
+        let idp_base = idp("idp", "/introspect", "a", "b");
+        for other in [
+            idp("idp2", "/introspect", "a", "b"),
+            idp("idp", "/other", "a", "b"),
+            idp("idp", "/introspect", "c", "b"),
+            idp("idp", "/introspect", "a", "d"),
+        ] {
+            assert_ne!(idp_base, other);
+        }
+        assert_eq!(idp_base, idp("idp", "/introspect", "a", "b"));
     }
 
     #[test]

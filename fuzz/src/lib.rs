@@ -171,7 +171,7 @@ pub fn filter_cache_entry(data: &[u8]) {
         let _ = entry.answers(&entry.digest, 0, 0);
     }
     let _ = cache::digest_from_hex(&text(data));
-    let _ = cache::slot_key(&cache::digest(&text(data)), (data.len() as u32) % 7);
+    let _ = cache::slot_key("p", &cache::digest(&text(data)), (data.len() as u32) % 7);
 }
 
 /// The token-service's state and check answers (and a third-party introspection answer),

@@ -371,7 +371,10 @@ impl Flow {
         if !token::plausible(&found.token) {
             return self.decide(host, Ok(&Verdict::Invalid));
         }
-        let digest = cache::scoped(&self.service, &cache::digest(&found.token));
+        let digest = self
+            .worker
+            .borrow()
+            .cache_key(&self.service, &cache::digest(&found.token));
         let cached = self.worker.borrow_mut().cached(host, &digest);
         if let Some(verdict) = cached {
             return self.decide(host, Ok(&verdict));

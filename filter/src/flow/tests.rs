@@ -925,3 +925,66 @@ mod property {
         }
     }
 }
+
+/// Issue 18: two configurations sharing Envoy's shared data (one `vm_id`, or one process for
+/// the native build), A trusting an authorization server that accepts a token and B one that
+/// rejects everything: A's verdict must never answer on B, in either mode.
+#[test]
+fn two_configurations_never_answer_from_each_others_cache() {
+    let introspection = |cluster: &str| {
+        format!(
+            r#"{{"introspection":{{"cluster":"{cluster}","path":"/i","client_id":"gw","client_secret":"s"}}}}"#
+        )
+    };
+    let token_service =
+        |cluster: &str| format!(r#"{{"service":"s","token_service":{{"cluster":"{cluster}"}}}}"#);
+    let introspected_active = json_answer(
+        "200",
+        r#"{"active":true,"username":"admin","sub":"admin","scope":"all"}"#,
+    );
+    for (a, b, answer) in [
+        (
+            introspection("idp-a"),
+            introspection("idp-b"),
+            introspected_active,
+        ),
+        (
+            token_service("staging"),
+            token_service("production"),
+            active(),
+        ),
+    ] {
+        let shared = request("GET", "/r", &[]);
+        let worker_a = configured_worker(a.as_bytes());
+        let worker_b = configured_worker(b.as_bytes());
+        for worker in [&worker_a, &worker_b] {
+            if worker.borrow().polls() {
+                worker
+                    .borrow_mut()
+                    .apply_poll(&shared, "s", poll(Some(settings())));
+            }
+        }
+        let host = request("GET", "/r", &[bearer(VALID)]);
+        *host.shared.borrow_mut() = shared.shared.borrow().clone();
+        let mut flow = Flow::new(worker_a);
+        flow.on_request_headers(&host, true);
+        answer_last_call(&host, &mut flow, &answer);
+        assert_eq!(flow.action(), Action::Continue, "{a}: allowed");
+
+        // B, on the same shared data: its own server is asked, and its answer decides.
+        let on_b = request("GET", "/r", &[bearer(VALID)]);
+        *on_b.shared.borrow_mut() = host.shared.borrow().clone();
+        let mut flow = Flow::new(worker_b);
+        assert_eq!(flow.on_request_headers(&on_b, true), Action::Pause);
+        let asked = on_b.last_call().map(|(_, call)| call.cluster);
+        assert!(
+            asked
+                .as_deref()
+                .is_some_and(|c| b.contains(&format!("\"{c}\""))),
+            "{b} asks its own server, not A's cache: {asked:?}"
+        );
+        answer_last_call(&on_b, &mut flow, &inactive());
+        assert_eq!(on_b.last_reply().map(|r| r.status), Some(401), "{b}");
+        assert_eq!(on_b.resumes.get(), 0);
+    }
+}

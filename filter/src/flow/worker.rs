@@ -13,7 +13,6 @@ use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::time::Duration;
 
-const EPOCH_KEY: &str = "oauth2.epoch";
 /// See [`Worker::feed_position`] and docs/gateway-protocol.md.
 const FEED_POSITION_HEADER: &str = "x-oauth2-feed-position";
 /// Entries a worker keeps in its own memory at most (each a few hundred bytes).
@@ -46,6 +45,10 @@ impl ServiceState {
 
 pub struct Worker {
     pub config: Rc<FilterConfig>,
+    /// This configuration's keys in shared data (its namespace's; see
+    /// [`crate::config::cache_namespace`]).
+    slot_prefix: String,
+    epoch_key: String,
     services: BTreeMap<String, ServiceState>,
     /// The cache epoch (mirrors shared data, refreshed on every poll).
     pub epoch: u32,
@@ -77,6 +80,8 @@ impl Worker {
         }
         let local = LocalCache::new(config.cache.slots.min(LOCAL_CACHE_MAX) as usize);
         Worker {
+            slot_prefix: cache::slot_prefix(&config.namespace),
+            epoch_key: cache::epoch_key(&config.namespace),
             config: Rc::new(config),
             services,
             epoch: 0,
@@ -127,11 +132,17 @@ impl Worker {
             .collect()
     }
 
+    /// The cache key of a token (its digest) for `service` in this configuration.
+    pub fn cache_key(&self, service: &str, token: &TokenDigest) -> TokenDigest {
+        cache::scoped(&self.config.namespace, service, token)
+    }
+
     /// Applies a state answer for `service` (from the root's poll, or a request's own fetch):
     /// settings, the cache epoch, revoked tokens.
     pub fn apply_poll(&mut self, host: &dyn Host, service: &str, poll: StatePoll) {
         let bump = poll.reset || self.settings_change(service, &poll);
-        self.apply(host, service, poll, bump.then(|| bump_epoch(host)));
+        let new_epoch = bump.then(|| bump_epoch(host, &self.epoch_key));
+        self.apply(host, service, poll, new_epoch);
     }
 
     /// Applies a state answer another thread published and judged: the native build's poller
@@ -145,7 +156,8 @@ impl Worker {
         poll: StatePoll,
         bumped: bool,
     ) {
-        self.apply(host, service, poll, bumped.then(|| current_epoch(host)));
+        let new_epoch = bumped.then(|| current_epoch(host, &self.epoch_key));
+        self.apply(host, service, poll, new_epoch);
     }
 
     /// Whether this answer's settings differ from what the worker holds for `service`.
@@ -167,15 +179,14 @@ impl Worker {
         if let Some(epoch) = new_epoch {
             self.epoch = epoch;
         } else {
-            self.epoch = current_epoch(host);
-            let slots = self.config.cache.slots;
+            self.epoch = current_epoch(host, &self.epoch_key);
             for token in poll
                 .revoked
                 .iter()
                 .filter_map(|h| cache::digest_from_hex(h))
             {
-                let key = cache::scoped(service, &token);
-                evict(host, &key, slots);
+                let key = self.cache_key(service, &token);
+                evict(host, &self.slot_key(&key), &key);
                 self.local.remove(&key);
             }
         }
@@ -214,7 +225,7 @@ impl Worker {
             self.count_hit(Metric::CacheHitWorker, &verdict);
             return Some(verdict);
         }
-        let (bytes, _) = host.shared_get(&cache::slot_key(key, self.config.cache.slots));
+        let (bytes, _) = host.shared_get(&self.slot_key(key));
         let entry = bytes
             .and_then(|b| Entry::decode(&b))
             .filter(|e| e.answers(key, self.epoch, now));
@@ -246,8 +257,12 @@ impl Worker {
         let Some(bytes) = entry.encode_within(c.max_entry_bytes) else {
             return;
         };
-        host.shared_set(&cache::slot_key(&key, c.slots), &bytes, None);
+        host.shared_set(&self.slot_key(&key), &bytes, None);
         self.local.put(entry);
+    }
+
+    fn slot_key(&self, key: &TokenDigest) -> String {
+        cache::slot_key(&self.slot_prefix, key, self.config.cache.slots)
     }
 
     /// The call asking for a service's state (settings and the change feed after `since`).
@@ -374,8 +389,8 @@ fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
         .collect()
 }
 
-fn current_epoch(host: &dyn Host) -> u32 {
-    epoch_in(host.shared_get(EPOCH_KEY).0.as_deref())
+fn current_epoch(host: &dyn Host, epoch_key: &str) -> u32 {
+    epoch_in(host.shared_get(epoch_key).0.as_deref())
 }
 
 fn epoch_in(bytes: Option<&[u8]>) -> u32 {
@@ -385,9 +400,11 @@ fn epoch_in(bytes: Option<&[u8]>) -> u32 {
         .map_or(0, u32::from_be_bytes)
 }
 
-/// Drops every cache entry at once by moving all workers to a new epoch.
-fn bump_epoch(host: &dyn Host) -> u32 {
+/// Drops every cache entry of the configuration at once by moving all its workers to a new
+/// epoch.
+fn bump_epoch(host: &dyn Host, epoch_key: &str) -> u32 {
     bump_shared_epoch(
+        epoch_key,
         |key| host.shared_get(key),
         |key, value, cas| host.shared_set(key, value, cas),
     )
@@ -396,24 +413,59 @@ fn bump_epoch(host: &dyn Host) -> u32 {
 /// [`bump_epoch`] on shared data reached without a [`Host`] (the native build's main
 /// thread, which judges each published answer once for every worker).
 pub fn bump_shared_epoch(
+    epoch_key: &str,
     get: impl Fn(&str) -> (Option<Vec<u8>>, Option<u32>),
     set: impl Fn(&str, &[u8], Option<u32>) -> bool,
 ) -> u32 {
-    let (bytes, cas) = get(EPOCH_KEY);
+    let (bytes, cas) = get(epoch_key);
     let next = epoch_in(bytes.as_deref()).wrapping_add(1);
-    if set(EPOCH_KEY, &next.to_be_bytes(), cas) {
+    if set(epoch_key, &next.to_be_bytes(), cas) {
         next
     } else {
         // Another worker bumped it concurrently: its new epoch serves us too.
-        epoch_in(get(EPOCH_KEY).0.as_deref())
+        epoch_in(get(epoch_key).0.as_deref())
     }
 }
 
-fn evict(host: &dyn Host, key: &TokenDigest, slots: u32) {
-    let slot = cache::slot_key(key, slots);
-    if let (Some(bytes), cas) = host.shared_get(&slot) {
+/// Removes the entry of `key` from its slot, unless the slot now holds another token's.
+fn evict(host: &dyn Host, slot: &str, key: &TokenDigest) {
+    evict_shared(
+        slot,
+        key,
+        &|slot: &str| host.shared_get(slot),
+        &|slot: &str, value: &[u8], cas| host.shared_set(slot, value, cas),
+    );
+}
+
+/// Evicts the `revoked` tokens (hex digests, as the feed names them) of `service` from the
+/// shared data of `config`, without a [`Host`]: the native build's main thread does it for
+/// every answer it publishes, so a revocation reaches the shared cache whether or not any
+/// worker is awake to apply it.
+pub fn evict_revoked_shared(
+    config: &FilterConfig,
+    service: &str,
+    revoked: &[String],
+    get: impl Fn(&str) -> (Option<Vec<u8>>, Option<u32>),
+    set: impl Fn(&str, &[u8], Option<u32>) -> bool,
+) {
+    let prefix = cache::slot_prefix(&config.namespace);
+    for token in revoked.iter().filter_map(|h| cache::digest_from_hex(h)) {
+        let key = cache::scoped(&config.namespace, service, &token);
+        let slot = cache::slot_key(&prefix, &key, config.cache.slots);
+        evict_shared(&slot, &key, &get, &set);
+    }
+}
+
+/// [`evict`] on shared data reached without a [`Host`].
+pub fn evict_shared(
+    slot: &str,
+    key: &TokenDigest,
+    get: &impl Fn(&str) -> (Option<Vec<u8>>, Option<u32>),
+    set: &impl Fn(&str, &[u8], Option<u32>) -> bool,
+) {
+    if let (Some(bytes), cas) = get(slot) {
         if Entry::decode(&bytes).is_some_and(|e| e.digest == *key) {
-            host.shared_set(&slot, &[], cas);
+            set(slot, &[], cas);
         }
     }
 }
