@@ -19,6 +19,8 @@ pub enum Misbehaviour {
     Garbage,
     /// Answers 500.
     Failing,
+    /// A well-behaved RFC 7662 server that knows no token: 200 `{"active": false}`.
+    KnowsNoToken,
 }
 
 /// Serves until dropped; dropping it closes every connection it holds, so Envoy's pooled
@@ -95,6 +97,12 @@ async fn misbehave(behaviour: Misbehaviour) -> Response {
         )
             .into_response(),
         Misbehaviour::Failing => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+        Misbehaviour::KnowsNoToken => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "application/json")],
+            r#"{"active":false}"#,
+        )
+            .into_response(),
     }
 }
 

@@ -728,6 +728,81 @@ fn render(template: &str, values: &[(&str, String)]) -> String {
     out
 }
 
+/// An Envoy on a configuration a test wrote whole, for topologies the template does not
+/// cover (several listeners in one process, each with its own filter configuration). Killed
+/// when dropped.
+pub struct CustomEnvoy {
+    pub admin_port: u16,
+    pub log: PathBuf,
+    _process: Process,
+}
+
+impl Stack {
+    /// Starts Envoy on `config` (its JSON configuration; see [`filter_entry`] for the
+    /// filter of the build under test) and waits until it is ready.
+    pub fn start_custom_envoy(&self, name: &str, config: &Value, admin_port: u16) -> CustomEnvoy {
+        let config_path = self.dir.path().join(format!("{name}.json"));
+        std::fs::write(&config_path, config.to_string()).expect("write envoy config");
+        let log = self.dir.path().join(format!("{name}.log"));
+        let mut cmd = envoy_command(&config_path, &log);
+        cmd.arg("--disable-hot-restart");
+        let process = Process::spawn("envoy", cmd, &self.dir.path().join(format!("{name}.out")));
+        let ready = wait_until(Duration::from_secs(20), || {
+            self.client
+                .raw()
+                .get(format!("http://127.0.0.1:{admin_port}/ready"))
+                .send()
+                .map(|r| r.status().is_success())
+                .unwrap_or(false)
+        });
+        assert!(ready, "Envoy did not become ready; see {}", log.display());
+        CustomEnvoy {
+            admin_port,
+            log,
+            _process: process,
+        }
+    }
+}
+
+/// The oauth2 filter of the build under test (wasm, with the template's `vm_id`, or the
+/// native module) as an `http_filters` entry of Envoy's JSON configuration, configured with
+/// `filter_config`.
+pub fn filter_entry(filter_config: &Value) -> Value {
+    let configuration = serde_json::json!({
+        "@type": "type.googleapis.com/google.protobuf.StringValue",
+        "value": filter_config.to_string(),
+    });
+    if paths::native_build() {
+        return serde_json::json!({
+            "name": "envoy.filters.http.dynamic_modules",
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.filters.http.dynamic_modules.v3.DynamicModuleFilter",
+                "dynamic_module_config": {"name": "oauth2_filter_native"},
+                "filter_name": "oauth2",
+                "filter_config": configuration,
+            }
+        });
+    }
+    serde_json::json!({
+        "name": "envoy.filters.http.wasm",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
+            "config": {
+                "name": "oauth2",
+                "root_id": "oauth2",
+                "fail_open": false,
+                "allow_on_headers_stop_iteration": true,
+                "configuration": configuration,
+                "vm_config": {
+                    "vm_id": "oauth2",
+                    "runtime": "envoy.wasm.runtime.v8",
+                    "code": {"local": {"filename": paths::wasm_module().display().to_string()}},
+                },
+            }
+        }
+    })
+}
+
 /// Polls `condition` every 50 ms until it holds or `limit` passes.
 pub fn wait_until(limit: Duration, mut condition: impl FnMut() -> bool) -> bool {
     let start = Instant::now();

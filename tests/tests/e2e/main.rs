@@ -7,6 +7,7 @@ mod authorize;
 mod beyond_kong;
 mod browser;
 mod cluster;
+mod configurations;
 mod faults;
 mod hostile_input;
 mod many_services;
