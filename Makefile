@@ -90,7 +90,7 @@ test-wasm: setup
 	CARGO_TARGET_WASM32_WASIP1_RUNNER="$(WASM_RUNNER)" cargo test -p oauth2-filter --target wasm32-wasip1 --lib
 
 validate: build
-	@echo "==> envoy --mode validate: the stack's config and the README's minimal snippet"
+	@echo "==> envoy --mode validate: the stack's config and the minimal configs the README shows"
 	@mkdir -p $(RUN_DIR)/validate
 	@scripts/make-cert.sh $(RUN_DIR)/validate/certs >/dev/null
 	@CERT_DIR=$(RUN_DIR)/validate/certs scripts/render-envoy-config.sh > $(RUN_DIR)/validate/envoy.yaml

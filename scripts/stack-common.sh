@@ -62,7 +62,7 @@ create_services() {
     *) echo "error: creating service step-on answered $status" >&2; exit 1 ;;
   esac
   # A second service on the same listener (route /stepon-partners, named in its route metadata),
-  # with no plugin yet: its requests pass until one is added (README: "Many services").
+  # with no plugin yet: its requests pass until one is added (docs/envoy.md: "Many services").
   curl -s -o /dev/null -X POST http://127.0.0.1:8001/services --data name=step-on-partners || true
 }
 

@@ -423,9 +423,7 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_config_new(
 fn new_config(envoy: ConfigEnvoyPtr, bytes: &[u8]) -> Result<Arc<Config>, String> {
     static NEXT_ID: AtomicU64 = AtomicU64::new(1);
     if bytes.is_empty() {
-        return Err(
-            "the oauth2 filter needs a configuration (see README: filter configuration)".into(),
-        );
+        return Err("the oauth2 filter needs a configuration (see docs/configuration.md)".into());
     }
     let filter_config = FilterConfig::parse(bytes).map_err(|e| e.0)?;
     let counter_ids = metrics::ALL

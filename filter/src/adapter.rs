@@ -203,7 +203,7 @@ impl RootContext for Root {
         else {
             Envoy.log(
                 Level::Error,
-                "the oauth2 filter needs a configuration (see README: filter configuration)",
+                "the oauth2 filter needs a configuration (see docs/configuration.md)",
             );
             return false;
         };
