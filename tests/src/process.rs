@@ -19,6 +19,7 @@ impl Process {
             .expect("open log file");
         let err = out.try_clone().expect("clone log file");
         command.stdin(Stdio::null()).stdout(out).stderr(err);
+        die_with_the_tests(&mut command);
         let child = command
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
@@ -45,6 +46,27 @@ impl Process {
 impl Drop for Process {
     fn drop(&mut self) {
         self.kill();
+    }
+}
+
+/// The child gets SIGKILL when the thread that started it ends, so a test process that is
+/// killed (SIGKILL, Ctrl-C: no destructor runs) leaves no Envoy or token-service behind. (The
+/// thread, not the process: a test's processes are started and dropped by its own thread.)
+fn die_with_the_tests(command: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    let parent = std::process::id();
+    // SAFETY: between fork and exec only async-signal-safe calls: prctl and getppid.
+    unsafe {
+        command.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // The parent may have died before the prctl: then nobody would send the signal.
+            if libc::getppid() as u32 != parent {
+                libc::_exit(1);
+            }
+            Ok(())
+        });
     }
 }
 
