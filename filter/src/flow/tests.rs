@@ -887,6 +887,8 @@ mod property {
         RawHeader,
         Query,
         Form,
+        Json,
+        Multipart,
     }
 
     #[derive(Debug, Clone, Copy, PartialEq)]
@@ -914,7 +916,8 @@ mod property {
     #[derive(Debug, Clone)]
     struct Scenario {
         method: &'static str,
-        form_content_type: bool,
+        /// The request declares the body's content type (form, or the source's format).
+        typed: bool,
         source: Source,
         token: Token,
         chunks: Vec<Vec<u8>>,
@@ -936,6 +939,8 @@ mod property {
             Source::RawHeader,
             Source::Query,
             Source::Form,
+            Source::Json,
+            Source::Multipart,
         ]);
         let tokens = prop::sample::select(vec![Token::Valid, Token::Unknown, Token::Implausible]);
         let outcomes = prop::sample::select(vec![
@@ -956,13 +961,13 @@ mod property {
         )
             .prop_map(
                 |(
-                    (method, form_content_type, source, token),
+                    (method, typed, source, token),
                     chunks,
                     (trailers, outcome, answer_after, late_answer),
                     (cache, hide_credentials),
                 )| Scenario {
                     method,
-                    form_content_type,
+                    typed,
                     source,
                     token,
                     chunks,
@@ -1008,10 +1013,8 @@ mod property {
         match s.source {
             Source::None => false,
             Source::Header | Source::RawHeader | Source::Query => true,
-            Source::Form => {
-                matches!(s.method, "POST" | "PUT" | "PATCH")
-                    && s.form_content_type
-                    && !s.chunks.is_empty()
+            Source::Form | Source::Json | Source::Multipart => {
+                matches!(s.method, "POST" | "PUT" | "PATCH") && s.typed && !s.chunks.is_empty()
             }
         }
     }
@@ -1028,16 +1031,39 @@ mod property {
             Source::RawHeader => host.add_request_header("authorization", token),
             _ => {}
         }
-        if s.form_content_type {
-            host.add_request_header(FORM.0, FORM.1);
+        if s.typed {
+            let content_type = match s.source {
+                Source::Json => JSON.1,
+                Source::Multipart => MULTIPART.1,
+                _ => FORM.1,
+            };
+            host.add_request_header("content-type", content_type);
         }
         host.add_request_header("x_authenticated_userid", "admin");
         let mut chunks = s.chunks.clone();
-        if s.source == Source::Form {
-            if let Some(first) = chunks.first_mut() {
-                let field = format!("access_token={}&", crate::token::form_encode(token));
-                first.splice(0..0, field.into_bytes());
+        match s.source {
+            Source::Form => {
+                if let Some(first) = chunks.first_mut() {
+                    let field = format!("access_token={}&", crate::token::form_encode(token));
+                    first.splice(0..0, field.into_bytes());
+                }
             }
+            Source::Json | Source::Multipart if !chunks.is_empty() => {
+                // The scenario's bytes as padding beside the token, in as many chunks.
+                let pad: String = chunks.concat().iter().map(|b| format!("{b:02x}")).collect();
+                let whole = if s.source == Source::Json {
+                    let token = serde_json::to_string(token).unwrap_or_default();
+                    format!(r#"{{"pad":"{pad}","access_token":{token}}}"#).into_bytes()
+                } else {
+                    multipart(&[
+                        ("pad", Some("pad.bin"), pad.as_bytes()),
+                        ("access_token", None, token.as_bytes()),
+                    ])
+                };
+                let size = whole.len().div_ceil(chunks.len());
+                chunks = whole.chunks(size).map(<[u8]>::to_vec).collect();
+            }
+            _ => {}
         }
         (host, chunks)
     }
@@ -1180,7 +1206,7 @@ mod property {
                     prop_assert!(host.header("authorization").is_none());
                     prop_assert!(!host.header(":path").unwrap_or_default().contains("access_token"));
                     let body = String::from_utf8_lossy(&host.body.borrow()).to_string();
-                    prop_assert!(!body.contains(token) || !s.form_content_type || !matches!(s.method, "POST" | "PUT" | "PATCH"));
+                    prop_assert!(!body.contains(token) || !s.typed || !matches!(s.method, "POST" | "PUT" | "PATCH"));
                 }
             }
         }
