@@ -265,7 +265,9 @@ impl Flow {
         if settings.hide_credentials {
             hide_outside_body(host, &view, found.as_ref(), &settings.auth_header_name);
         }
-        let format = view.body_format().filter(|_| !self.ended);
+        // A body is still to come, or came while the state was fetched (`begin` runs again).
+        let has_body = !self.ended || self.body_size > 0;
+        let format = view.body_format().filter(|_| has_body);
         // Without a header the body may hold the token; with hide_credentials it must lose any
         // copy, whatever carried the token.
         let read_token = view.auth.is_none();

@@ -836,6 +836,42 @@ fn a_body_token_takes_precedence_over_the_query_token() {
     );
 }
 
+/// A fresh worker fetches the service's state first; a body that ended meanwhile is still the
+/// body to read (and, with hide_credentials, to scrub).
+#[test]
+fn a_body_that_ends_while_the_state_is_fetched_is_still_read() {
+    let state = r#"{"seq":2,"reset":true,"revoked":[],"service":{"id":"svc","name":"s"},
+        "plugin":{"id":"p","auth_header_name":"authorization","hide_credentials":true,
+        "realm":"service","global_credentials":false,"anonymous":null,"anonymous_error":null}}"#;
+    let bodies: [((&'static str, &'static str), Vec<u8>, &[u8]); 2] = [
+        (
+            FORM,
+            format!("a=1&access_token={VALID}").into_bytes(),
+            b"a=1",
+        ),
+        (
+            JSON,
+            format!(r#"{{"access_token":"{VALID}","a":1}}"#).into_bytes(),
+            br#"{"a":1}"#,
+        ),
+    ];
+    for (content_type, sent, kept) in bodies {
+        let host = request("POST", "/r", &[content_type]);
+        let mut flow = Flow::new(unpolled_worker());
+        assert_eq!(flow.on_request_headers(&host, false), Action::Pause);
+        assert_eq!(body(&host, &mut flow, &sent, true), Action::Pause);
+        answer_last_call(&host, &mut flow, &json_answer("200", state));
+        assert_eq!(
+            last_call_header(&host, "x-access-token").as_deref(),
+            Some(VALID),
+            "{content_type:?}"
+        );
+        answer_last_call(&host, &mut flow, &active());
+        assert_eq!(host.resumes.get(), 1);
+        assert_eq!(host.body.borrow().as_slice(), kept);
+    }
+}
+
 /// A body over `max_body_bytes` is not read: with a query token (and nothing to scrub) the
 /// query token decides, as before; without one, or when it must be scrubbed, 413.
 #[test]
