@@ -616,6 +616,9 @@ fn decisions_and_cache_outcomes_are_counted() {
 
 // ---- Tokens in JSON and multipart bodies (Kong's `retrieve_parameters`) ----
 
+/// A request header, as the tests write them.
+type HeaderPair = (&'static str, &'static str);
+
 const JSON: (&str, &str) = ("content-type", "application/json");
 const MULTIPART: (&str, &str) = ("content-type", "multipart/form-data; boundary=XyZ");
 
@@ -742,7 +745,7 @@ fn malformed_and_non_token_bodies_are_a_missing_token_never_a_panic() {
     let cut = unterminated
         .get(..unterminated.len() - 9)
         .unwrap_or_default();
-    let cases: [(&str, (&'static str, &'static str), Vec<u8>); 9] = [
+    let cases: [(&str, HeaderPair, Vec<u8>); 9] = [
         (
             "truncated JSON",
             JSON,
@@ -804,7 +807,7 @@ fn bodies_are_read_only_for_post_put_and_patch() {
 #[test]
 fn a_body_token_takes_precedence_over_the_query_token() {
     let path: &'static str = Box::leak(format!("/r?access_token={UNKNOWN}").into_boxed_str());
-    let bodies: [((&'static str, &'static str), Vec<u8>); 3] = [
+    let bodies: [(HeaderPair, Vec<u8>); 3] = [
         (FORM, format!("access_token={VALID}").into_bytes()),
         (
             JSON,
@@ -843,7 +846,7 @@ fn a_body_that_ends_while_the_state_is_fetched_is_still_read() {
     let state = r#"{"seq":2,"reset":true,"revoked":[],"service":{"id":"svc","name":"s"},
         "plugin":{"id":"p","auth_header_name":"authorization","hide_credentials":true,
         "realm":"service","global_credentials":false,"anonymous":null,"anonymous_error":null}}"#;
-    let bodies: [((&'static str, &'static str), Vec<u8>, &[u8]); 2] = [
+    let bodies: [(HeaderPair, Vec<u8>, &[u8]); 2] = [
         (
             FORM,
             format!("a=1&access_token={VALID}").into_bytes(),
