@@ -15,6 +15,7 @@
     )
 )]
 
+pub mod body;
 pub mod cache;
 pub mod config;
 pub mod decision;

@@ -1,5 +1,6 @@
 //! What the filter needs from a request's headers, read in one host call.
 
+use crate::body::BodyFormat;
 use crate::decision::IDENTITY_HEADERS;
 
 /// A request's headers as the host lends them: every name and value copied side by side into
@@ -119,13 +120,13 @@ impl<'h> RequestView<'h> {
         view
     }
 
-    pub fn is_form_post(&self) -> bool {
-        const FORM: &str = "application/x-www-form-urlencoded";
-        matches!(self.method, "POST" | "PUT" | "PATCH")
-            && self
-                .content_type
-                .and_then(|c| c.get(..FORM.len()))
-                .is_some_and(|c| c.eq_ignore_ascii_case(FORM))
+    /// The format of a body Kong reads parameters from: only POST, PUT and PATCH, with a
+    /// form, JSON or multipart content type (`retrieve_parameters`).
+    pub fn body_format(&self) -> Option<BodyFormat> {
+        if !matches!(self.method, "POST" | "PUT" | "PATCH") {
+            return None;
+        }
+        BodyFormat::of(self.content_type?)
     }
 
     /// The request headers the token-service sees on a relayed OAuth request (beside the
@@ -243,7 +244,7 @@ mod tests {
         );
         assert_eq!(v.path, "/a?b=c");
         assert_eq!(v.auth, Some("Bearer one"));
-        assert!(v.is_form_post());
+        assert_eq!(v.body_format(), Some(BodyFormat::Form));
         assert_eq!(v.identity_present, 0b100_0001);
     }
 
@@ -308,6 +309,26 @@ mod tests {
             assert_eq!(v.identity_present, 1 << i, "{name}");
             assert_eq!(v.smuggled, [underscored.as_str(), capitalized.as_str()]);
         }
+    }
+
+    #[test]
+    fn bodies_are_read_for_post_put_and_patch_only() {
+        for (method, expected) in [
+            ("POST", Some(BodyFormat::Json)),
+            ("PUT", Some(BodyFormat::Json)),
+            ("PATCH", Some(BodyFormat::Json)),
+            ("GET", None),
+            ("DELETE", None),
+            ("post", None),
+        ] {
+            let v = RequestView::from_headers(
+                headers(&[(":method", method), ("content-type", "application/json")]),
+                "authorization",
+            );
+            assert_eq!(v.body_format(), expected, "{method}");
+        }
+        let untyped = RequestView::from_headers(headers(&[(":method", "POST")]), "authorization");
+        assert_eq!(untyped.body_format(), None);
     }
 
     #[test]

@@ -1,6 +1,10 @@
 //! Finding the bearer token (Kong's `parse_access_token`), and removing it for
 //! `hide_credentials`. Pure functions over strings so every quirk is unit-tested.
 
+use crate::body::{self, BodyFormat};
+
+const ACCESS_TOKEN: &str = "access_token";
+
 /// Where the token was found: `hide_credentials` removes it from exactly there.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Source {
@@ -10,6 +14,8 @@ pub enum Source {
     RawHeader,
     Query,
     FormBody,
+    JsonBody,
+    MultipartBody,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,6 +61,90 @@ pub fn from_form_body(body: &[u8]) -> Option<Found> {
         token,
         source: Source::FormBody,
     })
+}
+
+/// What a request body says about `access_token`. Kong merges the body's parameters over the
+/// query's (`retrieve_parameters`), so a body that has one decides, whatever it holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BodyToken {
+    /// No `access_token` in the body, or a body that cannot be read as its format: the query's
+    /// token (if any) stands.
+    Absent,
+    /// The body has an `access_token`: this token, or `None` when it is no usable string (a
+    /// JSON number, array, object or `null`; an empty value), which makes the token missing.
+    Present(Option<Found>),
+}
+
+/// The body's `access_token`, read like Kong: a form field (the first non-empty one), a
+/// top-level JSON member that is a string (the last one, as Kong's JSON decoder keeps), or a
+/// multipart part's content (the last part of that name, as Kong's multipart reader keeps).
+/// A nested `access_token` is not a token.
+pub fn from_body(format: &BodyFormat, body: &[u8]) -> BodyToken {
+    match format {
+        BodyFormat::Form => match has_access_token(body) {
+            true => BodyToken::Present(from_form_body(body)),
+            false => BodyToken::Absent,
+        },
+        BodyFormat::Json => from_json_body(body),
+        BodyFormat::Multipart { boundary } => from_multipart_body(body, boundary),
+    }
+}
+
+fn from_json_body(body: &[u8]) -> BodyToken {
+    let Some(members) = body::json_members(body) else {
+        return BodyToken::Absent;
+    };
+    let Some(member) = members.iter().rev().find(|m| m.key == ACCESS_TOKEN) else {
+        return BodyToken::Absent;
+    };
+    let token = serde_json::from_str::<String>(member.value.get()).ok();
+    BodyToken::Present(found(token, Source::JsonBody))
+}
+
+fn from_multipart_body(body: &[u8], boundary: &str) -> BodyToken {
+    let Some(parts) = body::multipart_parts(body, boundary) else {
+        return BodyToken::Absent;
+    };
+    let Some(part) = parts
+        .iter()
+        .rev()
+        .find(|p| p.name.as_deref() == Some(ACCESS_TOKEN))
+    else {
+        return BodyToken::Absent;
+    };
+    let content = body.get(part.content.clone()).unwrap_or_default();
+    let token = String::from_utf8(content.to_vec()).ok();
+    BodyToken::Present(found(token, Source::MultipartBody))
+}
+
+fn found(token: Option<String>, source: Source) -> Option<Found> {
+    token
+        .filter(|t| !t.is_empty())
+        .map(|token| Found { token, source })
+}
+
+/// The body without any `access_token` (`hide_credentials`), or `None` when there is nothing
+/// to remove (no such parameter, or a body that cannot be read as its format). Everything
+/// else is kept byte for byte.
+pub fn body_without_access_token(format: &BodyFormat, body: &[u8]) -> Option<Vec<u8>> {
+    let is_token = |name: &str| name == ACCESS_TOKEN;
+    match format {
+        BodyFormat::Form => has_access_token(body).then(|| without_access_token(body)),
+        BodyFormat::Json => {
+            let members = body::json_members(body)?;
+            members
+                .iter()
+                .any(|m| is_token(&m.key))
+                .then(|| body::json_without(body, &members, is_token))
+        }
+        BodyFormat::Multipart { boundary } => {
+            let parts = body::multipart_parts(body, boundary)?;
+            parts
+                .iter()
+                .any(|p| p.name.as_deref().is_some_and(is_token))
+                .then(|| body::multipart_without(body, &parts, is_token))
+        }
+    }
 }
 
 fn form_value(encoded: &[u8], wanted: &str) -> Option<String> {
@@ -252,6 +342,157 @@ mod tests {
             from_form_body(body.as_bytes()).map(|f| f.token),
             Some(raw.to_string())
         );
+    }
+
+    const JSON: BodyFormat = BodyFormat::Json;
+
+    fn multipart() -> BodyFormat {
+        BodyFormat::Multipart {
+            boundary: "B".into(),
+        }
+    }
+
+    fn present(token: &str, source: Source) -> BodyToken {
+        BodyToken::Present(Some(Found {
+            token: token.into(),
+            source,
+        }))
+    }
+
+    fn part(name: &str, filename: Option<&str>, content: &str) -> String {
+        let filename = filename.map_or(String::new(), |f| format!("; filename=\"{f}\""));
+        format!(
+            "--B\r\nContent-Disposition: form-data; name=\"{name}\"{filename}\r\n\r\n{content}\r\n"
+        )
+    }
+
+    #[test]
+    fn json_bodies_carry_a_token_only_as_a_top_level_string() {
+        assert_eq!(
+            from_body(
+                &JSON,
+                br#"{"a":[1,{"access_token":"n"}],"access_token":"tok"}"#
+            ),
+            present("tok", Source::JsonBody)
+        );
+        assert_eq!(
+            from_body(&JSON, br#"{"access_token":"a\u0062c"}"#),
+            present("abc", Source::JsonBody)
+        );
+        // A repeated member: the last one, as Kong's decoder keeps.
+        assert_eq!(
+            from_body(&JSON, br#"{"access_token":"one","access_token":"two"}"#),
+            present("two", Source::JsonBody)
+        );
+        for not_a_string in [
+            r#"{"access_token":1}"#,
+            r#"{"access_token":true}"#,
+            r#"{"access_token":null}"#,
+            r#"{"access_token":["t"]}"#,
+            r#"{"access_token":{"t":1}}"#,
+            r#"{"access_token":""}"#,
+        ] {
+            assert_eq!(
+                from_body(&JSON, not_a_string.as_bytes()),
+                BodyToken::Present(None),
+                "{not_a_string}"
+            );
+        }
+        for absent in [
+            r#"{"data":{"access_token":"t"}}"#,
+            r#"[{"access_token":"t"}]"#,
+            r#""access_token""#,
+            r#"{"access_token":"t""#,
+            r#"{"access_token":"t"} {}"#,
+            "",
+            "\u{feff}{}",
+        ] {
+            assert_eq!(
+                from_body(&JSON, absent.as_bytes()),
+                BodyToken::Absent,
+                "{absent}"
+            );
+        }
+        let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+        assert_eq!(
+            from_body(&JSON, format!(r#"{{"a":{deep}}}"#).as_bytes()),
+            BodyToken::Absent
+        );
+    }
+
+    #[test]
+    fn multipart_bodies_carry_a_token_in_a_part_of_that_name() {
+        let body = format!(
+            "{}{}{}--B--\r\n",
+            part("file", Some("access_token"), "\u{0}binary"),
+            part("access_token", None, "tok"),
+            part("x", None, "1")
+        );
+        assert_eq!(
+            from_body(&multipart(), body.as_bytes()),
+            present("tok", Source::MultipartBody)
+        );
+        let none = format!("{}--B--\r\n", part("file", Some("access_token"), "tok"));
+        assert_eq!(from_body(&multipart(), none.as_bytes()), BodyToken::Absent);
+        let empty = format!("{}--B--\r\n", part("access_token", None, ""));
+        assert_eq!(
+            from_body(&multipart(), empty.as_bytes()),
+            BodyToken::Present(None)
+        );
+        let other_boundary = BodyFormat::Multipart {
+            boundary: "C".into(),
+        };
+        assert_eq!(
+            from_body(&other_boundary, body.as_bytes()),
+            BodyToken::Absent
+        );
+        assert_eq!(
+            from_body(&multipart(), b"access_token=tok"),
+            BodyToken::Absent
+        );
+    }
+
+    #[test]
+    fn form_bodies_through_from_body() {
+        assert_eq!(
+            from_body(&BodyFormat::Form, b"a=1&access_token=tok"),
+            present("tok", Source::FormBody)
+        );
+        assert_eq!(
+            from_body(&BodyFormat::Form, b"access_token="),
+            BodyToken::Present(None)
+        );
+        assert_eq!(from_body(&BodyFormat::Form, b"a=1"), BodyToken::Absent);
+    }
+
+    #[test]
+    fn hiding_in_json_and_multipart_bodies_removes_only_the_token() {
+        let json = br#"{"big":123456789012345678901234567890,"access_token":"t","z":1e400}"#;
+        assert_eq!(
+            body_without_access_token(&JSON, json).as_deref(),
+            Some(&br#"{"big":123456789012345678901234567890,"z":1e400}"#[..])
+        );
+        assert_eq!(
+            body_without_access_token(&JSON, br#"{"a":{"access_token":1}}"#),
+            None
+        );
+        assert_eq!(body_without_access_token(&JSON, b"{not json"), None);
+
+        let body = format!(
+            "{}{}--B--\r\n",
+            part("access_token", None, "t"),
+            part("f", Some("a.bin"), "x")
+        );
+        assert_eq!(
+            body_without_access_token(&multipart(), body.as_bytes()),
+            Some(format!("{}--B--\r\n", part("f", Some("a.bin"), "x")).into_bytes())
+        );
+        assert_eq!(body_without_access_token(&multipart(), b"--B\r\n"), None);
+        assert_eq!(
+            body_without_access_token(&BodyFormat::Form, b"access_token=t&a=1").as_deref(),
+            Some(&b"a=1"[..])
+        );
+        assert_eq!(body_without_access_token(&BodyFormat::Form, b"a=1"), None);
     }
 
     #[test]

@@ -130,11 +130,15 @@ fn request(input: &mut Input) -> (MockHost, u8) {
         4 => headers[1].1 = "/r/oauth2/token".into(),
         _ => {}
     }
-    if source & 8 != 0 {
-        headers.push((
-            "content-type".into(),
-            "application/x-www-form-urlencoded".into(),
-        ));
+    // The body's content type (the filter reads the first): form, JSON, multipart.
+    for (bit, content_type) in [
+        (8, "application/x-www-form-urlencoded"),
+        (16, "application/json"),
+        (32, "multipart/form-data; boundary=XX"),
+    ] {
+        if source & bit != 0 {
+            headers.push(("content-type".into(), content_type.into()));
+        }
     }
     // Arbitrary extra headers: `name\0value\0` pairs.
     let length = usize::from(input.byte());

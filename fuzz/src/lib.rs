@@ -15,6 +15,7 @@
 
 use axum::body::Body;
 use axum::http::{HeaderMap, HeaderValue};
+use oauth2_filter::body::{self, BodyFormat};
 use oauth2_filter::{cache, config, decision, headers, request, routes, state, token};
 use token_service::grants::{client_auth, pkce, redirect, scope};
 use token_service::model::OAuth2Config;
@@ -151,9 +152,74 @@ pub fn filter_token_sources(data: &[u8]) {
     if !s.is_empty() {
         assert_eq!(
             token::from_form_body(encoded.as_bytes()).map(|f| f.token),
-            Some(s),
+            Some(s.clone()),
             "a form-encoded token reads back"
         );
+    }
+    let _ = BodyFormat::of(&s);
+    for format in [
+        BodyFormat::Form,
+        BodyFormat::Json,
+        BodyFormat::Multipart {
+            boundary: "XX".into(),
+        },
+    ] {
+        body_token_sources(&format, data);
+    }
+}
+
+/// The same bytes as a form, JSON and multipart body (boundary `XX`): whatever `hide_credentials`
+/// leaves has no `access_token`, is no longer, and keeps every other parameter as it was.
+fn body_token_sources(format: &BodyFormat, data: &[u8]) {
+    let read = token::from_body(format, data);
+    let Some(stripped) = token::body_without_access_token(format, data) else {
+        if !matches!(format, BodyFormat::Form) {
+            assert_eq!(read, token::BodyToken::Absent, "a token left in the body");
+        }
+        return;
+    };
+    assert!(stripped.len() < data.len(), "stripping shrinks the body");
+    assert_eq!(
+        token::from_body(format, &stripped),
+        token::BodyToken::Absent,
+        "a stripped body carries no access_token: {stripped:?}"
+    );
+    let is_token = |name: &str| name == "access_token";
+    match format {
+        BodyFormat::Json => {
+            let others = |body: &[u8]| -> Option<Vec<(String, String)>> {
+                let members = body::json_members(body)?;
+                Some(
+                    members
+                        .iter()
+                        .filter(|m| !is_token(&m.key))
+                        .map(|m| (m.key.clone(), m.value.get().to_string()))
+                        .collect(),
+                )
+            };
+            let after = others(&stripped);
+            assert!(after.is_some(), "stripped JSON is still JSON");
+            assert_eq!(after, others(data), "the other members are kept");
+        }
+        BodyFormat::Multipart { boundary } => {
+            let others = |body: &[u8]| -> Option<Vec<(Option<String>, Vec<u8>)>> {
+                let parts = body::multipart_parts(body, boundary)?;
+                Some(
+                    parts
+                        .iter()
+                        .filter(|p| !p.name.as_deref().is_some_and(is_token))
+                        .map(|p| {
+                            let content = body.get(p.content.clone()).unwrap_or_default();
+                            (p.name.clone(), content.to_vec())
+                        })
+                        .collect(),
+                )
+            };
+            let after = others(&stripped);
+            assert!(after.is_some(), "stripped multipart is still multipart");
+            assert_eq!(after, others(data), "the other parts are kept");
+        }
+        BodyFormat::Form => {}
     }
 }
 
@@ -248,7 +314,7 @@ pub fn filter_header_map(data: &[u8]) {
         "one buffer reads back the same headers as one string each"
     );
     let view = request::RequestView::from_headers(&decoded, "authorization");
-    let _ = view.is_form_post();
+    let _ = view.body_format();
     let _ = view.relayed_headers("x-token");
     if let Some(auth) = &view.auth {
         let _ = token::from_header(auth);

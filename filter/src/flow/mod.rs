@@ -21,6 +21,7 @@ mod tests;
 pub use host::{Action, Call, CallAnswer, Host, Level};
 pub use worker::Worker;
 
+use crate::body::BodyFormat;
 use crate::cache::{self, TokenDigest};
 use crate::config::{is_service_name, Mode};
 use crate::decision::{self, Decision, Failure, Reply, IDENTITY_HEADERS};
@@ -28,7 +29,7 @@ use crate::metrics::Metric;
 use crate::request::RequestView;
 use crate::routes::{self, EndpointCall};
 use crate::state::{Protection, Settings, StatePoll, Verdict};
-use crate::token::{self, Found, Source};
+use crate::token::{self, BodyToken, Found, Source};
 use std::cell::RefCell;
 use std::rc::Rc;
 
@@ -63,9 +64,15 @@ enum Phase {
 enum AfterBody {
     /// Relay an OAuth endpoint request, body included.
     Relay(Relay),
-    /// Authenticate with the token found in the headers or query, or, when there is none, the
-    /// form body's; `scrub` removes every `access_token` from the body first.
-    Authenticate { found: Option<Found>, scrub: bool },
+    /// Authenticate with the token found in the header or query, unless `read_token` and the
+    /// body has an `access_token` (Kong merges the body's parameters over the query's); `scrub`
+    /// removes every `access_token` from the body first.
+    Authenticate {
+        found: Option<Found>,
+        format: BodyFormat,
+        read_token: bool,
+        scrub: bool,
+    },
 }
 
 #[derive(Debug)]
@@ -142,7 +149,7 @@ impl Flow {
         self.ended |= end_of_stream;
         if matches!(self.phase, Phase::Body(_)) {
             if body_size > self.max_body_bytes() {
-                self.too_large(host);
+                self.over_limit(host);
             } else if self.ended {
                 self.body_complete(host);
             }
@@ -255,17 +262,28 @@ impl Flow {
             Some(value) => token::from_header(value),
             None => token::from_query(view.path),
         };
-        let has_form_body = view.is_form_post() && !self.ended;
         if settings.hide_credentials {
             hide_outside_body(host, &view, found.as_ref(), &settings.auth_header_name);
         }
-        let scrub = settings.hide_credentials && has_form_body;
-        if has_form_body && (found.is_none() || scrub) {
+        // A body is still to come, or came while the state was fetched (`begin` runs again).
+        let has_body = !self.ended || self.body_size > 0;
+        let format = view.body_format().filter(|_| has_body);
+        // Without a header the body may hold the token; with hide_credentials it must lose any
+        // copy, whatever carried the token.
+        let read_token = view.auth.is_none();
+        let scrub = settings.hide_credentials;
+        if let Some(format) = format.filter(|_| read_token || scrub) {
             if scrub {
-                // The body shrinks: Envoy frames it anew.
+                // The body may shrink: Envoy frames it anew.
                 host.set_request_header("content-length", None);
             }
-            return self.await_body(host, AfterBody::Authenticate { found, scrub });
+            let after = AfterBody::Authenticate {
+                found,
+                format,
+                read_token,
+                scrub,
+            };
+            return self.await_body(host, after);
         }
         self.authenticate(host, found);
     }
@@ -341,12 +359,12 @@ impl Flow {
     }
 
     fn body_complete(&mut self, host: &dyn Host) {
+        if self.body_size > self.max_body_bytes() {
+            return self.over_limit(host);
+        }
         let Phase::Body(after) = std::mem::replace(&mut self.phase, Phase::Deciding) else {
             return;
         };
-        if self.body_size > self.max_body_bytes() {
-            return self.too_large(host);
-        }
         let body = if self.body_size == 0 {
             Vec::new()
         } else {
@@ -354,13 +372,38 @@ impl Flow {
         };
         match after {
             AfterBody::Relay(relay) => self.relay(host, &relay, &body),
-            AfterBody::Authenticate { found, scrub } => {
-                let found = found.or_else(|| token::from_form_body(&body));
-                if scrub && token::has_access_token(&body) {
-                    host.replace_request_body(self.body_size, &token::without_access_token(&body));
+            AfterBody::Authenticate {
+                found,
+                format,
+                read_token,
+                scrub,
+            } => {
+                let found = match read_token.then(|| token::from_body(&format, &body)) {
+                    Some(BodyToken::Present(in_body)) => in_body,
+                    Some(BodyToken::Absent) | None => found,
+                };
+                if scrub {
+                    if let Some(kept) = token::body_without_access_token(&format, &body) {
+                        host.replace_request_body(self.body_size, &kept);
+                    }
                 }
                 self.authenticate(host, found);
             }
+        }
+    }
+
+    /// A body over `max_body_bytes` is never read. A request that needs nothing from it, one
+    /// with a query token and nothing to scrub, is decided by that token (Kong would have
+    /// looked for a body `access_token` too, but a large upload must not turn into a 413);
+    /// any other is 413.
+    fn over_limit(&mut self, host: &dyn Host) {
+        match std::mem::replace(&mut self.phase, Phase::Deciding) {
+            Phase::Body(AfterBody::Authenticate {
+                found: Some(found),
+                scrub: false,
+                ..
+            }) => self.authenticate(host, Some(found)),
+            _ => self.too_large(host),
         }
     }
 

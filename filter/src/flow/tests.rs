@@ -614,6 +614,306 @@ fn decisions_and_cache_outcomes_are_counted() {
     assert_eq!(c.get(Metric::CacheHitNegative), 1);
 }
 
+// ---- Tokens in JSON and multipart bodies (Kong's `retrieve_parameters`) ----
+
+/// A request header, as the tests write them.
+type HeaderPair = (&'static str, &'static str);
+
+const JSON: (&str, &str) = ("content-type", "application/json");
+const MULTIPART: (&str, &str) = ("content-type", "multipart/form-data; boundary=XyZ");
+
+fn hiding() -> Settings {
+    let mut hiding = settings();
+    hiding.hide_credentials = true;
+    hiding
+}
+
+/// A multipart body of `(name, filename, content)` parts, boundary `XyZ`.
+fn multipart(parts: &[(&str, Option<&str>, &[u8])]) -> Vec<u8> {
+    let mut body = Vec::new();
+    for (name, filename, content) in parts {
+        body.extend_from_slice(b"--XyZ\r\nContent-Disposition: form-data; name=\"");
+        body.extend_from_slice(name.as_bytes());
+        body.push(b'"');
+        if let Some(filename) = filename {
+            body.extend_from_slice(format!("; filename=\"{filename}\"\r\n").as_bytes());
+            body.extend_from_slice(b"Content-Type: application/octet-stream");
+        }
+        body.extend_from_slice(b"\r\n\r\n");
+        body.extend_from_slice(content);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(b"--XyZ--\r\n");
+    body
+}
+
+/// Sends `request_body` in two chunks and returns the flow, paused or decided.
+fn send_body(host: &MockHost, settings: Settings, request_body: &[u8]) -> Flow {
+    let mut flow = Flow::new(worker_with(settings, host));
+    flow.on_request_headers(host, request_body.is_empty());
+    let (first, rest) = request_body.split_at(request_body.len() / 2);
+    if !request_body.is_empty() {
+        body(host, &mut flow, first, false);
+        body(host, &mut flow, rest, true);
+    }
+    flow
+}
+
+fn assert_missing(host: &MockHost, what: &str) {
+    let reply = host.last_reply();
+    assert_eq!(reply.as_ref().map(|r| r.status), Some(401), "{what}");
+    let body = reply.map(|r| String::from_utf8_lossy(&r.body).to_string());
+    assert!(
+        body.as_deref()
+            .is_some_and(|b| b.contains("invalid_request")),
+        "{what}: {body:?}"
+    );
+    assert!(host.calls.borrow().is_empty(), "{what}: no check");
+    assert_eq!(host.resumes.get(), 0, "{what}");
+}
+
+#[test]
+fn a_json_body_token_is_checked_and_the_body_forwarded_untouched() {
+    let sent = format!(r#"{{"a":1,"access_token":"{VALID}","b":[true]}}"#);
+    for method in ["POST", "PUT", "PATCH"] {
+        let host = request(
+            method,
+            "/r",
+            &[("content-type", "application/json; charset=utf-8")],
+        );
+        let mut flow = send_body(&host, settings(), sent.as_bytes());
+        assert_eq!(
+            last_call_header(&host, "x-access-token").as_deref(),
+            Some(VALID),
+            "{method}"
+        );
+        answer_last_call(&host, &mut flow, &active());
+        assert_eq!(host.resumes.get(), 1, "{method}");
+        assert_real_identity(&host);
+        assert_eq!(host.body.borrow().as_slice(), sent.as_bytes());
+    }
+}
+
+#[test]
+fn hide_credentials_removes_the_json_member_and_keeps_every_other_byte() {
+    let sent = format!(
+        "{{ \"a\": 1.50e3,\n  \"access_token\": \"{VALID}\",\n  \"z\": {{\"access_token\": 7}} }}"
+    );
+    let host = request("POST", "/r", &[JSON, ("content-length", "99")]);
+    let mut flow = send_body(&host, hiding(), sent.as_bytes());
+    assert_eq!(host.header("content-length"), None, "the body is reframed");
+    answer_last_call(&host, &mut flow, &active());
+    assert_eq!(host.resumes.get(), 1);
+    assert_eq!(
+        String::from_utf8_lossy(&host.body.borrow()),
+        "{ \"a\": 1.50e3,\n  \"z\": {\"access_token\": 7} }"
+    );
+}
+
+#[test]
+fn a_multipart_token_part_is_read_beside_file_parts_and_removed_when_hidden() {
+    let png: &[u8] = b"\x89PNG\r\n\x1a\n\0\xff--XyZ-not-a-boundary";
+    let sent = multipart(&[
+        ("photo", Some("a.png"), png),
+        ("access_token", None, VALID.as_bytes()),
+        ("note", None, b"hello"),
+    ]);
+    let host = request("POST", "/r", &[MULTIPART]);
+    let mut flow = send_body(&host, settings(), &sent);
+    assert_eq!(
+        last_call_header(&host, "x-access-token").as_deref(),
+        Some(VALID)
+    );
+    answer_last_call(&host, &mut flow, &active());
+    assert_eq!(host.resumes.get(), 1);
+    assert_eq!(host.body.borrow().as_slice(), sent.as_slice());
+
+    let host = request("PUT", "/r", &[MULTIPART]);
+    let mut flow = send_body(&host, hiding(), &sent);
+    answer_last_call(&host, &mut flow, &active());
+    assert_eq!(host.resumes.get(), 1);
+    let expected = multipart(&[("photo", Some("a.png"), png), ("note", None, b"hello")]);
+    assert_eq!(
+        String::from_utf8_lossy(&host.body.borrow()),
+        String::from_utf8_lossy(&expected)
+    );
+}
+
+#[test]
+fn malformed_and_non_token_bodies_are_a_missing_token_never_a_panic() {
+    let unterminated = multipart(&[("access_token", None, VALID.as_bytes())]);
+    let cut = unterminated
+        .get(..unterminated.len() - 9)
+        .unwrap_or_default();
+    let cases: [(&str, HeaderPair, Vec<u8>); 9] = [
+        (
+            "truncated JSON",
+            JSON,
+            format!(r#"{{"access_token":"{VALID}""#).into_bytes(),
+        ),
+        (
+            "JSON with trailing garbage",
+            JSON,
+            format!(r#"{{"access_token":"{VALID}"}}x"#).into_bytes(),
+        ),
+        (
+            "a number",
+            JSON,
+            br#"{"access_token":12345678901234567890}"#.to_vec(),
+        ),
+        (
+            "an array",
+            JSON,
+            format!(r#"{{"access_token":["{VALID}"]}}"#).into_bytes(),
+        ),
+        ("null", JSON, br#"{"access_token":null}"#.to_vec()),
+        (
+            "nested",
+            JSON,
+            format!(r#"{{"data":{{"access_token":"{VALID}"}}}}"#).into_bytes(),
+        ),
+        (
+            "a top-level array",
+            JSON,
+            format!(r#"[{{"access_token":"{VALID}"}}]"#).into_bytes(),
+        ),
+        ("multipart without its close", MULTIPART, cut.to_vec()),
+        (
+            "multipart without a boundary parameter",
+            ("content-type", "multipart/form-data"),
+            unterminated.clone(),
+        ),
+    ];
+    for (what, content_type, sent) in cases {
+        let host = request("POST", "/r", &[content_type]);
+        send_body(&host, settings(), &sent);
+        assert_missing(&host, what);
+    }
+}
+
+#[test]
+fn bodies_are_read_only_for_post_put_and_patch() {
+    let sent = format!(r#"{{"access_token":"{VALID}"}}"#);
+    for method in ["GET", "DELETE", "OPTIONS"] {
+        let host = request(method, "/r", &[JSON]);
+        let flow = send_body(&host, settings(), sent.as_bytes());
+        assert!(flow.is_replied(), "{method}");
+        assert_missing(&host, method);
+    }
+}
+
+/// Kong merges the body's parameters over the query's: a body `access_token` wins, even one
+/// that is no string (then the token is missing); a body without one leaves the query's.
+#[test]
+fn a_body_token_takes_precedence_over_the_query_token() {
+    let path: &'static str = Box::leak(format!("/r?access_token={UNKNOWN}").into_boxed_str());
+    let bodies: [(HeaderPair, Vec<u8>); 3] = [
+        (FORM, format!("access_token={VALID}").into_bytes()),
+        (
+            JSON,
+            format!(r#"{{"access_token":"{VALID}"}}"#).into_bytes(),
+        ),
+        (
+            MULTIPART,
+            multipart(&[("access_token", None, VALID.as_bytes())]),
+        ),
+    ];
+    for (content_type, sent) in bodies {
+        let host = request("POST", path, &[content_type]);
+        send_body(&host, settings(), &sent);
+        assert_eq!(
+            last_call_header(&host, "x-access-token").as_deref(),
+            Some(VALID),
+            "{content_type:?}"
+        );
+    }
+    let host = request("POST", path, &[JSON]);
+    send_body(&host, settings(), br#"{"access_token":false}"#);
+    assert_missing(&host, "a body access_token that is no string");
+
+    let host = request("POST", path, &[JSON]);
+    send_body(&host, settings(), br#"{"other":1}"#);
+    assert_eq!(
+        last_call_header(&host, "x-access-token").as_deref(),
+        Some(UNKNOWN)
+    );
+}
+
+/// A fresh worker fetches the service's state first; a body that ended meanwhile is still the
+/// body to read (and, with hide_credentials, to scrub).
+#[test]
+fn a_body_that_ends_while_the_state_is_fetched_is_still_read() {
+    let state = r#"{"seq":2,"reset":true,"revoked":[],"service":{"id":"svc","name":"s"},
+        "plugin":{"id":"p","auth_header_name":"authorization","hide_credentials":true,
+        "realm":"service","global_credentials":false,"anonymous":null,"anonymous_error":null}}"#;
+    let bodies: [(HeaderPair, Vec<u8>, &[u8]); 2] = [
+        (
+            FORM,
+            format!("a=1&access_token={VALID}").into_bytes(),
+            b"a=1",
+        ),
+        (
+            JSON,
+            format!(r#"{{"access_token":"{VALID}","a":1}}"#).into_bytes(),
+            br#"{"a":1}"#,
+        ),
+    ];
+    for (content_type, sent, kept) in bodies {
+        let host = request("POST", "/r", &[content_type]);
+        let mut flow = Flow::new(unpolled_worker());
+        assert_eq!(flow.on_request_headers(&host, false), Action::Pause);
+        assert_eq!(body(&host, &mut flow, &sent, true), Action::Pause);
+        answer_last_call(&host, &mut flow, &json_answer("200", state));
+        assert_eq!(
+            last_call_header(&host, "x-access-token").as_deref(),
+            Some(VALID),
+            "{content_type:?}"
+        );
+        answer_last_call(&host, &mut flow, &active());
+        assert_eq!(host.resumes.get(), 1);
+        assert_eq!(host.body.borrow().as_slice(), kept);
+    }
+}
+
+/// A body over `max_body_bytes` is not read: with a query token (and nothing to scrub) the
+/// query token decides, as before; without one, or when it must be scrubbed, 413.
+#[test]
+fn an_oversized_body_leaves_the_query_token_or_is_413() {
+    let big = format!(r#"{{"pad":"{}"}}"#, "p".repeat(2048));
+    let path: &'static str = Box::leak(format!("/r?access_token={VALID}").into_boxed_str());
+    let host = request("POST", path, &[JSON]);
+    let mut flow = send_body(&host, settings(), big.as_bytes());
+    assert!(host.replies.borrow().is_empty());
+    answer_last_call(&host, &mut flow, &active());
+    assert_eq!(host.resumes.get(), 1);
+    assert_eq!(host.body.borrow().as_slice(), big.as_bytes());
+
+    for (path, settings) in [("/r", settings()), (path, hiding())] {
+        let host = request("POST", path, &[JSON]);
+        send_body(&host, settings, big.as_bytes());
+        assert_eq!(host.last_reply().map(|r| r.status), Some(413), "{path}");
+        assert_eq!(host.resumes.get(), 0);
+    }
+}
+
+/// With `hide_credentials` a header token does not leave a body copy behind (the form case
+/// already held this), and a JSON body without a token is forwarded as sent.
+#[test]
+fn hide_credentials_scrubs_body_copies_whatever_the_source() {
+    let sent = format!(r#"{{"access_token":"{VALID}","keep":"me"}}"#);
+    let host = request("PATCH", "/r", &[bearer(VALID), JSON]);
+    let mut flow = send_body(&host, hiding(), sent.as_bytes());
+    answer_last_call(&host, &mut flow, &active());
+    assert_eq!(host.resumes.get(), 1);
+    assert_eq!(host.body.borrow().as_slice(), br#"{"keep":"me"}"#);
+    assert_eq!(host.header("authorization"), None);
+
+    let host = request("POST", "/r", &[bearer(VALID), JSON]);
+    let mut flow = send_body(&host, hiding(), br#"{"keep":"me"}"#);
+    answer_last_call(&host, &mut flow, &active());
+    assert_eq!(host.body.borrow().as_slice(), br#"{"keep":"me"}"#);
+}
+
 #[cfg(not(target_arch = "wasm32"))]
 mod property {
     use super::*;
@@ -626,6 +926,8 @@ mod property {
         RawHeader,
         Query,
         Form,
+        Json,
+        Multipart,
     }
 
     #[derive(Debug, Clone, Copy, PartialEq)]
@@ -653,7 +955,8 @@ mod property {
     #[derive(Debug, Clone)]
     struct Scenario {
         method: &'static str,
-        form_content_type: bool,
+        /// The request declares the body's content type (form, or the source's format).
+        typed: bool,
         source: Source,
         token: Token,
         chunks: Vec<Vec<u8>>,
@@ -675,6 +978,8 @@ mod property {
             Source::RawHeader,
             Source::Query,
             Source::Form,
+            Source::Json,
+            Source::Multipart,
         ]);
         let tokens = prop::sample::select(vec![Token::Valid, Token::Unknown, Token::Implausible]);
         let outcomes = prop::sample::select(vec![
@@ -695,13 +1000,13 @@ mod property {
         )
             .prop_map(
                 |(
-                    (method, form_content_type, source, token),
+                    (method, typed, source, token),
                     chunks,
                     (trailers, outcome, answer_after, late_answer),
                     (cache, hide_credentials),
                 )| Scenario {
                     method,
-                    form_content_type,
+                    typed,
                     source,
                     token,
                     chunks,
@@ -747,10 +1052,8 @@ mod property {
         match s.source {
             Source::None => false,
             Source::Header | Source::RawHeader | Source::Query => true,
-            Source::Form => {
-                matches!(s.method, "POST" | "PUT" | "PATCH")
-                    && s.form_content_type
-                    && !s.chunks.is_empty()
+            Source::Form | Source::Json | Source::Multipart => {
+                matches!(s.method, "POST" | "PUT" | "PATCH") && s.typed && !s.chunks.is_empty()
             }
         }
     }
@@ -767,16 +1070,39 @@ mod property {
             Source::RawHeader => host.add_request_header("authorization", token),
             _ => {}
         }
-        if s.form_content_type {
-            host.add_request_header(FORM.0, FORM.1);
+        if s.typed {
+            let content_type = match s.source {
+                Source::Json => JSON.1,
+                Source::Multipart => MULTIPART.1,
+                _ => FORM.1,
+            };
+            host.add_request_header("content-type", content_type);
         }
         host.add_request_header("x_authenticated_userid", "admin");
         let mut chunks = s.chunks.clone();
-        if s.source == Source::Form {
-            if let Some(first) = chunks.first_mut() {
-                let field = format!("access_token={}&", crate::token::form_encode(token));
-                first.splice(0..0, field.into_bytes());
+        match s.source {
+            Source::Form => {
+                if let Some(first) = chunks.first_mut() {
+                    let field = format!("access_token={}&", crate::token::form_encode(token));
+                    first.splice(0..0, field.into_bytes());
+                }
             }
+            Source::Json | Source::Multipart if !chunks.is_empty() => {
+                // The scenario's bytes as padding beside the token, in as many chunks.
+                let pad: String = chunks.concat().iter().map(|b| format!("{b:02x}")).collect();
+                let whole = if s.source == Source::Json {
+                    let token = serde_json::to_string(token).unwrap_or_default();
+                    format!(r#"{{"pad":"{pad}","access_token":{token}}}"#).into_bytes()
+                } else {
+                    multipart(&[
+                        ("pad", Some("pad.bin"), pad.as_bytes()),
+                        ("access_token", None, token.as_bytes()),
+                    ])
+                };
+                let size = whole.len().div_ceil(chunks.len());
+                chunks = whole.chunks(size).map(<[u8]>::to_vec).collect();
+            }
+            _ => {}
         }
         (host, chunks)
     }
@@ -919,7 +1245,7 @@ mod property {
                     prop_assert!(host.header("authorization").is_none());
                     prop_assert!(!host.header(":path").unwrap_or_default().contains("access_token"));
                     let body = String::from_utf8_lossy(&host.body.borrow()).to_string();
-                    prop_assert!(!body.contains(token) || !s.form_content_type || !matches!(s.method, "POST" | "PUT" | "PATCH"));
+                    prop_assert!(!body.contains(token) || !s.typed || !matches!(s.method, "POST" | "PUT" | "PATCH"));
                 }
             }
         }

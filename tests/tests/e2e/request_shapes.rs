@@ -1079,3 +1079,192 @@ fn malformed_http1_is_refused_by_envoy_before_any_upstream() {
         .collect();
     assert!(reached.is_empty(), "reached the upstream: {reached:?}");
 }
+
+// ---- Tokens in JSON and multipart bodies (Kong R11, C19) ----
+
+/// A service with `hide_credentials`, on the second route of the matrix's Envoy.
+const HIDDEN: &str = "hidden";
+
+/// A multipart/form-data body (boundary `b0undary`): a binary file part, then `fields`.
+fn multipart_body(fields: &[(&str, &str)]) -> Vec<u8> {
+    let mut body = b"--b0undary\r\nContent-Disposition: form-data; name=\"photo\"; filename=\"a.png\"\r\nContent-Type: image/png\r\n\r\n\x89PNG\r\n\x1a\n\0\xff\r\n".to_vec();
+    for (name, value) in fields {
+        body.extend_from_slice(
+            format!(
+                "--b0undary\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n"
+            )
+            .as_bytes(),
+        );
+    }
+    body.extend_from_slice(b"--b0undary--\r\n");
+    body
+}
+
+/// One body-token request: where it goes, what it carries, what must come of it.
+struct BodyCase {
+    what: &'static str,
+    service: &'static str,
+    method: &'static str,
+    content_type: &'static str,
+    body: Vec<u8>,
+    /// 200 with this case's identity, else the 401's `error`.
+    expect: Result<(), &'static str>,
+    /// What the upstream must receive as the body (forwarded cases).
+    upstream_body: Vec<u8>,
+}
+
+/// Through a real Envoy (either build): a valid token in a JSON or multipart body of a POST,
+/// PUT or PATCH is checked and the request forwarded with its identity, the body as sent; a
+/// forged one is refused; `hide_credentials` takes the member or part out of what reaches the
+/// upstream (the recorder is the witness), every other byte kept; a GET's body and a broken
+/// body are not read.
+#[test]
+fn json_and_multipart_body_tokens_are_read_and_hidden() {
+    const JSON_TYPE: &str = "application/json";
+    const MULTIPART: &str = "multipart/form-data; boundary=b0undary";
+    let recorder = Recorder::start();
+    let mut kong = Kong::start();
+    let plugin = json!({"enable_client_credentials": true});
+    kong.configure(
+        HIDDEN,
+        json!({"enable_client_credentials": true, "hide_credentials": true}),
+    );
+    let options = GatewayOptions {
+        upstream_port: Some(recorder.port),
+        second_route: Some((HIDDEN.to_string(), format!("/{HIDDEN}"))),
+        ..GatewayOptions::default()
+    };
+    let gw = kong.protect_with(SERVICE, plugin, options);
+    let credential_id = kong.credential_id("clientid123");
+    let mint = |service: &str, userid: &str| -> String {
+        let service_id = kong
+            .stack
+            .admin_get(&format!("/services/{service}"))
+            .json()
+            .text("id");
+        let answer = kong.post(
+            &kong.stack.admin("/oauth2_tokens"),
+            json!({"credential": {"id": credential_id}, "service": {"id": service_id},
+                   "expires_in": 3600, "authenticated_userid": userid, "scope": "email"}),
+        );
+        assert_eq!(answer.status, 201, "minting a token: {}", answer.text);
+        answer.json().text("access_token")
+    };
+    let open = mint(SERVICE, "body-user");
+    let hidden = mint(HIDDEN, "body-user");
+    let forged = "forged-token-0123456789";
+    let json_with = |token: &str| {
+        format!(
+            "{{\"a\": 1.50e3, \"access_token\": \"{token}\",\n \"n\": {{\"access_token\": 7}}}}"
+        )
+    };
+    let case =
+        |what, service, method, content_type, body: Vec<u8>, expect, upstream_body| BodyCase {
+            what,
+            service,
+            method,
+            content_type,
+            body,
+            expect,
+            upstream_body,
+        };
+    let cases = vec![
+        case("JSON", SERVICE, "POST", JSON_TYPE, json_with(&open).into_bytes(), Ok(()), json_with(&open).into_bytes()),
+        case("JSON, charset", SERVICE, "PATCH", "application/json; charset=utf-8", json_with(&open).into_bytes(), Ok(()), json_with(&open).into_bytes()),
+        case("multipart", SERVICE, "PUT", MULTIPART, multipart_body(&[("access_token", &open), ("note", "hi")]), Ok(()), multipart_body(&[("access_token", &open), ("note", "hi")])),
+        case("JSON, forged", SERVICE, "POST", JSON_TYPE, json_with(forged).into_bytes(), Err("invalid_token"), Vec::new()),
+        case("multipart, forged", SERVICE, "POST", MULTIPART, multipart_body(&[("access_token", forged)]), Err("invalid_token"), Vec::new()),
+        case("JSON, hidden", HIDDEN, "POST", JSON_TYPE, json_with(&hidden).into_bytes(), Ok(()), b"{\"a\": 1.50e3, \"n\": {\"access_token\": 7}}".to_vec()),
+        case("multipart, hidden", HIDDEN, "PATCH", MULTIPART, multipart_body(&[("access_token", &hidden), ("note", "hi")]), Ok(()), multipart_body(&[("note", "hi")])),
+        case("JSON in a GET", SERVICE, "GET", JSON_TYPE, json_with(&open).into_bytes(), Err("invalid_request"), Vec::new()),
+        case("truncated JSON", SERVICE, "POST", JSON_TYPE, format!("{{\"access_token\": \"{open}\"").into_bytes(), Err("invalid_request"), Vec::new()),
+        case("a token nested, not top-level", SERVICE, "POST", JSON_TYPE, format!("{{\"data\": {{\"access_token\": \"{open}\"}}}}").into_bytes(), Err("invalid_request"), Vec::new()),
+        case("a JSON number", SERVICE, "POST", JSON_TYPE, b"{\"access_token\": 12345}".to_vec(), Err("invalid_request"), Vec::new()),
+        case("multipart without its close", SERVICE, "POST", MULTIPART, format!("--b0undary\r\nContent-Disposition: form-data; name=\"access_token\"\r\n\r\n{open}\r\n").into_bytes(), Err("invalid_request"), Vec::new()),
+    ];
+    let wire = kong.gw(gw).wire();
+    let runtime = client_runtime();
+    let mut problems = Vec::new();
+    let mut id = 0;
+    for c in &cases {
+        for protocol in Protocol::ALL {
+            id += 1;
+            let path = format!("/body/{id}");
+            let body = match protocol {
+                // HTTP/2: the body in several DATA frames, no length.
+                Protocol::H2c => Body::Chunked(c.body.chunks(16).map(<[u8]>::to_vec).collect()),
+                _ => Body::Fixed(c.body.clone()),
+            };
+            let shape = Shape {
+                method: c.method.into(),
+                target: format!("/{}{path}", c.service),
+                headers: vec![
+                    ("content-type".into(), c.content_type.into()),
+                    ("x-consumer-username".into(), "admin".into()),
+                ],
+                body,
+                trailers: Vec::new(),
+            };
+            let label = format!("{} ({protocol:?} {})", c.what, c.method);
+            let reply = match runtime.block_on(wire.send(protocol, &shape)) {
+                Ok(reply) => reply,
+                Err(e) => {
+                    problems.push(format!("{label}: no answer: {e}"));
+                    continue;
+                }
+            };
+            let upstream = recorder.at(&path);
+            match c.expect {
+                Ok(()) => {
+                    if reply.status != 200 || upstream.len() != 1 {
+                        problems.push(format!(
+                            "{label}: {} {:.200}, {} upstream",
+                            reply.status,
+                            reply.text(),
+                            upstream.len()
+                        ));
+                        continue;
+                    }
+                    let r = &upstream[0];
+                    let identity = (
+                        r.values("x-consumer-username"),
+                        r.values("x-authenticated-userid"),
+                    );
+                    if identity != (vec!["bob".to_string()], vec!["body-user".to_string()]) {
+                        problems.push(format!("{label}: upstream identity {identity:?}"));
+                    }
+                    if r.body != c.upstream_body || r.body_error.is_some() {
+                        problems.push(format!(
+                            "{label}: upstream body {:?} ({:?}), expected {:?}",
+                            String::from_utf8_lossy(&r.body),
+                            r.body_error,
+                            String::from_utf8_lossy(&c.upstream_body)
+                        ));
+                    }
+                    let length = r.values("content-length");
+                    if !(length.is_empty() || length == [r.body.len().to_string()]) {
+                        problems.push(format!(
+                            "{label}: content-length {length:?} for {} bytes",
+                            r.body.len()
+                        ));
+                    }
+                    if c.service == HIDDEN && String::from_utf8_lossy(&r.body).contains(&hidden) {
+                        problems.push(format!("{label}: the token reached the upstream"));
+                    }
+                }
+                Err(error) => {
+                    let body: Value = serde_json::from_slice(&reply.body).unwrap_or(Value::Null);
+                    if reply.status != 401 || body["error"] != error || !upstream.is_empty() {
+                        problems.push(format!(
+                            "{label}: {} {:.200} (expected 401 {error}), {} upstream",
+                            reply.status,
+                            reply.text(),
+                            upstream.len()
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    assert!(problems.is_empty(), "{problems:#?}");
+}
