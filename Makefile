@@ -124,15 +124,19 @@ browser-setup:
 # on which every stack gets its own database and two token-service replicas, each Envoy
 # balancing over both. The cluster tests (tests/tests/e2e/cluster.rs) run on PostgreSQL in
 # both passes (in the first on a server of their own, stopped when the tests exit).
+# E2E_LOAD=1: both passes run beside a CPU hog on one core (scripts/with-cpu-hog.sh; HOG_CPUS=
+# for more), as on a busy machine: the suite must pass so.
+E2E_WITH_LOAD := $(if $(filter 1,$(E2E_LOAD)),$(CURDIR)/scripts/with-cpu-hog.sh)
+
 test-e2e: build browser-setup
 	@echo "==> end-to-end tests: real token-service, demo upstream and Envoy processes (wasm filter, SQLite)"
-	ENVOY_BIN=$(ENVOY) cargo test -p e2e -- --test-threads 2
+	$(E2E_WITH_LOAD) env ENVOY_BIN=$(ENVOY) cargo test -p e2e -- --test-threads 2
 	@echo "==> the same end-to-end suite against the native filter (Envoy dynamic module) and PostgreSQL:"
 	@echo "    a throwaway server (scripts/pg.sh; installed when missing), each test on its own database, 2 token-service replicas behind every Envoy"
 	@pg=$$(mktemp -d -t e2e-postgres.XXXXXX); \
 	  trap 'scripts/pg.sh stop "$$pg"; rm -rf "$$pg"' EXIT; trap 'exit 130' INT TERM HUP; \
 	  scripts/pg.sh start "$$pg" >/dev/null && echo "    PostgreSQL on port $$(cat $$pg/port), data in $$pg" && \
-	  OAUTH2_TEST_POSTGRES_DIR="$$pg" OAUTH2_TEST_REPLICAS=2 OAUTH2_FILTER_BUILD=native ENVOY_BIN=$(ENVOY) \
+	  $(E2E_WITH_LOAD) env OAUTH2_TEST_POSTGRES_DIR="$$pg" OAUTH2_TEST_REPLICAS=2 OAUTH2_FILTER_BUILD=native ENVOY_BIN=$(ENVOY) \
 	    cargo test -p e2e -- --test-threads 2
 
 # The admin API against its OpenAPI description (docs/openapi.json, served at /openapi.json):
