@@ -24,4 +24,6 @@ sed -e "s|{{ADMIN_PORT}}|${ENVOY_ADMIN_PORT:-9901}|g" \
     -e "s|{{POLL_INTERVAL_MS}}|${POLL_INTERVAL_MS:-1000}|g" \
     -e "s|{{CERT_DIR}}|${CERT_DIR:-$here/envoy/certs}|g" \
     -e "s|{{XFF_NUM_TRUSTED_HOPS}}|${XFF_NUM_TRUSTED_HOPS:-0}|g" \
+    -e "s|{{REQUEST_TIMEOUT}}|${REQUEST_TIMEOUT:-60s}|g" \
+    -e "s|{{MAX_HEAP_BYTES}}|${MAX_HEAP_BYTES:-1073741824}|g" \
     "$here/envoy/envoy.yaml.tmpl"

@@ -117,6 +117,8 @@ pub struct GatewayOptions {
     /// The second route turns the oauth2 filter off with Envoy's own per-route
     /// `FilterConfig { disabled: true }` (any filter's opt-out, no metadata involved).
     pub second_route_filter_disabled: bool,
+    /// The listener's `request_timeout` (the template's default: 60 s), e.g. `"3s"`.
+    pub request_timeout: Option<String>,
 }
 
 struct HotRestart {
@@ -424,6 +426,14 @@ impl Stack {
                 ("SECOND_ROUTE_PREFIX", second_prefix),
                 ("POLL_INTERVAL_MS", POLL_INTERVAL_MS.to_string()),
                 ("XFF_NUM_TRUSTED_HOPS", options.trusted_hops.to_string()),
+                (
+                    "REQUEST_TIMEOUT",
+                    options
+                        .request_timeout
+                        .clone()
+                        .unwrap_or_else(|| "60s".into()),
+                ),
+                ("MAX_HEAP_BYTES", "1073741824".into()),
             ],
         );
         let config = match &options.filter_config {
