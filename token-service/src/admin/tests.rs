@@ -1363,4 +1363,36 @@ async fn the_seeds_aliases_are_not_unknown_fields() {
             "{encoding}"
         );
     }
+    // Both spellings at once: merged when they name different fields, refused when the same.
+    admin.service("api3").await;
+    let answer = admin
+        .form(
+            "POST",
+            "/apis/api3/plugins",
+            "name=oauth2&value.scopes=a&config.scopes=b&config.enable_password_grant=true",
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{}", answer.body);
+    assert_eq!(
+        answer.field("/fields"),
+        &json!({"value": {"scopes": "given as both config.scopes and value.scopes"}})
+    );
+    let answer = admin
+        .form(
+            "POST",
+            "/apis/api3/plugins",
+            "name=oauth2&value.scopes=a&config.enable_password_grant=true",
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.body);
+    assert_eq!(answer.field("/config/scopes"), &json!(["a"]));
+    assert_eq!(answer.field("/config/enable_password_grant"), true);
+    // A PATCH may repeat the plugin's name, not change it.
+    let id = answer.field("/id").as_str().unwrap_or_default().to_string();
+    let path = format!("/plugins/{id}");
+    let same = admin.json("PATCH", &path, json!({"name": "oauth2"})).await;
+    assert_eq!(same.status, StatusCode::OK, "{}", same.body);
+    let other = admin.json("PATCH", &path, json!({"name": "jwt"})).await;
+    assert_eq!(other.status, StatusCode::BAD_REQUEST, "{}", other.body);
+    assert!(other.field("/fields/name").is_string(), "{}", other.body);
 }
