@@ -64,7 +64,7 @@ pub async fn parse_body(
         return Ok(Params::new());
     }
     let mime = content_type.unwrap_or("").to_ascii_lowercase();
-    if mime.starts_with("application/json") || mime.contains("+json") {
+    if is_json(content_type) {
         parse_json(&body)
     } else if mime.starts_with("application/x-www-form-urlencoded") {
         parse_form(&body, nesting)
@@ -73,6 +73,13 @@ pub async fn parse_body(
     } else {
         Ok(Params::new())
     }
+}
+
+/// Whether a body of this content type is read as JSON (whose values keep their types; form
+/// and multipart values are text).
+pub fn is_json(content_type: Option<&str>) -> bool {
+    let mime = content_type.unwrap_or("").to_ascii_lowercase();
+    mime.starts_with("application/json") || mime.contains("+json")
 }
 
 pub mod bytes_like {

@@ -393,3 +393,55 @@ fn data_survives_a_restart() {
     stack.restart_token_service();
     assert_eq!(stack.admin_get("/consumers/durable").status, 200);
 }
+
+/// Issue 19: an operator's typo, or a value of the wrong type, used to answer 201 and do
+/// nothing. Through the released binary, as an operator's curl sends them: Kong's 400.
+#[test]
+fn typos_and_wrong_types_are_refused_not_ignored() {
+    let stack = Stack::start_services();
+    let c = &stack.client;
+    stack.create_service("svc");
+    let typo = stack.admin_post(
+        "/services/svc/plugins",
+        &[
+            ("name", "oauth2"),
+            ("config.enable_client_credential", "true"),
+        ],
+    );
+    assert_eq!(
+        ok(&typo, 400),
+        json!({
+            "code": 2,
+            "name": "schema violation",
+            "message": "schema violation (config.enable_client_credential: unknown field)",
+            "fields": {"config": {"enable_client_credential": "unknown field"}},
+        })
+    );
+    let stray = c.post_json(
+        &stack.admin("/consumers"),
+        &json!({"username": "u", "no_such": 1}),
+    );
+    assert_eq!(
+        ok(&stray, 400)["fields"],
+        json!({"no_such": "unknown field"})
+    );
+    let number = c.post_json(&stack.admin("/consumers"), &json!({"username": 12345}));
+    assert_eq!(
+        ok(&number, 400)["fields"],
+        json!({"username": "expected a string"})
+    );
+    // Nothing was stored; the same fields spelt right are taken.
+    assert_eq!(ok(&stack.admin_get("/consumers"), 200)["data"], json!([]));
+    assert_eq!(ok(&stack.admin_get("/plugins"), 200)["data"], json!([]));
+    let plugin = stack.admin_post(
+        "/services/svc/plugins",
+        &[
+            ("name", "oauth2"),
+            ("config.enable_client_credentials", "true"),
+        ],
+    );
+    assert_eq!(
+        ok(&plugin, 201)["config"]["enable_client_credentials"],
+        true
+    );
+}

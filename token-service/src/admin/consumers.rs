@@ -1,7 +1,7 @@
 //! `/consumers`: the people and applications tokens are issued to.
 
 use super::error::{AdminError, AdminResult};
-use super::input::Fields;
+use super::input::{Fields, Kind, Shape};
 use super::named::{self, Named};
 use crate::app::AppState;
 use crate::model::{new_id, now, Consumer};
@@ -9,6 +9,13 @@ use crate::params::Params;
 use crate::store::{Page, Repo, StoreResult};
 use axum::Router;
 use serde_json::{json, Value};
+
+/// A consumer's input fields (Kong's consumer schema, less what is generated).
+pub const SHAPE: Shape = &[
+    ("username", Kind::String),
+    ("custom_id", Kind::String),
+    ("tags", Kind::Set),
+];
 
 pub fn routes() -> Router<AppState> {
     named::routes::<Consumer>("/consumers/{consumer}")
@@ -21,6 +28,7 @@ pub async fn find(state: &AppState, key: String) -> AdminResult<Consumer> {
 impl Named for Consumer {
     const COLLECTION: &'static str = "/consumers";
     const KEY_FIELD: &'static str = "username";
+    const SHAPE: Shape = SHAPE;
 
     fn blank() -> Self {
         Consumer {

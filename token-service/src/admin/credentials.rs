@@ -1,7 +1,7 @@
 //! OAuth 2.0 client credentials: `/consumers/{c}/oauth2` and `/oauth2`.
 
 use super::error::{fields, AdminError, AdminResult};
-use super::input::Fields;
+use super::input::{Fields, Kind, Shape};
 use super::named::find_in as find_named;
 use super::{consumers, list_page, read_body, ListQuery};
 use crate::app::AppState;
@@ -16,6 +16,20 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{json, Value};
+
+/// A credential's input fields. `redirect_uri` is the seed's spelling of `redirect_uris`;
+/// `consumer` names the owner on `/oauth2` (the path names it on `/consumers/{c}/oauth2`).
+pub const SHAPE: Shape = &[
+    ("name", Kind::String),
+    ("client_id", Kind::String),
+    ("client_secret", Kind::String),
+    ("hash_secret", Kind::Boolean),
+    ("redirect_uris", Kind::Array),
+    ("redirect_uri", Kind::StringOrArray),
+    ("client_type", Kind::String),
+    ("tags", Kind::Set),
+    ("consumer", Kind::Reference),
+];
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -259,7 +273,7 @@ async fn create_for_consumer(
     headers: HeaderMap,
     body: Body,
 ) -> AdminResult<(StatusCode, Json<Value>)> {
-    let body = read_body(&headers, body).await?;
+    let body = read_body(&headers, body).await?.checked(SHAPE)?;
     insert(&state, Owner::Path(consumer), body).await
 }
 
@@ -268,7 +282,7 @@ async fn create(
     headers: HeaderMap,
     body: Body,
 ) -> AdminResult<(StatusCode, Json<Value>)> {
-    let body = read_body(&headers, body).await?;
+    let body = read_body(&headers, body).await?.checked(SHAPE)?;
     insert(&state, Owner::Body, body).await
 }
 
@@ -344,7 +358,7 @@ async fn update_for_consumer(
     headers: HeaderMap,
     body: Body,
 ) -> AdminResult<Json<Value>> {
-    let body = read_body(&headers, body).await?;
+    let body = read_body(&headers, body).await?.checked(SHAPE)?;
     patch(&state, key, Some(consumer), body).await
 }
 
@@ -354,7 +368,7 @@ async fn update(
     headers: HeaderMap,
     body: Body,
 ) -> AdminResult<Json<Value>> {
-    let body = read_body(&headers, body).await?;
+    let body = read_body(&headers, body).await?.checked(SHAPE)?;
     patch(&state, key, None, body).await
 }
 
@@ -400,7 +414,7 @@ async fn upsert_for_consumer(
     headers: HeaderMap,
     body: Body,
 ) -> AdminResult<Json<Value>> {
-    let body = read_body(&headers, body).await?;
+    let body = read_body(&headers, body).await?.checked(SHAPE)?;
     put(&state, key, Owner::Path(consumer), body).await
 }
 
@@ -410,7 +424,7 @@ async fn upsert(
     headers: HeaderMap,
     body: Body,
 ) -> AdminResult<Json<Value>> {
-    let body = read_body(&headers, body).await?;
+    let body = read_body(&headers, body).await?.checked(SHAPE)?;
     put(&state, key, Owner::Body, body).await
 }
 

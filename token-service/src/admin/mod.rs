@@ -17,7 +17,7 @@ mod tokens;
 mod tests;
 
 use crate::app::AppState;
-use crate::params::{self, Nesting, Params, ParamsError, MAX_BODY_BYTES};
+use crate::params::{self, Nesting, ParamsError, MAX_BODY_BYTES};
 use axum::body::Body;
 use axum::extract::{FromRequestParts, Request, State};
 use axum::http::request::Parts;
@@ -27,6 +27,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use error::{AdminError, AdminResult};
+pub use input::{AdminBody, Encoding};
 use serde_json::{json, Value};
 
 pub use origin::{AllowedOrigins, Origin};
@@ -146,14 +147,21 @@ async fn require_admin_key(
     next.run(request).await
 }
 
-/// Reads and parses an admin request body (dotted form keys nest: `config.scopes=a`).
+/// Reads and parses an admin request body (dotted form keys nest: `config.scopes=a`); the
+/// handler then checks it against its entity's fields (`AdminBody::checked`).
 /// Public for the fuzz target that feeds it any content type and body.
-pub async fn read_body(headers: &HeaderMap, body: Body) -> AdminResult<Params> {
+pub async fn read_body(headers: &HeaderMap, body: Body) -> AdminResult<AdminBody> {
     let bytes = axum::body::to_bytes(body, MAX_BODY_BYTES)
         .await
         .map_err(|_| ParamsError::TooLarge)?;
     let content_type = headers.get("content-type").and_then(|v| v.to_str().ok());
-    Ok(params::parse_body(content_type, bytes, Nesting::Dotted).await?)
+    let encoding = if params::is_json(content_type) {
+        Encoding::Json
+    } else {
+        Encoding::Text
+    };
+    let params = params::parse_body(content_type, bytes, Nesting::Dotted).await?;
+    Ok(AdminBody { params, encoding })
 }
 
 /// `?size=` and `?offset=` of a list. Extracted by hand rather than with axum's `Query`, whose

@@ -5,6 +5,7 @@
 //! of one row both land, and an update of a row deleted meanwhile is a 404.
 
 use super::error::{AdminError, AdminResult};
+use super::input::Shape;
 use super::{list_page, read_body, ListQuery};
 use crate::app::AppState;
 use crate::model::is_uuid;
@@ -22,6 +23,8 @@ pub trait Named: Clone + Send + Sync + 'static {
     const COLLECTION: &'static str;
     /// The field a non-UUID key of a PUT names (`username`, `name`).
     const KEY_FIELD: &'static str;
+    /// The fields a body may carry, with their types.
+    const SHAPE: Shape;
 
     fn blank() -> Self;
     fn id(&self) -> &str;
@@ -73,7 +76,7 @@ async fn create<E: Named>(
     headers: HeaderMap,
     body: Body,
 ) -> AdminResult<(StatusCode, Json<Value>)> {
-    let body = read_body(&headers, body).await?;
+    let body = read_body(&headers, body).await?.checked(E::SHAPE)?;
     let mut entity = E::blank();
     entity.apply(&body)?;
     let stored = entity.clone();
@@ -104,7 +107,7 @@ async fn update<E: Named>(
     headers: HeaderMap,
     body: Body,
 ) -> AdminResult<Json<Value>> {
-    let body = read_body(&headers, body).await?;
+    let body = read_body(&headers, body).await?.checked(E::SHAPE)?;
     let entity = state
         .store
         .transaction(move |repo| {
@@ -125,7 +128,7 @@ async fn upsert<E: Named>(
     headers: HeaderMap,
     body: Body,
 ) -> AdminResult<Json<Value>> {
-    let mut body = read_body(&headers, body).await?;
+    let mut body = read_body(&headers, body).await?.checked(E::SHAPE)?;
     let entity = state
         .store
         .transaction(move |repo| {

@@ -7,6 +7,7 @@
 //! declared path: a declared operation the router lacks, or a method it serves there without
 //! a declaration, fails it.
 
+use super::input::{Kind, Shape};
 use super::schema::*;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -14,7 +15,7 @@ use utoipa::openapi::link::{Link, LinkBuilder};
 use utoipa::openapi::path::{Operation, Paths};
 use utoipa::openapi::request_body::RequestBody;
 use utoipa::openapi::response::ResponseBuilder;
-use utoipa::openapi::schema::{AllOfBuilder, AnyOfBuilder, Schema};
+use utoipa::openapi::schema::{AdditionalProperties, AllOfBuilder, AnyOfBuilder, Array, Schema};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, ObjectBuilder, Ref, RefOr, Type};
 use utoipa::{Modify, OpenApi};
@@ -277,7 +278,10 @@ mod node {
         description = "The Kong-shaped admin API of the OAuth 2.0 token service for Envoy: \
             consumers, their `oauth2` credentials, tokens, services and their `oauth2` plugin.\n\n\
             Bodies may be JSON, `application/x-www-form-urlencoded` or `multipart/form-data` \
-            (form fields nest by dotted names: `config.scopes=a,b`). Entities carry `id` (UUID) \
+            (form fields nest by dotted names: `config.scopes=a,b`). A field a body's schema \
+            does not describe, or a value not of its type, is a 400 `schema violation` naming \
+            each such field; JSON values must have their type, form and multipart text is \
+            read as the field's type (`true`, `60`). Entities carry `id` (UUID) \
             and `created_at` (Unix seconds). Errors are JSON: `{\"message\", \"fields\"?}`. \
             A method a path does not serve answers 405, an unknown path 404. One trailing \
             slash is accepted on every path.",
@@ -453,7 +457,8 @@ fn add_common(operation: &mut Operation, is_patch: bool, schemas: &mut Schemas) 
                 set_json_body_schema(body, &partial);
             }
         }
-        add_form_encodings(body, schemas);
+        let value_alias = operation.operation_id.as_deref() == Some("create_api_plugin");
+        add_form_encodings(body, schemas, value_alias);
         responses.insert("413".into(), error("The body is larger than 64 KiB"));
     }
 }
@@ -519,17 +524,25 @@ fn required_fields(schemas: &Schemas, schema: &RefOr<Schema>, depth: usize) -> V
     }
 }
 
-/// Form and multipart bodies carry the JSON body's fields as text (`{name}Form`).
-fn add_form_encodings(body: &mut RequestBody, schemas: &mut Schemas) {
-    let form = match json_body_schema(body) {
-        Some(name) => {
-            let form_name = format!("{name}Form");
-            let required = required_fields(schemas, &Ref::from_schema_name(&name).into(), 0);
-            schemas.insert(form_name.clone(), form_schema(&name, required));
-            form_name
-        }
-        None => return,
+/// Form and multipart bodies carry the JSON body's fields as text (`{name}Form`; on the
+/// seed's `/apis/{api}/plugins`, with `value.x` for `config.x`).
+fn add_form_encodings(body: &mut RequestBody, schemas: &mut Schemas, value_alias: bool) {
+    let Some(name) = json_body_schema(body) else {
+        return;
     };
+    let Some(shape) = input_shape(&name) else {
+        return;
+    };
+    let form = if value_alias {
+        format!("Api{name}Form")
+    } else {
+        format!("{name}Form")
+    };
+    let required = required_fields(schemas, &Ref::from_schema_name(&name).into(), 0);
+    schemas.insert(
+        form.clone(),
+        form_schema(&name, required, shape, value_alias),
+    );
     for content_type in ["application/x-www-form-urlencoded", "multipart/form-data"] {
         body.content.insert(
             content_type.into(),
@@ -542,23 +555,78 @@ fn add_form_encodings(body: &mut RequestBody, schemas: &mut Schemas) {
     }
 }
 
-fn form_schema(json_name: &str, required: Vec<String>) -> RefOr<Schema> {
+/// The fields a request body's component may carry (its PATCH variant's too): the shapes the
+/// handlers check bodies against.
+fn input_shape(json_name: &str) -> Option<Shape> {
+    match json_name.trim_end_matches("Patch") {
+        "ConsumerInput" => Some(super::consumers::SHAPE),
+        "CredentialInput" | "OAuth2CredentialInput" => Some(super::credentials::SHAPE),
+        "ServiceInput" => Some(super::services::SHAPE),
+        "PluginInput" | "PluginUpdate" => Some(super::plugins::SHAPE),
+        "TokenInput" => Some(super::tokens::SHAPE),
+        _ => None,
+    }
+}
+
+fn form_schema(
+    json_name: &str,
+    required: Vec<String>,
+    shape: Shape,
+    value_alias: bool,
+) -> RefOr<Schema> {
+    let mut fields = Vec::new();
+    form_fields("", shape, &mut fields);
+    if value_alias {
+        form_fields("value", super::plugins::CONFIG_SHAPE, &mut fields);
+    }
     let mut form = ObjectBuilder::new()
         .description(Some(format!(
-            "{json_name} as a form or multipart body: its fields as text, nested ones by dotted \
-             names (`config.scopes=a,b`), lists comma-separated or repeated."
+            "{json_name} as a form or multipart body: its fields as text (booleans `true` or \
+             `false`, integers in digits), nested ones by dotted names (`config.scopes=a,b`), \
+             lists repeated (or comma-separated: `scopes`, `tags`). Other fields are refused."
         )))
-        .additional_properties(Some(ObjectBuilder::new().schema_type(Type::String)))
-        // Multipart field names travel in a header: no control characters.
-        .property_names(Some(
-            ObjectBuilder::new()
-                .schema_type(Type::String)
-                .pattern(Some("^[^\\u0000-\\u001f\\u007f]*$")),
-        ));
+        .additional_properties(Some(AdditionalProperties::FreeForm(false)));
+    for (name, schema) in fields {
+        form = form.property(name, schema);
+    }
     for field in required {
         form = form.required(field);
     }
     RefOr::T(form.build().into())
+}
+
+/// The form fields of `shape`, as text: nested records by dotted names.
+fn form_fields(prefix: &str, shape: Shape, out: &mut Vec<(String, Schema)>) {
+    let text = || ObjectBuilder::new().schema_type(Type::String);
+    for (name, kind) in shape {
+        let name = if prefix.is_empty() {
+            name.to_string()
+        } else {
+            format!("{prefix}.{name}")
+        };
+        let schema: Schema = match kind {
+            Kind::String => text().into(),
+            Kind::Boolean => text().enum_values(Some(["true", "false"])).into(),
+            Kind::Integer => text().pattern(Some("^-?[0-9]{1,18}$")).into(),
+            Kind::Array | Kind::Set | Kind::StringOrArray => Array::new(text()).into(),
+            Kind::Reference => {
+                out.push((
+                    format!("{name}.id"),
+                    text().format(Some(uuid_format())).into(),
+                ));
+                continue;
+            }
+            Kind::Record(fields) => {
+                form_fields(&name, fields, out);
+                continue;
+            }
+        };
+        out.push((name, schema));
+    }
+}
+
+fn uuid_format() -> utoipa::openapi::SchemaFormat {
+    utoipa::openapi::SchemaFormat::KnownFormat(utoipa::openapi::KnownFormat::Uuid)
 }
 
 /// Kong's rule for consumers, which the derived schema cannot say: a non-empty `username`
@@ -608,7 +676,7 @@ mod tests {
     use axum::body::Body;
     use axum::http::{Request, StatusCode};
     use serde::de::DeserializeOwned;
-    use serde_json::{json, Value};
+    use serde_json::{json, Map, Value};
     use tower::ServiceExt;
 
     const REGENERATE: &str = "UPDATE_OPENAPI=1 cargo test -p token-service openapi";
@@ -630,6 +698,130 @@ mod tests {
             checked_in == generated,
             "docs/openapi.json differs from what the code generates; regenerate it: {REGENERATE}"
         );
+    }
+
+    /// A component, with `$ref`s followed.
+    fn resolve<'a>(doc: &'a Value, schema: &'a Value) -> &'a Value {
+        match schema["$ref"].as_str() {
+            Some(location) => {
+                let name = location.rsplit('/').next().unwrap_or_default();
+                resolve(doc, &doc["components"]["schemas"][name])
+            }
+            None => schema,
+        }
+    }
+
+    /// An object schema's properties (through `allOf`), and whether it refuses others.
+    fn properties<'a>(doc: &'a Value, schema: &'a Value) -> (Map<String, Value>, bool) {
+        let schema = resolve(doc, schema);
+        let mut found: Map<String, Value> = schema["properties"]
+            .as_object()
+            .cloned()
+            .unwrap_or_default();
+        let mut closed = schema["additionalProperties"] == json!(false);
+        for part in schema["allOf"].as_array().into_iter().flatten() {
+            let (more, part_closed) = properties(doc, part);
+            found.extend(more);
+            closed |= part_closed;
+        }
+        (found, closed)
+    }
+
+    /// What kind of value a property's schema describes, in the terms of `input::Kind`.
+    fn described_kind(doc: &Value, schema: &Value) -> String {
+        let schema = resolve(doc, schema);
+        if let Some(alternatives) = schema["oneOf"].as_array() {
+            let kinds: Vec<String> = alternatives
+                .iter()
+                .filter(|a| a["type"] != "null")
+                .map(|a| described_kind(doc, a))
+                .collect();
+            return kinds.join("|");
+        }
+        let kind = match &schema["type"] {
+            Value::Array(types) => types.iter().find(|t| *t != "null").cloned(),
+            other => Some(other.clone()),
+        };
+        match kind.as_ref().and_then(Value::as_str) {
+            Some("object") if properties(doc, schema).0.keys().eq(["id"]) => "reference".into(),
+            Some("object") => "record".into(),
+            Some(other) => other.to_string(),
+            None => format!("no type in {schema}"),
+        }
+    }
+
+    fn kind_name(kind: Kind) -> &'static str {
+        match kind {
+            Kind::String => "string",
+            Kind::Boolean => "boolean",
+            Kind::Integer => "integer",
+            Kind::Array | Kind::Set => "array",
+            Kind::StringOrArray => "string|array",
+            Kind::Reference => "reference",
+            Kind::Record(_) => "record",
+        }
+    }
+
+    /// The description and the handlers' checks agree: each body's component has exactly the
+    /// fields the handler accepts, of the same types, and refuses others.
+    fn assert_describes(doc: &Value, schema: &Value, shape: Shape, what: &str) {
+        let (described, closed) = properties(doc, schema);
+        assert!(
+            closed,
+            "{what}: other fields are refused, so additionalProperties: false"
+        );
+        let names: Vec<&str> = shape.iter().map(|(name, _)| *name).collect();
+        let mut described_names: Vec<&str> = described.keys().map(String::as_str).collect();
+        described_names.sort_unstable();
+        let mut accepted = names.clone();
+        accepted.sort_unstable();
+        assert_eq!(
+            described_names, accepted,
+            "{what}: described vs accepted fields"
+        );
+        for (name, kind) in shape {
+            let property = &described[*name];
+            assert_eq!(
+                described_kind(doc, property),
+                kind_name(*kind),
+                "{what}.{name}: {property}"
+            );
+            if let Kind::Record(fields) = kind {
+                let inner = property["oneOf"]
+                    .as_array()
+                    .and_then(|a| a.iter().find(|s| s["type"] != "null"))
+                    .unwrap_or(property);
+                assert_describes(doc, inner, fields, &format!("{what}.{name}"));
+            }
+        }
+    }
+
+    #[test]
+    fn request_bodies_describe_exactly_the_fields_the_handlers_accept() {
+        let doc: Value = serde_json::from_str(&json()).expect("JSON");
+        let mut bodies = 0;
+        for (path, method, operation) in operations(&doc) {
+            let content = &operation["requestBody"]["content"];
+            let Some(json_schema) = content["application/json"]["schema"].as_object() else {
+                continue;
+            };
+            let what = format!("{method} {path}");
+            let name = json_schema["$ref"].as_str().unwrap_or_default();
+            let name = name.rsplit('/').next().unwrap_or_default();
+            let shape = input_shape(name).unwrap_or_else(|| panic!("{what}: no shape for {name}"));
+            assert_describes(&doc, &content["application/json"]["schema"], shape, &what);
+            for encoding in ["application/x-www-form-urlencoded", "multipart/form-data"] {
+                let (form, closed) = properties(&doc, &content[encoding]["schema"]);
+                assert!(closed, "{what} {encoding}: other fields are refused");
+                let mut expected = Vec::new();
+                form_fields("", shape, &mut expected);
+                for (field, _) in expected {
+                    assert!(form.contains_key(&field), "{what} {encoding}: {field}");
+                }
+            }
+            bodies += 1;
+        }
+        assert!(bodies >= 16, "{bodies} request bodies");
     }
 
     #[test]

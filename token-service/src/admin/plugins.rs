@@ -3,7 +3,7 @@
 //! the authorization code grant is on unless the request enables a grant itself.
 
 use super::error::{fields, AdminError, AdminResult};
-use super::input::Fields;
+use super::input::{Fields, Kind, Shape};
 use super::named::find_in as find_named;
 use super::{list_page, read_body, services, ListQuery};
 use crate::app::AppState;
@@ -23,6 +23,36 @@ const GRANT_FLAGS: [&str; 4] = [
     "enable_implicit_grant",
     "enable_client_credentials",
     "enable_password_grant",
+];
+
+/// The `oauth2` plugin's configuration fields (Kong's, and the older name
+/// `persistent_refresh_token` of `reuse_refresh_token`).
+pub const CONFIG_SHAPE: Shape = &[
+    ("scopes", Kind::Array),
+    ("mandatory_scope", Kind::Boolean),
+    ("provision_key", Kind::String),
+    ("token_expiration", Kind::Integer),
+    ("enable_authorization_code", Kind::Boolean),
+    ("enable_implicit_grant", Kind::Boolean),
+    ("enable_client_credentials", Kind::Boolean),
+    ("enable_password_grant", Kind::Boolean),
+    ("hide_credentials", Kind::Boolean),
+    ("accept_http_if_already_terminated", Kind::Boolean),
+    ("anonymous", Kind::String),
+    ("global_credentials", Kind::Boolean),
+    ("auth_header_name", Kind::String),
+    ("refresh_token_ttl", Kind::Integer),
+    ("reuse_refresh_token", Kind::Boolean),
+    ("persistent_refresh_token", Kind::Boolean),
+    ("pkce", Kind::String),
+    ("realm", Kind::String),
+];
+
+/// A plugin's input fields.
+pub const SHAPE: Shape = &[
+    ("name", Kind::String),
+    ("enabled", Kind::Boolean),
+    ("config", Kind::Record(CONFIG_SHAPE)),
 ];
 
 pub fn routes() -> Router<AppState> {
@@ -284,7 +314,7 @@ async fn create_for_service(
     headers: HeaderMap,
     body: Body,
 ) -> AdminResult<(StatusCode, Json<Value>)> {
-    let body = read_body(&headers, body).await?;
+    let body = read_body(&headers, body).await?.checked(SHAPE)?;
     insert(&state, service, body, false).await
 }
 
@@ -295,10 +325,41 @@ async fn create_for_api(
     body: Body,
 ) -> AdminResult<(StatusCode, Json<Value>)> {
     let mut body = read_body(&headers, body).await?;
-    if let Some(value) = body.remove("value") {
-        body.entry("config").or_insert(value);
+    value_as_config(&mut body.params)?;
+    insert(&state, service, body.checked(SHAPE)?, true).await
+}
+
+/// The seed's `value.x` is `config.x`. Given both ways, a field would be ambiguous.
+fn value_as_config(body: &mut Params) -> AdminResult<()> {
+    let Some(value) = body.remove("value") else {
+        return Ok(());
+    };
+    match (body.get_mut("config"), value) {
+        (None, value) => {
+            body.insert("config".into(), value);
+        }
+        (Some(Value::Object(config)), Value::Object(value)) => {
+            for (name, v) in value {
+                if config.contains_key(&name) {
+                    let error = format!("given as both config.{name} and value.{name}");
+                    return Err(AdminError::Schema(fields([(
+                        "value",
+                        json!({ name: error }),
+                    )])));
+                }
+                config.insert(name, v);
+            }
+        }
+        (Some(_), value) => {
+            // One of the two is not a record at all.
+            let field = if value.is_object() { "config" } else { "value" };
+            return Err(AdminError::Schema(fields([(
+                field,
+                json!("expected a record"),
+            )])));
+        }
     }
-    insert(&state, service, body, true).await
+    Ok(())
 }
 
 async fn list_for_service(
@@ -337,7 +398,10 @@ async fn update(
     headers: HeaderMap,
     body: Body,
 ) -> AdminResult<Json<Value>> {
-    let body = read_body(&headers, body).await?;
+    let body = read_body(&headers, body).await?.checked(SHAPE)?;
+    if body.contains_key("name") {
+        check_name(&body)?;
+    }
     let input = config_input(&body)?;
     let mut f = Fields::default();
     let enabled = f.boolean(&body, "enabled");

@@ -57,7 +57,10 @@ pub struct Consumer {
 }
 
 /// A consumer needs a non-empty `username` or `custom_id`; neither holds control characters.
+/// Other fields are refused (the input types here are those the handlers check, in
+/// `input::Shape`s; a test compares the two).
 #[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct ConsumerInput {
     #[schema(pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$")]
     pub username: Option<String>,
@@ -107,6 +110,14 @@ pub struct OAuth2CredentialInput {
 #[schema(pattern = "^https?://[A-Za-z0-9.-]+(:[0-9]{1,4})?(/[!$&-;=?-Z_a-z~]*)?$")]
 pub struct RedirectUri(pub String);
 
+/// The seed's `redirect_uri`: one URI, or a list.
+#[derive(Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum OneOrMoreRedirectUris {
+    One(RedirectUri),
+    More(Vec<RedirectUri>),
+}
+
 /// A scope: printable ASCII without spaces, `"` or `\` (RFC 6749 3.3).
 #[derive(Deserialize, ToSchema)]
 #[schema(pattern = "^[!#-\\[\\]-~]+$")]
@@ -115,6 +126,7 @@ pub struct Scope(pub String);
 /// `client_id` and `client_secret` are generated when missing. `redirect_uri` (one URI or a
 /// list) is the seed tutorial's spelling of `redirect_uris`.
 #[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct CredentialInput {
     #[schema(min_length = 1)]
     pub name: String,
@@ -125,8 +137,7 @@ pub struct CredentialInput {
     #[schema(nullable = false)]
     pub hash_secret: Option<bool>,
     pub redirect_uris: Option<Vec<RedirectUri>>,
-    #[schema(value_type = Option<Vec<RedirectUri>>)]
-    pub redirect_uri: Option<serde_json::Value>,
+    pub redirect_uri: Option<OneOrMoreRedirectUris>,
     pub client_type: Option<ClientType>,
     pub tags: Option<Vec<String>>,
     /// Required on `/oauth2`; the path names the consumer on `/consumers/{consumer}/oauth2`.
@@ -150,6 +161,7 @@ pub struct Service {
 /// The name is the one a filter's Envoy configuration gives: not a UUID, at most 255 bytes
 /// of letters, digits, `-`, `.`, `_` and `~`.
 #[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct ServiceInput {
     #[schema(pattern = "^[A-Za-z0-9._~-]+$", max_length = 256)]
     pub name: String,
@@ -218,6 +230,7 @@ pub struct PluginConfig {
 /// The configuration fields a request sets; the others keep Kong's defaults (on create) or
 /// their values (on update). At least one `enable_*` grant must end up true.
 #[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct PluginConfigInput {
     /// A form body gives `config.scopes=a,b`.
     pub scopes: Option<Vec<Scope>>,
@@ -260,6 +273,7 @@ pub struct PluginConfigInput {
 
 /// Only the `oauth2` plugin exists.
 #[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct PluginInput {
     #[schema(value_type = String, pattern = "^oauth2$")]
     pub name: String,
@@ -268,9 +282,12 @@ pub struct PluginInput {
     pub config: Option<PluginConfigInput>,
 }
 
-/// What a PATCH of a plugin may change.
+/// What a PATCH of a plugin may change (its `name` stays `oauth2`).
 #[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct PluginUpdate {
+    #[schema(value_type = Option<String>, nullable = false, pattern = "^oauth2$")]
+    pub name: Option<String>,
     #[schema(nullable = false)]
     pub enabled: Option<bool>,
     pub config: Option<PluginConfigInput>,
@@ -305,6 +322,7 @@ pub struct Token {
 /// Tokens given here are 1 to 512 printable ASCII characters; `access_token` is generated
 /// when missing.
 #[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct TokenInput {
     pub credential: Reference,
     pub service: Option<Reference>,

@@ -1,7 +1,7 @@
 //! `/services`: what a filter protects (its Envoy config names the service).
 
 use super::error::AdminResult;
-use super::input::Fields;
+use super::input::{Fields, Kind, Shape};
 use super::named::{self, Named};
 use crate::app::AppState;
 use crate::model::{is_uuid, new_id, now, Service, MAX_IDENTIFIER_BYTES};
@@ -9,6 +9,13 @@ use crate::params::Params;
 use crate::store::{Page, Repo, StoreResult};
 use axum::Router;
 use serde_json::{json, Value};
+
+/// A service's input fields.
+pub const SHAPE: Shape = &[
+    ("name", Kind::String),
+    ("url", Kind::String),
+    ("tags", Kind::Set),
+];
 
 pub fn routes() -> Router<AppState> {
     named::routes::<Service>("/services/{service}")
@@ -21,6 +28,7 @@ pub async fn find(state: &AppState, key: String) -> AdminResult<Service> {
 impl Named for Service {
     const COLLECTION: &'static str = "/services";
     const KEY_FIELD: &'static str = "name";
+    const SHAPE: Shape = SHAPE;
 
     fn blank() -> Self {
         let t = now();

@@ -724,3 +724,675 @@ async fn a_path_segment_that_is_not_utf8_is_a_json_400() {
         );
     }
 }
+
+// ----- the shape of admin input: unknown fields and types (issue 19) -----
+
+/// The `(name, text)` pairs a form or multipart body carries for a JSON body: nested objects
+/// by dotted names, arrays as repeated names, every value as text.
+fn form_pairs(prefix: &str, body: &Value, pairs: &mut Vec<(String, String)>) {
+    match body {
+        Value::Object(fields) => {
+            for (name, value) in fields {
+                let dotted = if prefix.is_empty() {
+                    name.clone()
+                } else {
+                    format!("{prefix}.{name}")
+                };
+                form_pairs(&dotted, value, pairs);
+            }
+        }
+        Value::Array(items) => {
+            for item in items {
+                form_pairs(prefix, item, pairs);
+            }
+        }
+        Value::String(text) => pairs.push((prefix.to_string(), text.clone())),
+        other => pairs.push((prefix.to_string(), other.to_string())),
+    }
+}
+
+fn form_of(body: &Value) -> String {
+    let mut pairs = Vec::new();
+    form_pairs("", body, &mut pairs);
+    form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(pairs)
+        .finish()
+}
+
+/// `(encoding, content type, body)` of one JSON body in the three encodings.
+fn encodings(body: &Value) -> [(&'static str, &'static str, Vec<u8>); 3] {
+    [
+        ("json", "application/json", body.to_string().into_bytes()),
+        (
+            "form",
+            "application/x-www-form-urlencoded",
+            form_of(body).into_bytes(),
+        ),
+        (
+            "multipart",
+            "multipart/form-data; boundary=XX",
+            multipart_of(body),
+        ),
+    ]
+}
+
+fn multipart_of(body: &Value) -> Vec<u8> {
+    let mut pairs = Vec::new();
+    form_pairs("", body, &mut pairs);
+    let mut out = String::new();
+    for (name, value) in pairs {
+        out.push_str(&format!(
+            "--XX\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n"
+        ));
+    }
+    out.push_str("--XX--\r\n");
+    out.into_bytes()
+}
+
+impl Admin {
+    /// The same body as JSON, as a form and as multipart; the three answers.
+    async fn every_encoding(&self, method: &str, path: &str, body: &Value) -> [Answer; 3] {
+        let [json, form, multipart] = encodings(body);
+        [
+            self.raw(method, path, json.1, json.2).await,
+            self.raw(method, path, form.1, form.2).await,
+            self.raw(method, path, multipart.1, multipart.2).await,
+        ]
+    }
+
+    async fn service(&self, name: &str) {
+        let created = self
+            .json("POST", "/services", json!({ "name": name }))
+            .await;
+        assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    }
+
+    /// One entity of each kind to change: consumer `u0`, its credential `c0`, service `s0`
+    /// with a plugin, and a token `t0`. Returns (consumer id, credential id, plugin id).
+    async fn one_of_each(&self) -> (String, String, String) {
+        let plugin = self.plugin("s0").await;
+        let consumer = self
+            .json("POST", "/consumers", json!({"username": "u0"}))
+            .await;
+        assert_eq!(consumer.status, StatusCode::CREATED, "{}", consumer.body);
+        let credential = self
+            .json(
+                "POST",
+                "/consumers/u0/oauth2",
+                json!({"name": "app", "client_id": "c0", "redirect_uris": ["https://app.test/cb"]}),
+            )
+            .await;
+        assert_eq!(
+            credential.status,
+            StatusCode::CREATED,
+            "{}",
+            credential.body
+        );
+        let credential_id = credential
+            .field("/id")
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let token = self
+            .json(
+                "POST",
+                "/oauth2_tokens",
+                json!({"credential": {"id": credential_id}, "expires_in": 60, "access_token": "t0"}),
+            )
+            .await;
+        assert_eq!(token.status, StatusCode::CREATED, "{}", token.body);
+        let consumer_id = consumer
+            .field("/id")
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        (consumer_id, credential_id, plugin)
+    }
+}
+
+/// Kong's answer to input its schema refuses.
+fn schema_violation(fields: Value, message: &str) -> Value {
+    json!({"code": 2, "name": "schema violation", "message": message, "fields": fields})
+}
+
+/// An operator's typo used to answer 2xx and do nothing; Kong answers 400 naming the field,
+/// on every entity, in the plugin's `config`, in every encoding, and on POST, PUT and PATCH.
+#[tokio::test]
+async fn unknown_fields_are_a_schema_violation_naming_each() {
+    let admin = Admin::start();
+    let (consumer, credential, plugin) = admin.one_of_each().await;
+    let unknown = json!({"no_such": "unknown field"});
+    let cases: Vec<(&str, String, Value, Value)> = vec![
+        (
+            "POST",
+            "/consumers".into(),
+            json!({"username": "n1", "no_such": 1}),
+            unknown.clone(),
+        ),
+        (
+            "PUT",
+            "/consumers/n1".into(),
+            json!({"no_such": 1}),
+            unknown.clone(),
+        ),
+        (
+            "PATCH",
+            "/consumers/u0".into(),
+            json!({"custom_id": "x", "no_such": 1}),
+            unknown.clone(),
+        ),
+        (
+            "POST",
+            "/consumers/u0/oauth2".into(),
+            json!({"name": "n", "redirect_uri": "https://app.test/cb", "no_such": 1}),
+            unknown.clone(),
+        ),
+        (
+            "POST",
+            "/oauth2".into(),
+            json!({"name": "n", "consumer": {"id": consumer, "no_such": 1}}),
+            json!({"consumer": {"no_such": "unknown field"}}),
+        ),
+        (
+            "PATCH",
+            "/oauth2/c0".into(),
+            json!({"name": "m", "no_such": 1}),
+            unknown.clone(),
+        ),
+        (
+            "PUT",
+            "/consumers/u0/oauth2/c9".into(),
+            json!({"name": "n", "no_such": 1}),
+            unknown.clone(),
+        ),
+        (
+            "POST",
+            "/services".into(),
+            json!({"name": "s1", "no_such": 1}),
+            unknown.clone(),
+        ),
+        (
+            "PATCH",
+            "/services/s0".into(),
+            json!({"url": "http://x.test", "no_such": 1}),
+            unknown.clone(),
+        ),
+        (
+            "PUT",
+            "/services/s9".into(),
+            json!({"no_such": 1}),
+            unknown.clone(),
+        ),
+        (
+            "POST",
+            "/services/s0/plugins".into(),
+            json!({"name": "oauth2", "config": {"enable_client_credential": true}}),
+            json!({"config": {"enable_client_credential": "unknown field"}}),
+        ),
+        (
+            "POST",
+            "/services/s0/plugins".into(),
+            json!({"name": "oauth2", "no_such_field": 1, "config": {"enable_client_credentials": true}}),
+            json!({"no_such_field": "unknown field"}),
+        ),
+        (
+            "POST",
+            "/apis/s0/plugins".into(),
+            json!({"name": "oauth2", "value": {"scope": "a"}}),
+            json!({"config": {"scope": "unknown field"}}),
+        ),
+        (
+            "PATCH",
+            format!("/plugins/{plugin}"),
+            json!({"config": {"hide_credential": true}}),
+            json!({"config": {"hide_credential": "unknown field"}}),
+        ),
+        (
+            "POST",
+            "/oauth2_tokens".into(),
+            json!({"credential": {"id": credential}, "expires_in": 60, "no_such": 1}),
+            unknown.clone(),
+        ),
+        (
+            "PATCH",
+            "/oauth2_tokens/t0".into(),
+            json!({"scope": "a", "no_such": 1}),
+            unknown.clone(),
+        ),
+        (
+            "PUT",
+            "/oauth2_tokens/t9".into(),
+            json!({"credential": {"id": credential}, "expires_in": 60, "no_such": 1}),
+            unknown.clone(),
+        ),
+    ];
+    for (method, path, body, fields) in cases {
+        let name = fields
+            .as_object()
+            .and_then(|f| f.keys().next().cloned())
+            .unwrap_or_default();
+        let detail = match &fields[&name] {
+            Value::Object(inner) => inner
+                .iter()
+                .map(|(k, v)| format!("{name}.{k}: {}", v.as_str().unwrap_or_default()))
+                .collect::<String>(),
+            other => format!("{name}: {}", other.as_str().unwrap_or_default()),
+        };
+        let expected = schema_violation(fields, &format!("schema violation ({detail})"));
+        for (encoding, answer) in ["json", "form", "multipart"]
+            .iter()
+            .zip(admin.every_encoding(method, &path, &body).await)
+        {
+            assert_eq!(
+                answer.status,
+                StatusCode::BAD_REQUEST,
+                "{method} {path} {encoding}: {}",
+                answer.body
+            );
+            assert_eq!(answer.body, expected, "{method} {path} {encoding}");
+        }
+    }
+    // Refused means not done: nothing was created or changed.
+    for path in [
+        "/consumers/n1",
+        "/services/s1",
+        "/services/s9",
+        "/oauth2/c9",
+        "/oauth2_tokens/t9",
+    ] {
+        assert_eq!(
+            admin.get(path).await.status,
+            StatusCode::NOT_FOUND,
+            "{path}"
+        );
+    }
+    assert_eq!(
+        admin.get("/consumers/u0").await.field("/custom_id"),
+        &Value::Null
+    );
+    assert_eq!(admin.get("/oauth2/c0").await.field("/name"), "app");
+    assert_eq!(
+        admin
+            .get("/services/s0/plugins")
+            .await
+            .field("/data/0/config/hide_credentials"),
+        false
+    );
+    assert_eq!(
+        admin.get("/services/s0/plugins").await.field("/next"),
+        &Value::Null
+    );
+    assert_eq!(
+        admin
+            .get("/services/s0/plugins")
+            .await
+            .field("/data")
+            .as_array()
+            .map(Vec::len),
+        Some(1)
+    );
+}
+
+/// Every field error names the field; several at once are all named.
+#[tokio::test]
+async fn every_unknown_field_is_named() {
+    let admin = Admin::start();
+    let answer = admin
+        .json(
+            "POST",
+            "/consumers",
+            json!({"username": "u", "a": 1, "b": {"c": 2}}),
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{}", answer.body);
+    assert_eq!(
+        answer.field("/fields"),
+        &json!({"a": "unknown field", "b": "unknown field"})
+    );
+    let message = answer.field("/message").as_str().unwrap_or_default();
+    assert!(
+        message.contains("a: unknown field") && message.contains("b: unknown field"),
+        "{message}"
+    );
+}
+
+/// A JSON body carries types: a value of the wrong one used to be converted (`12345` became
+/// the username `"12345"`) or ignored. Kong refuses it, naming the field and the type.
+#[tokio::test]
+async fn json_values_of_the_wrong_type_are_refused() {
+    let admin = Admin::start();
+    let (consumer, credential, plugin) = admin.one_of_each().await;
+    let plugin_path = format!("/plugins/{plugin}");
+    let cases: Vec<(&str, &str, Value, Value)> = vec![
+        (
+            "POST",
+            "/consumers",
+            json!({"username": 12345}),
+            json!({"username": "expected a string"}),
+        ),
+        (
+            "POST",
+            "/consumers",
+            json!({"username": "x", "custom_id": true}),
+            json!({"custom_id": "expected a string"}),
+        ),
+        (
+            "PATCH",
+            "/consumers/u0",
+            json!({"tags": "a"}),
+            json!({"tags": "expected a set"}),
+        ),
+        (
+            "PUT",
+            "/consumers/x1",
+            json!({"tags": ["a", 1]}),
+            json!({"tags": [null, "expected a string"]}),
+        ),
+        (
+            "POST",
+            "/consumers/u0/oauth2",
+            json!({"name": 5}),
+            json!({"name": "expected a string"}),
+        ),
+        (
+            "POST",
+            "/consumers/u0/oauth2",
+            json!({"name": "n", "hash_secret": "true"}),
+            json!({"hash_secret": "expected a boolean"}),
+        ),
+        (
+            "POST",
+            "/consumers/u0/oauth2",
+            json!({"name": "n", "redirect_uris": "https://app.test/cb"}),
+            json!({"redirect_uris": "expected an array"}),
+        ),
+        (
+            "POST",
+            "/oauth2",
+            json!({"name": "n", "consumer": consumer}),
+            json!({"consumer": "expected a record"}),
+        ),
+        (
+            "PATCH",
+            "/oauth2/c0",
+            json!({"client_type": ["public"]}),
+            json!({"client_type": "expected a string"}),
+        ),
+        (
+            "POST",
+            "/services",
+            json!({"name": "s2", "url": 7}),
+            json!({"url": "expected a string"}),
+        ),
+        (
+            "PATCH",
+            "/services/s0",
+            json!({"name": ["s0"]}),
+            json!({"name": "expected a string"}),
+        ),
+        (
+            "POST",
+            "/services/s0/plugins",
+            json!({"name": 1}),
+            json!({"name": "expected a string"}),
+        ),
+        (
+            "POST",
+            "/services/s0/plugins",
+            json!({"name": "oauth2", "enabled": "true", "config": {"enable_password_grant": true}}),
+            json!({"enabled": "expected a boolean"}),
+        ),
+        (
+            "POST",
+            "/services/s0/plugins",
+            json!({"name": "oauth2", "config": "x"}),
+            json!({"config": "expected a record"}),
+        ),
+        (
+            "PATCH",
+            &plugin_path,
+            json!({"config": {"enable_client_credentials": "true"}}),
+            json!({"config": {"enable_client_credentials": "expected a boolean"}}),
+        ),
+        (
+            "PATCH",
+            &plugin_path,
+            json!({"config": {"token_expiration": "60"}}),
+            json!({"config": {"token_expiration": "expected an integer"}}),
+        ),
+        (
+            "PATCH",
+            &plugin_path,
+            json!({"config": {"token_expiration": 60.5}}),
+            json!({"config": {"token_expiration": "expected an integer"}}),
+        ),
+        (
+            "PATCH",
+            &plugin_path,
+            json!({"config": {"scopes": "a,b"}}),
+            json!({"config": {"scopes": "expected an array"}}),
+        ),
+        (
+            "PATCH",
+            &plugin_path,
+            json!({"config": {"realm": 1}}),
+            json!({"config": {"realm": "expected a string"}}),
+        ),
+        (
+            "POST",
+            "/oauth2_tokens",
+            json!({"credential": {"id": credential}, "expires_in": "60"}),
+            json!({"expires_in": "expected an integer"}),
+        ),
+        (
+            "PATCH",
+            "/oauth2_tokens/t0",
+            json!({"scope": ["a"]}),
+            json!({"scope": "expected a string"}),
+        ),
+        (
+            "PATCH",
+            "/oauth2_tokens/t0",
+            json!({"credential": {"id": 1}}),
+            json!({"credential": {"id": "expected a string"}}),
+        ),
+    ];
+    for (method, path, body, fields) in cases {
+        let answer = admin.json(method, path, body.clone()).await;
+        assert_eq!(
+            answer.status,
+            StatusCode::BAD_REQUEST,
+            "{method} {path} {body}: {}",
+            answer.body
+        );
+        assert_eq!(answer.field("/fields"), &fields, "{method} {path} {body}");
+        assert_eq!(
+            answer.field("/name"),
+            "schema violation",
+            "{method} {path} {body}"
+        );
+    }
+    assert_eq!(
+        admin.get("/consumers/12345").await.status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        admin.get("/consumers/x1").await.status,
+        StatusCode::NOT_FOUND
+    );
+}
+
+/// Form and multipart bodies carry text: as in Kong, it is read as the field's type, and
+/// text that is not of that type is refused the same way.
+#[tokio::test]
+async fn form_text_is_read_as_the_fields_type() {
+    let admin = Admin::start();
+    admin.one_of_each().await;
+    let body = json!({
+        "name": "oauth2",
+        "enabled": "false",
+        "config": {
+            "enable_client_credentials": "true",
+            "token_expiration": "60",
+            "scopes": "a,b",
+            "mandatory_scope": "true",
+        },
+    });
+    for (encoding, content_type, bytes) in encodings(&body) {
+        admin.service(encoding).await;
+        let path = format!("/services/{encoding}/plugins");
+        let answer = admin.raw("POST", &path, content_type, bytes).await;
+        if encoding == "json" {
+            // JSON keeps its types: these strings are not booleans.
+            assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{}", answer.body);
+            continue;
+        }
+        assert_eq!(
+            answer.status,
+            StatusCode::CREATED,
+            "{encoding}: {}",
+            answer.body
+        );
+        assert_eq!(answer.field("/enabled"), false, "{encoding}");
+        assert_eq!(
+            answer.field("/config/enable_client_credentials"),
+            true,
+            "{encoding}"
+        );
+        assert_eq!(answer.field("/config/token_expiration"), 60, "{encoding}");
+        assert_eq!(
+            answer.field("/config/scopes"),
+            &json!(["a", "b"]),
+            "{encoding}"
+        );
+    }
+    let refused = [
+        (
+            json!({"config": {"enable_client_credentials": "yes"}}),
+            json!({"config": {"enable_client_credentials": "expected a boolean"}}),
+        ),
+        (
+            json!({"config": {"token_expiration": "soon"}}),
+            json!({"config": {"token_expiration": "expected an integer"}}),
+        ),
+        (
+            json!({"enabled": "1"}),
+            json!({"enabled": "expected a boolean"}),
+        ),
+    ];
+    let plugin = admin.plugin("s1").await;
+    for (body, fields) in refused {
+        let answers = admin
+            .every_encoding("PATCH", &format!("/plugins/{plugin}"), &body)
+            .await;
+        for (encoding, answer) in ["json", "form", "multipart"].iter().zip(answers) {
+            assert_eq!(
+                answer.status,
+                StatusCode::BAD_REQUEST,
+                "{encoding} {body}: {}",
+                answer.body
+            );
+            assert_eq!(answer.field("/fields"), &fields, "{encoding} {body}");
+        }
+    }
+    let answer = admin
+        .form(
+            "POST",
+            "/consumers/u0/oauth2",
+            "name=n&hash_secret=true&client_secret=s3cret",
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.body);
+    assert_eq!(answer.field("/hash_secret"), true);
+    let answer = admin
+        .form(
+            "POST",
+            "/oauth2_tokens",
+            &format!(
+                "credential.id={}&expires_in=30",
+                answer.field("/id").as_str().unwrap_or_default()
+            ),
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.body);
+    assert_eq!(answer.field("/expires_in"), 30);
+}
+
+/// The seed's spellings stay accepted: `value.x` on `/apis/{api}/plugins`, a credential's
+/// single `redirect_uri`, and `persistent_refresh_token`.
+#[tokio::test]
+async fn the_seeds_aliases_are_not_unknown_fields() {
+    let admin = Admin::start();
+    admin.one_of_each().await;
+    admin.service("api1").await;
+    admin.service("api2").await;
+    let answer = admin
+        .form("POST", "/apis/api1/plugins", "name=oauth2&value.scopes=email,phone&value.mandatory_scope=true&value.persistent_refresh_token=true")
+        .await;
+    assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.body);
+    assert_eq!(answer.field("/config/scopes"), &json!(["email", "phone"]));
+    assert_eq!(answer.field("/config/reuse_refresh_token"), true);
+    assert_eq!(answer.field("/config/enable_authorization_code"), true);
+    let answer = admin
+        .json(
+            "POST",
+            "/apis/api2/plugins",
+            json!({"name": "oauth2", "value": {"enable_password_grant": true}}),
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.body);
+    assert_eq!(answer.field("/config/enable_password_grant"), true);
+    for (encoding, answer) in ["json", "form", "multipart"].iter().zip(
+        admin
+            .every_encoding(
+                "POST",
+                "/consumers/u0/oauth2",
+                &json!({"name": "n", "redirect_uri": "https://app.test/one"}),
+            )
+            .await,
+    ) {
+        assert_eq!(
+            answer.status,
+            StatusCode::CREATED,
+            "{encoding}: {}",
+            answer.body
+        );
+        assert_eq!(
+            answer.field("/redirect_uris"),
+            &json!(["https://app.test/one"]),
+            "{encoding}"
+        );
+    }
+    // Both spellings at once: merged when they name different fields, refused when the same.
+    admin.service("api3").await;
+    let answer = admin
+        .form(
+            "POST",
+            "/apis/api3/plugins",
+            "name=oauth2&value.scopes=a&config.scopes=b&config.enable_password_grant=true",
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{}", answer.body);
+    assert_eq!(
+        answer.field("/fields"),
+        &json!({"value": {"scopes": "given as both config.scopes and value.scopes"}})
+    );
+    let answer = admin
+        .form(
+            "POST",
+            "/apis/api3/plugins",
+            "name=oauth2&value.scopes=a&config.enable_password_grant=true",
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.body);
+    assert_eq!(answer.field("/config/scopes"), &json!(["a"]));
+    assert_eq!(answer.field("/config/enable_password_grant"), true);
+    // A PATCH may repeat the plugin's name, not change it.
+    let id = answer.field("/id").as_str().unwrap_or_default().to_string();
+    let path = format!("/plugins/{id}");
+    let same = admin.json("PATCH", &path, json!({"name": "oauth2"})).await;
+    assert_eq!(same.status, StatusCode::OK, "{}", same.body);
+    let other = admin.json("PATCH", &path, json!({"name": "jwt"})).await;
+    assert_eq!(other.status, StatusCode::BAD_REQUEST, "{}", other.body);
+    assert!(other.field("/fields/name").is_string(), "{}", other.body);
+}

@@ -3,7 +3,7 @@
 //! `access_token` hash the key.
 
 use super::error::{AdminError, AdminResult};
-use super::input::Fields;
+use super::input::{Fields, Kind, Shape};
 use super::{list_page, read_body, ListQuery};
 use crate::app::AppState;
 use crate::model::{is_uuid, new_id, now, Token, MAX_LIFETIME_S, MAX_TOKEN_BYTES};
@@ -16,6 +16,18 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{json, Value};
+
+/// A token's input fields.
+pub const SHAPE: Shape = &[
+    ("credential", Kind::Reference),
+    ("service", Kind::Reference),
+    ("expires_in", Kind::Integer),
+    ("token_type", Kind::String),
+    ("authenticated_userid", Kind::String),
+    ("scope", Kind::String),
+    ("access_token", Kind::String),
+    ("refresh_token", Kind::String),
+];
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -179,7 +191,7 @@ async fn create(
     headers: HeaderMap,
     body: Body,
 ) -> AdminResult<(StatusCode, Json<Value>)> {
-    let body = read_body(&headers, body).await?;
+    let body = read_body(&headers, body).await?.checked(SHAPE)?;
     let mut token = blank();
     let plain = apply(&mut token, &body, true)?;
     let stored = token.clone();
@@ -217,7 +229,7 @@ async fn update(
     headers: HeaderMap,
     body: Body,
 ) -> AdminResult<Json<Value>> {
-    let body = read_body(&headers, body).await?;
+    let body = read_body(&headers, body).await?.checked(SHAPE)?;
     let (token, plain) = state
         .store
         .transaction(move |repo| {
@@ -239,7 +251,7 @@ async fn upsert(
     headers: HeaderMap,
     body: Body,
 ) -> AdminResult<Json<Value>> {
-    let mut body = read_body(&headers, body).await?;
+    let mut body = read_body(&headers, body).await?.checked(SHAPE)?;
     let (token, plain) = state
         .store
         .transaction(move |repo| {
