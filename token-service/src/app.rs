@@ -13,6 +13,8 @@ pub struct AppState {
     pub oauth: Arc<OAuthSettings>,
     /// Origins whose web pages may use the admin API (others are refused as cross-site).
     pub admin_origins: Arc<crate::admin::AllowedOrigins>,
+    /// Limits on client authentication at the token, introspection and revocation endpoints.
+    pub client_auth: Arc<crate::grants::throttle::ClientAuthGuard>,
 }
 
 /// Settings of the OAuth endpoints that come from the operator, never from a request.
@@ -40,6 +42,14 @@ impl AppState {
             admin_key: admin_key.map(Arc::from),
             oauth: Arc::new(OAuthSettings::default()),
             admin_origins: Arc::default(),
+            client_auth: Arc::default(),
+        }
+    }
+
+    pub fn with_client_auth(self, guard: crate::grants::throttle::ClientAuthGuard) -> Self {
+        AppState {
+            client_auth: Arc::new(guard),
+            ..self
         }
     }
 
