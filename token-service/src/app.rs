@@ -13,6 +13,10 @@ pub struct AppState {
     pub oauth: Arc<OAuthSettings>,
     /// Origins whose web pages may use the admin API (others are refused as cross-site).
     pub admin_origins: Arc<crate::admin::AllowedOrigins>,
+    /// Names the admin API answers to besides IP addresses and `localhost` (DNS rebinding).
+    pub admin_hosts: Arc<crate::admin::AllowedHosts>,
+    /// Limits on client authentication at the token, introspection and revocation endpoints.
+    pub client_auth: Arc<crate::grants::throttle::ClientAuthGuard>,
 }
 
 /// Settings of the OAuth endpoints that come from the operator, never from a request.
@@ -40,12 +44,28 @@ impl AppState {
             admin_key: admin_key.map(Arc::from),
             oauth: Arc::new(OAuthSettings::default()),
             admin_origins: Arc::default(),
+            admin_hosts: Arc::default(),
+            client_auth: Arc::default(),
+        }
+    }
+
+    pub fn with_client_auth(self, guard: crate::grants::throttle::ClientAuthGuard) -> Self {
+        AppState {
+            client_auth: Arc::new(guard),
+            ..self
         }
     }
 
     pub fn with_admin_origins(self, origins: crate::admin::AllowedOrigins) -> Self {
         AppState {
             admin_origins: Arc::new(origins),
+            ..self
+        }
+    }
+
+    pub fn with_admin_hosts(self, hosts: crate::admin::AllowedHosts) -> Self {
+        AppState {
+            admin_hosts: Arc::new(hosts),
             ..self
         }
     }

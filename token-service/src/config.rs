@@ -51,6 +51,12 @@ pub struct Config {
         value_delimiter = ','
     )]
     pub admin_allowed_origins: Vec<crate::admin::Origin>,
+    /// Host names (`name` or `name:port`, comma-separated) under which the admin API may be
+    /// reached, besides IP addresses and `localhost`: a request whose `Host` names any other
+    /// is refused (421), which stops DNS-rebinding pages. Set it when callers use a DNS name
+    /// (`docker compose` service names, an internal admin host name).
+    #[arg(long, env = "TOKEN_SERVICE_ADMIN_ALLOWED_HOSTS", value_delimiter = ',')]
+    pub admin_allowed_hosts: Vec<crate::admin::AllowedHost>,
     /// Tokens the in-memory check index holds at most (each a few hundred bytes); checks of
     /// tokens beyond it read the database.
     #[arg(long, env = "TOKEN_SERVICE_INDEX_ENTRIES", default_value_t = crate::store::DEFAULT_INDEX_ENTRIES)]
@@ -149,6 +155,21 @@ mod tests {
         assert_eq!(c.ok(), Some(("https://gw.example.com".to_string(), 2)));
         assert!(Config::try_parse_from(["token-service", "--issuer", "http://x"]).is_err());
         assert!(Config::try_parse_from(["token-service", "--replay-grace-s", "-1"]).is_err());
+    }
+
+    #[test]
+    fn admin_allowed_hosts_are_a_comma_separated_list() {
+        let hosts = |args: &[&str]| {
+            let mut all = vec!["token-service"];
+            all.extend_from_slice(args);
+            Config::try_parse_from(all).map(|c| c.admin_allowed_hosts.len())
+        };
+        assert_eq!(hosts(&[]).ok(), Some(0));
+        assert_eq!(
+            hosts(&["--admin-allowed-hosts", "token-service,admin.test:8001"]).ok(),
+            Some(2)
+        );
+        assert!(hosts(&["--admin-allowed-hosts", "http://admin.test"]).is_err());
     }
 
     #[test]

@@ -1,6 +1,6 @@
 use clap::Parser;
 use std::time::Duration;
-use token_service::admin::AllowedOrigins;
+use token_service::admin::{AllowedHosts, AllowedOrigins};
 use token_service::app::{admin_router, gateway_router, AppState, OAuthSettings};
 use token_service::config::Config;
 use token_service::model::now;
@@ -44,7 +44,8 @@ async fn run(config: Config) -> Result<(), String> {
         .with_admin_origins(AllowedOrigins::new(
             config.admin_allowed_origins.clone(),
             Some(config.admin_listen),
-        ));
+        ))
+        .with_admin_hosts(AllowedHosts::new(config.admin_allowed_hosts.clone()));
     tracing::info!(issuer = config.issuer.as_str(), "OAuth issuer");
 
     let gateway = tokio::net::TcpListener::bind(config.gateway_listen)

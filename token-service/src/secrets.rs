@@ -72,34 +72,58 @@ fn pbkdf2_sha512(secret: &str, salt: &[u8]) -> [u8; 32] {
     out
 }
 
-/// Checks a presented client secret against its stored form, in constant time.
+/// Checks a presented client secret against its stored form, in constant time. May run
+/// PBKDF2 (~10 ms of CPU): async callers go through [`verify_client_secret_quickly`] and run
+/// this off the async workers only when that cannot answer (see `grants::throttle`).
 pub fn verify_client_secret(presented: &str, stored: &str, hashed: bool) -> bool {
-    if !hashed {
-        return constant_time_eq(presented.as_bytes(), stored.as_bytes());
-    }
-    if let Some(digest) = stored.strip_prefix(SHA256_PREFIX) {
-        return constant_time_eq(token_digest(presented).as_bytes(), digest.as_bytes());
-    }
-    if let Some(rest) = stored.strip_prefix(PBKDF2_PREFIX) {
-        return verify_pbkdf2_remembering(presented, stored, rest);
-    }
-    // A row written before hashing was switched on still holds the plaintext.
-    constant_time_eq(presented.as_bytes(), stored.as_bytes())
+    verify_client_secret_quickly(presented, stored, hashed)
+        .unwrap_or_else(|| verify_pbkdf2_remembering(presented, stored))
 }
 
-/// PBKDF2 costs ~10 ms of CPU by design; a client authenticating on every token request
-/// would pay it each time. A secret that verified once is remembered as its SHA-256 (keyed by
-/// the stored hash, so a changed secret is never matched), and later checks compare digests in
-/// constant time. A wrong secret never gets in faster: it fails the same digest comparison.
-fn verify_pbkdf2_remembering(presented: &str, stored: &str, phc_rest: &str) -> bool {
-    const REMEMBERED_MAX: usize = 10_000;
-    static REMEMBERED: OnceLock<Mutex<HashMap<String, [u8; 32]>>> = OnceLock::new();
-    let remembered = REMEMBERED.get_or_init(|| Mutex::new(HashMap::new()));
-    let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
-    if let Some(known) = remembered.lock().ok().and_then(|m| m.get(stored).copied()) {
-        return constant_time_eq(&known, &digest);
+/// [`verify_client_secret`] when it needs no key derivation (plain, SHA-256 and remembered
+/// PBKDF2 secrets: microseconds); `None` when only PBKDF2 can tell.
+pub fn verify_client_secret_quickly(presented: &str, stored: &str, hashed: bool) -> Option<bool> {
+    if !hashed {
+        return Some(constant_time_eq(presented.as_bytes(), stored.as_bytes()));
     }
-    let Some((salt, hash)) = phc_rest.split_once('$') else {
+    if let Some(digest) = stored.strip_prefix(SHA256_PREFIX) {
+        return Some(constant_time_eq(
+            token_digest(presented).as_bytes(),
+            digest.as_bytes(),
+        ));
+    }
+    if stored.starts_with(PBKDF2_PREFIX) {
+        return remembered_pbkdf2(presented, stored);
+    }
+    // A row written before hashing was switched on still holds the plaintext.
+    Some(constant_time_eq(presented.as_bytes(), stored.as_bytes()))
+}
+
+// PBKDF2 costs ~10 ms of CPU by design; a client authenticating on every token request
+// would pay it each time. A secret that verified once is remembered as its SHA-256 (keyed by
+// the stored hash, so a changed secret is never matched), and later checks compare digests in
+// constant time. A wrong secret never gets in faster: it fails the same digest comparison.
+/// Hashes remembered at most (the map is emptied when full).
+const REMEMBERED_MAX: usize = 10_000;
+
+fn remembered() -> &'static Mutex<HashMap<String, [u8; 32]>> {
+    static REMEMBERED: OnceLock<Mutex<HashMap<String, [u8; 32]>>> = OnceLock::new();
+    REMEMBERED.get_or_init(|| Mutex::new(HashMap::new()))
+}
+
+/// The answer for a stored PBKDF2 hash whose secret verified before; `None` when none did.
+/// A remembered hash answers every presented secret, right or wrong, without PBKDF2.
+fn remembered_pbkdf2(presented: &str, stored: &str) -> Option<bool> {
+    let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
+    let known = remembered().lock().ok()?.get(stored).copied()?;
+    Some(constant_time_eq(&known, &digest))
+}
+
+fn verify_pbkdf2_remembering(presented: &str, stored: &str) -> bool {
+    let Some((salt, hash)) = stored
+        .strip_prefix(PBKDF2_PREFIX)
+        .and_then(|rest| rest.split_once('$'))
+    else {
         return false;
     };
     let (Ok(salt), Ok(hash)) = (STANDARD_NO_PAD.decode(salt), STANDARD_NO_PAD.decode(hash)) else {
@@ -107,10 +131,11 @@ fn verify_pbkdf2_remembering(presented: &str, stored: &str, phc_rest: &str) -> b
     };
     let ok = constant_time_eq(&pbkdf2_sha512(presented, &salt), &hash);
     if ok {
-        if let Ok(mut m) = remembered.lock() {
+        if let Ok(mut m) = remembered().lock() {
             if m.len() >= REMEMBERED_MAX {
                 m.clear();
             }
+            let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
             m.insert(stored.to_string(), digest);
         }
     }

@@ -30,7 +30,7 @@ use error::{AdminError, AdminResult};
 pub use input::{AdminBody, Encoding};
 use serde_json::{json, Value};
 
-pub use origin::{AllowedOrigins, Origin};
+pub use origin::{AllowedHost, AllowedHosts, AllowedOrigins, Origin};
 
 pub fn router(state: AppState) -> Router {
     let routes = Router::new()
@@ -51,6 +51,11 @@ pub fn router(state: AppState) -> Router {
         .layer(middleware::from_fn_with_state(
             state.clone(),
             origin::refuse_cross_site,
+        ))
+        // Outermost: a DNS-rebinding page is refused before anything else looks at it.
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            origin::refuse_foreign_host,
         ))
         .with_state(state);
     // Routing happens inside `routes`, so the path is trimmed before it is matched.

@@ -1,6 +1,7 @@
 //! Client authentication at the token endpoint (Kong's `retrieve_client_credentials`).
 
 use super::error::OAuthError;
+use super::throttle::ClientAuthGuard;
 use crate::model::{ClientType, Credential};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
@@ -67,8 +68,13 @@ fn basic_credentials(header: &str) -> Option<(Option<String>, Option<String>)> {
     })
 }
 
-/// Checks the presented secret against a known client.
-pub fn authenticate(client: &Credential, presented: &PresentedClient) -> Result<(), OAuthError> {
+/// Checks the presented secret against a known client, through the process's guard (the
+/// limit of failures per client, PBKDF2 off the async workers: see [`super::throttle`]).
+pub async fn authenticate(
+    guard: &ClientAuthGuard,
+    client: &Credential,
+    presented: &PresentedClient,
+) -> Result<(), OAuthError> {
     match client.client_type {
         ClientType::Public => match presented.client_secret.as_deref().map(str::trim) {
             Some(secret) if !secret.is_empty() => Err(OAuthError::invalid_request(
@@ -77,16 +83,8 @@ pub fn authenticate(client: &Credential, presented: &PresentedClient) -> Result<
             _ => Ok(()),
         },
         ClientType::Confidential => match presented.client_secret.as_deref() {
-            Some(secret)
-                if crate::secrets::verify_client_secret(
-                    secret,
-                    &client.client_secret,
-                    client.hash_secret,
-                ) =>
-            {
-                Ok(())
-            }
-            _ => Err(OAuthError::invalid_client(presented.from_header)),
+            Some(secret) => guard.verify(client, secret, presented.from_header).await,
+            None => Err(OAuthError::invalid_client(presented.from_header)),
         },
     }
 }

@@ -17,11 +17,14 @@ pub enum ErrorCode {
     InvalidAuthenticatedUserid,
     InvalidMethod,
     ServerError,
+    /// RFC 6749 §4.1.2.1: the server is overloaded (here: too many client secrets waiting for
+    /// PBKDF2); answered 503 with `Retry-After`.
+    TemporarilyUnavailable,
 }
 
 impl ErrorCode {
     /// Every code, in declaration order (so `code as usize` indexes it).
-    pub const ALL: [ErrorCode; 12] = [
+    pub const ALL: [ErrorCode; 13] = [
         ErrorCode::InvalidRequest,
         ErrorCode::InvalidClient,
         ErrorCode::InvalidGrant,
@@ -34,6 +37,7 @@ impl ErrorCode {
         ErrorCode::InvalidAuthenticatedUserid,
         ErrorCode::InvalidMethod,
         ErrorCode::ServerError,
+        ErrorCode::TemporarilyUnavailable,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -50,6 +54,7 @@ impl ErrorCode {
             ErrorCode::InvalidAuthenticatedUserid => "invalid_authenticated_userid",
             ErrorCode::InvalidMethod => "invalid_method",
             ErrorCode::ServerError => "server_error",
+            ErrorCode::TemporarilyUnavailable => "temporarily_unavailable",
         }
     }
 }
@@ -61,6 +66,9 @@ pub struct OAuthError {
     /// Client authentication failed with credentials from the Authorization header:
     /// RFC 6749 §5.2 (and Kong) answer 401 with a Basic challenge.
     pub challenge_basic: bool,
+    /// The request was refused for now, not judged (an overloaded server, a client over its
+    /// limit of failed authentications): seconds after which to try again (`Retry-After`).
+    pub retry_after_s: Option<u64>,
 }
 
 impl OAuthError {
@@ -69,6 +77,7 @@ impl OAuthError {
             code,
             description: description.into(),
             challenge_basic: false,
+            retry_after_s: None,
         }
     }
 
@@ -81,6 +90,32 @@ impl OAuthError {
             code: ErrorCode::InvalidClient,
             description: "Invalid client authentication".into(),
             challenge_basic: from_header,
+            retry_after_s: None,
+        }
+    }
+
+    /// `invalid_client` without looking at the secret: the client failed too many
+    /// authentications lately (an online guess of its secret). Answered 429.
+    pub fn too_many_failed_authentications(retry_after_s: u64, from_header: bool) -> Self {
+        OAuthError {
+            code: ErrorCode::InvalidClient,
+            description: format!(
+                "Too many failed client authentications; retry in {retry_after_s} s"
+            ),
+            challenge_basic: from_header,
+            retry_after_s: Some(retry_after_s),
+        }
+    }
+
+    /// Too many client secrets are waiting for PBKDF2 already: refused at once rather than
+    /// queued (answered 503, like the filter's own `temporarily_unavailable`).
+    pub fn secret_checks_overloaded() -> Self {
+        OAuthError {
+            retry_after_s: Some(1),
+            ..Self::new(
+                ErrorCode::TemporarilyUnavailable,
+                "Too many client authentications in progress; retry shortly",
+            )
         }
     }
 

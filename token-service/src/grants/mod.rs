@@ -13,6 +13,7 @@ pub mod redirect;
 mod refresh_token;
 pub mod replay;
 pub mod scope;
+pub mod throttle;
 pub mod token;
 pub mod validity;
 
@@ -60,6 +61,8 @@ pub struct Context<'a> {
     /// Seconds after a redemption in which a second presentation of the same code or refresh
     /// token is a lost race rather than a theft (see [`replay`]).
     pub replay_grace_s: i64,
+    /// Limits on client authentication (failures per client, PBKDF2 checks at once).
+    pub client_auth: &'a throttle::ClientAuthGuard,
 }
 
 /// Kong's `check_https`: TLS to Envoy, or a trusted terminator that said so.

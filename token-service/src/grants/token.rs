@@ -68,7 +68,7 @@ pub async fn handle(ctx: &Context<'_>, req: &Request) -> Result<Outcome, StoreEr
         }
     }
     if let Some(c) = &client {
-        if let Err(e) = client_auth::authenticate(c, &presented) {
+        if let Err(e) = client_auth::authenticate(ctx.client_auth, c, &presented).await {
             error = Some(e);
         }
     }

@@ -39,10 +39,17 @@ async fn authenticated_client(
         .await?
         .map(|c| Credential::clone(&c))
         .filter(|c| c.client_type == ClientType::Confidential);
-    Ok(match client {
-        Some(client) if client_auth::authenticate(&client, &presented).is_ok() => Ok(client),
-        _ => Err(unauthenticated()),
-    })
+    let Some(client) = client else {
+        return Ok(Err(unauthenticated()));
+    };
+    Ok(
+        match client_auth::authenticate(ctx.client_auth, &client, &presented).await {
+            Ok(()) => Ok(client),
+            // Refused for now (too many failures, a busy server): that answer, not a 401.
+            Err(e) if e.retry_after_s.is_some() => Err(e),
+            Err(_) => Err(unauthenticated()),
+        },
+    )
 }
 
 /// `invalid_client` with 401 and a Basic challenge, whichever way the client authenticated.

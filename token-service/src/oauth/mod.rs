@@ -130,6 +130,7 @@ async fn answer(
         service: &service,
         plugin: &plugin,
         replay_grace_s: state.oauth.replay_grace_s,
+        client_auth: &state.client_auth,
     };
     let result = match endpoint {
         Endpoint::Authorize => grants::authorize::handle(&ctx, &request)

@@ -43,7 +43,9 @@ pub fn error_code(response: &Response) -> Option<ErrorCode> {
 
 pub fn oauth_error(error: OAuthError, state: Option<Value>) -> Response {
     let status = match error.code {
+        ErrorCode::InvalidClient if error.retry_after_s.is_some() => StatusCode::TOO_MANY_REQUESTS,
         ErrorCode::InvalidClient if error.challenge_basic => StatusCode::UNAUTHORIZED,
+        ErrorCode::TemporarilyUnavailable => StatusCode::SERVICE_UNAVAILABLE,
         ErrorCode::InvalidMethod => StatusCode::METHOD_NOT_ALLOWED,
         ErrorCode::ServerError => StatusCode::INTERNAL_SERVER_ERROR,
         _ => StatusCode::BAD_REQUEST,
@@ -54,6 +56,11 @@ pub fn oauth_error(error: OAuthError, state: Option<Value>) -> Response {
             header::WWW_AUTHENTICATE,
             HeaderValue::from_static("Basic realm=\"OAuth2.0\""),
         );
+    }
+    if let Some(seconds) = error.retry_after_s {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
     }
     tagged(response, error.code)
 }

@@ -3,6 +3,7 @@
 //! tokio's multi-threaded runtime.
 
 use crate::app::{gateway_router, AppState, OAuthSettings};
+use crate::grants::throttle::{ClientAuthGuard, FailureLimit, HashPool};
 use crate::model::{new_id, ClientType, Consumer, Credential, OAuth2Config, Plugin, Service};
 use crate::store::Store;
 use axum::body::Body;
@@ -829,4 +830,180 @@ async fn issued_tokens_errors_and_checks_are_counted_exactly() {
     let lookups = "token_service_index_lookups_total{map=\"token\",result=";
     assert_eq!(metric(&f, &format!("{lookups}\"hit\"}}")), 3.0);
     assert_eq!(metric(&f, &format!("{lookups}\"miss\"}}")), 1.0);
+}
+
+// ----- client authentication under attack (security review, issue 18) -----
+
+impl Fixture {
+    /// The same store served with these limits on client authentication.
+    fn guarded(&self, guard: ClientAuthGuard) -> Fixture {
+        let state = AppState::new(self.store.clone(), None).with_client_auth(guard);
+        Fixture {
+            _dir: tempfile::tempdir().expect("temp dir"),
+            app: gateway_router(state),
+            store: self.store.clone(),
+        }
+    }
+
+    async fn client_credentials(&self, client_id: &str, secret: &str) -> Answer {
+        self.post(
+            "/a/oauth2/token",
+            &[
+                ("grant_type", "client_credentials"),
+                ("client_id", client_id),
+                ("client_secret", secret),
+            ],
+        )
+        .await
+    }
+}
+
+fn retry_after(a: &Answer) -> Option<u64> {
+    a.headers
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+}
+
+#[tokio::test]
+async fn failed_client_authentications_are_limited_per_client() {
+    let f = standard(OAuthSettings::default()).await;
+    for _ in 0..10 {
+        let a = f.client_credentials("conf", "guess").await;
+        assert_error(
+            &a,
+            StatusCode::BAD_REQUEST,
+            "invalid_client",
+            "Invalid client authentication",
+        );
+    }
+    // The eleventh guess is not looked at, nor is the right secret until the allowance refills.
+    for secret in ["guess", "conf-secret"] {
+        let a = f.client_credentials("conf", secret).await;
+        assert_eq!(a.status, StatusCode::TOO_MANY_REQUESTS, "{}", a.body);
+        assert_eq!(a.body["error"], "invalid_client", "{}", a.body);
+        assert_eq!(retry_after(&a), Some(1), "{:?}", a.headers);
+    }
+    // So are introspection and revocation (by HTTP Basic: conf:conf-secret).
+    let a = f
+        .post_as(
+            "/a/oauth2/introspect",
+            &[("token", "x")],
+            Some("on"),
+            &[("authorization", "Basic Y29uZjpjb25mLXNlY3JldA==")],
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::TOO_MANY_REQUESTS, "{}", a.body);
+    // Another client is not held back by the guesses at `conf`.
+    let a = f.client_credentials("other", "other-secret").await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+}
+
+#[tokio::test]
+async fn successful_authentications_are_never_counted() {
+    let f = standard(OAuthSettings::default()).await;
+    for _ in 0..30 {
+        let a = f.client_credentials("conf", "conf-secret").await;
+        assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    }
+}
+
+/// A `hash_secret` client whose user-chosen secret is stored as PBKDF2.
+async fn add_hashed_client(f: &Fixture, client_id: &'static str, secret: &'static str) {
+    f.store
+        .write(move |repo| {
+            let consumer = Consumer {
+                id: new_id(),
+                created_at: 0,
+                username: Some(format!("owner-of-{client_id}")),
+                custom_id: None,
+                tags: None,
+            };
+            repo.insert_consumer(&consumer)?;
+            repo.insert_credential(&Credential {
+                client_secret: crate::secrets::hash_client_secret(secret, false),
+                hash_secret: true,
+                ..credential(&consumer.id, client_id, ClientType::Confidential)
+            })
+        })
+        .await
+        .expect("hashed client");
+}
+
+/// On a single-threaded runtime, so that any PBKDF2 run on the async thread would hold
+/// `/status` for the whole flood (seconds) instead of microseconds.
+#[tokio::test(flavor = "current_thread")]
+async fn a_flood_of_wrong_hashed_secrets_is_refused_fast_and_starves_nothing() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    const FLOOD: usize = 24;
+    let base = standard(OAuthSettings::default()).await;
+    add_hashed_client(&base, "hashed", "hashed-secret").await;
+    // One PBKDF2 at a time, one waiting; no failure limit in the way of the flood.
+    let limit = FailureLimit {
+        burst: 1_000,
+        refill_every: Duration::from_millis(1),
+    };
+    let f = Arc::new(base.guarded(ClientAuthGuard::new(HashPool::new(1, 1), limit)));
+    let refused = Arc::new(AtomicUsize::new(0));
+    let mut flood = Vec::new();
+    for _ in 0..FLOOD {
+        let (f, refused) = (f.clone(), refused.clone());
+        flood.push(tokio::spawn(async move {
+            let a = f.client_credentials("hashed", "a-guess").await;
+            if a.status == StatusCode::SERVICE_UNAVAILABLE {
+                refused.fetch_add(1, Ordering::SeqCst);
+            }
+            a
+        }));
+    }
+    // Queued behind the whole flood on the one async thread: answered in milliseconds when
+    // PBKDF2 runs elsewhere, after every inline PBKDF2 of the flood otherwise (~0.7 s each in
+    // a debug build).
+    let asked = std::time::Instant::now();
+    let status = tokio::spawn({
+        let f = f.clone();
+        async move {
+            f.send(
+                Request::get("/status")
+                    .body(Body::empty())
+                    .expect("request"),
+            )
+            .await
+        }
+    });
+    let status = status.await.expect("status task");
+    assert_eq!(status.status, StatusCode::OK, "{}", status.body);
+    assert!(
+        asked.elapsed() < Duration::from_secs(2),
+        "/status took {:?} behind the flood",
+        asked.elapsed()
+    );
+    let mut answers = Vec::new();
+    for task in flood {
+        answers.push(task.await.expect("flood task"));
+    }
+    for a in &answers {
+        match a.status {
+            StatusCode::SERVICE_UNAVAILABLE => {
+                assert_error(
+                    a,
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "temporarily_unavailable",
+                    "Too many client authentications in progress; retry shortly",
+                );
+                assert_eq!(retry_after(a), Some(1));
+            }
+            _ => assert_error(
+                a,
+                StatusCode::BAD_REQUEST,
+                "invalid_client",
+                "Invalid client authentication",
+            ),
+        }
+    }
+    let refused = refused.load(Ordering::SeqCst);
+    assert!(refused >= FLOOD / 2, "only {refused} of {FLOOD} refused");
+    // The pool is free again once the flood is over: the right secret gets its token.
+    let a = f.client_credentials("hashed", "hashed-secret").await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
 }

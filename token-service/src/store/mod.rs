@@ -123,6 +123,10 @@ struct Inner {
     /// At most `READER_POOL` reads at once, so their connections are always reused: a burst
     /// of requests queues here instead of opening (and closing) a connection per read.
     read_permits: Arc<tokio::sync::Semaphore>,
+    /// PostgreSQL: one catch-up at a time. Requests waiting for it wait here, on the async
+    /// runtime, holding neither a connection nor a blocking thread; most find, once their turn
+    /// comes, that the catch-up before them did their work.
+    catching_up: tokio::sync::Mutex<()>,
     index: Arc<Index>,
     metrics: Arc<Metrics>,
 }
@@ -220,6 +224,7 @@ impl Store {
             inner: Arc::new(Inner {
                 backend,
                 read_permits: Arc::new(tokio::sync::Semaphore::new(READER_POOL)),
+                catching_up: tokio::sync::Mutex::new(()),
                 index,
                 metrics,
             }),
@@ -277,12 +282,40 @@ impl Store {
         if db.applied() >= position {
             return Ok(());
         }
+        let ticket = db.catch_up_ticket();
+        let _turn = self.inner.catching_up.lock().await;
+        if db.caught_up(position, ticket) {
+            return Ok(());
+        }
+        // The feed read is a read like the others: within the reader pool's bound.
+        let permit = self.read_permit().await?;
         let inner = self.inner.clone();
-        run_blocking(move || match &inner.backend {
-            Backend::Postgres(db) => db.catch_up(position),
-            _ => Ok(()),
+        run_blocking(move || {
+            let _permit = permit;
+            match &inner.backend {
+                Backend::Postgres(db) => db.catch_up(position, ticket),
+                Backend::Sqlite(_) => Ok(()),
+            }
         })
         .await
+    }
+
+    async fn read_permit(&self) -> StoreResult<tokio::sync::OwnedSemaphorePermit> {
+        self.inner
+            .read_permits
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| StoreError::Task("the reader pool is closed".into()))
+    }
+
+    /// PostgreSQL: connections opened for reads and catch-ups, and feed reads, so far.
+    #[cfg(test)]
+    fn postgres_counts(&self) -> Option<(usize, u64)> {
+        match &self.inner.backend {
+            Backend::Postgres(db) => Some((db.connections_opened(), db.feed_reads())),
+            Backend::Sqlite(_) => None,
+        }
     }
 
     /// Which backend this store runs on.
@@ -420,13 +453,8 @@ impl Store {
         T: Send + 'static,
         F: FnOnce(&Repo<'_>) -> StoreResult<T> + Send + 'static,
     {
+        let permit = self.read_permit().await?;
         let inner = self.inner.clone();
-        let permit = inner
-            .read_permits
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|_| StoreError::Task("the reader pool is closed".into()))?;
         run_blocking(move || {
             let _permit = permit;
             match &inner.backend {
@@ -1140,6 +1168,41 @@ mod tests {
             .await
             .expect("read")
             .is_none());
+    }
+
+    /// Issue 18: 200 requests carrying a feed position far beyond the feed (forged, or from
+    /// another database) made 211 PostgreSQL backends, one per request. They must share the
+    /// reader pool's connections and a handful of feed reads.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres_a_burst_of_catch_ups_beyond_the_feed_stays_in_the_reader_pool() {
+        const BURST: usize = 200;
+        let Some(db) = TestDb::new(Backend::Postgres).await else {
+            return;
+        };
+        // No follower round during the test: every feed read is a catch-up's.
+        let store = db
+            .open_following_every(std::time::Duration::from_secs(3600))
+            .await;
+        let before = store.postgres_counts().expect("postgres");
+        let burst: Vec<_> = (0..BURST)
+            .map(|_| {
+                let store = store.clone();
+                tokio::spawn(async move { store.catch_up(i64::MAX).await })
+            })
+            .collect();
+        for request in burst {
+            request.await.expect("task").expect("catch up");
+        }
+        let after = store.postgres_counts().expect("postgres");
+        let (opened, reads) = (after.0 - before.0, after.1 - before.1);
+        assert!(
+            opened <= READER_POOL,
+            "{BURST} catch-ups opened {opened} connections"
+        );
+        assert!(reads <= 20, "{BURST} catch-ups read the feed {reads} times");
+        // Each read was one connection's: a later burst reuses the pool.
+        store.catch_up(i64::MAX).await.expect("catch up");
+        assert_eq!(store.postgres_counts().expect("postgres").0, after.0);
     }
 
     /// Credentials and services created or changed on one replica are not answered from the

@@ -35,7 +35,7 @@ use postgres::types::{IsNull, ToSql, Type};
 use postgres::{Client, IsolationLevel, NoTls, Statement, Transaction};
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -54,6 +54,9 @@ pub struct Postgres {
     jobs: mpsc::Sender<Job>,
     readers: Mutex<Vec<Connection>>,
     cursor: Arc<Cursor>,
+    /// Connections the readers' side opened so far (the pool and catch-ups): how the tests
+    /// see that a burst is served on the pool's connections.
+    opened: AtomicUsize,
 }
 
 /// A connection with the statements prepared on it (named statements live as long as it).
@@ -132,6 +135,8 @@ impl Postgres {
         let cursor = Arc::new(Cursor {
             advancing: Mutex::new(()),
             applied: AtomicI64::new(horizon),
+            begun: AtomicU64::new(0),
+            succeeded: AtomicU64::new(0),
             index: Arc::downgrade(&index),
             own,
         });
@@ -145,6 +150,7 @@ impl Postgres {
             jobs,
             readers: Mutex::new(Vec::new()),
             cursor,
+            opened: AtomicUsize::new(0),
         })
     }
 
@@ -153,15 +159,30 @@ impl Postgres {
         self.cursor.applied.load(Ordering::Acquire)
     }
 
+    /// What a request must remember as it arrives to catch up: see [`Postgres::caught_up`].
+    pub fn catch_up_ticket(&self) -> u64 {
+        self.cursor.begun.load(Ordering::Acquire)
+    }
+
+    /// Whether the index has applied `position`, or read a horizon beyond any position that
+    /// existed when the request holding `ticket` arrived: a feed read *begun* after that
+    /// (and done) saw every transaction a filter could have heard of by then, so a larger
+    /// position is not one of this feed's (forged, or another database's) and reading again
+    /// would find nothing more. Without this, every such request read the feed once more.
+    pub fn caught_up(&self, position: i64, ticket: u64) -> bool {
+        self.applied() >= position || self.cursor.succeeded.load(Ordering::Acquire) > ticket
+    }
+
     /// Brings the index up to the feed's current horizon (blocking), for a request that carries
     /// a position this replica's follower has not reached yet: the filter learned of a
-    /// revocation from another replica, and this one must not answer from before it.
-    pub fn catch_up(&self, position: i64) -> StoreResult<()> {
-        if self.applied() >= position {
+    /// revocation from another replica, and this one must not answer from before it. The
+    /// caller serializes catch-ups (one connection at a time: see `Store::catch_up`).
+    pub fn catch_up(&self, position: i64, ticket: u64) -> StoreResult<()> {
+        if self.caught_up(position, ticket) {
             return Ok(());
         }
         let mut conn = self.pooled()?;
-        let result = self.cursor.advance(&mut conn, position);
+        let result = self.cursor.advance(&mut conn, position, ticket);
         self.give_back(conn, result.is_ok());
         result
     }
@@ -193,8 +214,23 @@ impl Postgres {
         let pooled = self.readers.lock().ok().and_then(|mut pool| pool.pop());
         match pooled.and_then(Connection::checked) {
             Some(conn) => Ok(conn),
-            None => Connection::open(&self.config),
+            None => {
+                self.opened.fetch_add(1, Ordering::Relaxed);
+                Connection::open(&self.config)
+            }
         }
+    }
+
+    /// Connections opened for reads and catch-ups so far.
+    #[cfg(test)]
+    pub fn connections_opened(&self) -> usize {
+        self.opened.load(Ordering::Relaxed)
+    }
+
+    /// Feed reads (advances of the cursor) so far, the follower's included.
+    #[cfg(test)]
+    pub fn feed_reads(&self) -> u64 {
+        self.cursor.begun.load(Ordering::Acquire)
     }
 
     /// Pools a connection again, unless its last use failed (it may be what failed).
@@ -550,15 +586,20 @@ struct Cursor {
     advancing: Mutex<()>,
     /// The horizon every change below which is applied.
     applied: AtomicI64,
+    /// Advances begun so far; each is numbered by this count once it began.
+    begun: AtomicU64,
+    /// The number of the latest advance that succeeded.
+    succeeded: AtomicU64,
     index: std::sync::Weak<Index>,
     own: OwnTransactions,
 }
 
 impl Cursor {
     /// Reads the changes committed since the last advance and drops them from the index,
-    /// unless an advance that waited for the lock already brought it past `until` (requests
-    /// catching up at once read the feed once, not once each).
-    fn advance(&self, conn: &mut Connection, until: i64) -> StoreResult<()> {
+    /// unless, by the time it holds the lock, the index reached `until` or an advance begun
+    /// after `ticket` was taken succeeded (see [`Postgres::caught_up`]): requests catching up
+    /// at once read the feed once, not once each. The follower passes `u64::MAX`.
+    fn advance(&self, conn: &mut Connection, until: i64, ticket: u64) -> StoreResult<()> {
         let Some(index) = self.index.upgrade() else {
             return Ok(());
         };
@@ -566,9 +607,12 @@ impl Cursor {
             .advancing
             .lock()
             .map_err(|_| StoreError::Task("the feed cursor is poisoned".into()))?;
-        if self.applied.load(Ordering::Acquire) >= until {
+        if self.applied.load(Ordering::Acquire) >= until
+            || self.succeeded.load(Ordering::Acquire) > ticket
+        {
             return Ok(());
         }
+        let number = self.begun.fetch_add(1, Ordering::AcqRel) + 1;
         let from = self.applied.load(Ordering::Acquire);
         let (next, changes) = in_transaction(conn, true, |repo| {
             let next = repo.postgres_horizon()?;
@@ -587,6 +631,7 @@ impl Cursor {
             index.invalidate(&invalidation);
         }
         self.applied.store(next, Ordering::Release);
+        self.succeeded.fetch_max(number, Ordering::AcqRel);
         Ok(())
     }
 }
@@ -607,7 +652,7 @@ fn follow_changes(config: postgres::Config, cursor: Arc<Cursor>, every: Duration
                 continue;
             }
         };
-        match cursor.advance(&mut c, i64::MAX) {
+        match cursor.advance(&mut c, i64::MAX, u64::MAX) {
             Ok(()) => conn = Some(c),
             // The connection may be what failed: the next round opens another.
             Err(e) => tracing::warn!(error = %e, "change follower: cannot read the feed"),
