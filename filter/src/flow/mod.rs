@@ -35,11 +35,13 @@ use std::rc::Rc;
 
 const UNAVAILABLE: &str = "The authorization service is unavailable";
 /// Headers of a relayed OAuth answer that reach the client.
-const RELAYED_HEADERS: [&str; 4] = [
+const RELAYED_HEADERS: [&str; 5] = [
     "content-type",
     "cache-control",
     "pragma",
     "www-authenticate",
+    // A 429 for too many failed client authentications says when to try again.
+    "retry-after",
 ];
 
 /// Where a request stands.

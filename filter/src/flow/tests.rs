@@ -1314,3 +1314,26 @@ fn two_configurations_never_answer_from_each_others_cache() {
         assert_eq!(on_b.resumes.get(), 0);
     }
 }
+
+/// A client over its limit of failed authentications learns when to come back.
+#[test]
+fn a_relayed_429_keeps_its_retry_after() {
+    let host = request("POST", "/r/oauth2/token", &[FORM]);
+    host.tls.set(true);
+    let mut flow = Flow::new(worker_with(settings(), &host));
+    assert_eq!(flow.on_request_headers(&host, false), Action::Pause);
+    assert_eq!(body(&host, &mut flow, b"grant_type=x", true), Action::Pause);
+    let mut answer = json_answer("429", r#"{"error":"invalid_client"}"#);
+    answer.headers.push(("retry-after".into(), "7".into()));
+    answer
+        .headers
+        .push(("set-cookie".into(), "not=relayed".into()));
+    answer_last_call(&host, &mut flow, &answer);
+    let reply = host.last_reply();
+    assert_eq!(reply.as_ref().map(|r| r.status), Some(429));
+    assert_eq!(
+        reply.as_ref().and_then(|r| r.header("retry-after")),
+        Some("7")
+    );
+    assert_eq!(reply.as_ref().and_then(|r| r.header("set-cookie")), None);
+}
