@@ -3,7 +3,8 @@
 //!
 //! - The API (`--listen`, :3000): `GET /stepcounts` answers the step counts of the user named
 //!   by `X-Authenticated-Userid` (set by the gateway), or by `mock-logged-in-as` when no plugin
-//!   protects the route; 401 when neither is present. Every answer carries the request headers
+//!   protects the route (no `X-Consumer-ID`: behind the plugin it is ignored); 401 when neither
+//!   is present. Every answer carries the request headers
 //!   it received (lower-case), so users and tests see exactly what the gateway forwarded. Any
 //!   other path echoes the request.
 //! - Step On's authorization page (same port, `/authorize`): Clark logs in and consents; Step
