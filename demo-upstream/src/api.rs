@@ -1,4 +1,5 @@
 //! The Step On API: step counts for the user the gateway names, and an echo of anything else.
+//! The partners' upstream: an echo of everything, with no user data behind it.
 
 use axum::body::Bytes;
 use axum::extract::Request;
@@ -13,6 +14,13 @@ pub fn router() -> Router {
     Router::new()
         .route("/stepcounts", get(step_counts))
         .fallback(any(echo))
+}
+
+/// The partners' upstream (`make run`'s second route, `/stepon-partners`): every path echoes,
+/// `/stepcounts` too. That route has no plugin, so a client may write any identity header
+/// there; nothing on this listener reads one, so it reaches no one's data.
+pub fn partners_router() -> Router {
+    Router::new().fallback(any(echo))
 }
 
 fn headers_json(headers: &HeaderMap) -> Value {
@@ -191,6 +199,21 @@ mod tests {
         let headers = [("x-consumer-id", ""), ("mock-logged-in-as", "clark")];
         let (status, _) = get_json(router(), "/stepcounts", &headers).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED);
+    }
+
+    #[tokio::test]
+    async fn the_partners_upstream_echoes_even_stepcounts_and_reads_no_identity() {
+        let headers = [
+            ("x-authenticated-userid", "clark"),
+            ("mock-logged-in-as", "clark"),
+        ];
+        let (status, json) = get_json(partners_router(), "/stepcounts", &headers).await;
+        assert_eq!(status, StatusCode::OK, "{json}");
+        assert_eq!(json["path"], "/stepcounts");
+        assert_eq!(json["method"], "GET");
+        assert!(json["stepcounts"].is_null(), "{json}");
+        assert!(json["user"].is_null(), "{json}");
+        assert_eq!(json["headers"]["x-authenticated-userid"], "clark");
     }
 
     #[tokio::test]
