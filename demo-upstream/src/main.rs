@@ -21,6 +21,7 @@ mod api;
 mod gateway;
 mod html;
 mod random;
+mod sessions;
 mod shoe_fly;
 mod step_on;
 mod tls;
@@ -97,6 +98,8 @@ async fn serve(listener: tokio::net::TcpListener, app: axum::Router) -> Result<(
     let shutdown = async {
         let _ = tokio::signal::ctrl_c().await;
     };
+    // Step On's pages bound sessions per client address.
+    let app = app.into_make_service_with_connect_info::<SocketAddr>();
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await
