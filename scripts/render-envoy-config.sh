@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
 # Renders envoy/envoy.yaml.tmpl to stdout. Ports and paths come from the environment.
+# The second route's upstream (SECOND_UPSTREAM_HOST, SECOND_UPSTREAM_PORT) defaults to the demo
+# upstream's host on :3001, its partners echo: never Step On's API on :3000.
 set -eu
 here="${TEMPLATE_ROOT:-$(cd "$(dirname "$0")/.." && pwd)}"
 # The token-service replicas, `host:port[,host:port...]` (default: the one of make run).
@@ -15,6 +17,8 @@ sed -e "s|{{ADMIN_PORT}}|${ENVOY_ADMIN_PORT:-9901}|g" \
     -e "s|{{HTTPS_PORT}}|${ENVOY_HTTPS_PORT:-8443}|g" \
     -e "s|{{UPSTREAM_HOST}}|${UPSTREAM_HOST:-127.0.0.1}|g" \
     -e "s|{{UPSTREAM_PORT}}|${UPSTREAM_PORT:-3000}|g" \
+    -e "s|{{SECOND_UPSTREAM_HOST}}|${SECOND_UPSTREAM_HOST:-${UPSTREAM_HOST:-127.0.0.1}}|g" \
+    -e "s|{{SECOND_UPSTREAM_PORT}}|${SECOND_UPSTREAM_PORT:-3001}|g" \
     -e "s|{{TOKEN_SERVICE_LB_ENDPOINTS}}|[$lb_endpoints]|g" \
     -e "s|{{WASM_PATH}}|${WASM_PATH:-$here/target/wasm32-wasip1/wasm/oauth2_filter.wasm}|g" \
     -e "s|{{SERVICE}}|${SERVICE:-step-on}|g" \

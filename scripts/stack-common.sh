@@ -45,10 +45,13 @@ wait_for() {
 # The certificate first: the demo's servers pin it to call the gateway over HTTPS.
 start_upstream() {
   "$root/scripts/make-cert.sh" "$run_dir/certs"
-  echo "==> starting the demo upstream: Step On API and authorization page (:3000), Shoe Fly Shoe (:5000)"
+  echo "==> starting the demo upstream: Step On API and authorization page (:3000), partners echo (:3001), Shoe Fly Shoe (:5000)"
+  # :3001 is the second route's upstream (/stepon-partners): an echo with no user data.
   start upstream "$root/target/release/demo-upstream" --listen 127.0.0.1:3000 \
-    --client-listen 127.0.0.1:5000 --gateway-ca "$run_dir/certs/cert.pem"
+    --partners-listen 127.0.0.1:3001 --client-listen 127.0.0.1:5000 \
+    --gateway-ca "$run_dir/certs/cert.pem"
   wait_for http://127.0.0.1:3000/ready upstream
+  wait_for http://127.0.0.1:3001/ready upstream
 }
 
 # The tutorial's service, through the admin API on :8001.
@@ -63,6 +66,8 @@ create_services() {
   esac
   # A second service on the same listener (route /stepon-partners, named in its route metadata),
   # with no plugin yet: its requests pass until one is added (docs/envoy.md: "Many services").
+  # They go to the partners echo (:3001), never to Step On's API: an unprotected route passes a
+  # client's X-Authenticated-Userid untouched.
   curl -s -o /dev/null -X POST http://127.0.0.1:8001/services --data name=step-on-partners || true
 }
 

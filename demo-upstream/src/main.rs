@@ -3,9 +3,13 @@
 //!
 //! - The API (`--listen`, :3000): `GET /stepcounts` answers the step counts of the user named
 //!   by `X-Authenticated-Userid` (set by the gateway), or by `mock-logged-in-as` when no plugin
-//!   protects the route; 401 when neither is present. Every answer carries the request headers
+//!   protects the route (no `X-Consumer-ID`: behind the plugin it is ignored); 401 when neither
+//!   is present. Every answer carries the request headers
 //!   it received (lower-case), so users and tests see exactly what the gateway forwarded. Any
 //!   other path echoes the request.
+//! - The partners' upstream (`--partners-listen`, :3001 in `make run`): the target of the
+//!   second route (`/stepon-partners`, a service with no plugin), an echo of every request and
+//!   nothing else. Its own listener, so no path on that route reaches the step counts.
 //! - Step On's authorization page (same port, `/authorize`): Clark logs in and consents; Step
 //!   On's server then calls the gateway's `/oauth2/authorize` with the provision key, as Kong's
 //!   hello-world app does. See `step_on.rs`.
@@ -17,6 +21,7 @@ mod api;
 mod gateway;
 mod html;
 mod random;
+mod sessions;
 mod shoe_fly;
 mod step_on;
 mod tls;
@@ -33,6 +38,9 @@ struct Args {
     /// The Step On API and its authorization page.
     #[arg(long, env = "DEMO_UPSTREAM_LISTEN", default_value = "127.0.0.1:3000")]
     listen: SocketAddr,
+    /// Also run the partners' upstream here: an echo of every request, with no user data.
+    #[arg(long, env = "DEMO_PARTNERS_LISTEN")]
+    partners_listen: Option<SocketAddr>,
     /// Also run the Shoe Fly Shoe client app here (its redirect URI is `<client-url>/callback`).
     #[arg(long, env = "DEMO_CLIENT_LISTEN")]
     client_listen: Option<SocketAddr>,
@@ -63,6 +71,11 @@ async fn run(args: Args) -> Result<(), String> {
         args.listen
     );
     let mut servers = vec![tokio::spawn(serve(api_listener, api))];
+    if let Some(addr) = args.partners_listen {
+        let listener = bind(addr).await?;
+        println!("demo-upstream (partners' echo, no user data) listening on http://{addr}");
+        servers.push(tokio::spawn(serve(listener, api::partners_router())));
+    }
     if let Some(addr) = args.client_listen {
         let listener = bind(addr).await?;
         println!("Shoe Fly Shoe (demo OAuth client) listening on http://{addr}");
@@ -85,6 +98,8 @@ async fn serve(listener: tokio::net::TcpListener, app: axum::Router) -> Result<(
     let shutdown = async {
         let _ = tokio::signal::ctrl_c().await;
     };
+    // Step On's pages bound sessions per client address.
+    let app = app.into_make_service_with_connect_info::<SocketAddr>();
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await

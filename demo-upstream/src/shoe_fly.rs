@@ -10,7 +10,7 @@
 use crate::gateway::Gateway;
 use crate::html::{error_page, escape, page};
 use crate::random;
-use crate::step_on::{cookie, set_cookie};
+use crate::step_on::{cookie, set_cookie, SameSite};
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
@@ -113,7 +113,13 @@ async fn home(State(app): State<ShoeFly>) -> Response {
         escape(&href)
     );
     let mut response = page(StatusCode::OK, APP, "Welcome", &body);
-    set_cookie(&mut response, STATE_COOKIE, &state, Some(600));
+    set_cookie(
+        &mut response,
+        STATE_COOKIE,
+        &state,
+        SameSite::Lax,
+        Some(600),
+    );
     response
 }
 
@@ -135,7 +141,7 @@ async fn callback(
         (Some(code), None) => show_step_counts(&app, code).await,
         (None, None) => error_page(StatusCode::BAD_REQUEST, APP, "No code in the answer."),
     };
-    set_cookie(&mut response, STATE_COOKIE, "", Some(0));
+    set_cookie(&mut response, STATE_COOKIE, "", SameSite::Lax, Some(0));
     response
 }
 

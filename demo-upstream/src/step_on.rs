@@ -8,22 +8,32 @@
 //! `redirect_uri` of the answer (it carries the code). On Deny it sends the browser back with
 //! `error=access_denied`. Applications and their redirect URIs are checked against the admin
 //! API before any page is shown, so the page never redirects anywhere unregistered.
+//!
+//! Every form carries a token another site cannot know, so no other site can post one for
+//! Clark: the login form a double-submit token (the same random value in a `SameSite=Strict`
+//! cookie and in the form, as there is no session yet), the consent and logout forms their
+//! session's token. Logout is POST only. Sessions are bounded so that a flood of logins
+//! (anyone may log in: the demo has no passwords) cannot push a logged-in session out; see
+//! `sessions.rs`.
 
 use crate::gateway::{Application, Gateway};
 use crate::html::{error_page, escape, page};
 use crate::random;
-use axum::extract::{Form, Query, State};
+use crate::sessions::{Client, Limits, Refused, Session, Sessions};
+use axum::extract::{ConnectInfo, Form, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+use subtle::ConstantTimeEq;
 
 const APP: &str = "Step On";
 const SESSION_COOKIE: &str = "stepon_session";
-/// Sessions live in memory; past this many, an arbitrary one is dropped (a demo bound).
-const MAX_SESSIONS: usize = 10_000;
+/// The login form's double-submit token (there is no session to bind it to yet).
+const LOGIN_CSRF_COOKIE: &str = "stepon_login_csrf";
 const MAX_USERNAME_CHARS: usize = 64;
 /// The authorization request's parameters that travel through the pages to the gateway.
 const OAUTH_PARAMS: [&str; 7] = [
@@ -37,24 +47,22 @@ const OAUTH_PARAMS: [&str; 7] = [
 ];
 
 #[derive(Clone)]
-struct Session {
-    user: String,
-    /// Bound to the consent form, so another site cannot post a decision for Clark.
-    csrf: String,
-}
-
-#[derive(Clone)]
 struct StepOn {
     gateway: Gateway,
-    sessions: Arc<Mutex<HashMap<String, Session>>>,
+    sessions: Arc<Sessions>,
 }
 
 type Pairs = Vec<(String, String)>;
 
+/// The pages; they need the client's address (`ConnectInfo<SocketAddr>`) to bound sessions.
 pub fn router(gateway: Gateway) -> Router {
+    router_with(gateway, Limits::default())
+}
+
+fn router_with(gateway: Gateway, limits: Limits) -> Router {
     let state = StepOn {
         gateway,
-        sessions: Arc::default(),
+        sessions: Arc::new(Sessions::new(limits)),
     };
     Router::new()
         .route("/authorize", get(show).post(decide))
@@ -104,20 +112,8 @@ fn authorize_url(params: &Pairs) -> String {
 impl StepOn {
     fn session(&self, headers: &HeaderMap) -> Option<(String, Session)> {
         let id = cookie(headers, SESSION_COOKIE)?;
-        let sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
-        sessions.get(&id).map(|s| (id, s.clone()))
-    }
-
-    fn start_session(&self, user: String) -> Result<String, getrandom::Error> {
-        let (id, csrf) = (random::token()?, random::token()?);
-        let mut sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
-        if sessions.len() >= MAX_SESSIONS {
-            if let Some(old) = sessions.keys().next().cloned() {
-                sessions.remove(&old);
-            }
-        }
-        sessions.insert(id.clone(), Session { user, csrf });
-        Ok(id)
+        let session = self.sessions.get(&id, Instant::now())?;
+        Some((id, session))
     }
 
     /// The application and the redirect URI to use, or the page that says why there is none.
@@ -160,10 +156,30 @@ pub fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
         .map(|(_, v)| v.to_string())
 }
 
+/// Which cross-site requests carry a cookie.
+#[derive(Clone, Copy)]
+pub enum SameSite {
+    /// Also top-level navigations from other sites: the session must survive Clark's arrival
+    /// from the application, and Shoe Fly Shoe's `state` his return from Step On.
+    Lax,
+    /// Only requests from the site itself: a form token needs no more.
+    Strict,
+}
+
 /// `Set-Cookie` for a browser-session cookie that scripts cannot read.
-pub fn set_cookie(response: &mut Response, name: &str, value: &str, max_age: Option<u32>) {
+pub fn set_cookie(
+    response: &mut Response,
+    name: &str,
+    value: &str,
+    same_site: SameSite,
+    max_age: Option<u32>,
+) {
     let age = max_age.map_or(String::new(), |s| format!("; Max-Age={s}"));
-    let text = format!("{name}={value}; Path=/; HttpOnly; SameSite=Lax{age}");
+    let same_site = match same_site {
+        SameSite::Lax => "Lax",
+        SameSite::Strict => "Strict",
+    };
+    let text = format!("{name}={value}; Path=/; HttpOnly; SameSite={same_site}{age}");
     if let Ok(v) = HeaderValue::from_str(&text) {
         response.headers_mut().append(header::SET_COOKIE, v);
     }
@@ -181,30 +197,64 @@ async fn show(
         Err(page) => return page,
     };
     match step_on.session(&headers) {
-        None => login_page(StatusCode::OK, &params, &app, None),
+        None => login_page(StatusCode::OK, &headers, &params, &app, None),
         Some((_, session)) => consent_page(&params, &app, &session),
     }
 }
 
+/// Whether `text` has the shape of the tokens `random::token` makes.
+fn is_token(text: &str) -> bool {
+    text.len() == 32 && text.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// Whether a posted form token is `expected`, in constant time.
+fn token_matches(posted: Option<&str>, expected: &str) -> bool {
+    let posted = posted.unwrap_or("");
+    !expected.is_empty() && bool::from(posted.as_bytes().ct_eq(expected.as_bytes()))
+}
+
+/// The login form's token: the browser's own (other tabs' forms keep working), or a new one.
+fn login_token(headers: &HeaderMap) -> Result<String, getrandom::Error> {
+    match cookie(headers, LOGIN_CSRF_COOKIE).filter(|t| is_token(t)) {
+        Some(token) => Ok(token),
+        None => random::token(),
+    }
+}
+
+/// The login form, with its double-submit token in the form and in a cookie.
 fn login_page(
     status: StatusCode,
+    headers: &HeaderMap,
     params: &Pairs,
     app: &Application,
     note: Option<&str>,
 ) -> Response {
+    let token = match login_token(headers) {
+        Ok(token) => token,
+        Err(e) => return error_page(StatusCode::INTERNAL_SERVER_ERROR, APP, &e.to_string()),
+    };
     let note = note.map_or(String::new(), |n| {
         format!("<p id=\"error\">{}</p>", escape(n))
     });
     let body = format!(
         "<p>Log in to Step On to continue to <strong>{app}</strong>.</p>{note}\
          <form method=\"post\" action=\"/login\">{hidden}\
+         <input type=\"hidden\" name=\"csrf\" value=\"{token}\">\
          <p><label>Username <input id=\"username\" name=\"username\" autocomplete=\"username\" autofocus required></label></p>\
          <p class=\"note\">This demo has no passwords: any username logs in (try <code>clark</code>).</p>\
          <p><button id=\"login\" type=\"submit\">Log in</button></p></form>",
         app = escape(&app.name),
         hidden = hidden_fields(params),
     );
-    page(status, APP, "Log in", &body)
+    let mut response = page(status, APP, "Log in", &body);
+    set_cookie(
+        &mut response,
+        LOGIN_CSRF_COOKIE,
+        &token,
+        SameSite::Strict,
+        None,
+    );
+    response
 }
 
 fn consent_page(params: &Pairs, app: &Application, session: &Session) -> Response {
@@ -226,6 +276,7 @@ fn consent_page(params: &Pairs, app: &Application, session: &Session) -> Respons
          <button id=\"authorize\" type=\"submit\" name=\"decision\" value=\"allow\">Authorize</button> \
          <button id=\"deny\" type=\"submit\" name=\"decision\" value=\"deny\">Deny</button></form>\
          <form method=\"post\" action=\"/logout\">{hidden}\
+         <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
          <p class=\"note\">Not {user}? <button id=\"logout\" type=\"submit\">Log out</button></p></form>",
         user = escape(&session.user),
         app = escape(&app.name),
@@ -248,38 +299,84 @@ fn valid_username(raw: Option<&str>) -> Result<String, &'static str> {
     Ok(name.to_string())
 }
 
-/// `POST /login`: starts a session and goes back to the authorization page.
-async fn login(State(step_on): State<StepOn>, Form(form): Form<Pairs>) -> Response {
+/// Why a login or logout form is refused before anything happens.
+fn forged_form() -> Response {
+    let message = "This form was not sent from Step On's page: start again from the application.";
+    error_page(StatusCode::FORBIDDEN, APP, message)
+}
+
+/// The page for a login the session limits refuse.
+fn refused_page(refused: Refused) -> Response {
+    match refused {
+        Refused::TooManyFromClient => error_page(
+            StatusCode::TOO_MANY_REQUESTS,
+            APP,
+            "Too many Step On sessions are open from your address: log out of one, or wait for one to expire.",
+        ),
+        Refused::Full => error_page(
+            StatusCode::SERVICE_UNAVAILABLE,
+            APP,
+            "Step On has too many sessions open: try again in a few minutes.",
+        ),
+        Refused::Random(why) => error_page(StatusCode::INTERNAL_SERVER_ERROR, APP, &why),
+    }
+}
+
+/// `POST /login`: starts a session (replacing the browser's old one) and goes back to the
+/// authorization page, which checks the application again: a login costs no admin API call
+/// unless its form needs showing again. Only the page's own form logs in (login CSRF would
+/// log Clark in as someone else, whose account would then get his consent).
+async fn login(
+    State(step_on): State<StepOn>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Form(form): Form<Pairs>,
+) -> Response {
+    let expected = cookie(&headers, LOGIN_CSRF_COOKIE).unwrap_or_default();
+    if !is_token(&expected) || !token_matches(param(&form, "csrf"), &expected) {
+        return forged_form();
+    }
     let params = oauth_params(&form);
-    let (app, _) = match step_on.check(&params).await {
-        Ok(checked) => checked,
-        Err(page) => return page,
-    };
     let user = match valid_username(param(&form, "username")) {
         Ok(user) => user,
-        Err(why) => return login_page(StatusCode::BAD_REQUEST, &params, &app, Some(why)),
+        Err(why) => {
+            return match step_on.check(&params).await {
+                Ok((app, _)) => {
+                    login_page(StatusCode::BAD_REQUEST, &headers, &params, &app, Some(why))
+                }
+                Err(page) => page,
+            }
+        }
     };
-    let id = match step_on.start_session(user) {
+    if let Some((old, _)) = step_on.session(&headers) {
+        step_on.sessions.end(&old);
+    }
+    let id = match step_on
+        .sessions
+        .start(user, Client::from(peer.ip()), Instant::now())
+    {
         Ok(id) => id,
-        Err(e) => return error_page(StatusCode::INTERNAL_SERVER_ERROR, APP, &e.to_string()),
+        Err(refused) => return refused_page(refused),
     };
     let mut response = Redirect::to(&authorize_url(&params)).into_response();
-    set_cookie(&mut response, SESSION_COOKIE, &id, None);
+    set_cookie(&mut response, SESSION_COOKIE, &id, SameSite::Lax, None);
     response
 }
 
-/// `POST /logout`: ends the session and shows the login form again.
+/// `POST /logout`: ends the session, with its form token, and shows the login form again.
 async fn logout(
     State(step_on): State<StepOn>,
     headers: HeaderMap,
     Form(form): Form<Pairs>,
 ) -> Response {
-    if let Some((id, _)) = step_on.session(&headers) {
-        let mut sessions = step_on.sessions.lock().unwrap_or_else(|p| p.into_inner());
-        sessions.remove(&id);
+    if let Some((id, session)) = step_on.session(&headers) {
+        if !token_matches(param(&form, "csrf"), &session.csrf) {
+            return forged_form();
+        }
+        step_on.sessions.end(&id);
     }
     let mut response = Redirect::to(&authorize_url(&oauth_params(&form))).into_response();
-    set_cookie(&mut response, SESSION_COOKIE, "", Some(0));
+    set_cookie(&mut response, SESSION_COOKIE, "", SameSite::Lax, Some(0));
     response
 }
 
@@ -294,7 +391,7 @@ async fn decide(
         let message = "You are not logged in (or your session ended): start again.";
         return error_page(StatusCode::FORBIDDEN, APP, message);
     };
-    if param(&form, "csrf") != Some(session.csrf.as_str()) {
+    if !token_matches(param(&form, "csrf"), &session.csrf) {
         let message = "This form was not sent from Step On's page.";
         return error_page(StatusCode::FORBIDDEN, APP, message);
     }
@@ -418,5 +515,340 @@ mod tests {
         );
         assert_eq!(cookie(&headers, SESSION_COOKIE).as_deref(), Some("yes"));
         assert_eq!(cookie(&headers, "missing"), None);
+    }
+}
+
+/// The pages as a browser meets them: a fake admin API answers for one application.
+#[cfg(test)]
+mod page_tests {
+    use super::*;
+    use axum::body::Body;
+    use axum::extract::ConnectInfo;
+    use axum::http::Request;
+    use std::collections::HashMap;
+    use tower::ServiceExt;
+
+    const QUERY: &str = "response_type=code&client_id=app&scope=step_counts&state=s1";
+
+    /// An admin API that knows the application `app` (redirect URI http://app.example/cb).
+    async fn fake_admin() -> url::Url {
+        let admin = Router::new().route(
+            "/oauth2/{id}",
+            get(
+                |axum::extract::Path(id): axum::extract::Path<String>| async move {
+                    if id != "app" {
+                        return StatusCode::NOT_FOUND.into_response();
+                    }
+                    axum::Json(
+                        serde_json::json!({"client_id": "app", "name": "Shoe Fly Shoe",
+                    "redirect_uris": ["http://app.example/cb"]}),
+                    )
+                    .into_response()
+                },
+            ),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, admin).await });
+        format!("http://{addr}").parse().unwrap()
+    }
+
+    async fn step_on(limits: Limits) -> Router {
+        let config = crate::gateway::Config {
+            gateway_url: "https://127.0.0.1:9/stepon".parse().unwrap(),
+            gateway_ca: None,
+            admin_url: fake_admin().await,
+            service: "step-on".into(),
+            provision_key: Some("unused".into()),
+        };
+        router_with(Gateway::new(config).unwrap(), limits)
+    }
+
+    /// A browser: its address and its cookies.
+    struct Browser {
+        app: Router,
+        address: SocketAddr,
+        cookies: HashMap<String, String>,
+    }
+
+    struct Page {
+        status: StatusCode,
+        headers: HeaderMap,
+        body: String,
+    }
+
+    impl Page {
+        /// The value of the hidden field `name` (the first form that has one).
+        fn field(&self, name: &str) -> Option<String> {
+            let marker = format!("name=\"{name}\" value=\"");
+            let start = self.body.find(&marker)? + marker.len();
+            let end = self.body[start..].find('"')? + start;
+            Some(self.body[start..end].to_string())
+        }
+
+        fn set_cookie(&self, name: &str) -> Option<String> {
+            self.headers
+                .get_all(header::SET_COOKIE)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .find(|v| v.starts_with(&format!("{name}=")))
+                .map(str::to_string)
+        }
+    }
+
+    impl Browser {
+        fn new(app: &Router, address: &str) -> Browser {
+            Browser {
+                app: app.clone(),
+                address: address.parse().unwrap(),
+                cookies: HashMap::new(),
+            }
+        }
+
+        async fn send(&mut self, method: &str, path: &str, form: Option<String>) -> Page {
+            let cookie: Vec<String> = self
+                .cookies
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+            let mut request = Request::builder()
+                .method(method)
+                .uri(path)
+                .extension(ConnectInfo(self.address))
+                .header(header::COOKIE, cookie.join("; "));
+            if form.is_some() {
+                request = request.header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
+            }
+            let body = form.map_or_else(Body::empty, Body::from);
+            let response = self
+                .app
+                .clone()
+                .oneshot(request.body(body).unwrap())
+                .await
+                .unwrap();
+            for value in response.headers().get_all(header::SET_COOKIE) {
+                let text = value.to_str().unwrap();
+                let (pair, attributes) = text.split_once(';').unwrap_or((text, ""));
+                let (name, value) = pair.split_once('=').unwrap();
+                if attributes.contains("Max-Age=0") {
+                    self.cookies.remove(name);
+                } else {
+                    self.cookies.insert(name.to_string(), value.to_string());
+                }
+            }
+            let status = response.status();
+            let headers = response.headers().clone();
+            let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+                .await
+                .unwrap();
+            let body = String::from_utf8(bytes.to_vec()).unwrap();
+            Page {
+                status,
+                headers,
+                body,
+            }
+        }
+
+        async fn get(&mut self, path: &str) -> Page {
+            self.send("GET", path, None).await
+        }
+
+        async fn post(&mut self, path: &str, form: &[(&str, &str)]) -> Page {
+            let body = form_urlencoded::Serializer::new(String::new())
+                .extend_pairs(form)
+                .finish();
+            let body = if body.is_empty() {
+                QUERY.to_string()
+            } else {
+                format!("{QUERY}&{body}")
+            };
+            self.send("POST", path, Some(body)).await
+        }
+
+        /// The authorization page: the login form, or the consent form once logged in.
+        async fn authorize_page(&mut self) -> Page {
+            self.get(&format!("/authorize?{QUERY}")).await
+        }
+
+        async fn is_logged_in_as(&mut self, user: &str) -> bool {
+            let page = self.authorize_page().await;
+            page.body
+                .contains(&format!("<strong id=\"user\">{user}</strong>"))
+        }
+
+        /// Logs in the way the page does: its form, with the token it carries.
+        async fn log_in(&mut self, user: &str) -> Page {
+            let form = self.authorize_page().await;
+            let token = form.field("csrf").unwrap_or_default();
+            self.post("/login", &[("username", user), ("csrf", &token)])
+                .await
+        }
+    }
+
+    #[tokio::test]
+    async fn the_login_form_carries_a_token_matching_a_strict_cookie() {
+        let app = step_on(Limits::default()).await;
+        let mut clark = Browser::new(&app, "10.0.0.1:1000");
+        let page = clark.authorize_page().await;
+        assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+        let token = page.field("csrf").expect("a csrf field in the login form");
+        let cookie = page
+            .set_cookie(LOGIN_CSRF_COOKIE)
+            .expect("the login token's cookie");
+        assert!(
+            cookie.starts_with(&format!("{LOGIN_CSRF_COOKIE}={token};")),
+            "{cookie}"
+        );
+        assert!(
+            cookie.contains("SameSite=Strict") && cookie.contains("HttpOnly"),
+            "{cookie}"
+        );
+        // Another page load (another tab) keeps the same token, so both forms work.
+        assert_eq!(clark.authorize_page().await.field("csrf"), Some(token));
+    }
+
+    /// Login CSRF: another site posting the login form would log Clark in as its own user.
+    #[tokio::test]
+    async fn login_without_the_pages_token_is_refused() {
+        let app = step_on(Limits::default()).await;
+        let mut clark = Browser::new(&app, "10.0.0.1:1000");
+        let token = clark
+            .authorize_page()
+            .await
+            .field("csrf")
+            .unwrap_or_default();
+        for form in [
+            vec![("username", "lex")],
+            vec![("username", "lex"), ("csrf", "")],
+            vec![
+                ("username", "lex"),
+                ("csrf", "0123456789abcdef0123456789abcdef"),
+            ],
+        ] {
+            let page = clark.post("/login", &form).await;
+            assert_eq!(
+                page.status,
+                StatusCode::FORBIDDEN,
+                "{form:?}: {}",
+                page.body
+            );
+            assert!(page.set_cookie(SESSION_COOKIE).is_none(), "{form:?}");
+        }
+        // The right token without its cookie (another site cannot send it) is refused too.
+        let mut other_site = Browser::new(&app, "10.0.0.1:1001");
+        let page = other_site
+            .post("/login", &[("username", "lex"), ("csrf", &token)])
+            .await;
+        assert_eq!(page.status, StatusCode::FORBIDDEN, "{}", page.body);
+        assert!(!clark.is_logged_in_as("lex").await);
+        // The page's own form logs in.
+        let page = clark.log_in("clark").await;
+        assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.body);
+        let session = page.set_cookie(SESSION_COOKIE).expect("a session cookie");
+        assert!(
+            session.contains("SameSite=Lax") && session.contains("HttpOnly"),
+            "{session}"
+        );
+        assert!(clark.is_logged_in_as("clark").await);
+    }
+
+    /// Logout CSRF: another site must not end Clark's session; and logout is POST only.
+    #[tokio::test]
+    async fn logout_needs_post_and_the_sessions_token() {
+        let app = step_on(Limits::default()).await;
+        let mut clark = Browser::new(&app, "10.0.0.1:1000");
+        clark.log_in("clark").await;
+        let consent = clark.authorize_page().await;
+        let token = consent.field("csrf").expect("the session's token");
+        let page = clark.get("/logout").await;
+        assert_eq!(page.status, StatusCode::METHOD_NOT_ALLOWED);
+        for form in [vec![], vec![("csrf", "0123456789abcdef0123456789abcdef")]] {
+            let page = clark.post("/logout", &form).await;
+            assert_eq!(
+                page.status,
+                StatusCode::FORBIDDEN,
+                "{form:?}: {}",
+                page.body
+            );
+            assert!(
+                clark.is_logged_in_as("clark").await,
+                "{form:?} ended the session"
+            );
+        }
+        let page = clark.post("/logout", &[("csrf", &token)]).await;
+        assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.body);
+        assert!(!clark.is_logged_in_as("clark").await);
+    }
+
+    /// Anyone may log in (no passwords in the demo), as often as they like: that must not push
+    /// anyone's session out. The flood is refused instead, once it holds its share.
+    #[tokio::test]
+    async fn a_login_flood_does_not_evict_logged_in_sessions() {
+        let app = step_on(Limits::default()).await;
+        let mut users = Vec::new();
+        for i in 1..=20 {
+            let mut user = Browser::new(&app, &format!("10.0.1.{i}:1000"));
+            user.log_in(&format!("user{i}")).await;
+            users.push(user);
+        }
+        let mut flood = Browser::new(&app, "10.0.0.2:1000");
+        let token = flood
+            .authorize_page()
+            .await
+            .field("csrf")
+            .unwrap_or_default();
+        let mut refused = 0;
+        for _ in 0..Limits::default().capacity + 10 {
+            flood.cookies.remove(SESSION_COOKIE);
+            let page = flood
+                .post("/login", &[("username", "lex"), ("csrf", &token)])
+                .await;
+            if page.status == StatusCode::TOO_MANY_REQUESTS {
+                refused += 1;
+            }
+        }
+        for (i, user) in users.iter_mut().enumerate() {
+            let name = format!("user{}", i + 1);
+            assert!(
+                user.is_logged_in_as(&name).await,
+                "the flood evicted {name}"
+            );
+        }
+        assert!(refused > 0, "the flood was never refused");
+    }
+
+    /// Flooding from many addresses fills the table at most: newcomers wait, nobody is out.
+    #[tokio::test]
+    async fn a_full_table_refuses_logins_with_503_and_keeps_its_sessions() {
+        let limits = Limits {
+            capacity: 3,
+            per_client: 1,
+            idle: std::time::Duration::from_secs(600),
+        };
+        let app = step_on(limits).await;
+        let mut clark = Browser::new(&app, "10.0.0.1:1000");
+        clark.log_in("clark").await;
+        let mut statuses = Vec::new();
+        for i in 2..10 {
+            let mut lex = Browser::new(&app, &format!("10.0.0.{i}:1000"));
+            statuses.push(lex.log_in("lex").await.status);
+        }
+        assert_eq!(statuses[..2], [StatusCode::SEE_OTHER; 2]);
+        assert!(
+            statuses[2..]
+                .iter()
+                .all(|s| *s == StatusCode::SERVICE_UNAVAILABLE),
+            "{statuses:?}"
+        );
+        assert!(clark.is_logged_in_as("clark").await);
+        // Logging in again (a login form in another tab) replaces the browser's session
+        // rather than taking another slot.
+        let token = clark.cookies[LOGIN_CSRF_COOKIE].clone();
+        let form = [("username", "clark kent"), ("csrf", token.as_str())];
+        assert_eq!(
+            clark.post("/login", &form).await.status,
+            StatusCode::SEE_OTHER
+        );
+        assert!(clark.is_logged_in_as("clark kent").await);
     }
 }

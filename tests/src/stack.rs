@@ -28,6 +28,8 @@ pub struct Stack {
     /// Replica 0's gateway listener (the one Envoy calls).
     pub gateway_port: u16,
     pub upstream_port: u16,
+    /// The demo upstream's partners echo (no user data): every gateway's second route.
+    pub partners_port: u16,
     pub client: Client,
     pub gateways: Vec<Gateway>,
     replicas: Vec<Replica>,
@@ -102,7 +104,7 @@ pub struct GatewayOptions {
     pub filter_config: Option<String>,
     /// Envoy's hot restart enabled (see [`Gateway::hot_restart`]).
     pub hot_restart: bool,
-    /// The port of the route's upstream instead of the demo upstream's (e.g. a
+    /// The port of the first route's upstream instead of the demo upstream's (e.g. a
     /// [`crate::recorder::Recorder`]).
     pub upstream_port: Option<u16>,
     /// The template's second route on the same listener: (service, prefix). By default
@@ -227,7 +229,7 @@ impl Stack {
             ),
             None => (Database::Sqlite(dir.path().join("token-service.db")), 1),
         };
-        let upstream_port = free_port();
+        let (upstream_port, partners_port) = (free_port(), free_port());
         let extra_args: Vec<String> = options
             .token_service_args
             .iter()
@@ -254,7 +256,9 @@ impl Stack {
         let mut upstream_cmd = Command::new(paths::demo_upstream_bin());
         upstream_cmd
             .arg("--listen")
-            .arg(format!("127.0.0.1:{upstream_port}"));
+            .arg(format!("127.0.0.1:{upstream_port}"))
+            .arg("--partners-listen")
+            .arg(format!("127.0.0.1:{partners_port}"));
         let upstream = Process::spawn(
             "demo-upstream",
             upstream_cmd,
@@ -265,6 +269,7 @@ impl Stack {
             admin_port: replicas[0].admin_port,
             gateway_port: replicas[0].gateway_port,
             upstream_port,
+            partners_port,
             client: Client::new(),
             gateways: Vec::new(),
             replicas,
@@ -278,6 +283,10 @@ impl Stack {
         stack.wait_for(
             &format!("http://127.0.0.1:{upstream_port}/ready"),
             "demo upstream",
+        );
+        stack.wait_for(
+            &format!("http://127.0.0.1:{partners_port}/ready"),
+            "demo upstream's partners echo",
         );
         stack
     }
@@ -414,6 +423,8 @@ impl Stack {
                 ("HTTPS_PORT", https_port.to_string()),
                 ("UPSTREAM_HOST", "127.0.0.1".into()),
                 ("UPSTREAM_PORT", upstream_port.to_string()),
+                ("SECOND_UPSTREAM_HOST", "127.0.0.1".into()),
+                ("SECOND_UPSTREAM_PORT", self.partners_port.to_string()),
                 (
                     "TOKEN_SERVICE_LB_ENDPOINTS",
                     lb_endpoints(&token_service_ports),

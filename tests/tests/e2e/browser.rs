@@ -328,6 +328,15 @@ fn clark_authorizes_shoe_fly_shoe_in_a_browser_and_it_shows_his_step_counts() {
     let refused = browser.text_of("#refused");
     assert!(refused.contains("access_denied"), "{refused}");
     assert!(!browser.source().contains("<table"));
+
+    // Logging out (a POST carrying the session's form token) shows the login form again, and
+    // that form's token (in a SameSite=Strict cookie) logs him back in.
+    browser.goto(&format!("{}/", apps.shoe_fly));
+    browser.click("#connect");
+    browser.click("#logout");
+    browser.type_into("#username", "clark");
+    browser.click("#login");
+    assert_eq!(browser.text_of("#user"), "clark");
 }
 
 #[test]

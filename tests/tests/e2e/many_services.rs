@@ -5,7 +5,7 @@
 //! Envoy's `/stats` and `/stats/prometheus`.
 
 use e2e::kong::{eventually, Kong};
-use e2e::stack::{Gateway, GatewayOptions};
+use e2e::stack::{Gateway, GatewayOptions, Stack};
 use e2e::Text;
 use serde_json::json;
 
@@ -199,4 +199,44 @@ fn two_services_on_one_listener_keep_their_own_settings_and_tokens() {
     let url = format!("http://127.0.0.1:{}/alpha/request", opted_out.http_port);
     let r = kong.stack.client.get(&url);
     assert_eq!(r.status, 401, "{}", r.text);
+}
+
+/// `make run`'s second route (`/stepon-partners`, a service with no plugin) goes to an echo of
+/// its own, not to Step On's API: identity headers a client writes there pass untouched (the
+/// filter leaves a route it does not protect alone, by design) but name no one whose data
+/// could be read. The first route, with no plugin either (tutorial step 2), still answers Clark.
+#[test]
+fn the_unprotected_second_route_reaches_an_echo_and_no_step_counts() {
+    let mut stack = Stack::start_services();
+    stack.create_service("step-on");
+    stack.create_service("step-on-partners");
+    let options = GatewayOptions {
+        second_route: Some(("step-on-partners".into(), "/stepon-partners".into())),
+        ..GatewayOptions::default()
+    };
+    stack.add_gateway_with("step-on", "/stepon", options);
+    let gw = stack.gateway();
+    let forged = [
+        ("x-authenticated-userid", "clark"),
+        ("mock-logged-in-as", "clark"),
+    ];
+
+    let url = format!(
+        "http://127.0.0.1:{}/stepon-partners/stepcounts",
+        gw.http_port
+    );
+    let partners = stack.client.get_with(&url, &forged);
+    assert_eq!(partners.status, 200, "{}", partners.text);
+    let echo = partners.json();
+    assert!(
+        echo["stepcounts"].is_null(),
+        "user data on the second route: {echo}"
+    );
+    assert!(echo["user"].is_null(), "{echo}");
+    assert_eq!(echo["path"], json!("/stepcounts"), "{echo}");
+    assert_eq!(echo["headers"]["x-authenticated-userid"], json!("clark"));
+
+    let step_on = stack.client.get_with(&gw.http("/stepcounts"), &forged);
+    assert_eq!(step_on.status, 200, "{}", step_on.text);
+    assert_eq!(step_on.json()["user"], json!("clark"), "{}", step_on.text);
 }

@@ -156,3 +156,42 @@ fn form_urlencoded_decode(s: &str) -> String {
     }
     String::from_utf8_lossy(&out).into_owned()
 }
+
+/// A client-credentials token authenticates a consumer and no user: behind the plugin the demo
+/// API ignores a client's `mock-logged-in-as` (it answered that user's step counts before).
+#[test]
+fn a_client_credentials_token_cannot_pick_a_user_with_mock_logged_in_as() {
+    let mut kong = Kong::start();
+    let gw = kong.protect(
+        "oauth2",
+        json!({"enable_client_credentials": true, "token_expiration": 600}),
+    );
+    let answer = kong.post(
+        &kong.gw(gw).https("/oauth2/token"),
+        json!({"client_id": "clientid123", "client_secret": "secret123",
+               "grant_type": "client_credentials", "scope": "email"}),
+    );
+    assert_eq!(answer.status, 200, "{}", answer.text);
+    let bearer = format!("Bearer {}", answer.json().text("access_token"));
+    let headers = [
+        ("authorization", bearer.as_str()),
+        ("mock-logged-in-as", "clark"),
+    ];
+    let read = kong
+        .stack
+        .client
+        .get_with(&kong.gw(gw).http("/stepcounts"), &headers);
+    assert_eq!(read.status, 401, "{}", read.text);
+    assert!(
+        read.header("www-authenticate").is_none(),
+        "the filter refused, not the API: {}",
+        read.text
+    );
+    let json = read.json();
+    assert!(json["stepcounts"].is_null(), "{json}");
+    assert_eq!(
+        json["headers"]["x-consumer-id"],
+        json!(kong.bob_id),
+        "{json}"
+    );
+}
