@@ -26,6 +26,9 @@ pub struct Config {
     /// and redirect URIs are read there.
     #[arg(long, env = "DEMO_ADMIN_URL", default_value = "http://127.0.0.1:8001")]
     pub admin_url: Url,
+    /// The admin API's key (the token-service's `--admin-key`), sent as `x-admin-key`.
+    #[arg(long, env = "DEMO_ADMIN_KEY", hide_env_values = true)]
+    pub admin_key: Option<String>,
     /// The service whose oauth2 plugin holds the provision key.
     #[arg(long, env = "DEMO_SERVICE", default_value = "step-on")]
     pub service: String,
@@ -112,7 +115,11 @@ impl Gateway {
 
     async fn admin_get(&self, segments: &[&str]) -> Result<Option<Value>, Failure> {
         let url = self.admin(segments)?;
-        let answer = read(self.http.get(url).send().await, "the admin API").await?;
+        let mut request = self.http.get(url);
+        if let Some(key) = &self.config.admin_key {
+            request = request.header("x-admin-key", key);
+        }
+        let answer = read(request.send().await, "the admin API").await?;
         match answer.status {
             // 400: an identifier the admin API refuses to look up (too long) names nothing.
             StatusCode::NOT_FOUND | StatusCode::BAD_REQUEST => Ok(None),
@@ -207,4 +214,55 @@ async fn read(
         .map_err(|e| failure(&format!("reading the answer of {what}"), &e))?;
     let json = serde_json::from_slice(&body).unwrap_or(Value::Null);
     Ok(Answer { status, json })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderMap;
+    use axum::response::IntoResponse;
+    use axum::routing::get;
+    use axum::Router;
+
+    /// An admin API that, like the token-service's with `--admin-key k`, answers only with it.
+    async fn keyed_admin() -> Url {
+        let admin = Router::new().route(
+            "/services/step-on/plugins",
+            get(|headers: HeaderMap| async move {
+                if headers.get("x-admin-key").and_then(|v| v.to_str().ok()) != Some("k") {
+                    return (StatusCode::UNAUTHORIZED, "{}").into_response();
+                }
+                axum::Json(serde_json::json!({"data": [
+                    {"name": "oauth2", "enabled": true, "config": {"provision_key": "pk"}}
+                ]}))
+                .into_response()
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, admin).await });
+        format!("http://{addr}").parse().unwrap()
+    }
+
+    fn gateway(admin_url: Url, admin_key: Option<&str>) -> Gateway {
+        Gateway::new(Config {
+            gateway_url: "https://127.0.0.1:9/stepon".parse().unwrap(),
+            gateway_ca: None,
+            admin_url,
+            admin_key: admin_key.map(str::to_string),
+            service: "step-on".into(),
+            provision_key: None,
+        })
+        .unwrap()
+    }
+
+    /// Issue 18: an admin API behind a key (docker compose sets one) still serves the demo.
+    #[tokio::test]
+    async fn the_admin_key_is_sent_when_configured() {
+        let admin = keyed_admin().await;
+        let key = gateway(admin.clone(), Some("k")).provision_key().await;
+        assert_eq!(key.map_err(|f| f.0), Ok("pk".to_string()));
+        let refused = gateway(admin, None).provision_key().await;
+        assert!(refused.is_err());
+    }
 }

@@ -558,6 +558,7 @@ mod page_tests {
             gateway_url: "https://127.0.0.1:9/stepon".parse().unwrap(),
             gateway_ca: None,
             admin_url: fake_admin().await,
+            admin_key: None,
             service: "step-on".into(),
             provision_key: Some("unused".into()),
         };
