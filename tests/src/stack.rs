@@ -104,8 +104,8 @@ pub struct GatewayOptions {
     pub filter_config: Option<String>,
     /// Envoy's hot restart enabled (see [`Gateway::hot_restart`]).
     pub hot_restart: bool,
-    /// The port of the first route's upstream instead of the demo upstream's (e.g. a
-    /// [`crate::recorder::Recorder`]).
+    /// The port of both routes' upstream instead of the demo upstream's and the partners echo
+    /// (e.g. a [`crate::recorder::Recorder`], the witness of what reached an upstream).
     pub upstream_port: Option<u16>,
     /// The template's second route on the same listener: (service, prefix). By default
     /// `<service>-second` under `<prefix>-second`, which no test reaches unless it asks.
@@ -424,7 +424,14 @@ impl Stack {
                 ("UPSTREAM_HOST", "127.0.0.1".into()),
                 ("UPSTREAM_PORT", upstream_port.to_string()),
                 ("SECOND_UPSTREAM_HOST", "127.0.0.1".into()),
-                ("SECOND_UPSTREAM_PORT", self.partners_port.to_string()),
+                // A test that names its upstream (a recording witness) gets both routes there.
+                (
+                    "SECOND_UPSTREAM_PORT",
+                    options
+                        .upstream_port
+                        .unwrap_or(self.partners_port)
+                        .to_string(),
+                ),
                 (
                     "TOKEN_SERVICE_LB_ENDPOINTS",
                     lb_endpoints(&token_service_ports),
