@@ -204,8 +204,8 @@ def with_entry(entry):
 def with_identity_headers(config, headers):
     """Plain Envoy's route adds the headers the filter adds for the bench token (same names and
     values), so (2)/(1h) is the filter's own cost without the bigger request and echoed response."""
-    route = '                metadata: { filter_metadata: { oauth2: { service: "bench" } } }\n'
-    assert route in config
+    start = config.index('                metadata: { filter_metadata: { oauth2: { service: "bench",')
+    route = config[start:config.index("\n", start) + 1]
     added = "                request_headers_to_add:\n" + "".join(
         f'                - header: {{ key: {name}, value: "{value}" }}\n'
         "                  append_action: OVERWRITE_IF_EXISTS_OR_ADD\n" for name, value in headers.items())

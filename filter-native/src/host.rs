@@ -232,6 +232,21 @@ impl Host for Envoy<'_> {
         Some(service)
     }
 
+    fn route_prefix(&self) -> Option<String> {
+        let mut value = EnvoyBuffer::null();
+        // SAFETY: `filter` is live; `value` is a valid out-pointer, read within this hook.
+        unsafe {
+            let found = abi::envoy_dynamic_module_callback_http_get_metadata_string(
+                self.filter,
+                abi::METADATA_ROUTE,
+                ModuleBuffer::of(b"oauth2"),
+                ModuleBuffer::of(b"prefix"),
+                &mut value,
+            );
+            found.then(|| String::from_utf8_lossy(value.bytes()).into_owned())
+        }
+    }
+
     fn send_reply(&self, status: u32, headers: &[(&str, &str)], body: &[u8]) {
         let mut headers: Vec<HttpHeader> =
             headers.iter().map(|(n, v)| HttpHeader::of(n, v)).collect();

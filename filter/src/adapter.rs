@@ -76,6 +76,20 @@ impl Host for Envoy {
             .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
     }
 
+    fn route_prefix(&self) -> Option<String> {
+        let value = hostcalls::get_property(vec![
+            "xds",
+            "route_metadata",
+            "filter_metadata",
+            "oauth2",
+            "prefix",
+        ]);
+        value
+            .ok()
+            .flatten()
+            .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
+    }
+
     fn send_reply(&self, status: u32, headers: &[(&str, &str)], body: &[u8]) {
         let _ = hostcalls::send_http_response(status, headers.to_vec(), Some(body));
     }

@@ -36,6 +36,13 @@ pub fn endpoint(path: &str) -> Option<EndpointCall> {
     })
 }
 
+/// Whether an endpoint call is on its route: under exactly the prefix the route declares
+/// (`oauth2.prefix` in its metadata), so `/stepon/anything/oauth2/token` is no endpoint of the
+/// route `/stepon`. A route that declares none serves them under any prefix, as Kong does.
+pub fn on_route(call: &EndpointCall, declared_prefix: Option<&str>) -> bool {
+    declared_prefix.is_none_or(|prefix| call.prefix == prefix.trim_end_matches('/'))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -53,6 +60,24 @@ mod tests {
             Some((String::new(), "/oauth2/authorize", Some("a=1".into())))
         );
         assert!(endpoint("/stepon/.well-known/oauth-authorization-server").is_some());
+    }
+
+    #[test]
+    fn a_declared_prefix_is_the_only_one() {
+        let on = |path: &str, prefix: Option<&str>| {
+            endpoint(path).is_some_and(|call| on_route(&call, prefix))
+        };
+        assert!(on("/stepon/oauth2/token", Some("/stepon")));
+        assert!(on("/stepon/oauth2/token", Some("/stepon/")));
+        assert!(on("/oauth2/token", Some("")));
+        assert!(!on("/stepon/x/oauth2/token", Some("/stepon")));
+        assert!(!on(
+            "/stepon/x/.well-known/oauth-authorization-server",
+            Some("/stepon")
+        ));
+        assert!(!on("/steponx/oauth2/token", Some("/stepon")));
+        // Undeclared: any prefix, as Kong.
+        assert!(on("/stepon/x/oauth2/token", None));
     }
 
     #[test]

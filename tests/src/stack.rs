@@ -691,11 +691,10 @@ fn disable_filter_on_route(config: &str, service: &str) -> String {
     } else {
         "envoy.filters.http.wasm"
     };
-    let metadata =
-        format!("metadata: {{ filter_metadata: {{ oauth2: {{ service: \"{service}\" }} }} }}\n");
+    let metadata = format!("metadata: {{ filter_metadata: {{ oauth2: {{ service: \"{service}\",");
     let at = config
         .find(&metadata)
-        .map(|i| i + metadata.len())
+        .and_then(|i| config[i..].find('\n').map(|end| i + end + 1))
         .expect("the route naming the service");
     let indent = "                ";
     format!(

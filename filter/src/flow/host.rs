@@ -65,6 +65,10 @@ pub trait Host {
     fn downstream_tls(&self) -> bool;
     /// The service the matched route names in its metadata (`oauth2.service`), if it names one.
     fn route_service(&self) -> Option<String>;
+    /// The path prefix the matched route declares in its metadata (`oauth2.prefix`), if any:
+    /// the OAuth endpoints are then served under exactly that prefix. Read only for requests
+    /// whose path ends like an endpoint.
+    fn route_prefix(&self) -> Option<String>;
     /// A local reply; the request never reaches the upstream.
     fn send_reply(&self, status: u32, headers: &[(&str, &str)], body: &[u8]);
     /// Lets a paused request continue (only after an allow decision).

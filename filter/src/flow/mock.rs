@@ -31,6 +31,7 @@ pub struct MockHost {
     pub tls: Cell<bool>,
     /// The matched route's `oauth2.service` metadata.
     pub route_service: RefCell<Option<String>>,
+    pub route_prefix: RefCell<Option<String>>,
     pub replies: RefCell<Vec<RecordedReply>>,
     pub resumes: Cell<u32>,
     pub shared: RefCell<HashMap<String, (Vec<u8>, u32)>>,
@@ -118,6 +119,10 @@ impl Host for MockHost {
 
     fn route_service(&self) -> Option<String> {
         self.route_service.borrow().clone()
+    }
+
+    fn route_prefix(&self) -> Option<String> {
+        self.route_prefix.borrow().clone()
     }
 
     fn send_reply(&self, status: u32, headers: &[(&str, &str)], body: &[u8]) {

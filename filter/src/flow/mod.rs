@@ -251,7 +251,10 @@ impl Flow {
         let view = RequestView::from_headers(&headers, &settings.auth_header_name);
         self.identity_present = view.identity_present;
         self.smuggled = view.smuggled.iter().map(|name| name.to_string()).collect();
-        if let Some(call) = routes::endpoint(view.path).filter(|_| relays) {
+        let endpoint = routes::endpoint(view.path)
+            .filter(|_| relays)
+            .filter(|call| routes::on_route(call, host.route_prefix().as_deref()));
+        if let Some(call) = endpoint {
             let relay = Relay {
                 method: view.method.to_string(),
                 host: view.authority.to_string(),

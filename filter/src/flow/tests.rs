@@ -1337,3 +1337,31 @@ fn a_relayed_429_keeps_its_retry_after() {
     );
     assert_eq!(reply.as_ref().and_then(|r| r.header("set-cookie")), None);
 }
+
+/// Issue 18: the OAuth endpoints answer only under the prefix the route declares
+/// (`oauth2.prefix`), not under any path a client makes up below it.
+#[test]
+fn endpoints_answer_only_under_the_routes_declared_prefix() {
+    for (path, relayed) in [
+        ("/stepon/oauth2/token", true),
+        ("/stepon/x/oauth2/token", false),
+        ("/stepon/x/.well-known/oauth-authorization-server", false),
+    ] {
+        let host = request("POST", path, &[FORM]);
+        host.tls.set(true);
+        *host.route_prefix.borrow_mut() = Some("/stepon".into());
+        let mut flow = Flow::new(worker_with(settings(), &host));
+        flow.on_request_headers(&host, false);
+        body(&host, &mut flow, b"grant_type=client_credentials", true);
+        let call = host.last_call().map(|(_, call)| call);
+        if relayed {
+            assert!(call.is_some_and(|c| c
+                .headers
+                .contains(&("x-gateway-prefix".into(), "/stepon".into()))));
+        } else {
+            assert!(call.is_none(), "{path} relayed");
+            assert_eq!(host.last_reply().map(|r| r.status), Some(401), "{path}");
+            assert_eq!(host.resumes.get(), 0);
+        }
+    }
+}

@@ -166,3 +166,35 @@ fn metadata_names_the_configured_issuer_whatever_the_host() {
         );
     }
 }
+
+/// Issue 18: the OAuth endpoints answer under the route's declared prefix only
+/// (`oauth2.prefix` in the template's route metadata), not under any path a client makes up
+/// below it, nor with `..` or `//` (Envoy normalizes the path first).
+#[test]
+fn endpoints_answer_only_under_the_routes_own_prefix() {
+    let mut kong = Kong::start();
+    let gw = kong.protect("oauth2", json!({"enable_client_credentials": true}));
+    let body = json!({"client_id": "clientid123", "client_secret": "secret123",
+                      "grant_type": "client_credentials", "scope": "email"});
+    let token = kong.post(&kong.gw(gw).https("/oauth2/token"), body.clone());
+    assert_eq!(token.status, 200, "{}", token.text);
+    for path in ["/x/oauth2/token", "/x/y/oauth2/token"] {
+        let a = kong.post(&kong.gw(gw).https(path), body.clone());
+        assert_eq!(a.status, 401, "{path}: {}", a.text);
+        assert!(!a.text.contains("access_token"), "{path}: {}", a.text);
+    }
+    let metadata = |path: &str| kong.stack.client.get(&kong.gw(gw).https(path));
+    assert_eq!(
+        metadata("/.well-known/oauth-authorization-server").status,
+        200
+    );
+    assert_eq!(
+        metadata("/x/.well-known/oauth-authorization-server").status,
+        401
+    );
+    // Normalized by Envoy before the filter sees it: the route's own endpoint.
+    let a = kong.post(&kong.gw(gw).https("/x/../oauth2/token"), body.clone());
+    assert_eq!(a.status, 200, "{}", a.text);
+    let a = kong.post(&kong.gw(gw).https("//oauth2//token"), body);
+    assert_eq!(a.status, 200, "{}", a.text);
+}

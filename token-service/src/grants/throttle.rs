@@ -95,11 +95,16 @@ fn whole_seconds(wait: Duration) -> u64 {
 }
 
 /// PBKDF2 checks off the async workers, at most `hashers` running and `waiting` queued.
+/// Identical checks in flight (the same presented secret against the same stored one: a burst
+/// of a client's own requests before its first check is remembered) share one computation, so
+/// a legitimate client's concurrent requests never fill the pool, while distinct guesses do.
 pub struct HashPool {
     /// Running or queued checks: taken without waiting, or the check is refused.
     admitted: Arc<Semaphore>,
     /// Running checks.
     hashing: Arc<Semaphore>,
+    /// Checks in flight by what they compare (a digest, never the secret itself).
+    in_flight: Mutex<HashMap<[u8; 32], Arc<tokio::sync::OnceCell<bool>>>>,
 }
 
 impl HashPool {
@@ -108,6 +113,7 @@ impl HashPool {
         HashPool {
             admitted: Arc::new(Semaphore::new(hashers + waiting)),
             hashing: Arc::new(Semaphore::new(hashers)),
+            in_flight: Mutex::new(HashMap::new()),
         }
     }
 
@@ -119,6 +125,31 @@ impl HashPool {
     }
 
     async fn verify(&self, presented: String, stored: String) -> Result<bool, OAuthError> {
+        let key = flight_key(&presented, &stored);
+        let flight = self
+            .in_flight
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(key)
+            .or_default()
+            .clone();
+        // One caller computes; the others wait for its answer. A refused computation (a full
+        // pool) leaves the cell empty: the next waiter tries in its turn.
+        let verified = flight
+            .get_or_try_init(|| self.compute(presented, stored))
+            .await
+            .copied();
+        let mut in_flight = self
+            .in_flight
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if in_flight.get(&key).is_some_and(|f| Arc::ptr_eq(f, &flight)) {
+            in_flight.remove(&key);
+        }
+        verified
+    }
+
+    async fn compute(&self, presented: String, stored: String) -> Result<bool, OAuthError> {
         let Ok(admitted) = self.admitted.clone().try_acquire_owned() else {
             return Err(OAuthError::secret_checks_overloaded());
         };
@@ -140,6 +171,16 @@ impl HashPool {
             OAuthError::server_error()
         })
     }
+}
+
+/// What an in-flight check compares, as a digest (length-prefixed, so no two pairs collide).
+fn flight_key(presented: &str, stored: &str) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    let mut hasher = Sha256::new();
+    hasher.update((stored.len() as u64).to_be_bytes());
+    hasher.update(stored.as_bytes());
+    hasher.update(presented.as_bytes());
+    hasher.finalize().into()
 }
 
 /// How many failed authentications a client may make: `burst` at once, then one per
@@ -296,6 +337,40 @@ mod tests {
         }
         assert!(l.tracked() <= 3);
         assert!(l.refusal("victim", t0).is_some());
+    }
+
+    /// A client's own burst (200 requests before its first check is remembered, as
+    /// `faults::hundreds_of_concurrent_requests_lose_and_duplicate_nothing` sends) costs one
+    /// PBKDF2 and none is refused, however small the pool; distinct wrong secrets still fill it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn identical_checks_in_flight_share_one_computation() {
+        let stored = crate::secrets::hash_client_secret("secret123", false);
+        let pool = Arc::new(HashPool::new(1, 1));
+        let same: Vec<_> = (0..200)
+            .map(|_| {
+                let (pool, stored) = (pool.clone(), stored.clone());
+                tokio::spawn(async move { pool.verify("secret123".into(), stored).await })
+            })
+            .collect();
+        for check in same {
+            assert!(matches!(check.await, Ok(Ok(true))));
+        }
+        let guesses: Vec<_> = (0..20)
+            .map(|i| {
+                let (pool, stored) = (pool.clone(), stored.clone());
+                tokio::spawn(async move { pool.verify(format!("guess{i}"), stored).await })
+            })
+            .collect();
+        let mut refused = 0;
+        for guess in guesses {
+            match guess.await {
+                Ok(Ok(verified)) => assert!(!verified),
+                Ok(Err(_)) => refused += 1,
+                Err(e) => unreachable!("{e}"),
+            }
+        }
+        assert!(refused > 0, "distinct guesses still fill the pool");
+        assert!(pool.in_flight.lock().unwrap().is_empty());
     }
 
     #[test]
