@@ -240,6 +240,7 @@ fn catch_up(host: &Envoy) {
     let mut worker = thread.worker.borrow_mut();
     if catchup.missed {
         worker.local.clear();
+        worker.forget_revocations();
     }
     for (service, poll, bumped) in catchup.polls {
         worker.apply_published_poll(host, &service, poll, bumped);

@@ -83,6 +83,8 @@ enum Waiting {
     State,
     Check {
         digest: TokenDigest,
+        /// What the worker had applied when the check left.
+        mark: worker::CheckMark,
     },
     Relay,
 }
@@ -182,7 +184,7 @@ impl Flow {
         };
         match waiting {
             Waiting::State => self.state_answered(host, answer),
-            Waiting::Check { digest } => self.check_answered(host, digest, answer),
+            Waiting::Check { digest, mark } => self.check_answered(host, digest, mark, answer),
             Waiting::Relay => self.relay_answered(host, answer),
         }
         self.settle(host);
@@ -429,7 +431,8 @@ impl Flow {
         }
         let call = self.worker.borrow().check_call(&self.service, &found.token);
         self.count(Metric::ChecksSent);
-        self.dispatch(host, &call, Waiting::Check { digest });
+        let mark = self.worker.borrow().check_mark();
+        self.dispatch(host, &call, Waiting::Check { digest, mark });
     }
 
     fn fetch_state(&mut self, host: &dyn Host) {
@@ -469,7 +472,13 @@ impl Flow {
         self.begin(host);
     }
 
-    fn check_answered(&mut self, host: &dyn Host, digest: TokenDigest, answer: &CallAnswer) {
+    fn check_answered(
+        &mut self,
+        host: &dyn Host,
+        digest: TokenDigest,
+        mark: worker::CheckMark,
+        answer: &CallAnswer,
+    ) {
         let verdict = if answer.status() == Some("200") {
             self.worker.borrow().parse_verdict(&answer.body)
         } else {
@@ -489,7 +498,14 @@ impl Flow {
             );
             return self.reply(host, &decision::unavailable(UNAVAILABLE));
         };
-        self.worker.borrow_mut().remember(host, digest, &verdict);
+        let freshness = self.worker.borrow().revoked_since(mark, &digest);
+        let verdict = match freshness {
+            worker::Freshness::Revoked => Verdict::Invalid,
+            _ => verdict,
+        };
+        if freshness != worker::Freshness::Uncertain {
+            self.worker.borrow_mut().remember(host, digest, &verdict);
+        }
         self.decide(host, Ok(&verdict));
     }
 

@@ -1365,3 +1365,93 @@ fn endpoints_answer_only_under_the_routes_declared_prefix() {
         }
     }
 }
+
+fn hex(digest: &crate::cache::TokenDigest) -> String {
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Under load (e2e `cluster::a_replica_behind_the_change_feed...`): a check left, a state poll
+/// then revoked the token, and the answer (from a replica whose index lagged the feed) came
+/// back "active" afterwards and was cached for `max_ttl_s`: the revocation undone. The answer
+/// is stale: the request is refused, and nothing is cached.
+#[test]
+fn a_check_answered_after_its_tokens_revocation_neither_passes_nor_caches() {
+    let shared = request("GET", "/r", &[]);
+    let worker = worker_with(settings(), &shared);
+    let host = request("GET", "/r", &[bearer(VALID)]);
+    *host.shared.borrow_mut() = shared.shared.borrow().clone();
+    let mut flow = Flow::new(worker.clone());
+    assert_eq!(flow.on_request_headers(&host, true), Action::Pause);
+    // Meanwhile the worker's poll learns the revocation (and an unrelated one).
+    let mut revocation = poll(Some(settings()));
+    revocation.reset = false;
+    revocation.seq = 2;
+    revocation.revoked = vec![
+        hex(&crate::cache::digest("some-other-token")),
+        hex(&crate::cache::digest(VALID)),
+    ];
+    worker.borrow_mut().apply_poll(&host, "s", revocation);
+    answer_last_call(&host, &mut flow, &active());
+    assert_eq!(host.last_reply().map(|r| r.status), Some(401));
+    assert_eq!(host.resumes.get(), 0);
+    // Not cached as active: the next request asks again.
+    let again = request("GET", "/r", &[bearer(VALID)]);
+    *again.shared.borrow_mut() = host.shared.borrow().clone();
+    let mut flow = Flow::new(worker.clone());
+    flow.on_request_headers(&again, true);
+    assert_ne!(flow.action(), Action::Continue);
+
+    // A revocation of another token while a check is in flight changes nothing for it.
+    let host = request("GET", "/r", &[bearer(UNKNOWN)]);
+    *host.shared.borrow_mut() = again.shared.borrow().clone();
+    let mut flow = Flow::new(worker.clone());
+    flow.on_request_headers(&host, true);
+    let mut other = poll(Some(settings()));
+    other.reset = false;
+    other.seq = 3;
+    other.revoked = vec![hex(&crate::cache::digest("yet-another-token"))];
+    worker.borrow_mut().apply_poll(&host, "s", other);
+    answer_last_call(&host, &mut flow, &active());
+    assert_eq!(flow.action(), Action::Continue);
+    let cached = request("GET", "/r", &[bearer(UNKNOWN)]);
+    *cached.shared.borrow_mut() = host.shared.borrow().clone();
+    let mut flow = Flow::new(worker);
+    assert_eq!(flow.on_request_headers(&cached, true), Action::Continue);
+    assert!(cached.calls.borrow().is_empty(), "cached: no call");
+}
+
+/// The same race across workers (the wasm build's workers poll on their own): worker A's
+/// check was in flight when worker B applied the revocation, and A cached the stale answer in
+/// shared data afterwards. B never takes it (nor copies it into its own cache).
+#[test]
+fn a_stale_answer_another_worker_cached_after_the_revocation_is_never_taken() {
+    let shared = request("GET", "/r", &[]);
+    let worker_a = worker_with(settings(), &shared);
+    let worker_b = worker_with(settings(), &shared);
+    // Both in the cache's current epoch (B's first poll moved it), as workers are.
+    let mut current = poll(Some(settings()));
+    current.reset = false;
+    worker_a.borrow_mut().apply_poll(&shared, "s", current);
+    assert_eq!(worker_a.borrow().epoch, worker_b.borrow().epoch);
+    let mut revocation = poll(Some(settings()));
+    revocation.reset = false;
+    revocation.seq = 2;
+    revocation.revoked = vec![hex(&crate::cache::digest(VALID))];
+    worker_b.borrow_mut().apply_poll(&shared, "s", revocation);
+    // A has not applied it yet: its check answers "active" and A caches it in shared data.
+    let host = request("GET", "/r", &[bearer(VALID)]);
+    *host.shared.borrow_mut() = shared.shared.borrow().clone();
+    let mut flow = Flow::new(worker_a);
+    flow.on_request_headers(&host, true);
+    answer_last_call(&host, &mut flow, &active());
+    assert_eq!(flow.action(), Action::Continue, "A did not know yet");
+    // B: a miss, so it asks (and would get the truth).
+    let on_b = request("GET", "/r", &[bearer(VALID)]);
+    *on_b.shared.borrow_mut() = host.shared.borrow().clone();
+    let mut flow = Flow::new(worker_b);
+    assert_eq!(flow.on_request_headers(&on_b, true), Action::Pause);
+    assert!(
+        on_b.last_call().is_some(),
+        "B asks instead of trusting A's stale entry"
+    );
+}

@@ -17,6 +17,9 @@ use std::time::Duration;
 const FEED_POSITION_HEADER: &str = "x-oauth2-feed-position";
 /// Entries a worker keeps in its own memory at most (each a few hundred bytes).
 const LOCAL_CACHE_MAX: u32 = 4096;
+/// Revocations a worker remembers for the checks in flight when they arrived (see
+/// [`Worker::revoked_since`]).
+const RECENT_REVOCATIONS: usize = 1024;
 /// Services one worker tracks at most. Routes name them in Envoy's configuration (never a
 /// client), so this only bounds a configuration mistake.
 pub const MAX_SERVICES: usize = 1024;
@@ -55,6 +58,30 @@ pub struct Worker {
     /// This worker's copy of recent answers, in front of shared data.
     pub local: LocalCache,
     pub counters: Counters,
+    /// The latest revocations applied, oldest first, each with its number in
+    /// `revocations_applied`'s count.
+    recent_revocations: std::collections::VecDeque<(u64, TokenDigest)>,
+    revocations_applied: u64,
+}
+
+/// What a worker had applied when a check was sent: its answer may only be cached (or trusted)
+/// if no revocation of the token, and no reset, was applied while it was in flight.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CheckMark {
+    epoch: u32,
+    revocations_applied: u64,
+}
+
+/// What a check's answer may still be used for, given what was applied while it was in flight.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Freshness {
+    /// Nothing relevant happened: use it and cache it.
+    Current,
+    /// The cache was reset, or more revocations arrived than the worker remembers: use it for
+    /// this request, never cache it (it may predate a revocation).
+    Uncertain,
+    /// The token was revoked while its check was in flight: the answer is stale.
+    Revoked,
 }
 
 impl Worker {
@@ -87,6 +114,8 @@ impl Worker {
             epoch: 0,
             local,
             counters: Counters::default(),
+            recent_revocations: std::collections::VecDeque::new(),
+            revocations_applied: 0,
         }
     }
 
@@ -188,6 +217,7 @@ impl Worker {
                 let key = self.cache_key(service, &token);
                 evict(host, &self.slot_key(&key), &key);
                 self.local.remove(&key);
+                self.note_revocation(key);
             }
         }
         if self.epoch != previous_epoch {
@@ -216,6 +246,59 @@ impl Worker {
         }
     }
 
+    fn note_revocation(&mut self, key: TokenDigest) {
+        self.revocations_applied += 1;
+        self.recent_revocations
+            .push_back((self.revocations_applied, key));
+        while self.recent_revocations.len() > RECENT_REVOCATIONS {
+            self.recent_revocations.pop_front();
+        }
+    }
+
+    /// Revocations this worker applied may be missing from what it remembers (a native worker
+    /// that slept through more answers than the feed keeps): checks in flight are uncertain.
+    pub fn forget_revocations(&mut self) {
+        self.revocations_applied += RECENT_REVOCATIONS as u64 + 1;
+        self.recent_revocations.clear();
+    }
+
+    /// What the worker has applied now, to judge a check's answer by when it comes back.
+    pub fn check_mark(&self) -> CheckMark {
+        CheckMark {
+            epoch: self.epoch,
+            revocations_applied: self.revocations_applied,
+        }
+    }
+
+    /// Whether the answer to a check sent at `mark` for `key` may be used (and cached): a
+    /// state poll applied while it was in flight may have revoked the token (the answering
+    /// replica's index lagging the feed the poll read), and caching the stale "active" would
+    /// undo the revocation for `max_ttl_s`.
+    pub fn revoked_since(&self, mark: CheckMark, key: &TokenDigest) -> Freshness {
+        if self.revocations_applied == mark.revocations_applied {
+            return if self.epoch == mark.epoch {
+                Freshness::Current
+            } else {
+                Freshness::Uncertain
+            };
+        }
+        let remembered_from = self
+            .recent_revocations
+            .front()
+            .map_or(self.revocations_applied + 1, |(n, _)| *n);
+        if self
+            .recent_revocations
+            .iter()
+            .any(|(n, revoked)| *n > mark.revocations_applied && revoked == key)
+        {
+            return Freshness::Revoked;
+        }
+        if remembered_from > mark.revocations_applied + 1 || self.epoch != mark.epoch {
+            return Freshness::Uncertain;
+        }
+        Freshness::Current
+    }
+
     /// The cached verdict for a cache key: this worker's copy first (no host call), then
     /// shared data (filled by every worker).
     pub fn cached(&mut self, host: &dyn Host, key: &TokenDigest) -> Option<Verdict> {
@@ -226,9 +309,19 @@ impl Worker {
             return Some(verdict);
         }
         let (bytes, _) = host.shared_get(&self.slot_key(key));
+        // An entry of a token this worker saw revoked is another worker's stale answer (its
+        // check was in flight when the revocation reached this worker, and answered by a
+        // replica behind the feed): never taken, and removed.
         let entry = bytes
             .and_then(|b| Entry::decode(&b))
-            .filter(|e| e.answers(key, self.epoch, now));
+            .filter(|e| e.answers(key, self.epoch, now))
+            .filter(|_| {
+                let revoked = self.recent_revocations.iter().any(|(_, r)| r == key);
+                if revoked {
+                    evict(host, &self.slot_key(key), key);
+                }
+                !revoked
+            });
         let Some(entry) = entry else {
             self.count(Metric::CacheMiss);
             return None;
