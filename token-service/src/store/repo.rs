@@ -1,9 +1,11 @@
 //! The storage vocabulary, written once for both backends (see [`super::sql`]).
 
+use super::index::ExpiresAt;
 use super::sql::{params, Dialect, Row, Sql, Value};
 use super::{StoreError, StoreResult};
 use crate::model::{
-    AuthorizationCode, ClientType, Consumer, Credential, OAuth2Config, Plugin, Service, Token,
+    AuthorizationCode, ClientType, Consumer, Credential, Lifetime, OAuth2Config, Plugin, Service,
+    Token,
 };
 
 /// The storage vocabulary over one connection, inside a transaction (or savepoint) the
@@ -122,6 +124,19 @@ const TOKEN_WITH_OWNER: &str =
      FROM oauth2_tokens t
      JOIN oauth2_credentials c ON c.id = t.credential_id
      JOIN consumers u ON u.id = c.consumer_id";
+
+/// What the digest set keeps of a token row.
+const TOKEN_EXPIRY: &str =
+    "SELECT access_token_hash, created_at, expires_in, ttl_at FROM oauth2_tokens";
+
+fn expiry_from(row: &Row) -> StoreResult<(String, ExpiresAt)> {
+    let lifetime = Lifetime {
+        created_at: row.at(1)?,
+        expires_in: row.at(2)?,
+        ttl_at: row.at(3)?,
+    };
+    Ok((row.at(0)?, super::index::expires_at(lifetime)))
+}
 
 fn token_with_owner_from(row: &Row) -> StoreResult<TokenWithOwner> {
     let credential = credential_in(row, ["c_id", "c_created_at", "c_tags"])?;
@@ -742,6 +757,55 @@ impl<'a> Repo<'a> {
         )
     }
 
+    /// Live tokens' digests above `after`, in order, at most `limit`, with their expiries:
+    /// one page of the in-memory digest set's load.
+    pub fn token_expiries_page(
+        &self,
+        after: &str,
+        limit: i64,
+    ) -> StoreResult<Vec<(String, ExpiresAt)>> {
+        self.all(
+            &format!(
+                "{TOKEN_EXPIRY} WHERE access_token_hash > $1 ORDER BY access_token_hash LIMIT $2"
+            ),
+            params![after, limit],
+            expiry_from,
+        )
+    }
+
+    /// Of these digests, those a token row holds, with their expiries.
+    pub fn token_expiries_of(&self, digests: &[String]) -> StoreResult<Vec<(String, ExpiresAt)>> {
+        if digests.is_empty() {
+            return Ok(Vec::new());
+        }
+        let list =
+            serde_json::to_string(digests).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let elements = match self.db.dialect() {
+            Dialect::Sqlite => "SELECT value FROM json_each($1)",
+            Dialect::Postgres => "SELECT jsonb_array_elements_text($1::text::jsonb)",
+        };
+        self.all(
+            &format!("{TOKEN_EXPIRY} WHERE access_token_hash IN ({elements})"),
+            params![list],
+            expiry_from,
+        )
+    }
+
+    /// SQLite: the digests and expiries of the token rows with these row ids (rows a batch
+    /// inserted or changed); ids of rows that are gone are skipped.
+    pub fn token_expiries_by_rowid(&self, rowids: &[i64]) -> StoreResult<Vec<(String, ExpiresAt)>> {
+        debug_assert_eq!(self.db.dialect(), Dialect::Sqlite);
+        if rowids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids = serde_json::to_string(rowids).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        self.all(
+            &format!("{TOKEN_EXPIRY} WHERE rowid IN (SELECT value FROM json_each($1))"),
+            params![ids],
+            expiry_from,
+        )
+    }
+
     pub fn list_tokens(&self, offset: i64, size: i64) -> StoreResult<Page<Token>> {
         self.page("SELECT * FROM oauth2_tokens", &[], offset, size, token_from)
     }
@@ -872,9 +936,7 @@ impl<'a> Repo<'a> {
 
     fn postgres_feed_page(&self, since: i64, limit: i64) -> StoreResult<FeedPage> {
         let position = self.postgres_horizon()?;
-        let floor = self
-            .one("SELECT floor FROM feed_floor", &[], |row| row.at(0))?
-            .unwrap_or(0);
+        let floor = self.postgres_feed_floor()?;
         let digests = self.all(
             "SELECT access_token_hash FROM changes
              WHERE kind = 'token' AND txid >= $1::bigint::text::xid8 AND txid < $2::bigint::text::xid8
@@ -887,6 +949,13 @@ impl<'a> Repo<'a> {
             floor,
             digests,
         })
+    }
+
+    /// PostgreSQL: feed positions below this may have lost entries to the purge.
+    pub fn postgres_feed_floor(&self) -> StoreResult<i64> {
+        Ok(self
+            .one("SELECT floor FROM feed_floor", &[], |row| row.at(0))?
+            .unwrap_or(0))
     }
 
     /// PostgreSQL: the oldest transaction still running (or the next to start): every change
