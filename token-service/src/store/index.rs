@@ -814,4 +814,88 @@ mod tests {
         let [_, _, tokens, _] = index.sizes();
         assert_eq!((tokens.entries, tokens.bytes), (index.tokens_held(), held));
     }
+
+    fn changes(live: &[(&str, i64)], gone: &[&str]) -> TokenChanges {
+        TokenChanges {
+            live: live.iter().map(|(n, e)| (d(n), *e)).collect(),
+            gone: gone.iter().map(|n| d(n)).collect(),
+        }
+    }
+
+    fn loaded(index: &Index, tokens: &[(&str, i64)]) {
+        let mut pages = vec![tokens.iter().map(|(n, e)| (d(n), *e)).collect::<Vec<_>>()];
+        pages[0].sort();
+        index
+            .load_digests(|_| Ok(pages.pop().unwrap_or_default()))
+            .expect("load");
+    }
+
+    #[test]
+    fn the_digest_set_answers_only_once_complete() {
+        let index = Index::new(10);
+        assert_eq!(index.presence(&d("a"), 0), Presence::Unknown, "not loaded");
+        index.apply_tokens(&changes(&[("a", 100)], &[]), Expiry::Exact);
+        assert_eq!(
+            index.presence(&d("a"), 0),
+            Presence::Unknown,
+            "still not loaded"
+        );
+        loaded(&index, &[("a", 100), ("never", i64::MAX)]);
+        assert_eq!(index.digests_complete(), Some(true));
+        assert_eq!(index.presence(&d("a"), 100), Presence::Present);
+        assert_eq!(index.presence(&d("a"), 101), Presence::Expired);
+        assert_eq!(index.presence(&d("never"), i64::MAX - 1), Presence::Present);
+        assert_eq!(index.presence(&d("b"), 0), Presence::Absent);
+        assert_eq!(index.presence("not hex", 0), Presence::Unknown);
+        index.digests_incomplete();
+        assert_eq!(index.presence(&d("b"), 0), Presence::Unknown);
+        assert_eq!(index.digests_complete(), Some(false), "a reload would help");
+    }
+
+    #[test]
+    fn before_a_commit_an_expiry_only_rises_and_after_it_is_exact() {
+        let index = Index::new(10);
+        loaded(&index, &[("a", 100)]);
+        index.apply_tokens(&changes(&[("a", 50), ("b", 10)], &[]), Expiry::Raise);
+        assert_eq!(
+            index.presence(&d("a"), 60),
+            Presence::Present,
+            "the old row still answers"
+        );
+        assert_eq!(index.presence(&d("b"), 5), Presence::Present);
+        index.apply_tokens(&changes(&[("a", 50)], &["b"]), Expiry::Exact);
+        assert_eq!(index.presence(&d("a"), 60), Presence::Expired);
+        assert_eq!(index.presence(&d("b"), 5), Presence::Absent);
+    }
+
+    #[test]
+    fn over_its_bound_the_digest_set_gives_up_and_frees_itself() {
+        let index = Index::new(10).with_max_digests(3);
+        loaded(&index, &[("a", 1), ("b", 1), ("c", 1), ("d", 1)]);
+        assert_eq!(
+            index.digests_complete(),
+            None,
+            "a reload would find too many again"
+        );
+        assert_eq!(index.presence(&d("z"), 0), Presence::Unknown);
+        let index = Index::new(10).with_max_digests(3);
+        loaded(&index, &[("a", 1), ("b", 1), ("c", 1)]);
+        index.apply_tokens(&changes(&[("d", 1)], &[]), Expiry::Raise);
+        assert_eq!(index.presence(&d("z"), 0), Presence::Unknown);
+        assert_eq!(index.sizes()[3], IndexSize::default(), "freed");
+        let failing = Index::new(10);
+        let load = failing.load_digests(|_| Err(crate::store::StoreError::NotFound));
+        assert!(load.is_err());
+        assert_eq!(failing.digests_complete(), Some(false));
+    }
+
+    #[test]
+    fn token_changes_name_what_no_row_holds_any_more() {
+        let found = TokenChanges::new(
+            vec![d("kept"), d("gone"), d("gone")],
+            vec![(d("kept"), 5), (d("new"), 6)],
+        );
+        assert_eq!(found.gone, vec![d("gone")]);
+        assert_eq!(found.live.len(), 2);
+    }
 }

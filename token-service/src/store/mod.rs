@@ -21,7 +21,7 @@ mod sqlite;
 #[cfg(test)]
 pub(crate) mod testing;
 
-pub use index::{Index, IndexSize, IndexedToken, ProtectedService, DEFAULT_MAX_DIGESTS};
+pub use index::{Index, IndexSize, IndexedToken, Presence, ProtectedService, DEFAULT_MAX_DIGESTS};
 pub use repo::{
     FeedChange, FeedPage, NewCode, NewToken, Page, Purged, Repo, RetiredRefresh, TokenWithOwner,
 };
