@@ -826,10 +826,13 @@ async fn issued_tokens_errors_and_checks_are_counted_exactly() {
     ) {
         assert_eq!(metric(&f, &series), value, "{series}");
     }
-    // Issued tokens are in memory before their first check; the unknown one is not.
+    // Issued tokens are in memory before their first check; the unknown one is refused by
+    // the digest set, without a read.
     let lookups = "token_service_index_lookups_total{map=\"token\",result=";
     assert_eq!(metric(&f, &format!("{lookups}\"hit\"}}")), 3.0);
-    assert_eq!(metric(&f, &format!("{lookups}\"miss\"}}")), 1.0);
+    assert_eq!(metric(&f, &format!("{lookups}\"miss\"}}")), 0.0);
+    let digests = "token_service_index_lookups_total{map=\"digest\",result=";
+    assert_eq!(metric(&f, &format!("{digests}\"hit\"}}")), 1.0);
 }
 
 // ----- client authentication under attack (security review, issue 18) -----
