@@ -407,24 +407,25 @@ impl Index {
     }
 
     /// Replaces the digest set by every live token, read page by page (`next_page(after)`:
-    /// the digests above `after`, in order, with their expiries; empty at the end). Complete
-    /// unless the tokens are more than its bound; an error leaves it incomplete.
+    /// the digests after the position `after`, `""` at first, with their expiries, and the
+    /// page's end; an empty page at the end). Complete unless the tokens are more than its
+    /// bound; an error leaves it incomplete.
     pub fn load_digests(
         &self,
-        mut next_page: impl FnMut(&str) -> super::StoreResult<Vec<(String, ExpiresAt)>>,
+        mut next_page: impl FnMut(&str) -> super::StoreResult<(Vec<(String, ExpiresAt)>, String)>,
     ) -> super::StoreResult<()> {
         let max = self.digests.read().map_or(DEFAULT_MAX_DIGESTS, |d| d.max);
         let mut map = HashMap::new();
         let mut after = String::new();
         let outcome = loop {
-            let page = match next_page(&after) {
+            let (page, end) = match next_page(&after) {
                 Ok(page) => page,
                 Err(e) => break Err(e),
             };
-            let Some((last, _)) = page.last() else {
+            if page.is_empty() {
                 break Ok(true);
-            };
-            after = last.clone();
+            }
+            after = end;
             map.extend(page.iter().filter_map(|(d, e)| Some((digest_key(d)?, *e))));
             if map.len() > max {
                 break Ok(false);
@@ -826,7 +827,7 @@ mod tests {
         let mut pages = vec![tokens.iter().map(|(n, e)| (d(n), *e)).collect::<Vec<_>>()];
         pages[0].sort();
         index
-            .load_digests(|_| Ok(pages.pop().unwrap_or_default()))
+            .load_digests(|_| Ok((pages.pop().unwrap_or_default(), String::new())))
             .expect("load");
     }
 

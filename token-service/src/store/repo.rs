@@ -130,12 +130,17 @@ const TOKEN_EXPIRY: &str =
     "SELECT access_token_hash, created_at, expires_in, ttl_at FROM oauth2_tokens";
 
 fn expiry_from(row: &Row) -> StoreResult<(String, ExpiresAt)> {
+    expiry_at(row, 0)
+}
+
+/// A digest and its expiry, from the columns at `first` on (as [`TOKEN_EXPIRY`] has them).
+fn expiry_at(row: &Row, first: usize) -> StoreResult<(String, ExpiresAt)> {
     let lifetime = Lifetime {
-        created_at: row.at(1)?,
-        expires_in: row.at(2)?,
-        ttl_at: row.at(3)?,
+        created_at: row.at(first + 1)?,
+        expires_in: row.at(first + 2)?,
+        ttl_at: row.at(first + 3)?,
     };
-    Ok((row.at(0)?, super::index::expires_at(lifetime)))
+    Ok((row.at(first)?, super::index::expires_at(lifetime)))
 }
 
 fn token_with_owner_from(row: &Row) -> StoreResult<TokenWithOwner> {
@@ -757,20 +762,37 @@ impl<'a> Repo<'a> {
         )
     }
 
-    /// Live tokens' digests above `after`, in order, at most `limit`, with their expiries:
-    /// one page of the in-memory digest set's load.
+    /// One page of the in-memory digest set's load: at most `limit` live tokens' digests with
+    /// their expiries, after the position `after` (`""` at first), and the position of the
+    /// page's end. SQLite pages by rowid (the table's order: one sequential pass; in digest
+    /// order a load of 1M tokens took 4 times as long); PostgreSQL by digest, in the
+    /// snapshot of the caller's transaction.
     pub fn token_expiries_page(
         &self,
         after: &str,
         limit: i64,
-    ) -> StoreResult<Vec<(String, ExpiresAt)>> {
-        self.all(
-            &format!(
-                "{TOKEN_EXPIRY} WHERE access_token_hash > $1 ORDER BY access_token_hash LIMIT $2"
+    ) -> StoreResult<(Vec<(String, ExpiresAt)>, String)> {
+        let (sql, params) = match self.db.dialect() {
+            Dialect::Sqlite => (
+                "SELECT rowid, access_token_hash, created_at, expires_in, ttl_at FROM oauth2_tokens
+                 WHERE rowid > $1 ORDER BY rowid LIMIT $2",
+                params![after.parse::<i64>().unwrap_or(i64::MIN), limit],
             ),
-            params![after, limit],
-            expiry_from,
-        )
+            Dialect::Postgres => (
+                "SELECT access_token_hash, access_token_hash, created_at, expires_in, ttl_at
+                 FROM oauth2_tokens WHERE access_token_hash > $1 ORDER BY access_token_hash LIMIT $2",
+                params![after, limit],
+            ),
+        };
+        let rows = self.all(sql, params, |row| {
+            let position = match self.db.dialect() {
+                Dialect::Sqlite => row.at::<i64>(0)?.to_string(),
+                Dialect::Postgres => row.at::<String>(0)?,
+            };
+            Ok((position, expiry_at(row, 1)?))
+        })?;
+        let end = rows.last().map_or_else(String::new, |(p, _)| p.clone());
+        Ok((rows.into_iter().map(|(_, expiry)| expiry).collect(), end))
     }
 
     /// Of these digests, those a token row holds, with their expiries.
