@@ -166,8 +166,9 @@ pub enum Expiry {
     Exact,
 }
 
-/// Tokens the digest set holds at most by default: about 90 MB at 1M tokens (measured; see
-/// the store's tests), so about 370 MB at this bound.
+/// Tokens the digest set holds at most by default. Measured with the release binary on 1M
+/// live tokens: an 86 MB hash table (90 MB more resident memory than with none), so at most
+/// about 370 MB at this bound.
 pub const DEFAULT_MAX_DIGESTS: usize = 4 * 1024 * 1024;
 
 struct Maps {

@@ -20,6 +20,11 @@
 //!   writes leave its index before they commit, as with SQLite, and the tokens it issues enter
 //!   it as they commit. A request carrying a feed position the follower has not reached yet
 //!   makes the index catch up first ([`Postgres::catch_up`]).
+//! - **Every replica knows every live token's digest.** The feed also carries the digest of
+//!   each token inserted or updated (`issued` rows), and the follower reads every change its
+//!   snapshot sees (above the horizon too), checking which digests rows still hold. A digest
+//!   the set lacks is refused only once a feed read begun after the check arrived is applied
+//!   (`Store::checked_token`), so a token another replica just issued is never refused.
 //! - **Migrations and purges take advisory locks**: replicas starting at once migrate one at a
 //!   time; one replica purges at a time, in short batches that skip locked rows.
 
