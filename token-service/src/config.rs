@@ -61,6 +61,11 @@ pub struct Config {
     /// tokens beyond it read the database.
     #[arg(long, env = "TOKEN_SERVICE_INDEX_ENTRIES", default_value_t = crate::store::DEFAULT_INDEX_ENTRIES)]
     pub index_entries: usize,
+    /// Live tokens whose digests (about 90 bytes each) the index holds at most: with every
+    /// live token's digest in memory, a check of an unknown token is refused without reading
+    /// the database. With more live tokens than this, such checks read it.
+    #[arg(long, env = "TOKEN_SERVICE_INDEX_TOKEN_DIGESTS", default_value_t = crate::store::DEFAULT_MAX_DIGESTS)]
+    pub index_token_digests: usize,
     /// Seconds between purges of expired codes and tokens.
     #[arg(long, env = "TOKEN_SERVICE_PURGE_INTERVAL", default_value_t = 60)]
     pub purge_interval_s: u64,

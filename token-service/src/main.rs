@@ -31,6 +31,7 @@ async fn run(config: Config) -> Result<(), String> {
     let options = StoreOptions {
         index_entries: config.index_entries,
         feed_poll: Duration::from_millis(config.feed_poll_ms),
+        max_token_digests: config.index_token_digests,
     };
     let store = Store::connect(&config.database, options)
         .await

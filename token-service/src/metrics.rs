@@ -102,16 +102,25 @@ pub enum IndexMap {
     Service,
     Credential,
     Token,
+    /// The digests of every live token: a hit answered a check "invalid" (unknown, or
+    /// expired) without a read; a miss left it to the token map.
+    Digest,
 }
 
 impl IndexMap {
-    pub const ALL: [IndexMap; 3] = [IndexMap::Service, IndexMap::Credential, IndexMap::Token];
+    pub const ALL: [IndexMap; 4] = [
+        IndexMap::Service,
+        IndexMap::Credential,
+        IndexMap::Token,
+        IndexMap::Digest,
+    ];
 
     pub fn label(self) -> &'static str {
         match self {
             IndexMap::Service => "service",
             IndexMap::Credential => "credential",
             IndexMap::Token => "token",
+            IndexMap::Digest => "digest",
         }
     }
 }
@@ -372,8 +381,8 @@ mod tests {
             .unwrap_or_else(|| panic!("no sample {series} in\n{text}"))
     }
 
-    fn no_index() -> [IndexSize; 3] {
-        [IndexSize::default(); 3]
+    fn no_index() -> [IndexSize; 4] {
+        [IndexSize::default(); 4]
     }
 
     #[test]
@@ -529,6 +538,7 @@ mod tests {
                     entries: tokens,
                     bytes: tokens * 300,
                 },
+                IndexSize::default(),
             ]
         };
         let text = m.render(sizes(4));

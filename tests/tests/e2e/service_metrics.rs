@@ -337,9 +337,12 @@ fn metrics_count_exactly_what_clients_and_the_filter_did() {
         gw.filter_stat(&kong.stack.client, checks_sent) - envoy_before
     );
 
-    // The issued tokens were in memory before their first check; the unknown one was not.
+    // The issued tokens were in memory before their first check; the unknown one was refused
+    // by the digest set of every live token, without a read.
     assert_eq!(after.delta(&before, &token_lookups("hit")), 3.0);
-    assert_eq!(after.delta(&before, &token_lookups("miss")), 1.0);
+    assert_eq!(after.delta(&before, &token_lookups("miss")), 0.0);
+    let refused = "token_service_index_lookups_total{map=\"digest\",result=\"hit\"}";
+    assert_eq!(after.delta(&before, refused), 1.0);
     assert_eq!(after.get("token_service_index_entries{map=\"token\"}"), 2.0);
     assert!(after.get("token_service_index_bytes{map=\"token\"}") > 0.0);
 
@@ -388,8 +391,9 @@ fn purged_rows_are_counted_by_kind() {
         last.get("token_service_purged_rows_total{kind=\"authorization_code\"}"),
         0.0
     );
-    // Purged tokens leave the index too.
+    // Purged tokens leave the index too, their digests included.
     assert_eq!(last.get("token_service_index_entries{map=\"token\"}"), 0.0);
+    assert_eq!(last.get("token_service_index_entries{map=\"digest\"}"), 0.0);
     let rows = kong.stack.admin_get("/oauth2_tokens").json();
     assert_eq!(rows["data"], Value::Array(Vec::new()), "{rows}");
 }

@@ -1396,3 +1396,43 @@ async fn the_seeds_aliases_are_not_unknown_fields() {
     assert_eq!(other.status, StatusCode::BAD_REQUEST, "{}", other.body);
     assert!(other.field("/fields/name").is_string(), "{}", other.body);
 }
+
+/// A token the admin API creates with a chosen value is in the index's digest set at once;
+/// changing its value swaps the digests; deleting it drops it (issue 18: an unknown token is
+/// refused without a read, so the set must never lack a live one).
+#[tokio::test]
+async fn admin_tokens_enter_and_leave_the_digest_set_with_their_writes() {
+    use crate::store::Presence;
+    let admin = Admin::start();
+    admin.form("POST", "/consumers", "username=u").await;
+    let credential = admin.form("POST", "/consumers/u/oauth2", "name=app").await;
+    let credential_id = credential.field("/id").as_str().expect("id").to_string();
+    let presence = |token: &str| {
+        admin
+            .store
+            .index()
+            .presence(&crate::secrets::token_digest(token), crate::model::now())
+    };
+    let created = admin
+        .form(
+            "POST",
+            "/oauth2_tokens",
+            &format!("credential.id={credential_id}&access_token=chosen-one&expires_in=60"),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    assert_eq!(presence("chosen-one"), Presence::Present);
+    let path = format!(
+        "/oauth2_tokens/{}",
+        created.field("/id").as_str().expect("id")
+    );
+    let patched = admin.form("PATCH", &path, "access_token=chosen-two").await;
+    assert_eq!(patched.status, StatusCode::OK, "{}", patched.body);
+    assert_eq!(presence("chosen-one"), Presence::Absent);
+    assert_eq!(presence("chosen-two"), Presence::Present);
+    let deleted = admin
+        .send(Request::delete(&path).body(Body::empty()).expect("request"))
+        .await;
+    assert_eq!(deleted.status, StatusCode::NO_CONTENT, "{:?}", deleted.body);
+    assert_eq!(presence("chosen-two"), Presence::Absent);
+}

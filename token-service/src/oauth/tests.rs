@@ -826,10 +826,13 @@ async fn issued_tokens_errors_and_checks_are_counted_exactly() {
     ) {
         assert_eq!(metric(&f, &series), value, "{series}");
     }
-    // Issued tokens are in memory before their first check; the unknown one is not.
+    // Issued tokens are in memory before their first check; the unknown one is refused by
+    // the digest set, without a read.
     let lookups = "token_service_index_lookups_total{map=\"token\",result=";
     assert_eq!(metric(&f, &format!("{lookups}\"hit\"}}")), 3.0);
-    assert_eq!(metric(&f, &format!("{lookups}\"miss\"}}")), 1.0);
+    assert_eq!(metric(&f, &format!("{lookups}\"miss\"}}")), 0.0);
+    let digests = "token_service_index_lookups_total{map=\"digest\",result=";
+    assert_eq!(metric(&f, &format!("{digests}\"hit\"}}")), 1.0);
 }
 
 // ----- client authentication under attack (security review, issue 18) -----
@@ -1006,4 +1009,73 @@ async fn a_flood_of_wrong_hashed_secrets_is_refused_fast_and_starves_nothing() {
     // The pool is free again once the flood is over: the right secret gets its token.
     let a = f.client_credentials("hashed", "hashed-secret").await;
     assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+}
+
+// ----- issued tokens and the index's digest set (issue 18) -----
+
+impl Fixture {
+    /// What the store's digest set says of `token` now (without reading the database).
+    fn presence(&self, token: &str) -> crate::store::Presence {
+        self.store
+            .index()
+            .presence(&crate::secrets::token_digest(token), crate::model::now())
+    }
+}
+
+/// Every grant's token is in the index's digest set when the answer leaves (so no check
+/// of it can find it missing), and valid; a refresh drops the access token it replaces.
+#[tokio::test]
+async fn every_grant_issues_tokens_the_digest_set_knows_at_once() {
+    use crate::store::Presence;
+    let implicit = OAuth2Config {
+        enable_implicit_grant: true,
+        ..plugin_config(false)
+    };
+    let f = fixture(OAuthSettings::default(), &[("a", implicit)]).await;
+    let pair = f.password_pair("a").await;
+    let code = f.code(&[]).await;
+    let exchanged = f.exchange(&code, &[]).await;
+    assert_eq!(exchanged.status, StatusCode::OK, "{}", exchanged.body);
+    let credentials = f.client_credentials("conf", "conf-secret").await;
+    assert_eq!(credentials.status, StatusCode::OK, "{}", credentials.body);
+    let implicit = f
+        .post(
+            "/a/oauth2/authorize",
+            &[
+                ("response_type", "token"),
+                ("client_id", "conf"),
+                ("provision_key", PROVISION_KEY),
+                ("authenticated_userid", "user1"),
+            ],
+        )
+        .await;
+    assert_eq!(implicit.status, StatusCode::OK, "{}", implicit.body);
+    let fragment = url::Url::parse(&implicit.text("redirect_uri"))
+        .expect("redirect uri")
+        .fragment()
+        .unwrap_or_default()
+        .to_string();
+    let implicit_token = form_urlencoded::parse(fragment.as_bytes())
+        .find(|(k, _)| k == "access_token")
+        .map(|(_, v)| v.into_owned())
+        .expect("an implicit token");
+    let tokens = [
+        ("password", pair.text("access_token")),
+        ("authorization_code", exchanged.text("access_token")),
+        ("client_credentials", credentials.text("access_token")),
+        ("implicit", implicit_token),
+    ];
+    for (grant, token) in &tokens {
+        assert_eq!(f.presence(token), Presence::Present, "{grant}");
+        assert!(f.active_at("a", token).await, "{grant}");
+    }
+    let refreshed = f.refresh("a", &pair.text("refresh_token")).await;
+    assert_eq!(refreshed.status, StatusCode::OK, "{}", refreshed.body);
+    assert_eq!(
+        f.presence(&refreshed.text("access_token")),
+        Presence::Present
+    );
+    assert!(f.active_at("a", &refreshed.text("access_token")).await);
+    assert_eq!(f.presence(&pair.text("access_token")), Presence::Absent);
+    assert!(!f.active_at("a", &pair.text("access_token")).await);
 }

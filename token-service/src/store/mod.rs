@@ -21,7 +21,7 @@ mod sqlite;
 #[cfg(test)]
 pub(crate) mod testing;
 
-pub use index::{Index, IndexSize, IndexedToken, ProtectedService};
+pub use index::{Index, IndexSize, IndexedToken, Presence, ProtectedService, DEFAULT_MAX_DIGESTS};
 pub use repo::{
     FeedChange, FeedPage, NewCode, NewToken, Page, Purged, Repo, RetiredRefresh, TokenWithOwner,
 };
@@ -102,6 +102,9 @@ pub struct StoreOptions {
     pub index_entries: usize,
     /// PostgreSQL: how often a replica reads the changes other replicas committed.
     pub feed_poll: Duration,
+    /// Live tokens whose digests the index holds at most (all of them, so that an unknown
+    /// token is refused without a read); beyond it, unknown tokens' checks read.
+    pub max_token_digests: usize,
 }
 
 impl Default for StoreOptions {
@@ -109,6 +112,7 @@ impl Default for StoreOptions {
         StoreOptions {
             index_entries: DEFAULT_INDEX_ENTRIES,
             feed_poll: DEFAULT_FEED_POLL,
+            max_token_digests: DEFAULT_MAX_DIGESTS,
         }
     }
 }
@@ -142,6 +146,10 @@ pub const DEFAULT_INDEX_ENTRIES: usize = 65_536;
 pub const DEFAULT_FEED_POLL: Duration = Duration::from_millis(100);
 
 const READER_POOL: usize = 8;
+/// PostgreSQL: unknown tokens wait for a feed read begun after they arrived (a token another
+/// replica just issued is known once it is done); such reads begin at most this often, so a
+/// flood of made-up tokens costs at most one small read per interval, not one per token.
+const UNKNOWN_TOKEN_FEED_READ_INTERVAL: Duration = Duration::from_millis(10);
 /// Rows of each kind one SQLite purge write deletes at most (the writer interleaves others).
 const PURGE_BATCH: i64 = 1_000;
 
@@ -214,7 +222,7 @@ impl Store {
 
     fn parts(options: &StoreOptions) -> (Arc<Index>, Arc<Metrics>) {
         (
-            Arc::new(Index::new(options.index_entries)),
+            Arc::new(Index::new(options.index_entries).with_max_digests(options.max_token_digests)),
             Arc::new(Metrics::new()),
         )
     }
@@ -287,6 +295,33 @@ impl Store {
         if db.caught_up(position, ticket) {
             return Ok(());
         }
+        self.read_the_feed(position, ticket).await
+    }
+
+    /// PostgreSQL: waits until the index has applied a feed read begun after `ticket` was
+    /// taken (as a request arrived), so it holds every token committed before: then a digest
+    /// it lacks is no token's. Such reads begin at most every
+    /// [`UNKNOWN_TOKEN_FEED_READ_INTERVAL`], each serving every request waiting for one.
+    async fn catch_up_after(&self, ticket: u64) -> StoreResult<()> {
+        let Backend::Postgres(db) = &self.inner.backend else {
+            return Ok(());
+        };
+        let _turn = self.inner.catching_up.lock().await;
+        if db.caught_up(i64::MAX, ticket) {
+            return Ok(());
+        }
+        let elapsed = db.since_last_feed_read().unwrap_or(Duration::MAX);
+        if let Some(rest) = UNKNOWN_TOKEN_FEED_READ_INTERVAL.checked_sub(elapsed) {
+            tokio::time::sleep(rest).await;
+            if db.caught_up(i64::MAX, ticket) {
+                return Ok(());
+            }
+        }
+        self.read_the_feed(i64::MAX, ticket).await
+    }
+
+    /// One feed read for a catch-up (the caller holds `catching_up`).
+    async fn read_the_feed(&self, position: i64, ticket: u64) -> StoreResult<()> {
         // The feed read is a read like the others: within the reader pool's bound.
         let permit = self.read_permit().await?;
         let inner = self.inner.clone();
@@ -427,8 +462,14 @@ impl Store {
     }
 
     /// What a check needs of the token with this access-token digest; from memory when it can.
+    /// `None` for a digest no live token has, and may be (without a read) for an expired one.
     pub async fn checked_token(&self, digest: &str) -> StoreResult<Option<Arc<IndexedToken>>> {
         if !index::is_digest(digest) {
+            return Ok(None);
+        }
+        let refused = self.refused_from_memory(digest).await;
+        self.metrics().index_lookup(IndexMap::Digest, refused);
+        if refused {
             return Ok(None);
         }
         let known = self.index().token(digest);
@@ -445,6 +486,32 @@ impl Store {
                 .map(|found| store.index().learn_token(generation, &digest, found)))
         })
         .await
+    }
+
+    /// Whether the digest set shows that `digest` is no live token's, or an expired one's. On
+    /// PostgreSQL the set must first have applied a feed read begun after the request arrived
+    /// (another replica may just have issued the token); if that read fails, the check reads.
+    async fn refused_from_memory(&self, digest: &str) -> bool {
+        let ticket = match &self.inner.backend {
+            Backend::Postgres(db) => db.catch_up_ticket(),
+            Backend::Sqlite(_) => 0,
+        };
+        let refused = |store: &Store| {
+            matches!(
+                store.index().presence(digest, crate::model::now()),
+                index::Presence::Absent | index::Presence::Expired
+            )
+        };
+        if !refused(self) {
+            return false;
+        }
+        match self.catch_up_after(ticket).await {
+            Ok(()) => refused(self),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the change feed: the token check reads the database");
+                false
+            }
+        }
     }
 
     /// Runs `f` on a reader connection (a consistent snapshot for its duration).
@@ -529,7 +596,7 @@ mod tests {
             expires_in: 10,
             ttl_at,
             family_id: new_id(),
-            created_at: 0,
+            created_at: crate::model::now(),
         }
     }
 
@@ -864,9 +931,14 @@ mod tests {
             .credential_by_client_id(&"c".repeat(64 * 1024))
             .await
             .expect("read");
+        // The absent token is refused by the digest set: the token map is not even asked.
+        assert_eq!(
+            (lookups("digest", "hit"), lookups("digest", "miss")),
+            (1.0, 0.0)
+        );
         assert_eq!(
             (lookups("token", "hit"), lookups("token", "miss")),
-            (0.0, 1.0)
+            (0.0, 0.0)
         );
         assert_eq!(lookups("credential", "miss"), 1.0);
         store
@@ -876,15 +948,207 @@ mod tests {
         store.checked_token(&digest("t")).await.expect("read");
         assert_eq!(lookups("token", "hit"), 1.0);
         assert_eq!(
+            lookups("digest", "miss"),
+            1.0,
+            "a live token is left to the token map"
+        );
+        assert_eq!(
             sample(&store, "token_service_index_entries{map=\"token\"}"),
             1.0
         );
-        let [_, credentials, tokens] = store.index().sizes();
+        let [_, credentials, tokens, _] = store.index().sizes();
         assert_eq!(
             sample(&store, "token_service_index_bytes{map=\"token\"}"),
             tokens.bytes as f64
         );
         assert_eq!(credentials.entries, 1);
+    }
+
+    /// Token-row reads so far: the token map's misses (each reads the database).
+    fn token_reads(store: &Store) -> f64 {
+        sample(
+            store,
+            "token_service_index_lookups_total{map=\"token\",result=\"miss\"}",
+        )
+    }
+
+    /// Issue 18: every distinct invalid token cost a database read (6,478/s from one client).
+    /// With every live token's digest in memory, 1,000 made-up tokens cost no token read; on
+    /// PostgreSQL they share a handful of feed reads (the catch-up that makes a token another
+    /// replica just issued known).
+    async fn distinct_unknown_tokens_cost_no_database_read(backend: Backend) {
+        let Some(db) = TestDb::new(backend).await else {
+            return;
+        };
+        // No follower round during the test: every feed read is an unknown token's.
+        let store = db
+            .open_following_every(std::time::Duration::from_secs(3600))
+            .await;
+        let feed_reads = || store.postgres_counts().map_or(0, |(_, reads)| reads);
+        let (reads, feed_before) = (token_reads(&store), feed_reads());
+        let checks = (0..1_000).map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move { store.checked_token(&digest(&format!("made-up-{i}"))).await })
+        });
+        for check in futures_util::future::join_all(checks).await {
+            assert!(check.expect("task").expect("check").is_none());
+        }
+        assert_eq!(
+            token_reads(&store) - reads,
+            0.0,
+            "a token read per unknown token"
+        );
+        let feed = feed_reads() - feed_before;
+        assert!(
+            feed <= 50,
+            "1,000 unknown tokens read the feed {feed} times"
+        );
+        assert_eq!(
+            sample(
+                &store,
+                "token_service_index_lookups_total{map=\"digest\",result=\"hit\"}"
+            ),
+            1_000.0
+        );
+    }
+
+    /// The digest set is loaded at start-up: tokens issued before a restart are valid after
+    /// it, and unknown tokens are still refused without a read.
+    async fn a_restart_loads_every_token_into_the_index(backend: Backend) {
+        let Some((db, store, credential)) = store_with_client(backend).await else {
+            return;
+        };
+        for name in ["before-1", "before-2"] {
+            let c = credential.clone();
+            store
+                .write(move |repo| repo.insert_token(&token(&c, &digest(name), None)))
+                .await
+                .expect("insert");
+        }
+        drop(store);
+        let store = db.open().await;
+        assert_eq!(store.index().digests_complete(), Some(true));
+        let before = token_reads(&store);
+        assert!(store
+            .checked_token(&digest("unknown"))
+            .await
+            .expect("check")
+            .is_none());
+        assert_eq!(token_reads(&store), before, "an unknown token was read");
+        for name in ["before-1", "before-2"] {
+            let found = store.checked_token(&digest(name)).await.expect("check");
+            assert!(found.is_some(), "{name} did not survive the restart");
+        }
+        let [.., digests] = store.index().sizes();
+        assert_eq!(digests.entries, 2);
+        assert!(digests.bytes >= 2 * 40, "{digests:?}");
+    }
+
+    /// A token the index knows to have expired is refused without a read, though only its
+    /// digest is in memory (here: after a restart).
+    async fn expired_tokens_are_refused_without_a_read(backend: Backend) {
+        let Some((db, store, credential)) = store_with_client(backend).await else {
+            return;
+        };
+        let mut expired = token(&credential, &digest("expired"), None);
+        expired.created_at = crate::model::now() - 100;
+        let mut alive = token(&credential, &digest("alive"), None);
+        alive.created_at = crate::model::now();
+        store
+            .write(move |repo| {
+                repo.insert_token(&expired)?;
+                repo.insert_token(&alive)
+            })
+            .await
+            .expect("insert");
+        drop(store);
+        let store = db.open().await;
+        let before = token_reads(&store);
+        assert!(store
+            .checked_token(&digest("expired"))
+            .await
+            .expect("check")
+            .is_none());
+        assert_eq!(token_reads(&store), before, "the expired token was read");
+        assert!(store
+            .checked_token(&digest("alive"))
+            .await
+            .expect("check")
+            .is_some());
+        assert_eq!(
+            token_reads(&store),
+            before + 1.0,
+            "a live token is read once"
+        );
+    }
+
+    /// An update giving a token a new digest (the admin API's PATCH, PUT): the new digest is
+    /// valid at once, the old one refused without a read.
+    async fn a_changed_digest_is_known_at_once_and_the_old_one_is_not(backend: Backend) {
+        let Some((_db, store, credential)) = store_with_client(backend).await else {
+            return;
+        };
+        let mut t = store
+            .write(move |repo| repo.insert_token(&token(&credential, &digest("old"), None)))
+            .await
+            .expect("insert");
+        t.access_token_hash = digest("new");
+        store
+            .write(move |repo| repo.update_token(&t))
+            .await
+            .expect("update");
+        let before = token_reads(&store);
+        assert!(store
+            .checked_token(&digest("old"))
+            .await
+            .expect("check")
+            .is_none());
+        assert_eq!(token_reads(&store), before, "the old digest was read");
+        assert!(store
+            .checked_token(&digest("new"))
+            .await
+            .expect("check")
+            .is_some());
+    }
+
+    /// Issue 18: a token issued on one replica is valid on another at once, though that
+    /// replica's follower has not run: its digest set is incomplete until a feed read begun
+    /// after the check arrived, which every unknown token waits for.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres_a_token_issued_on_one_replica_is_valid_at_once_on_another() {
+        let Some((db, a, credential)) = store_with_client(Backend::Postgres).await else {
+            return;
+        };
+        let b = db
+            .open_following_every(std::time::Duration::from_secs(3600))
+            .await;
+        // The feed position the filter holds: from a poll before the issuance.
+        let known = b
+            .read(|repo| repo.feed_page(0, 0))
+            .await
+            .expect("feed")
+            .position;
+        for i in 0..20 {
+            let c = credential.clone();
+            let name = format!("issued-on-a-{i}");
+            a.write(move |repo| repo.insert_token(&token(&c, &digest(&name), None)))
+                .await
+                .expect("insert");
+            b.catch_up(known).await.expect("catch up");
+            let found = b.checked_token(&digest(&format!("issued-on-a-{i}"))).await;
+            assert!(found.expect("check").is_some(), "token {i} unknown to b");
+        }
+        // And b's own follower learns them too, after which they cost no feed read.
+        assert!(b
+            .checked_token(&digest("never-issued"))
+            .await
+            .expect("check")
+            .is_none());
+        assert!(matches!(
+            b.index()
+                .presence(&digest("issued-on-a-0"), crate::model::now()),
+            index::Presence::Present
+        ));
     }
 
     /// Rows written by another version, or damaged: errors naming the row, never defaults.
@@ -992,6 +1256,10 @@ mod tests {
         the_writer_reports_its_batches,
         index_lookups_and_size_are_exported,
         updating_a_deleted_row_is_not_found,
+        distinct_unknown_tokens_cost_no_database_read,
+        a_restart_loads_every_token_into_the_index,
+        expired_tokens_are_refused_without_a_read,
+        a_changed_digest_is_known_at_once_and_the_old_one_is_not,
         rotating_one_token_at_once_has_one_winner,
         concurrent_read_modify_writes_lose_nothing,
     );

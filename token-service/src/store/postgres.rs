@@ -20,10 +20,15 @@
 //!   writes leave its index before they commit, as with SQLite, and the tokens it issues enter
 //!   it as they commit. A request carrying a feed position the follower has not reached yet
 //!   makes the index catch up first ([`Postgres::catch_up`]).
+//! - **Every replica knows every live token's digest.** The feed also carries the digest of
+//!   each token inserted or updated (`issued` rows), and the follower reads every change its
+//!   snapshot sees (above the horizon too), checking which digests rows still hold. A digest
+//!   the set lacks is refused only once a feed read begun after the check arrived is applied
+//!   (`Store::checked_token`), so a token another replica just issued is never refused.
 //! - **Migrations and purges take advisory locks**: replicas starting at once migrate one at a
 //!   time; one replica purges at a time, in short batches that skip locked rows.
 
-use super::index::Invalidation;
+use super::index::{Expiry, Invalidation, TokenChanges};
 use super::sql::{Dialect, Row, Sql, Value};
 use super::{
     schema, Deliver, FeedChange, Index, Job, Purged, Repo, StoreError, StoreResult, READER_POOL,
@@ -119,7 +124,13 @@ impl Postgres {
         config.keepalives_idle(Duration::from_secs(30));
         let mut writer = Connection::open(&config)?;
         schema::migrate_postgres(&mut writer.client)?;
-        let horizon = in_transaction(&mut writer, false, |repo| repo.postgres_horizon())?;
+        // The digest set as of the horizon, read in the same snapshot: every change the set
+        // lacks is above the horizon, where the follower starts.
+        let horizon = in_transaction(&mut writer, true, |repo| {
+            let horizon = repo.postgres_horizon()?;
+            load_digests(&index, repo)?;
+            Ok(horizon)
+        })?;
         let (jobs, queue) = mpsc::channel();
         let own = Arc::new(Mutex::new(HashSet::new()));
         let writer = Writer {
@@ -137,6 +148,7 @@ impl Postgres {
             applied: AtomicI64::new(horizon),
             begun: AtomicU64::new(0),
             succeeded: AtomicU64::new(0),
+            last_began: Mutex::new(None),
             index: Arc::downgrade(&index),
             own,
         });
@@ -225,6 +237,12 @@ impl Postgres {
     #[cfg(test)]
     pub fn connections_opened(&self) -> usize {
         self.opened.load(Ordering::Relaxed)
+    }
+
+    /// How long ago the latest feed read (the follower's, or a catch-up's) began.
+    pub fn since_last_feed_read(&self) -> Option<Duration> {
+        let began = *self.cursor.last_began.lock().ok()?;
+        began.map(|at| at.elapsed())
     }
 
     /// Feed reads (advances of the cursor) so far, the follower's included.
@@ -508,7 +526,7 @@ impl Writer {
         }
         let tx = Tx::new(tx, statements);
         let repo = Repo::new(&tx);
-        let invalidation = own_invalidation(&repo)?;
+        let (invalidation, tokens) = own_changes(&repo)?;
         if let Some(txid) = repo.postgres_transaction_id()? {
             // Bounded for a follower that cannot reach the server for long: a transaction
             // left out is only applied twice, which costs nothing but a few cache misses.
@@ -530,9 +548,18 @@ impl Writer {
             repo.tokens_with_owner_by_id(&inserted)?
         };
         let generation = self.index.generation();
+        // Before the commit, so no committed token is missing from the digest set.
+        self.index.apply_tokens(&tokens, Expiry::Raise);
         let committing = Instant::now();
-        tx.into_inner().commit().map_err(classify)?;
+        if let Err(e) = tx.into_inner().commit() {
+            if !tokens.gone.is_empty() {
+                // Whether the revocations committed is unknown: the set may lack live tokens.
+                self.index.digests_incomplete();
+            }
+            return Err(classify(e));
+        }
         let done = Instant::now();
+        self.index.apply_tokens(&tokens, Expiry::Exact);
         // Again after the commit: a read may have raced it and put a stale answer back.
         if !invalidation.is_empty() {
             self.index.invalidate(&invalidation);
@@ -545,17 +572,42 @@ impl Writer {
     }
 }
 
-/// What the current transaction changed so far, as an index must forget it.
-fn own_invalidation(repo: &Repo<'_>) -> StoreResult<Invalidation> {
-    let changes = repo.postgres_own_changes()?;
-    Ok(invalidation_of(
-        changes.into_iter().map(|(kind, digest)| FeedChange {
+/// What the current transaction changed so far: what the index must forget, and what its
+/// digest set must learn.
+fn own_changes(repo: &Repo<'_>) -> StoreResult<(Invalidation, TokenChanges)> {
+    let changes: Vec<FeedChange> = repo
+        .postgres_own_changes()?
+        .into_iter()
+        .map(|(kind, digest)| FeedChange {
             txid: 0,
             kind,
             digest,
-        }),
-        &HashSet::new(),
-    ))
+        })
+        .collect();
+    let tokens = token_changes(repo, &changes)?;
+    Ok((invalidation_of(changes, &HashSet::new()), tokens))
+}
+
+/// What feed changes did to tokens, as the transaction reading them sees the rows: each
+/// digest they name (issued, changed or revoked) is held by a row, or gone.
+fn token_changes(repo: &Repo<'_>, changes: &[FeedChange]) -> StoreResult<TokenChanges> {
+    let mut named: Vec<String> = changes
+        .iter()
+        .filter(|c| c.kind == "token" || c.kind == "issued")
+        .map(|c| c.digest.clone())
+        .collect();
+    named.sort_unstable();
+    named.dedup();
+    let live = repo.token_expiries_of(&named)?;
+    Ok(TokenChanges::new(named, live))
+}
+
+/// Digests the digest set's load reads at once.
+const DIGEST_PAGE: i64 = 10_000;
+
+/// Loads every live token's digest, as `repo`'s snapshot sees them.
+fn load_digests(index: &Index, repo: &Repo<'_>) -> StoreResult<()> {
+    index.load_digests(|after| repo.token_expiries_page(after, DIGEST_PAGE))
 }
 
 /// What changes mean for an index, leaving out those of the `skipped` transactions.
@@ -572,6 +624,8 @@ fn invalidation_of(
             "token" => invalidation.digests.push(change.digest),
             "service" => invalidation.services = true,
             "credential" => invalidation.credentials = true,
+            // A new digest: nothing remembered can be stale (the digest set learns it).
+            "issued" => {}
             _ => invalidation.all = true,
         }
     }
@@ -590,6 +644,8 @@ struct Cursor {
     begun: AtomicU64,
     /// The number of the latest advance that succeeded.
     succeeded: AtomicU64,
+    /// When the latest advance began (to space out the catch-ups of unknown tokens).
+    last_began: Mutex<Option<Instant>>,
     index: std::sync::Weak<Index>,
     own: OwnTransactions,
 }
@@ -613,12 +669,29 @@ impl Cursor {
             return Ok(());
         }
         let number = self.begun.fetch_add(1, Ordering::AcqRel) + 1;
+        if let Ok(mut last) = self.last_began.lock() {
+            *last = Some(Instant::now());
+        }
         let from = self.applied.load(Ordering::Acquire);
-        let (next, changes) = in_transaction(conn, true, |repo| {
+        // Every change a transaction visible to this snapshot made, the horizon's included
+        // and those above it (committed, but beside an older one still running): a token
+        // another replica issued is in the digest set once a read begun after its commit is
+        // done. Changes above the horizon are read again next time; applying one twice
+        // changes nothing.
+        let (next, changes, tokens, gap) = in_transaction(conn, true, |repo| {
             let next = repo.postgres_horizon()?;
-            Ok((next, repo.postgres_changes_between(from, next)?))
+            let gap = from < repo.postgres_feed_floor()?;
+            if gap || index.digests_complete() == Some(false) {
+                // Changes were pruned before this replica read them, or a load or commit
+                // failed: the digest set is read again, whole, in this snapshot.
+                load_digests(&index, repo)?;
+            }
+            let changes = repo.postgres_changes_between(from, i64::MAX)?;
+            let tokens = token_changes(repo, &changes)?;
+            Ok((next, changes, tokens, gap))
         })?;
-        let invalidation = match self.own.lock() {
+        index.apply_tokens(&tokens, Expiry::Exact);
+        let mut invalidation = match self.own.lock() {
             Ok(mut own) => {
                 let invalidation = invalidation_of(changes, &own);
                 // Own transactions below the horizon have ended: none is still ahead.
@@ -627,6 +700,8 @@ impl Cursor {
             }
             Err(_) => invalidation_of(changes, &HashSet::new()),
         };
+        // Pruned changes may have revoked anything.
+        invalidation.all |= gap;
         if !invalidation.is_empty() {
             index.invalidate(&invalidation);
         }
@@ -680,7 +755,13 @@ fn purge_with_lock(
     let result = loop {
         match in_transaction(conn, false, |repo| {
             let batch = repo.purge_expired_batch(now, feed_retention_s, PURGE_BATCH)?;
-            Ok((batch, own_invalidation(repo)?))
+            let (invalidation, tokens) = own_changes(repo)?;
+            // Before the commit: purged tokens had expired, so dropping them early is no
+            // wrong answer, and dropping them late could drop a digest issued again since.
+            if let Some(index) = index.upgrade() {
+                index.apply_tokens(&tokens, Expiry::Raise);
+            }
+            Ok((batch, invalidation))
         }) {
             Ok((batch, invalidation)) => {
                 if let Some(index) = index.upgrade().filter(|_| !invalidation.is_empty()) {

@@ -130,7 +130,8 @@ pub fn migrate_sqlite(conn: &mut Connection) -> StoreResult<()> {
 /// Unique constraints are named `<table>__<column>`: a conflict names its column (SQLSTATE
 /// 23505 carries the constraint's name, never a column). Integers are `BIGINT`, booleans 0/1,
 /// as in SQLite, so one row type reads both.
-const POSTGRES_MIGRATIONS: &[&str] = &[r#"
+const POSTGRES_MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE consumers (
     id          TEXT CONSTRAINT consumers__id PRIMARY KEY,
     created_at  BIGINT NOT NULL,
@@ -266,7 +267,19 @@ CREATE TRIGGER plugin_changed AFTER INSERT OR UPDATE OR DELETE ON plugins
     FOR EACH STATEMENT EXECUTE FUNCTION feed_entity_changed('service');
 CREATE TRIGGER credential_entity_changed AFTER INSERT OR UPDATE OR DELETE ON oauth2_credentials
     FOR EACH STATEMENT EXECUTE FUNCTION feed_entity_changed('credential');
-"#];
+"#,
+    // Issued tokens reach every replica's digest set (`issued` rows carry the new digest of
+    // an inserted or updated token; the filter's feed reads only `token` rows).
+    r#"
+CREATE FUNCTION feed_token_issued() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO changes (kind, access_token_hash) VALUES ('issued', NEW.access_token_hash);
+    RETURN NULL;
+END $$;
+CREATE TRIGGER token_issued AFTER INSERT OR UPDATE ON oauth2_tokens
+    FOR EACH ROW EXECUTE FUNCTION feed_token_issued();
+"#,
+];
 
 /// Brings a PostgreSQL database up to date, holding an advisory lock meanwhile.
 pub fn migrate_postgres(client: &mut postgres::Client) -> StoreResult<()> {

@@ -12,7 +12,7 @@
 //! appended in the same transaction. SQLite's update hook tells the writer which tables a batch
 //! touched, so the in-memory [`Index`] is kept exact without polling.
 
-use super::index::Invalidation;
+use super::index::{Expiry, Invalidation, TokenChanges};
 use super::sql::{Dialect, Row, Sql, Value};
 use super::{schema, Deliver, Index, Job, Repo, StoreError, StoreResult, READER_POOL};
 use crate::metrics::Metrics;
@@ -183,6 +183,7 @@ fn write_batches(
     metrics: &Metrics,
 ) {
     while let Some(batch) = super::next_batch(&queue, MAX_BATCH) {
+        feed.reload_digests_if_needed(&conn);
         let writes = batch.len();
         let mut delivers = Vec::with_capacity(writes);
         let commit = run_batch(&mut conn, batch, &mut delivers, &mut feed);
@@ -219,7 +220,10 @@ fn run_batch(
     }
     let pending = feed.before_commit(&tx);
     let committing = Instant::now();
-    tx.commit().map_err(classify)?;
+    if let Err(e) = tx.commit() {
+        feed.commit_failed(&pending);
+        return Err(classify(e));
+    }
     let done = Instant::now();
     feed.after_commit(conn, pending);
     Ok((done - began, done - committing))
@@ -240,6 +244,8 @@ struct Touched {
     services: bool,
     credentials: bool,
     inserted_tokens: Vec<i64>,
+    /// Token rows inserted or updated (an update may give a row a new digest or expiry).
+    written_tokens: Vec<i64>,
 }
 
 /// What a batch will have changed once committed.
@@ -247,6 +253,7 @@ struct Pending {
     invalidation: Invalidation,
     newest_seq: i64,
     inserted_tokens: Vec<i64>,
+    tokens: TokenChanges,
 }
 
 impl Feed {
@@ -262,17 +269,49 @@ impl Feed {
                     "services" | "plugins" => t.services = true,
                     "oauth2_credentials" => t.credentials = true,
                     "oauth2_tokens" if action == rusqlite::hooks::Action::SQLITE_INSERT => {
-                        t.inserted_tokens.push(rowid)
+                        t.inserted_tokens.push(rowid);
+                        t.written_tokens.push(rowid);
+                    }
+                    "oauth2_tokens" if action == rusqlite::hooks::Action::SQLITE_UPDATE => {
+                        t.written_tokens.push(rowid)
                     }
                     _ => {}
                 }
             },
         ));
-        Ok(Feed {
+        let feed = Feed {
             index,
             touched,
             applied_seq,
-        })
+        };
+        feed.load_digests(writer);
+        Ok(feed)
+    }
+
+    /// Loads every live token's digest into the index (the writer is the only writer: what
+    /// it reads between batches is the whole truth).
+    fn load_digests(&self, conn: &Connection) {
+        let repo = Repo::new(conn);
+        let loaded = self
+            .index
+            .load_digests(|after| repo.token_expiries_page(after, DIGEST_PAGE));
+        if let Err(e) = loaded {
+            tracing::warn!(error = %e, "cannot load the token digests: unknown tokens' checks read the database");
+        }
+    }
+
+    /// After a failed load or commit, the digest set is loaded again before the next batch.
+    fn reload_digests_if_needed(&self, conn: &Connection) {
+        if self.index.digests_complete() == Some(false) {
+            self.load_digests(conn);
+        }
+    }
+
+    /// A commit that failed may have left rows the digest set already dropped.
+    fn commit_failed(&self, pending: &Pending) {
+        if !pending.tokens.gone.is_empty() {
+            self.index.digests_incomplete();
+        }
     }
 
     /// Reads what the batch changed (inside its transaction) and drops it from the index
@@ -291,6 +330,7 @@ impl Feed {
             },
             newest_seq: self.applied_seq,
             inserted_tokens: touched.inserted_tokens,
+            tokens: TokenChanges::default(),
         };
         if touched.changes {
             match Repo::new(tx).changed_digests_after(self.applied_seq) {
@@ -301,18 +341,33 @@ impl Feed {
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot read the change feed; clearing the token index");
                     pending.invalidation.all = true;
+                    self.index.digests_incomplete();
                 }
             }
         }
         if !pending.invalidation.is_empty() {
             self.index.invalidate(&pending.invalidation);
         }
+        let named = pending.invalidation.digests.clone();
+        if !named.is_empty() || !touched.written_tokens.is_empty() {
+            match token_changes(tx, named, &touched.written_tokens) {
+                Ok(tokens) => pending.tokens = tokens,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read the batch's tokens: unknown tokens' checks read the database until a reload");
+                    self.index.digests_incomplete();
+                }
+            }
+        }
+        // Before the commit, so no committed token is missing from the set; a revoked one
+        // leaves it with the commit that is about to happen.
+        self.index.apply_tokens(&pending.tokens, Expiry::Raise);
         pending
     }
 
     /// Drops the changes again (a read may have raced the commit) and adds inserted tokens.
     fn after_commit(&mut self, conn: &Connection, pending: Pending) {
         self.applied_seq = pending.newest_seq;
+        self.index.apply_tokens(&pending.tokens, Expiry::Exact);
         if !pending.invalidation.is_empty() {
             self.index.invalidate(&pending.invalidation);
         }
@@ -324,6 +379,22 @@ impl Feed {
             Err(e) => tracing::warn!(error = %e, "cannot index newly issued tokens"),
         }
     }
+}
+
+/// Digests the digest set's load reads at once.
+const DIGEST_PAGE: i64 = 10_000;
+
+/// What a batch did to tokens, read inside its transaction: the rows it wrote, and the
+/// digests the feed named (still held by a row, or gone).
+fn token_changes(
+    tx: &Connection,
+    named: Vec<String>,
+    written: &[i64],
+) -> StoreResult<TokenChanges> {
+    let repo = Repo::new(tx);
+    let mut live = repo.token_expiries_of(&named)?;
+    live.extend(repo.token_expiries_by_rowid(written)?);
+    Ok(TokenChanges::new(named, live))
 }
 
 /// A reader: WAL mode is a property of the file (set by the writer), so only per-connection
