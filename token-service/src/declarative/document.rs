@@ -124,7 +124,10 @@ pub fn parse(
         Format::Yaml => {
             let text = std::str::from_utf8(bytes)
                 .map_err(|_| DeclarativeError::file("", "the file is not valid UTF-8"))?;
-            serde_saphyr::from_str::<Value>(text)
+            // YAML 1.2's booleans only: `client_id: no` is the text "no" (the Norway problem).
+            let mut options = serde_saphyr::Options::default();
+            options.strict_booleans = true;
+            serde_saphyr::from_str_with_options::<Value>(text, options)
                 .map_err(|e| DeclarativeError::file("", format!("not valid YAML: {e}")))?
         }
     };
@@ -191,27 +194,37 @@ impl Reader<'_> {
         match error {
             Value::Object(fields) => {
                 for (name, inner) in fields {
-                    let field = match (prefix, name.strip_prefix('@')) {
-                        // `@entity` (and `@config`) are about the record as a whole.
-                        (_, Some(_)) => prefix.to_string(),
-                        ("", None) => name.clone(),
-                        (_, None) => format!("{prefix}.{name}"),
-                    };
-                    self.flatten(at, &field, inner);
+                    match name.strip_prefix('@') {
+                        // `@entity` (and `@config`): messages about the record as a whole.
+                        Some(_) => self.messages(at, prefix, inner),
+                        None if prefix.is_empty() => self.flatten(at, name, inner),
+                        None => self.flatten(at, &format!("{prefix}.{name}"), inner),
+                    }
                 }
             }
-            Value::Array(items) if items.iter().all(Value::is_string) => {
-                let texts: Vec<&str> = items.iter().filter_map(Value::as_str).collect();
-                self.problem(at, prefix, texts.join("; "));
-            }
+            // A list's errors, element by element (null where an element is good).
             Value::Array(items) => {
                 for (i, item) in items.iter().enumerate().filter(|(_, v)| !v.is_null()) {
                     self.flatten(at, &format!("{prefix}[{i}]"), item);
                 }
             }
-            Value::String(message) => self.problem(at, prefix, message.clone()),
-            other => self.problem(at, prefix, other.to_string()),
+            other => self.messages(at, prefix, other),
         }
+    }
+
+    fn messages(&mut self, at: &At<'_>, field: &str, messages: &Value) {
+        let text = match messages {
+            Value::String(message) => message.clone(),
+            Value::Array(items) => {
+                let texts: Vec<String> = items
+                    .iter()
+                    .map(|m| m.as_str().map_or_else(|| m.to_string(), str::to_owned))
+                    .collect();
+                texts.join("; ")
+            }
+            other => other.to_string(),
+        };
+        self.problem(at, field, text);
     }
 
     fn document(&mut self, mut top: Map<String, Value>) -> Desired {

@@ -14,6 +14,9 @@ pub mod document;
 pub mod dump;
 pub mod sync;
 
+#[cfg(test)]
+mod tests;
+
 pub use document::{parse, Desired, Format};
 pub use dump::dump;
 pub use sync::{diff, sync, Action, Change, Diff};
