@@ -27,6 +27,17 @@ pub enum Format {
 /// Format versions of Kong's declarative files this reader understands (same entities).
 const FORMAT_VERSIONS: [&str; 3] = ["1.1", "2.1", "3.0"];
 
+/// The fields of a file's top level.
+pub const TOP_LEVEL_FIELDS: [&str; 7] = [
+    "_format_version",
+    "_info",
+    "_transform",
+    "_comment",
+    "services",
+    "plugins",
+    "consumers",
+];
+
 /// The state a file declares, every entity checked.
 #[derive(Debug, Clone, Default)]
 pub struct Desired {
