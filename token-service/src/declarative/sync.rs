@@ -16,6 +16,8 @@
 
 use super::document::{ConsumerKey, Desired};
 use super::{DeclarativeError, Problem};
+use crate::admin::error::AdminError;
+use crate::admin::named::Named;
 use crate::model::{new_id, now, Consumer, Credential, Plugin, Service};
 use crate::secrets::{constant_time_eq, hash_client_secret, random_string, verify_client_secret};
 use crate::store::{Page, Repo, Store, StoreError, StoreResult};
@@ -234,6 +236,26 @@ impl Write {
         }
     }
 
+    /// The admin API's checks against the other stored rows (a username that is another
+    /// consumer's id would make `/consumers/{id or username}` ambiguous).
+    fn check_against(&self, repo: &Repo<'_>) -> Result<(), DeclarativeError> {
+        let (Entity::Consumer(c), Some(path)) = (&self.entity, &self.path) else {
+            return Ok(());
+        };
+        match c.check_against(repo) {
+            Ok(()) => Ok(()),
+            Err(AdminError::Conflict(field)) => Err(DeclarativeError::Invalid(vec![Problem {
+                entity: path.clone(),
+                entity_type: "consumer",
+                name: Some(self.name.clone()),
+                message: format!("another consumer's key is this {field}"),
+                field,
+            }])),
+            Err(AdminError::Store(e)) => Err(DeclarativeError::Store(e)),
+            Err(other) => Err(DeclarativeError::Store(StoreError::Task(other.to_string()))),
+        }
+    }
+
     fn run(&self, repo: &Repo<'_>) -> StoreResult<()> {
         use Action::*;
         match (&self.entity, self.action) {
@@ -297,6 +319,7 @@ impl Plan {
     /// A unique constraint an entity outside the file holds is the file's problem, named.
     fn apply(&self, repo: &Repo<'_>) -> Result<(), DeclarativeError> {
         for write in self.writes() {
+            write.check_against(repo)?;
             write.run(repo).map_err(|e| match (e, &write.path) {
                 (StoreError::Conflict(field), Some(path)) => {
                     DeclarativeError::Invalid(vec![Problem {

@@ -310,7 +310,30 @@ async fn concurrent_admin_writes_are_neither_lost_nor_half_applied(backend: Back
     assert_eq!(current.plugins.len(), 1);
 }
 
+async fn a_username_that_is_another_consumers_id_is_refused(backend: Backend) {
+    let Some((_db, store)) = store(backend).await else {
+        return;
+    };
+    sync(&store, desired(EXAMPLE)).await.expect("sync");
+    let id = store
+        .read(|repo| repo.consumer("shoe-fly-shoe"))
+        .await
+        .expect("read")
+        .expect("exists")
+        .id;
+    let before = ids(&store).await;
+    let ambiguous = EXAMPLE.replace("consumers:\n", &format!("consumers:\n  - username: {id}\n"));
+    match sync(&store, desired(&ambiguous)).await {
+        Err(DeclarativeError::Invalid(problems)) => {
+            assert_eq!(problems[0].path(), "consumers[0].username", "{problems:?}")
+        }
+        other => panic!("accepted: {other:?}"),
+    }
+    assert_eq!(ids(&store).await, before);
+}
+
 on_both_backends!(
+    a_username_that_is_another_consumers_id_is_refused,
     applying_a_file_twice_changes_nothing_the_second_time,
     a_change_updates_in_place_and_tokens_stay_valid,
     dump_then_sync_then_diff_is_empty,
