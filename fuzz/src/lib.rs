@@ -38,6 +38,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("service_multipart_params", service_multipart_params),
     ("service_admin_body", service_admin_body),
     ("service_grant_rules", service_grant_rules),
+    ("service_declarative_file", service_declarative_file),
 ];
 
 /// The target called `name`.
@@ -341,6 +342,18 @@ pub fn service_form_params(data: &[u8]) {
         assert_shallow(&flat);
         assert_shallow(&dotted);
         let _ = params::merge(flat, dotted);
+    });
+}
+
+/// A declarative file (`POST /config`, `token-service config`), read as YAML and as JSON,
+/// every `{vault://env/NAME}` resolving to a fixed value: an answer, never a panic or a stack
+/// overflow on a handler's stack.
+pub fn service_declarative_file(data: &[u8]) {
+    use token_service::declarative::{parse, Format};
+    on_service_stack(|| {
+        let env = |_: &str| Some("fuzzed-secret".to_string());
+        let _ = parse(data, Format::Yaml, &env);
+        let _ = parse(data, Format::Json, &env);
     });
 }
 

@@ -17,9 +17,17 @@ pub struct Config {
         long,
         env = "TOKEN_SERVICE_DATABASE",
         default_value = "./data/token-service.db",
-        hide_env_values = true
+        hide_env_values = true,
+        global = true
     )]
     pub database: crate::store::Database,
+    /// A declarative file (Kong's format, YAML or JSON) synced into the database at start-up,
+    /// before the service answers: what it manages is created, updated or deleted to match.
+    /// A file that does not apply stops the start.
+    #[arg(long, env = "TOKEN_SERVICE_DECLARATIVE_CONFIG")]
+    pub declarative_config: Option<std::path::PathBuf>,
+    #[command(subcommand)]
+    pub command: Option<Command>,
     /// PostgreSQL: milliseconds between two reads of the changes other replicas committed
     /// (revocations, admin changes), which this replica's in-memory index then forgets.
     #[arg(long, env = "TOKEN_SERVICE_FEED_POLL_MS", default_value_t = 100,
@@ -79,6 +87,31 @@ pub struct Config {
     #[arg(long, env = "TOKEN_SERVICE_REPLAY_GRACE_S", default_value_t = crate::grants::replay::DEFAULT_GRACE_S,
           value_parser = clap::value_parser!(i64).range(0..=300))]
     pub replay_grace_s: i64,
+}
+
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum Command {
+    /// Declarative configuration: check a file, show or apply its diff, or dump the
+    /// database's configuration (on the database `--database` names).
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum ConfigCommand {
+    /// Checks a file (syntax, fields, constraints, `{vault://env/NAME}` references) without
+    /// touching the database.
+    Validate { file: std::path::PathBuf },
+    /// Shows what a sync of the file would create, update and delete; changes nothing.
+    Diff { file: std::path::PathBuf },
+    /// Applies the file in one transaction, and shows what changed.
+    Sync { file: std::path::PathBuf },
+    /// Writes the database's configuration as a declarative file (YAML; secrets left out).
+    Dump {
+        /// `yaml` or `json`.
+        #[arg(long, default_value = "yaml", value_parser = ["yaml", "json"])]
+        format: String,
+    },
 }
 
 /// The HTTPS listener `make run` and `docker compose` start.

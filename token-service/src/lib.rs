@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod app;
 pub mod config;
+pub mod declarative;
 pub mod gateway;
 pub mod grants;
 pub mod metrics;

@@ -2,7 +2,8 @@ use clap::Parser;
 use std::time::Duration;
 use token_service::admin::{AllowedHosts, AllowedOrigins};
 use token_service::app::{admin_router, gateway_router, AppState, OAuthSettings};
-use token_service::config::Config;
+use token_service::config::{Command, Config};
+use token_service::declarative::cli;
 use token_service::model::now;
 use token_service::store::{Store, StoreOptions};
 use tracing_subscriber::EnvFilter;
@@ -12,13 +13,27 @@ const FEED_RETENTION_S: i64 = 3600;
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    tracing_subscriber::fmt()
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
+    let config = Config::parse();
+    let logs = tracing_subscriber::fmt().with_env_filter(
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+    );
+    if let Some(Command::Config(command)) = &config.command {
+        // What a command shows goes to stdout (a dump is a file), its logs to stderr.
+        logs.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .with_writer(std::io::stderr)
+            .init();
+        let mut out = std::io::stdout().lock();
+        return match cli::run(command, &config.database, &mut out).await {
+            Ok(()) => std::process::ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("{e}");
+                std::process::ExitCode::FAILURE
+            }
+        };
+    }
+    logs.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
         .init();
-    match run(Config::parse()).await {
+    match run(config).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e}");
@@ -37,6 +52,13 @@ async fn run(config: Config) -> Result<(), String> {
         .await
         .map_err(|e| format!("cannot open database {}: {e}", config.database))?;
     tracing::info!(database = %config.database, "database ready");
+    if let Some(file) = &config.declarative_config {
+        let diff = cli::sync_file(&store, file).await?;
+        tracing::info!(file = %file.display(), "declarative configuration synced");
+        for line in diff.lines() {
+            tracing::info!("{line}");
+        }
+    }
     let state = AppState::new(store.clone(), config.admin_key.clone())
         .with_oauth(OAuthSettings {
             issuer: config.issuer.clone(),

@@ -8,6 +8,7 @@ mod beyond_kong;
 mod browser;
 mod cluster;
 mod configurations;
+mod declarative;
 mod faults;
 mod hostile_input;
 mod many_services;

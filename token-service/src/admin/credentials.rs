@@ -186,7 +186,18 @@ fn apply(c: &mut Credential, body: &Params, creating: bool, secret: &Secret) -> 
     Ok(())
 }
 
-fn blank(consumer_id: String) -> Credential {
+/// Applies the fields of a body that sets no secret (a declarative file's credential, whose
+/// secret the sync compares and stores itself) over `c`, with the admin API's validation.
+pub(crate) fn apply_fields(c: &mut Credential, body: &Params) -> AdminResult<()> {
+    let no_secret = Secret {
+        hash_secret: None,
+        plain: None,
+        stored: None,
+    };
+    apply(c, body, false, &no_secret)
+}
+
+pub(crate) fn blank(consumer_id: String) -> Credential {
     Credential {
         id: new_id(),
         created_at: now(),

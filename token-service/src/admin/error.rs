@@ -1,6 +1,7 @@
 //! Admin API errors, mapped to Kong's statuses and bodies in one place; storage internals are
 //! logged, never shown.
 
+use crate::declarative::{DeclarativeError, Problem};
 use crate::params::ParamsError;
 use crate::store::StoreError;
 use axum::http::StatusCode;
@@ -22,6 +23,63 @@ pub enum AdminError {
     Unauthorized,
     #[error("storage failure: {0}")]
     Store(StoreError),
+    #[error("{0}")]
+    Declarative(DeclarativeError),
+}
+
+impl From<DeclarativeError> for AdminError {
+    fn from(e: DeclarativeError) -> Self {
+        match e {
+            DeclarativeError::Store(e) => AdminError::from(e),
+            other => AdminError::Declarative(other),
+        }
+    }
+}
+
+/// Kong's answer to an invalid declarative file (code 14): `fields` maps each field path to
+/// its message; `flattened_errors` groups them by entity, as Kong's `?flatten_errors=1` does.
+fn invalid_config(problems: &[Problem]) -> Value {
+    let fields: Map<String, Value> = problems
+        .iter()
+        .map(|p| (p.path(), json!(p.message)))
+        .collect();
+    let mut entities: Vec<(&str, Vec<&Problem>)> = Vec::new();
+    for p in problems {
+        match entities.iter_mut().find(|(entity, _)| *entity == p.entity) {
+            Some((_, list)) => list.push(p),
+            None => entities.push((&p.entity, vec![p])),
+        }
+    }
+    let flattened: Vec<Value> = entities
+        .iter()
+        .map(|(entity, list)| {
+            let errors: Vec<Value> = list
+                .iter()
+                .map(|p| {
+                    let kind = if p.field.is_empty() {
+                        "entity"
+                    } else {
+                        "field"
+                    };
+                    json!({"field": p.field, "message": p.message, "type": kind})
+                })
+                .collect();
+            json!({
+                "entity_path": entity,
+                "entity_type": list[0].entity_type,
+                "entity_name": list[0].name,
+                "errors": errors,
+            })
+        })
+        .collect();
+    let summary: Vec<String> = problems.iter().map(Problem::to_string).collect();
+    json!({
+        "code": 14,
+        "name": "invalid declarative configuration",
+        "message": format!("declarative config is invalid: {}", summary.join("; ")),
+        "fields": fields,
+        "flattened_errors": flattened,
+    })
 }
 
 impl From<StoreError> for AdminError {
@@ -83,6 +141,24 @@ impl IntoResponse for AdminError {
                 StatusCode::BAD_REQUEST,
                 json!({"name": "bad request", "message": e.to_string()}),
             ),
+            AdminError::Declarative(DeclarativeError::Invalid(problems)) => {
+                (StatusCode::BAD_REQUEST, invalid_config(problems))
+            }
+            AdminError::Declarative(e @ DeclarativeError::TooLarge) => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                json!({"message": e.to_string()}),
+            ),
+            AdminError::Declarative(e @ DeclarativeError::UnsupportedMediaType) => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                json!({"message": e.to_string()}),
+            ),
+            AdminError::Declarative(DeclarativeError::Store(e)) => {
+                tracing::error!(error = %e, "declarative sync failed on storage");
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    json!({"message": "An unexpected error occurred"}),
+                )
+            }
             AdminError::Unauthorized => (
                 StatusCode::UNAUTHORIZED,
                 json!({"message": "Invalid admin key"}),

@@ -1,16 +1,17 @@
 //! The admin API (`:8001`), in Kong's shape: consumers, their `oauth2` credentials, services,
 //! `oauth2` plugins and tokens. Bodies may be JSON, form-encoded or multipart.
 
-mod consumers;
-mod credentials;
+mod config;
+pub(crate) mod consumers;
+pub(crate) mod credentials;
 pub mod error;
-mod input;
-mod named;
+pub(crate) mod input;
+pub(crate) mod named;
 pub mod openapi;
 mod origin;
-mod plugins;
+pub(crate) mod plugins;
 mod schema;
-mod services;
+pub(crate) mod services;
 mod tokens;
 
 #[cfg(test)]
@@ -42,6 +43,7 @@ pub fn router(state: AppState) -> Router {
         .merge(services::routes())
         .merge(plugins::routes())
         .merge(tokens::routes())
+        .merge(config::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(

@@ -244,6 +244,33 @@ mod plugins {
     pub fn delete() {}
 }
 
+/// Declarative configuration.
+#[allow(dead_code)]
+mod config {
+    use super::*;
+
+    #[utoipa::path(post, path = "/config", tag = "config", operation_id = "sync_config",
+        summary = "Sync a declarative file (Kong's format), as decK does",
+        description = "Creates, updates and deletes the managed entities (all, or with \
+            `_info.select_tags` those carrying the tags) so that they match the file, in one \
+            transaction. Matched entities keep their ids (and tokens); a second sync of the \
+            same file changes nothing.",
+        params(ConfigParams),
+        request_body(content(
+            (DeclarativeFile = "application/json"),
+            (String = "application/yaml"),
+            (DeclarativeUpload = "multipart/form-data"),
+        )),
+        responses(
+            (status = 200, description = "What the sync changed (or, dry, would change)", body = ConfigDiff),
+            (status = 400, description = "The file is invalid (code 14: each problem by its path in \
+                the file; nothing applied), or a parameter is", body = Error),
+            (status = 413, description = "The file is larger than 8 MiB", body = Error),
+            (status = 415, description = "The body is not JSON, YAML or a form with `config`", body = Error),
+        ))]
+    pub fn sync() {}
+}
+
 /// The node itself.
 #[allow(dead_code)]
 mod node {
@@ -301,6 +328,7 @@ mod node {
         services::delete,
         plugins::list_for_service, plugins::create_for_service, plugins::list_for_api,
         plugins::create_for_api, plugins::list, plugins::show, plugins::update, plugins::delete,
+        config::sync,
     ),
     components(schemas(Error)),
     modifiers(&AdminCommon),
@@ -459,7 +487,10 @@ fn add_common(operation: &mut Operation, is_patch: bool, schemas: &mut Schemas) 
         }
         let value_alias = operation.operation_id.as_deref() == Some("create_api_plugin");
         add_form_encodings(body, schemas, value_alias);
-        responses.insert("413".into(), error("The body is larger than 64 KiB"));
+        // (Unless the operation has a bound of its own: `/config`.)
+        responses
+            .entry("413".into())
+            .or_insert_with(|| error("The body is larger than 64 KiB"));
     }
 }
 
@@ -808,6 +839,19 @@ mod tests {
             let what = format!("{method} {path}");
             let name = json_schema["$ref"].as_str().unwrap_or_default();
             let name = name.rsplit('/').next().unwrap_or_default();
+            if name == "DeclarativeFile" {
+                // A file, not an entity: its top level is what the reader takes.
+                let (fields, closed) = properties(&doc, &content["application/json"]["schema"]);
+                let mut described: Vec<&str> = fields.keys().map(String::as_str).collect();
+                let mut read = crate::declarative::document::TOP_LEVEL_FIELDS.to_vec();
+                described.sort_unstable();
+                read.sort_unstable();
+                assert!(
+                    closed && described == read,
+                    "{what}: {described:?} vs {read:?}"
+                );
+                continue;
+            }
             let shape = input_shape(name).unwrap_or_else(|| panic!("{what}: no shape for {name}"));
             assert_describes(&doc, &content["application/json"]["schema"], shape, &what);
             for encoding in ["application/x-www-form-urlencoded", "multipart/form-data"] {
@@ -1010,6 +1054,18 @@ mod tests {
             "409",
             send(&r, "post", "/consumers", json!({"username": "clark"})).await,
         );
+        let file = json!({"_format_version": "3.0", "_info": {"select_tags": ["t"]},
+                          "consumers": [{"username": "declared"}]});
+        let dry: ConfigDiff = read(
+            "config diff",
+            send(&r, "post", "/config?dry_run=true", file.clone()).await,
+        );
+        assert_eq!(dry.created.len(), 1);
+        let synced: ConfigDiff = read("config sync", send(&r, "post", "/config", file).await);
+        assert_eq!(synced.summary.create, 1);
+        let bad = json!({"_format_version": "3.0", "consumers": [{"username": 1}]});
+        let error: Error = read("invalid config", send(&r, "post", "/config", bad).await);
+        assert_eq!(error.code, Some(14));
     }
 
     #[test]

@@ -241,7 +241,15 @@ fn config_errors(mut errors: Map<String, Value>) -> AdminError {
     AdminError::Schema(fields([("config", config)]))
 }
 
-fn config_input(body: &Params) -> AdminResult<Map<String, Value>> {
+/// A plugin's whole configuration from a `config` record (Kong's defaults for what it leaves
+/// out), with the admin API's validation and errors. `provision_key` stays empty when not given.
+pub(crate) fn config_from(input: &Map<String, Value>) -> AdminResult<OAuth2Config> {
+    let mut config = OAuth2Config::default();
+    apply_config(&mut config, input).map_err(config_errors)?;
+    Ok(config)
+}
+
+pub(crate) fn config_input(body: &Params) -> AdminResult<Map<String, Value>> {
     match body.get("config") {
         None | Some(Value::Null) => Ok(Map::new()),
         Some(Value::Object(config)) => Ok(config.clone()),
@@ -252,7 +260,7 @@ fn config_input(body: &Params) -> AdminResult<Map<String, Value>> {
     }
 }
 
-fn check_name(body: &Params) -> AdminResult<()> {
+pub(crate) fn check_name(body: &Params) -> AdminResult<()> {
     match body.get("name").and_then(Value::as_str) {
         Some("oauth2") => Ok(()),
         Some(other) => Err(AdminError::Schema(fields([(

@@ -27,6 +27,10 @@ pub struct Error {
     /// Per field: a message, a list of messages, or nested field errors (`config`).
     #[schema(value_type = Option<Object>)]
     pub fields: Option<serde_json::Map<String, serde_json::Value>>,
+    /// An invalid declarative file's problems grouped by entity (`entity_path`,
+    /// `entity_type`, `entity_name`, `errors`: `[{field, message, type}]`).
+    #[schema(value_type = Option<Vec<Object>>)]
+    pub flattened_errors: Option<Vec<serde_json::Value>>,
 }
 
 /// The `size` and `offset` of one page of a list.
@@ -379,3 +383,82 @@ page!(CredentialPage, Credential);
 page!(ServicePage, Service);
 page!(PluginPage, Plugin);
 page!(TokenPage, Token);
+
+/// A declarative file in Kong's format, as JSON (`application/yaml` and the multipart field
+/// `config` carry the same as text). Entities take the admin API's fields: `services` (with
+/// nested `plugins`), `consumers` (with nested `oauth2_credentials`, matched by `client_id`),
+/// top-level `plugins` naming their `service`. Secrets may be `{vault://env/NAME}`.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeclarativeFile {
+    #[serde(rename = "_format_version")]
+    #[schema(pattern = "^(1\\.1|2\\.1|3\\.0)$")]
+    pub format_version: String,
+    #[serde(rename = "_info")]
+    pub info: Option<DeclarativeInfo>,
+    #[serde(rename = "_transform")]
+    pub transform: Option<bool>,
+    #[serde(rename = "_comment")]
+    pub comment: Option<String>,
+    #[schema(value_type = Option<Vec<Object>>)]
+    pub services: Option<Vec<serde_json::Value>>,
+    #[schema(value_type = Option<Vec<Object>>)]
+    pub plugins: Option<Vec<serde_json::Value>>,
+    #[schema(value_type = Option<Vec<Object>>)]
+    pub consumers: Option<Vec<serde_json::Value>>,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeclarativeInfo {
+    /// Only entities carrying all these tags are managed (and the file's entities get them).
+    pub select_tags: Option<Vec<String>>,
+}
+
+/// `curl -F config=@kong.yml`: the file (YAML or JSON) in the field `config`.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeclarativeUpload {
+    #[schema(format = Binary)]
+    pub config: String,
+}
+
+/// `?dry_run=true` answers the diff and changes nothing.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ConfigParams {
+    pub dry_run: Option<bool>,
+}
+
+/// What a sync changed (or, dry, would change).
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigDiff {
+    pub dry_run: bool,
+    pub created: Vec<ConfigChange>,
+    pub updated: Vec<ConfigChange>,
+    pub deleted: Vec<ConfigChange>,
+    pub summary: ConfigSummary,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigChange {
+    /// `service`, `plugin`, `consumer` or `oauth2_credential`.
+    #[serde(rename = "type")]
+    pub entity_type: String,
+    #[schema(format = Uuid)]
+    pub id: String,
+    /// Its natural key: name, username (or custom_id), client_id; a plugin's service.
+    pub name: String,
+    /// For an update, the fields that change (a secret by name, never its value).
+    pub fields: Option<Vec<String>>,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigSummary {
+    pub create: u64,
+    pub update: u64,
+    pub delete: u64,
+}
