@@ -35,6 +35,7 @@ pub struct Stack {
     replicas: Vec<Replica>,
     database: Database,
     token_service_args: Vec<String>,
+    token_service_env: Vec<(String, String)>,
     _upstream: Process,
 }
 
@@ -71,6 +72,9 @@ struct Replica {
 pub struct StackOptions<'a> {
     /// Extra token-service arguments, given to every replica.
     pub token_service_args: &'a [&'a str],
+    /// Extra environment variables of every replica (e.g. the secrets a declarative file
+    /// names as `{vault://env/NAME}`).
+    pub token_service_env: &'a [(&'a str, &'a str)],
     /// A fresh database on this server (even when the suite runs on SQLite).
     pub postgres: Option<&'a PgServer>,
     /// How many replicas when on PostgreSQL (on SQLite there is always one).
@@ -235,6 +239,11 @@ impl Stack {
             .iter()
             .map(|a| a.to_string())
             .collect();
+        let extra_env: Vec<(String, String)> = options
+            .token_service_env
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect();
         let replicas: Vec<Replica> = (0..replicas)
             .map(|index| {
                 let (admin_port, gateway_port) = (free_port(), free_port());
@@ -243,8 +252,13 @@ impl Stack {
                 } else {
                     format!("token-service-{index}.log")
                 });
-                let process =
-                    spawn_token_service(&database, admin_port, gateway_port, &extra_args, &log);
+                let process = spawn_token_service(
+                    &database,
+                    admin_port,
+                    gateway_port,
+                    (&extra_args, &extra_env),
+                    &log,
+                );
                 Replica {
                     admin_port,
                     gateway_port,
@@ -275,6 +289,7 @@ impl Stack {
             replicas,
             database,
             token_service_args: extra_args,
+            token_service_env: extra_env,
             _upstream: upstream,
         };
         for index in 0..stack.replicas.len() {
@@ -592,7 +607,7 @@ impl Stack {
             &self.database,
             replica.admin_port,
             replica.gateway_port,
-            &self.token_service_args,
+            (&self.token_service_args, &self.token_service_env),
             &replica.log,
         );
         self.replicas[index].process = process;
@@ -620,7 +635,7 @@ fn spawn_token_service(
     database: &Database,
     admin_port: u16,
     gateway_port: u16,
-    extra: &[String],
+    (extra, env): (&[String], &[(String, String)]),
     log: &std::path::Path,
 ) -> Process {
     let mut cmd = Command::new(paths::token_service_bin());
@@ -631,6 +646,7 @@ fn spawn_token_service(
         .arg("--gateway-listen")
         .arg(format!("127.0.0.1:{gateway_port}"))
         .args(extra)
+        .envs(env.iter().map(|(n, v)| (n, v)))
         .env("RUST_LOG", "info");
     Process::spawn("token-service", cmd, log)
 }

@@ -147,6 +147,7 @@ fn revoke_behind_another_replica(
         postgres: Some(PgServer::shared()),
         replicas: Some(2),
         token_service_args: args,
+        ..StackOptions::default()
     });
     let mut kong = Kong::on(stack);
     kong.configure(

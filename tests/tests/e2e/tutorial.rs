@@ -198,3 +198,72 @@ fn the_seed_tutorial_works_through_envoy() {
     assert_eq!(down.status, 503, "{}", down.text);
     assert_eq!(down.json()["error"], "temporarily_unavailable");
 }
+
+/// Issue 22: the tutorial's state declared in `examples/step-on.kong.yml` (synced at start-up
+/// with `--declarative-config`, its secrets from the environment) runs the tutorial as the
+/// admin API's steps 3 and 4 do.
+#[test]
+fn the_tutorial_runs_with_the_declared_credentials() {
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/step-on.kong.yml");
+    let (provision_key, secret) = ("declared-provision-key-123", "declared-shoe-fly-secret");
+    let mut stack = Stack::start_services_opts(e2e::StackOptions {
+        token_service_args: &["--declarative-config", example],
+        token_service_env: &[
+            ("STEP_ON_PROVISION_KEY", provision_key),
+            ("SHOE_FLY_SHOE_SECRET", secret),
+        ],
+        ..e2e::StackOptions::default()
+    });
+    stack.add_gateway("step-on", "/stepon");
+    let gw = stack.gateway();
+    let client = &stack.client;
+    let consumer = stack.admin_get("/consumers/shoe-fly-shoe");
+    assert_eq!(consumer.status, 200, "{}", consumer.text);
+    let app = e2e::oauth::App {
+        consumer_id: consumer.json().text("id"),
+        client_id: "shoe-fly-shoe".into(),
+        client_secret: secret.into(),
+        redirect_uri: "http://localhost:5000/callback".into(),
+    };
+    let authorize = client.post_form(
+        &gw.https("/oauth2/authorize"),
+        &[
+            ("response_type", "code"),
+            ("client_id", &app.client_id),
+            ("scope", "step_counts"),
+            ("provision_key", provision_key),
+            ("authenticated_userid", "clark"),
+        ],
+    );
+    assert_eq!(authorize.status, 200, "{}", authorize.text);
+    let redirect = authorize.json().text("redirect_uri");
+    let code = query_param(&redirect, "code").unwrap_or_default();
+    let pair = exchange_code(&stack, gw, &app, &code);
+    let steps = client.get_with(
+        &gw.http("/stepcounts"),
+        &[("authorization", &bearer(&pair.text("access_token")))],
+    );
+    assert_eq!(steps.status, 200, "{}", steps.text);
+    assert_eq!(steps.json()["user"], "clark");
+    assert_eq!(
+        steps.json()["headers"]["x-consumer-username"],
+        "shoe-fly-shoe"
+    );
+    // A wrong secret is refused: the declared one is the only one.
+    let wrong = e2e::oauth::App {
+        client_secret: "not-the-declared-secret".into(),
+        ..app
+    };
+    let refused = client.post_form(
+        &gw.https("/oauth2/token"),
+        &[
+            ("grant_type", "authorization_code"),
+            ("client_id", &wrong.client_id),
+            ("client_secret", &wrong.client_secret),
+            ("code", "whatever"),
+        ],
+    );
+    // Kong's answer to body credentials: 400 invalid_client.
+    assert_eq!(refused.status, 400, "{}", refused.text);
+    assert_eq!(refused.json()["error"], "invalid_client");
+}
