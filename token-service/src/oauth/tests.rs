@@ -949,10 +949,11 @@ async fn a_flood_of_wrong_hashed_secrets_is_refused_fast_and_starves_nothing() {
     let f = Arc::new(base.guarded(ClientAuthGuard::new(HashPool::new(1, 1), limit)));
     let refused = Arc::new(AtomicUsize::new(0));
     let mut flood = Vec::new();
-    for _ in 0..FLOOD {
+    // Distinct guesses, as an attacker sends (identical checks in flight share one PBKDF2).
+    for i in 0..FLOOD {
         let (f, refused) = (f.clone(), refused.clone());
         flood.push(tokio::spawn(async move {
-            let a = f.client_credentials("hashed", "a-guess").await;
+            let a = f.client_credentials("hashed", &format!("guess-{i}")).await;
             if a.status == StatusCode::SERVICE_UNAVAILABLE {
                 refused.fetch_add(1, Ordering::SeqCst);
             }
