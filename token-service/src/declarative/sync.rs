@@ -126,6 +126,7 @@ pub async fn sync(store: &Store, desired: Desired) -> Result<Diff, DeclarativeEr
         .await??;
     store
         .transaction(move |repo| {
+            repo.lock_declarative_sync()?;
             let plan = plan(repo, &desired, &mut secrets)?;
             plan.apply(repo)?;
             Ok(plan.diff())

@@ -332,7 +332,30 @@ async fn a_username_that_is_another_consumers_id_is_refused(backend: Backend) {
     assert_eq!(ids(&store).await, before);
 }
 
+/// Replicas started at once with the same `--declarative-config` (the compose cluster, `make
+/// test`'s PostgreSQL pass): each sync plans against what the other committed, so both
+/// succeed and the entities exist once. On PostgreSQL the second replica's sync failed with
+/// "another service has this name already".
+async fn replicas_syncing_one_file_at_once_both_succeed(backend: Backend) {
+    let Some((db, first)) = store(backend).await else {
+        return;
+    };
+    let second = db.open().await;
+    for _ in 0..3 {
+        let (a, b) = tokio::join!(
+            sync(&first, desired(EXAMPLE)),
+            sync(&second, desired(EXAMPLE))
+        );
+        assert!(a.is_ok() && b.is_ok(), "{:?} {:?}", a.err(), b.err());
+    }
+    let current = first.read(super::sync::current).await.expect("read");
+    assert_eq!(current.services.len(), 1);
+    assert_eq!(current.consumers.len(), 1);
+    assert_eq!(current.credentials.len(), 1);
+}
+
 on_both_backends!(
+    replicas_syncing_one_file_at_once_both_succeed,
     a_username_that_is_another_consumers_id_is_refused,
     applying_a_file_twice_changes_nothing_the_second_time,
     a_change_updates_in_place_and_tokens_stay_valid,

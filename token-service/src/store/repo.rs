@@ -14,6 +14,9 @@ pub struct Repo<'a> {
     db: &'a dyn Sql,
 }
 
+/// The `pg_advisory_xact_lock` key that serializes declarative syncs across replicas.
+const DECLARATIVE_SYNC_LOCK: i64 = 0x6f61_7574_6832_0003;
+
 /// One poll of the change feed (docs/gateway-protocol.md §1).
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct FeedPage {
@@ -298,6 +301,23 @@ fn updated(rows: u64) -> StoreResult<()> {
 }
 
 impl<'a> Repo<'a> {
+    /// Waits for, and holds until this transaction ends, the lock that serializes declarative
+    /// syncs: replicas started with the same `--declarative-config` at once would otherwise
+    /// each plan against a database without the other's entities and collide on their names.
+    /// SQLite's single writer serializes them already.
+    pub fn lock_declarative_sync(&self) -> StoreResult<()> {
+        match self.db.dialect() {
+            Dialect::Sqlite => Ok(()),
+            Dialect::Postgres => self
+                .db
+                .query(
+                    "SELECT 1 FROM (SELECT pg_advisory_xact_lock($1)) AS locked",
+                    params![DECLARATIVE_SYNC_LOCK],
+                )
+                .map(|_| ()),
+        }
+    }
+
     pub(super) fn new(db: &'a dyn Sql) -> Self {
         Repo { db }
     }
