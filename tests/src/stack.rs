@@ -514,19 +514,7 @@ impl Stack {
             }),
             replicas,
         };
-        let ready = wait_until(Duration::from_secs(20), || {
-            self.client
-                .raw()
-                .get(format!("http://127.0.0.1:{admin_port}/ready"))
-                .send()
-                .map(|r| r.status().is_success())
-                .unwrap_or(false)
-        });
-        assert!(
-            ready,
-            "Envoy did not become ready; see {}",
-            gateway.log.display()
-        );
+        self.wait_for_envoy(admin_port, &gateway.log);
         // A ready Envoy checks at once (DESIGN: a valid token never gets 503 because Envoy has
         // just started): every gateway of the suite proves it, in both builds, with no wait.
         let probe = gateway.http("/__probe");
@@ -790,6 +778,18 @@ impl Stack {
         let mut cmd = envoy_command(&config_path, &log);
         cmd.arg("--disable-hot-restart");
         let process = Process::spawn("envoy", cmd, &self.dir.path().join(format!("{name}.out")));
+        self.wait_for_envoy(admin_port, &log);
+        CustomEnvoy {
+            admin_port,
+            log,
+            _process: process,
+        }
+    }
+}
+
+impl Stack {
+    /// Waits until the Envoy whose admin listener is `admin_port` answers `/ready`.
+    fn wait_for_envoy(&self, admin_port: u16, log: &std::path::Path) {
         let ready = wait_until(Duration::from_secs(20), || {
             self.client
                 .raw()
@@ -799,11 +799,6 @@ impl Stack {
                 .unwrap_or(false)
         });
         assert!(ready, "Envoy did not become ready; see {}", log.display());
-        CustomEnvoy {
-            admin_port,
-            log,
-            _process: process,
-        }
     }
 }
 
