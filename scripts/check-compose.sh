@@ -21,10 +21,11 @@ echo "    docker-compose config: ok"
 
 # Per topology: checks its services, writes the Envoy service's environment, as compose resolved
 # it, to OUT/<topology>.env, and prints "<topology> <envoy service> <shell> <host>...".
-/usr/bin/python3 - "$out/compose.yaml" "$out" > "$out/topologies" <<'PY'
+/usr/bin/python3 - "$out/compose.yaml" "$out" "$here/Dockerfile" > "$out/topologies" <<'PY'
 import re, shlex, sys, yaml
 services = yaml.safe_load(open(sys.argv[1]))["services"]
 out = sys.argv[2]
+dockerfile = sys.argv[3]
 
 def fail(message):
     sys.exit(f"docker-compose.yml: {message}")
@@ -60,15 +61,18 @@ for topology, started in topologies.items():
     needed = set().union(*(closure(name) for name in started))
     if needed != started:
         fail(f"{topology}: its services depend on {sorted(needed - started)} of another topology")
+    # The Envoy service: the Dockerfile's `gateway` image, whose entrypoint renders the template.
     envoys = [name for name in started
-              if "scripts/render-envoy-config.sh" in " ".join(services[name].get("entrypoint") or [])]
+              if (services[name].get("build") or {}).get("target") == "gateway"]
     if len(envoys) != 1:
-        fail(f"{topology}: one Envoy service should render envoy/envoy.yaml.tmpl, found {envoys}")
+        fail(f"{topology}: one Envoy service should run the Dockerfile's gateway image, found {envoys}")
     envoy = envoys[0]
-    entrypoint = " ".join(services[envoy]["entrypoint"])
+    if services[envoy].get("entrypoint"):
+        fail(f"{topology}: {envoy} replaces the gateway image's entrypoint, which renders the configuration")
+    entrypoint = next((line for line in open(dockerfile) if line.startswith("ENTRYPOINT") and "render-envoy-config.sh" in line), "")
     shell = re.search(r"\b(sh|bash) \S*scripts/render-envoy-config\.sh", entrypoint)
     if not shell:
-        fail(f"{topology}: {envoy} does not run scripts/render-envoy-config.sh with sh or bash")
+        fail(f"{topology}: the Dockerfile's gateway entrypoint does not run scripts/render-envoy-config.sh with sh or bash")
     env = environment(envoy)
     endpoints = env.get("TOKEN_SERVICE_ENDPOINTS") or f"{env.get('TOKEN_SERVICE_HOST', '127.0.0.1')}:8080"
     replicas = [endpoint.rsplit(":", 1)[0] for endpoint in endpoints.split(",")]
@@ -85,6 +89,23 @@ for topology, started in topologies.items():
             if str(host_port) in published:
                 fail(f"{topology}: {name} and {published[str(host_port)]} both publish port {host_port}")
             published[str(host_port)] = name
+    # The networks (docs/docker.md): the token-service's listeners never on the upstream's
+    # `edge` network; PostgreSQL on `db` alone, which Envoy is not on, every replica is.
+    def networks(service):
+        return set(services[service].get("networks") or {"default"})
+    for replica in replicas:
+        if "edge" in networks(replica) or "control" not in networks(replica):
+            fail(f"{topology}: {replica} should be on the control network and not on edge")
+    if "control" not in networks(envoy) or "db" in networks(envoy):
+        fail(f"{topology}: {envoy} should be on the control network and not on db")
+    if topology == "cluster":
+        databases_hosts = [name for name in started if services[name].get("image", "").startswith("postgres:")]
+        for db in databases_hosts:
+            if networks(db) != {"db"}:
+                fail(f"cluster: {db} should be on the db network alone, not {sorted(networks(db))}")
+        for replica in replicas:
+            if "db" not in networks(replica):
+                fail(f"cluster: {replica} is not on the db network")
     if topology == "cluster":
         databases = {environment(r).get("TOKEN_SERVICE_DATABASE", "") for r in replicas}
         if len(replicas) < 2 or len(databases) != 1 or not databases.pop().startswith("postgres://"):

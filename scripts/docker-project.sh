@@ -1,0 +1,92 @@
+# Sourced by scripts/test-docker.sh and scripts/test-docker-faults.sh: one compose project on
+# an engine this run may have started, and its removal whatever happens.
+# The caller sets, before sourcing: here (the checkout), run_dir, project (the compose project
+# name), script (its own name, for messages), and optionally compose_args (an array: e.g.
+# `--profile cluster`) and down_timeout (seconds, default 10).
+# It then calls `start_engine_and_compose`; the EXIT trap is set by sourcing this file.
+
+engine_dir=$run_dir/engine
+started=$SECONDS
+down_timeout=${down_timeout:-10}
+[ "${compose_args+set}" = set ] || compose_args=()
+mkdir -p "$run_dir"
+
+die() { echo "$script: $*" >&2; exit 1; }
+
+# `docker compose` (v2) when the CLI has it, else Debian's `docker-compose` (1.29);
+# DOCKER_COMPOSE="docker-compose" (or "docker compose") chooses.
+choose_compose() {
+  if [ -n "${DOCKER_COMPOSE:-}" ]; then
+    read -ra compose_cmd <<<"$DOCKER_COMPOSE"
+  elif docker compose version >/dev/null 2>&1; then
+    compose_cmd=(docker compose)
+  elif command -v docker-compose >/dev/null; then
+    compose_cmd=(docker-compose)
+  else
+    die "neither 'docker compose' nor 'docker-compose' is installed"
+  fi
+}
+compose() { "${compose_cmd[@]}" -p "$project" -f "$here/docker-compose.yml" "${compose_args[@]}" "$@"; }
+
+# Exports each named variable as a free host port.
+export_free_ports() {
+  local variable
+  for variable in "$@"; do
+    export "$variable=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
+  done
+}
+
+# What the project left behind on the engine: containers, networks, volumes by compose's label.
+leftovers() {
+  local filter="label=com.docker.compose.project=$project"
+  { docker ps -aq --filter "$filter"; docker network ls -q --filter "$filter"; docker volume ls -q --filter "$filter"; } 2>/dev/null
+}
+
+# The project's images from source; the legacy builder where BuildKit is not installed
+# (Debian's docker.io has no buildx).
+build_images() {
+  if ! docker buildx version >/dev/null 2>&1; then export DOCKER_BUILDKIT=0 COMPOSE_DOCKER_CLI_BUILD=0; fi
+  compose build >"$run_dir/build.log" 2>&1 \
+    || { tail -n 40 "$run_dir/build.log" >&2; die "docker compose build failed (log: $run_dir/build.log)"; }
+}
+
+remove_project() {
+  local status=$1
+  if [ $status -ne 0 ]; then
+    compose ps >"$run_dir/compose-ps.txt" 2>&1 || true
+    compose logs --no-color >"$run_dir/compose.log" 2>&1 || true
+    echo "    the containers' logs: $run_dir/compose.log (last lines below)" >&2
+    tail -n 40 "$run_dir/compose.log" >&2 || true
+  fi
+  echo "==> docker compose down -v (project $project)"
+  compose down -v --remove-orphans --timeout "$down_timeout" >/dev/null 2>&1 || true
+  local left
+  left=$(leftovers)
+  if [ -n "$left" ]; then
+    echo "$script: left behind after down -v: $left" >&2
+    return 1
+  fi
+  echo "    no container, network or volume of $project left"
+}
+
+cleanup() {
+  local status=$?
+  trap - EXIT INT TERM HUP
+  if [ "${compose_cmd+set}" = set ] && docker info >/dev/null 2>&1; then
+    remove_project $status || status=1
+  fi
+  "$here/scripts/docker-engine.sh" stop "$engine_dir" || status=1
+  echo "    $script: $((SECONDS - started)) s in all"
+  exit $status
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM HUP
+
+# An engine (scripts/docker-engine.sh: started, and installed, only when none answers), the
+# compose command, and a clean slate: a run killed before its cleanup left its project behind.
+start_engine_and_compose() {
+  "$here/scripts/docker-engine.sh" start "$engine_dir"
+  choose_compose
+  echo "    compose: ${compose_cmd[*]} ($("${compose_cmd[@]}" version --short 2>/dev/null || "${compose_cmd[@]}" version | head -n 1))"
+  compose down -v --remove-orphans --timeout "$down_timeout" >/dev/null 2>&1 || true
+}
