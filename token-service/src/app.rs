@@ -17,6 +17,8 @@ pub struct AppState {
     pub admin_hosts: Arc<crate::admin::AllowedHosts>,
     /// Limits on client authentication at the token, introspection and revocation endpoints.
     pub client_auth: Arc<crate::grants::throttle::ClientAuthGuard>,
+    /// The signing keys: what JWTs are signed with, and what the JWKS publishes.
+    pub signing: Arc<crate::jwt::Signing>,
 }
 
 /// Settings of the OAuth endpoints that come from the operator, never from a request.
@@ -40,6 +42,10 @@ impl Default for OAuthSettings {
 impl AppState {
     pub fn new(store: Store, admin_key: Option<String>) -> Self {
         AppState {
+            signing: Arc::new(crate::jwt::Signing::new(
+                store.clone(),
+                crate::jwt::SigningSettings::default(),
+            )),
             store,
             admin_key: admin_key.map(Arc::from),
             oauth: Arc::new(OAuthSettings::default()),
@@ -66,6 +72,13 @@ impl AppState {
     pub fn with_admin_hosts(self, hosts: crate::admin::AllowedHosts) -> Self {
         AppState {
             admin_hosts: Arc::new(hosts),
+            ..self
+        }
+    }
+
+    pub fn with_signing(self, settings: crate::jwt::SigningSettings) -> Self {
+        AppState {
+            signing: Arc::new(crate::jwt::Signing::new(self.store.clone(), settings)),
             ..self
         }
     }

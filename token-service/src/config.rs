@@ -87,6 +87,13 @@ pub struct Config {
     #[arg(long, env = "TOKEN_SERVICE_REPLAY_GRACE_S", default_value_t = crate::grants::replay::DEFAULT_GRACE_S,
           value_parser = clap::value_parser!(i64).range(0..=300))]
     pub replay_grace_s: i64,
+    /// Seconds a signing key added through the admin API is published (JWKS, state poll)
+    /// before it signs; the active key retires at that moment. At least two of the filters'
+    /// state-poll intervals, so every Envoy knows the key before it sees a token it signed.
+    #[arg(long, env = "TOKEN_SERVICE_SIGNING_KEY_PUBLISH_DELAY_S",
+          default_value_t = crate::jwt::DEFAULT_PUBLISH_DELAY_S,
+          value_parser = clap::value_parser!(i64).range(0..=86_400))]
+    pub signing_key_publish_delay_s: i64,
 }
 
 #[derive(Debug, Clone, clap::Subcommand)]

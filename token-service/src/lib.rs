@@ -7,6 +7,7 @@ pub mod config;
 pub mod declarative;
 pub mod gateway;
 pub mod grants;
+pub mod jwt;
 pub mod metrics;
 pub mod model;
 pub mod oauth;

@@ -1,9 +1,11 @@
 use clap::Parser;
+use std::sync::Arc;
 use std::time::Duration;
 use token_service::admin::{AllowedHosts, AllowedOrigins};
 use token_service::app::{admin_router, gateway_router, AppState, OAuthSettings};
 use token_service::config::{Command, Config};
 use token_service::declarative::cli;
+use token_service::jwt::{Signing, SigningSettings};
 use token_service::model::now;
 use token_service::store::{Store, StoreOptions};
 use tracing_subscriber::EnvFilter;
@@ -68,7 +70,11 @@ async fn run(config: Config) -> Result<(), String> {
             config.admin_allowed_origins.clone(),
             Some(config.admin_listen),
         ))
-        .with_admin_hosts(AllowedHosts::new(config.admin_allowed_hosts.clone()));
+        .with_admin_hosts(AllowedHosts::new(config.admin_allowed_hosts.clone()))
+        .with_signing(SigningSettings {
+            publish_delay_s: config.signing_key_publish_delay_s,
+            ..SigningSettings::default()
+        });
     tracing::info!(issuer = config.issuer.as_str(), "OAuth issuer");
 
     let gateway = tokio::net::TcpListener::bind(config.gateway_listen)
@@ -86,8 +92,15 @@ async fn run(config: Config) -> Result<(), String> {
         tracing::warn!("the admin API listens beyond loopback without --admin-key");
     }
 
+    let signing = state.signing.clone();
+    tokio::spawn(async move {
+        if let Err(e) = signing.prepare().await {
+            tracing::warn!(error = %e, "no signing key yet; the first JWT will make one");
+        }
+    });
     tokio::spawn(purge_periodically(
         store,
+        state.signing.clone(),
         Duration::from_secs(config.purge_interval_s.max(1)),
     ));
     let gateway_server =
@@ -99,8 +112,9 @@ async fn run(config: Config) -> Result<(), String> {
     Ok(())
 }
 
-/// Expired codes and tokens are deleted in the background so the tables stay bounded.
-async fn purge_periodically(store: Store, every: Duration) {
+/// Expired codes and tokens, and retired signing keys whose tokens have all expired, are
+/// deleted in the background so the tables (and the JWKS) stay bounded.
+async fn purge_periodically(store: Store, signing: Arc<Signing>, every: Duration) {
     let mut ticker = tokio::time::interval(every);
     loop {
         ticker.tick().await;
@@ -111,6 +125,11 @@ async fn purge_periodically(store: Store, every: Duration) {
                 "purged expired codes and tokens"
             ),
             Err(e) => tracing::warn!(error = %e, "purge failed"),
+        }
+        match signing.purge(now()).await {
+            Ok(0) => {}
+            Ok(keys) => tracing::info!(keys, "deleted retired signing keys no longer published"),
+            Err(e) => tracing::warn!(error = %e, "signing key purge failed"),
         }
     }
 }

@@ -126,11 +126,12 @@ impl IndexMap {
 }
 
 /// `(kind label, rows)` of one purge, in the order of [`Metrics::purged_rows`].
-fn purged_by_kind(purged: &Purged) -> [(&'static str, u64); 4] {
+fn purged_by_kind(purged: &Purged) -> [(&'static str, u64); 5] {
     [
         ("authorization_code", purged.authorization_codes),
         ("token", purged.tokens),
         ("retired_refresh_token", purged.retired_refresh_tokens),
+        ("distrusted_jwt", purged.distrusted_jwts),
         ("change", purged.changes),
     ]
 }
@@ -165,7 +166,7 @@ pub struct Metrics {
     batch_duration: Histogram,
     commit_duration: Histogram,
     /// In [`purged_by_kind`]'s order.
-    purged_rows: [Counter; 4],
+    purged_rows: [Counter; 5],
 }
 
 impl std::fmt::Debug for Metrics {

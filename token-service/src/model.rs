@@ -29,7 +29,19 @@ pub enum PkceMode {
     Strict,
 }
 
-/// Kong's `oauth2` plugin configuration, with Kong's defaults.
+/// What the grants issue as access tokens (docs/jwt-access-tokens.md §1).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum AccessTokenFormat {
+    /// Kong's random strings, looked up by the filter on a cache miss.
+    #[default]
+    Opaque,
+    /// RFC 9068 JWTs the filter verifies itself.
+    Jwt,
+}
+
+/// Kong's `oauth2` plugin configuration, with Kong's defaults, and this project's JWT
+/// settings (docs/jwt-access-tokens.md §1).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default)]
 pub struct OAuth2Config {
@@ -50,6 +62,11 @@ pub struct OAuth2Config {
     pub reuse_refresh_token: bool,
     pub pkce: PkceMode,
     pub realm: Option<String>,
+    pub access_token_format: AccessTokenFormat,
+    /// The request header in which the filter forwards a signed identity JWT (lower case).
+    pub identity_jwt_header: Option<String>,
+    /// Whether the filter sets Kong's `X-Consumer-*` and `X-Authenticated-*` headers.
+    pub identity_headers: bool,
 }
 
 impl Default for OAuth2Config {
@@ -72,6 +89,9 @@ impl Default for OAuth2Config {
             reuse_refresh_token: false,
             pkce: PkceMode::Lax,
             realm: Some("service".to_string()),
+            access_token_format: AccessTokenFormat::Opaque,
+            identity_jwt_header: None,
+            identity_headers: true,
         }
     }
 }
@@ -135,6 +155,9 @@ pub struct Token {
     pub ttl_at: Option<i64>,
     /// The grant this token descends from: a reused code or refresh token revokes it all.
     pub family_id: String,
+    /// For a JWT access token, its `exp` claim: once the row changes or goes, the JWT is
+    /// distrusted until then (docs/jwt-access-tokens.md §4). `None` for an opaque token.
+    pub jwt_exp: Option<i64>,
 }
 
 impl Token {
@@ -214,6 +237,16 @@ pub const MAX_IDENTIFIER_BYTES: usize = 256;
 /// may set at most this many characters, so a longer one is invalid without a look-up.
 pub const MAX_TOKEN_BYTES: usize = 512;
 
+/// The longest token a client may present (introspection, revocation, the filter's check,
+/// the admin API's look-up by token): a JWT access token (docs/jwt-access-tokens.md §5, the
+/// filter's own bound) is about 1 KB. A longer one is unknown without a look-up.
+pub const MAX_PRESENTED_TOKEN_BYTES: usize = 8192;
+
+/// The digest a presented token is looked up by; `None` for one longer than any token.
+pub fn presented_token_digest(token: &str) -> Option<String> {
+    (token.len() <= MAX_PRESENTED_TOKEN_BYTES).then(|| crate::secrets::token_digest(token))
+}
+
 /// The longest lifetime the admin API accepts (`token_expiration`, `refresh_token_ttl`, a
 /// token's `expires_in`), in seconds: Kong's bound of `refresh_token_ttl`, about three years.
 pub const MAX_LIFETIME_S: i64 = 100_000_000;
@@ -257,6 +290,7 @@ mod tests {
             scope: None,
             ttl_at,
             family_id: new_id(),
+            jwt_exp: None,
         }
     }
 

@@ -2,6 +2,7 @@
 //! logged, never shown.
 
 use crate::declarative::{DeclarativeError, Problem};
+use crate::jwt::SigningError;
 use crate::params::ParamsError;
 use crate::store::StoreError;
 use axum::http::StatusCode;
@@ -25,6 +26,23 @@ pub enum AdminError {
     Store(StoreError),
     #[error("{0}")]
     Declarative(DeclarativeError),
+    /// A request the signing keys' rules refuse (retiring the only active key).
+    #[error("{0}")]
+    KeyState(String),
+    /// Making or reading a signing key failed (not the client's fault).
+    #[error("{0}")]
+    Signing(SigningError),
+}
+
+impl From<SigningError> for AdminError {
+    fn from(e: SigningError) -> Self {
+        match e {
+            SigningError::Store(e) => AdminError::from(e),
+            SigningError::UnknownKey(_) => AdminError::NotFound,
+            e @ SigningError::OnlyActiveKey(_) => AdminError::KeyState(e.to_string()),
+            other => AdminError::Signing(other),
+        }
+    }
 }
 
 impl From<DeclarativeError> for AdminError {
@@ -159,6 +177,14 @@ impl IntoResponse for AdminError {
                     json!({"message": "An unexpected error occurred"}),
                 )
             }
+            AdminError::KeyState(message) => (StatusCode::CONFLICT, json!({"message": message})),
+            AdminError::Signing(e) => {
+                tracing::error!(error = %e, "a signing key operation failed");
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    json!({"message": "An unexpected error occurred"}),
+                )
+            }
             AdminError::Unauthorized => (
                 StatusCode::UNAUTHORIZED,
                 json!({"message": "Invalid admin key"}),
@@ -170,6 +196,13 @@ impl IntoResponse for AdminError {
                 (
                     StatusCode::INTERNAL_SERVER_ERROR,
                     json!({"message": format!("Stored data is corrupt: {what}")}),
+                )
+            }
+            AdminError::Store(e) if e.is_unavailable() => {
+                tracing::warn!(error = %e, "admin request: the database is unavailable");
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    json!({"message": "The database is unavailable; retry shortly"}),
                 )
             }
             AdminError::Store(e) => {
@@ -185,3 +218,22 @@ impl IntoResponse for AdminError {
 }
 
 pub type AdminResult<T> = Result<T, AdminError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unavailable_database_answers_503_not_500() {
+        let unavailable = AdminError::Store(StoreError::Unavailable("refused".into()));
+        assert_eq!(
+            unavailable.into_response().status(),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        let bug = AdminError::Store(StoreError::Task("a bug".into()));
+        assert_eq!(
+            bug.into_response().status(),
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
+    }
+}

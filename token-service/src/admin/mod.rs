@@ -12,6 +12,7 @@ mod origin;
 pub(crate) mod plugins;
 mod schema;
 pub(crate) mod services;
+pub(crate) mod signing_keys;
 mod tokens;
 
 #[cfg(test)]
@@ -43,6 +44,7 @@ pub fn router(state: AppState) -> Router {
         .merge(services::routes())
         .merge(plugins::routes())
         .merge(tokens::routes())
+        .merge(signing_keys::routes())
         .merge(config::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

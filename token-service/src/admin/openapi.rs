@@ -244,6 +244,57 @@ mod plugins {
     pub fn delete() {}
 }
 
+/// The keys JWTs are signed with (docs/jwt-access-tokens.md §3).
+#[allow(dead_code)]
+mod signing_keys {
+    use super::*;
+
+    const KID: &str = "The key's kid";
+
+    #[utoipa::path(get, path = "/signing-keys", tag = "signing keys",
+        operation_id = "list_signing_key",
+        summary = "The signing keys (public halves only)",
+        responses((status = 200, description = "Every key, in one page", body = SigningKeyPage)))]
+    pub fn list() {}
+
+    #[utoipa::path(post, path = "/signing-keys", tag = "signing keys",
+        operation_id = "create_signing_key",
+        summary = "Add a signing key",
+        description = "The new key is published at once and signs \
+            `--signing-key-publish-delay-s` later (default 5 s), when the active key retires; \
+            it signs at once when no key is active. Keys are generated here, never uploaded.",
+        request_body = SigningKeyInput,
+        responses(
+            (status = 201, description = "Added", body = SigningKey),
+            (status = 400, description = "Invalid body (`alg` not RS256, ES256 or EdDSA)", body = Error),
+        ))]
+    pub fn create() {}
+
+    #[utoipa::path(get, path = "/signing-keys/{kid}", tag = "signing keys",
+        operation_id = "get_signing_key",
+        summary = "One signing key",
+        params(("kid" = String, Path, description = KID)),
+        responses(
+            (status = 200, description = "Found", body = SigningKey),
+            (status = 404, description = "Not found", body = Error),
+        ))]
+    pub fn show() {}
+
+    #[utoipa::path(post, path = "/signing-keys/{kid}/retire", tag = "signing keys",
+        operation_id = "retire_signing_key",
+        summary = "Stop a key signing now",
+        description = "The key stays published until the last token it signed has expired, \
+            then is deleted. The active key can be retired only while another key is `next`, \
+            which then signs at once. Retiring a retired key changes nothing.",
+        params(("kid" = String, Path, description = KID)),
+        responses(
+            (status = 200, description = "Retired", body = SigningKey),
+            (status = 404, description = "Not found", body = Error),
+            (status = 409, description = "The only active key, and no key is next", body = Error),
+        ))]
+    pub fn retire() {}
+}
+
 /// Declarative configuration.
 #[allow(dead_code)]
 mod config {
@@ -329,6 +380,7 @@ mod node {
         plugins::list_for_service, plugins::create_for_service, plugins::list_for_api,
         plugins::create_for_api, plugins::list, plugins::show, plugins::update, plugins::delete,
         config::sync,
+        signing_keys::list, signing_keys::create, signing_keys::show, signing_keys::retire,
     ),
     components(schemas(Error)),
     modifiers(&AdminCommon),
@@ -400,6 +452,14 @@ fn add_links(paths: &mut Paths) {
         ("token", "token", None),
         ("service", "service", None),
     ];
+    for to in ["get_signing_key", "retire_signing_key"] {
+        link(
+            "create_signing_key",
+            to,
+            &[("kid", "$response.body#/kid")],
+            None,
+        );
+    }
     for (entity, key, owner) in entities {
         for verb in ["get", "update", "upsert", "delete"] {
             let owner_param = owner.map(|o| (o, format!("$request.path.{o}")));
@@ -595,6 +655,7 @@ fn input_shape(json_name: &str) -> Option<Shape> {
         "ServiceInput" => Some(super::services::SHAPE),
         "PluginInput" | "PluginUpdate" => Some(super::plugins::SHAPE),
         "TokenInput" => Some(super::tokens::SHAPE),
+        "SigningKeyInput" => Some(super::signing_keys::SHAPE),
         _ => None,
     }
 }
@@ -1063,6 +1124,48 @@ mod tests {
         assert_eq!(dry.created.len(), 1);
         let synced: ConfigDiff = read("config sync", send(&r, "post", "/config", file).await);
         assert_eq!(synced.summary.create, 1);
+        let key: SigningKey = read(
+            "signing key",
+            send(&r, "post", "/signing-keys", json!({"alg": "EdDSA"})).await,
+        );
+        let _: SigningKeyPage = read(
+            "signing keys",
+            send(&r, "get", "/signing-keys", Value::Null).await,
+        );
+        let _: SigningKey = read(
+            "signing key by kid",
+            send(
+                &r,
+                "get",
+                &format!("/signing-keys/{}", key.kid),
+                Value::Null,
+            )
+            .await,
+        );
+        let _: Error = read(
+            "409 retire",
+            send(
+                &r,
+                "post",
+                &format!("/signing-keys/{}/retire", key.kid),
+                Value::Null,
+            )
+            .await,
+        );
+        let _: SigningKey = read(
+            "next signing key",
+            send(&r, "post", "/signing-keys", json!({"alg": "ES256"})).await,
+        );
+        let _: SigningKey = read(
+            "retired signing key",
+            send(
+                &r,
+                "post",
+                &format!("/signing-keys/{}/retire", key.kid),
+                Value::Null,
+            )
+            .await,
+        );
         let bad = json!({"_format_version": "3.0", "consumers": [{"username": 1}]});
         let error: Error = read("invalid config", send(&r, "post", "/config", bad).await);
         assert_eq!(error.code, Some(14));

@@ -7,7 +7,9 @@ use super::input::{Fields, Kind, Shape};
 use super::named::find_in as find_named;
 use super::{list_page, read_body, services, ListQuery};
 use crate::app::AppState;
-use crate::model::{new_id, now, OAuth2Config, PkceMode, Plugin, Service, MAX_LIFETIME_S};
+use crate::model::{
+    new_id, now, AccessTokenFormat, OAuth2Config, PkceMode, Plugin, Service, MAX_LIFETIME_S,
+};
 use crate::params::Params;
 use crate::secrets::random_string;
 use crate::store::Repo;
@@ -46,6 +48,9 @@ pub const CONFIG_SHAPE: Shape = &[
     ("persistent_refresh_token", Kind::Boolean),
     ("pkce", Kind::String),
     ("realm", Kind::String),
+    ("access_token_format", Kind::String),
+    ("identity_jwt_header", Kind::String),
+    ("identity_headers", Kind::Boolean),
 ];
 
 /// A plugin's input fields.
@@ -97,7 +102,7 @@ fn apply_config(
     if let Some(v) = f.boolean(input, "persistent_refresh_token") {
         config.reuse_refresh_token = v;
     }
-    let flags: [(&str, &mut bool); 9] = [
+    let flags: [(&str, &mut bool); 10] = [
         ("mandatory_scope", &mut config.mandatory_scope),
         (
             "enable_authorization_code",
@@ -116,6 +121,7 @@ fn apply_config(
         ),
         ("global_credentials", &mut config.global_credentials),
         ("reuse_refresh_token", &mut config.reuse_refresh_token),
+        ("identity_headers", &mut config.identity_headers),
     ];
     for (name, slot) in flags {
         if let Some(v) = f.boolean(input, name) {
@@ -149,6 +155,16 @@ fn apply_config(
             Some("strict") => config.pkce = PkceMode::Strict,
             Some(_) => f.error("pkce", "expected one of: none, lax, strict"),
         }
+    }
+    if let Some(v) = f.string(input, "access_token_format") {
+        match v.as_deref() {
+            Some("opaque") | None => config.access_token_format = AccessTokenFormat::Opaque,
+            Some("jwt") => config.access_token_format = AccessTokenFormat::Jwt,
+            Some(_) => f.error("access_token_format", "expected one of: opaque, jwt"),
+        }
+    }
+    if let Some(v) = f.string(input, "identity_jwt_header") {
+        config.identity_jwt_header = v.map(|name| name.to_ascii_lowercase());
     }
     check_config(config, &mut f);
     f.finish().map_err(|e| match e {
@@ -192,6 +208,7 @@ fn check_config(config: &OAuth2Config, f: &mut Fields) {
     if let Some(problem) = config.realm.as_deref().and_then(realm_error) {
         f.error("realm", problem);
     }
+    check_jwt_settings(config, f);
     let grants = [
         config.enable_authorization_code,
         config.enable_implicit_grant,
@@ -207,6 +224,62 @@ fn check_config(config: &OAuth2Config, f: &mut Fields) {
             ),
         );
     }
+}
+
+/// The combination rules of docs/jwt-access-tokens.md §1.
+fn check_jwt_settings(config: &OAuth2Config, f: &mut Fields) {
+    if config.access_token_format == AccessTokenFormat::Jwt && config.token_expiration == 0 {
+        f.error(
+            "access_token_format",
+            "jwt requires a token_expiration greater than 0 (RFC 9068: a JWT access token expires)",
+        );
+    }
+    if let Some(problem) = config
+        .identity_jwt_header
+        .as_deref()
+        .and_then(identity_header_error)
+    {
+        f.error("identity_jwt_header", problem);
+    }
+    if !config.identity_headers && config.identity_jwt_header.is_none() {
+        f.error(
+            "identity_headers",
+            "false requires identity_jwt_header (the upstream must learn who is asking)",
+        );
+    }
+}
+
+/// Headers the filter must not set for the upstream: framing and routing headers, and the
+/// identity headers it sets (or strips) itself.
+const RESERVED_HEADERS: &[&str] = &[
+    "host",
+    "content-length",
+    "content-type",
+    "transfer-encoding",
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "upgrade",
+    "cookie",
+    "x-consumer-id",
+    "x-consumer-username",
+    "x-consumer-custom-id",
+    "x-credential-identifier",
+    "x-authenticated-userid",
+    "x-authenticated-scope",
+    "x-anonymous-consumer",
+];
+
+/// `identity_jwt_header` (already lower-cased): a header name the filter may set.
+fn identity_header_error(name: &str) -> Option<&'static str> {
+    if !is_header_name(name) {
+        return Some("expected a valid header name");
+    }
+    RESERVED_HEADERS
+        .contains(&name)
+        .then_some("this header cannot carry the identity JWT")
 }
 
 /// Longest `realm` and `auth_header_name`: both are written into headers.
@@ -492,5 +565,103 @@ mod tests {
         assert_eq!(config.scopes, Some(vec!["a".to_string(), "b".to_string()]));
         assert_eq!(config.token_expiration, 60);
         assert!(config.reuse_refresh_token);
+    }
+
+    /// The configuration the input makes, or the errors it gets.
+    fn applied(input: Value) -> Result<OAuth2Config, Value> {
+        let mut config = OAuth2Config::default();
+        match apply_config(&mut config, input.as_object().unwrap_or(&Map::new())) {
+            Ok(()) => Ok(config),
+            Err(_) => Err(errors(input)),
+        }
+    }
+
+    #[test]
+    fn jwt_settings_default_to_kongs_behaviour() {
+        let config = applied(json!({"enable_authorization_code": true})).expect("valid");
+        assert_eq!(config.access_token_format, AccessTokenFormat::Opaque);
+        assert_eq!(config.identity_jwt_header, None);
+        assert!(config.identity_headers);
+    }
+
+    #[test]
+    fn jwt_settings_are_read_and_header_names_lower_cased() {
+        let config = applied(
+            json!({"enable_password_grant": true, "access_token_format": "jwt",
+            "identity_jwt_header": "X-Identity-JWT", "identity_headers": "false"}),
+        )
+        .expect("valid");
+        assert_eq!(config.access_token_format, AccessTokenFormat::Jwt);
+        assert_eq!(
+            config.identity_jwt_header.as_deref(),
+            Some("x-identity-jwt")
+        );
+        assert!(!config.identity_headers);
+        let config = applied(json!({"enable_password_grant": true,
+            "identity_jwt_header": "Authorization", "access_token_format": null}))
+        .expect("valid");
+        assert_eq!(config.identity_jwt_header.as_deref(), Some("authorization"));
+        assert_eq!(config.access_token_format, AccessTokenFormat::Opaque);
+    }
+
+    #[test]
+    fn an_unknown_access_token_format_is_refused_by_name() {
+        for bad in [json!("JWT"), json!("paseto"), json!("")] {
+            assert_eq!(
+                errors(json!({"enable_password_grant": true, "access_token_format": bad})),
+                json!({"config": {"access_token_format": "expected one of: opaque, jwt"}})
+            );
+        }
+        assert_eq!(
+            errors(json!({"enable_password_grant": true, "access_token_format": 1})),
+            json!({"config": {"access_token_format": "expected a string"}})
+        );
+    }
+
+    #[test]
+    fn a_jwt_must_expire() {
+        assert_eq!(
+            errors(
+                json!({"enable_password_grant": true, "access_token_format": "jwt", "token_expiration": 0})
+            ),
+            json!({"config": {"access_token_format": "jwt requires a token_expiration greater than 0 (RFC 9068: a JWT access token expires)"}})
+        );
+        // Updating a jwt plugin to tokens that never expire is refused the same way.
+        let mut config =
+            applied(json!({"enable_password_grant": true, "access_token_format": "jwt"}))
+                .expect("valid");
+        let update = json!({"token_expiration": 0});
+        assert!(apply_config(&mut config, update.as_object().unwrap_or(&Map::new())).is_err());
+    }
+
+    #[test]
+    fn identity_headers_off_requires_an_identity_jwt() {
+        assert_eq!(
+            errors(json!({"enable_password_grant": true, "identity_headers": false})),
+            json!({"config": {"identity_headers": "false requires identity_jwt_header (the upstream must learn who is asking)"}})
+        );
+    }
+
+    #[test]
+    fn the_identity_jwt_header_must_be_a_header_the_filter_may_set() {
+        for bad in ["", "x identity", "x-id\n", &"x".repeat(129)] {
+            assert_eq!(
+                errors(json!({"enable_password_grant": true, "identity_jwt_header": bad})),
+                json!({"config": {"identity_jwt_header": "expected a valid header name"}}),
+                "{bad:?}"
+            );
+        }
+        for reserved in [
+            "Host",
+            "content-length",
+            "X-Consumer-ID",
+            "x-authenticated-scope",
+        ] {
+            assert_eq!(
+                errors(json!({"enable_password_grant": true, "identity_jwt_header": reserved})),
+                json!({"config": {"identity_jwt_header": "this header cannot carry the identity JWT"}}),
+                "{reserved}"
+            );
+        }
     }
 }

@@ -229,6 +229,19 @@ pub struct PluginConfig {
     pub pkce: Pkce,
     #[schema(required)]
     pub realm: Option<String>,
+    pub access_token_format: AccessTokenFormat,
+    /// The request header carrying the identity JWT to the upstream; null: none.
+    #[schema(required)]
+    pub identity_jwt_header: Option<String>,
+    pub identity_headers: bool,
+}
+
+/// What the grants issue as access tokens: `opaque` (Kong's) or RFC 9068 `jwt`.
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum AccessTokenFormat {
+    Opaque,
+    Jwt,
 }
 
 /// The configuration fields a request sets; the others keep Kong's defaults (on create) or
@@ -273,6 +286,15 @@ pub struct PluginConfigInput {
     /// Printable ASCII without `"` or `\`.
     #[schema(pattern = "^[ !#-\\[\\]-~]*$", max_length = 128)]
     pub realm: Option<String>,
+    /// `jwt` requires a `token_expiration` above 0.
+    pub access_token_format: Option<AccessTokenFormat>,
+    /// A header name (lower-cased), not one of the framing or identity headers; `authorization`
+    /// replaces the client's credential with `Bearer <identity JWT>`.
+    #[schema(pattern = "^[A-Za-z0-9_-]{1,128}$")]
+    pub identity_jwt_header: Option<String>,
+    /// `false` requires `identity_jwt_header`.
+    #[schema(nullable = false)]
+    pub identity_headers: Option<bool>,
 }
 
 /// Only the `oauth2` plugin exists.
@@ -383,6 +405,57 @@ page!(CredentialPage, Credential);
 page!(ServicePage, Service);
 page!(PluginPage, Plugin);
 page!(TokenPage, Token);
+page!(SigningKeyPage, SigningKey);
+
+/// A signing key's algorithm: RS256 (2048-bit RSA), ES256 (P-256) or EdDSA (Ed25519).
+#[derive(Deserialize, ToSchema)]
+pub enum SigningAlg {
+    RS256,
+    ES256,
+    EdDSA,
+}
+
+/// A signing key's state: `next` (published, not signing yet), `active` (the one key that
+/// signs), `retired` (published until the last token it signed has expired, then deleted).
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum SigningKeyStatus {
+    Next,
+    Active,
+    Retired,
+}
+
+/// A key the token-service signs JWTs with: only its public half (the private key is never
+/// shown).
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SigningKey {
+    /// The key's id: the RFC 7638 thumbprint of its public JWK.
+    pub kid: String,
+    pub alg: SigningAlg,
+    pub status: SigningKeyStatus,
+    /// Unix seconds.
+    pub created_at: i64,
+    /// When it starts (or started) signing.
+    pub activates_at: i64,
+    /// When it stops (or stopped) signing; null while no successor is scheduled.
+    #[schema(required)]
+    pub retired_at: Option<i64>,
+    /// When it stops being published and is deleted; null while not retired.
+    #[schema(required)]
+    pub expires_at: Option<i64>,
+    /// The public key as published in the JWKS (RFC 7517: `kty`, `kid`, `alg`, `use: sig`
+    /// and the key's public members).
+    #[schema(value_type = Object)]
+    pub jwk: serde_json::Value,
+}
+
+/// A new signing key: `alg` (RS256 when absent).
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SigningKeyInput {
+    pub alg: Option<SigningAlg>,
+}
 
 /// A declarative file in Kong's format, as JSON (`application/yaml` and the multipart field
 /// `config` carry the same as text). Entities take the admin API's fields: `services` (with

@@ -1436,3 +1436,69 @@ async fn admin_tokens_enter_and_leave_the_digest_set_with_their_writes() {
     assert_eq!(deleted.status, StatusCode::NO_CONTENT, "{:?}", deleted.body);
     assert_eq!(presence("chosen-two"), Presence::Absent);
 }
+
+/// The JWT settings (docs/jwt-access-tokens.md §1) through the admin API: shown with their
+/// defaults, set by JSON or form, and refused in Kong's shape naming the field, on POST and on
+/// a PATCH that would break a combination rule.
+#[tokio::test]
+async fn jwt_settings_are_set_and_bad_ones_refused_naming_the_field() {
+    let admin = Admin::start();
+    let id = admin.plugin("svc").await;
+    let shown = admin.get(&format!("/plugins/{id}")).await;
+    assert_eq!(shown.field("/config/access_token_format"), &json!("opaque"));
+    assert_eq!(shown.field("/config/identity_jwt_header"), &Value::Null);
+    assert_eq!(shown.field("/config/identity_headers"), &json!(true));
+
+    let path = format!("/plugins/{id}");
+    let set = admin
+        .form(
+            "PATCH",
+            &path,
+            "config.access_token_format=jwt&config.identity_jwt_header=X-Identity&config.identity_headers=false",
+        )
+        .await;
+    assert_eq!(set.status, StatusCode::OK, "{}", set.body);
+    assert_eq!(set.field("/config/access_token_format"), &json!("jwt"));
+    assert_eq!(
+        set.field("/config/identity_jwt_header"),
+        &json!("x-identity")
+    );
+    assert_eq!(set.field("/config/identity_headers"), &json!(false));
+
+    let refused = [
+        (
+            json!({"config": {"access_token_format": "paseto"}}),
+            json!({"config": {"access_token_format": "expected one of: opaque, jwt"}}),
+        ),
+        (
+            json!({"config": {"token_expiration": 0}}),
+            json!({"config": {"access_token_format": "jwt requires a token_expiration greater than 0 (RFC 9068: a JWT access token expires)"}}),
+        ),
+        (
+            json!({"config": {"identity_jwt_header": null}}),
+            json!({"config": {"identity_headers": "false requires identity_jwt_header (the upstream must learn who is asking)"}}),
+        ),
+        (
+            json!({"config": {"identity_jwt_header": "Host"}}),
+            json!({"config": {"identity_jwt_header": "this header cannot carry the identity JWT"}}),
+        ),
+    ];
+    for (body, fields) in refused {
+        let answer = admin.json("PATCH", &path, body.clone()).await;
+        assert_eq!(
+            answer.status,
+            StatusCode::BAD_REQUEST,
+            "{body}: {}",
+            answer.body
+        );
+        assert_eq!(answer.field("/code"), &json!(2), "{}", answer.body);
+        assert_eq!(answer.field("/fields"), &fields, "{body}");
+    }
+    // Refused means unchanged.
+    let kept = admin.get(&path).await;
+    assert_eq!(kept.field("/config/access_token_format"), &json!("jwt"));
+    assert_eq!(
+        kept.field("/config/identity_jwt_header"),
+        &json!("x-identity")
+    );
+}

@@ -6,7 +6,9 @@ use super::error::{AdminError, AdminResult};
 use super::input::{Fields, Kind, Shape};
 use super::{list_page, read_body, ListQuery};
 use crate::app::AppState;
-use crate::model::{is_uuid, new_id, now, Token, MAX_LIFETIME_S, MAX_TOKEN_BYTES};
+use crate::model::{
+    is_uuid, new_id, now, presented_token_digest, Token, MAX_LIFETIME_S, MAX_TOKEN_BYTES,
+};
 use crate::params::Params;
 use crate::secrets::{random_string, token_digest};
 use crate::store::Repo;
@@ -151,6 +153,7 @@ fn blank() -> Token {
         scope: None,
         ttl_at: None,
         family_id: new_id(),
+        jwt_exp: None,
     }
 }
 
@@ -177,13 +180,15 @@ fn check_references(repo: &Repo<'_>, t: &Token) -> AdminResult<()> {
     }
 }
 
-/// The token `key` names: its id, or the access token itself. No token is longer than
-/// [`MAX_TOKEN_BYTES`], so a longer key is unknown without a look-up.
+/// The token `key` names: its id, or the access token itself (a JWT's is longer than
+/// [`MAX_TOKEN_BYTES`]). No token is longer than
+/// [`crate::model::MAX_PRESENTED_TOKEN_BYTES`], so a longer
+/// key is unknown without a look-up.
 fn find_in(repo: &Repo<'_>, key: &str) -> AdminResult<Option<Token>> {
-    if key.len() > MAX_TOKEN_BYTES {
+    let Some(digest) = presented_token_digest(key) else {
         return Ok(None);
-    }
-    Ok(repo.token(key, &token_digest(key))?)
+    };
+    Ok(repo.token(key, &digest)?)
 }
 
 async fn create(

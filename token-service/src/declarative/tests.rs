@@ -38,6 +38,8 @@ async fn issue_token(store: &Store, client_id: &str) -> String {
         .write(move |repo| {
             let credential = repo.credential(&client_id)?.expect("the credential exists");
             repo.insert_token(&NewToken {
+                id: crate::model::new_id(),
+                jwt_exp: None,
                 credential_id: credential.id,
                 service_id: None,
                 access_token_hash: stored,
@@ -470,4 +472,35 @@ fn json_files_are_read_too() {
     assert_eq!(desired.consumers.len(), 1);
     // The YAML reader reads JSON as well (a multipart field may carry either).
     assert!(parse(json.as_bytes(), Format::Yaml, &env).is_ok());
+}
+
+#[test]
+fn jwt_settings_are_read_and_bad_ones_refused_by_field() {
+    let file = |config: &str| {
+        format!("_format_version: '3.0'\nservices: [{{name: s, plugins: [{{name: oauth2, config: {{enable_password_grant: true, {config}}}}}]}}]")
+    };
+    let good =
+        file("access_token_format: jwt, identity_jwt_header: X-Identity, identity_headers: false");
+    let config = &desired(&good).plugins[0].config;
+    assert_eq!(
+        config.access_token_format,
+        crate::model::AccessTokenFormat::Jwt
+    );
+    assert_eq!(config.identity_jwt_header.as_deref(), Some("x-identity"));
+    assert!(!config.identity_headers);
+    for (config, field) in [
+        ("access_token_format: paseto", "access_token_format"),
+        (
+            "access_token_format: jwt, token_expiration: 0",
+            "access_token_format",
+        ),
+        ("identity_headers: false", "identity_headers"),
+        ("identity_jwt_header: 'x y'", "identity_jwt_header"),
+    ] {
+        assert_eq!(
+            paths(&file(config)),
+            [format!("services[0].plugins[0].config.{field}")],
+            "{config}"
+        );
+    }
 }

@@ -1,6 +1,7 @@
 //! `grant_type=authorization_code`: a code is spent once, by the client it was issued to, on
 //! the service (or, with `global_credentials`, the plugin) that issued it.
 
+use super::error::GrantFailure;
 use super::error::OAuthError;
 use super::issue::{mint, Grant};
 use super::replay::{self, Replay};
@@ -8,13 +9,12 @@ use super::token::Outcome;
 use super::{pkce, Context, Request};
 use crate::model::{now, AuthorizationCode, Credential};
 use crate::secrets::token_digest;
-use crate::store::StoreError;
 
 pub async fn exchange(
     ctx: &Context<'_>,
     req: &Request,
     client: Credential,
-) -> Result<Outcome, StoreError> {
+) -> Result<Outcome, GrantFailure> {
     let Some(code) = req.text("code") else {
         return Ok(Outcome::Error(OAuthError::invalid_code()));
     };
@@ -51,13 +51,14 @@ pub async fn exchange(
     }
     let grant = Grant {
         service_id: super::issue::service_binding(ctx),
-        credential_id: client.id.clone(),
+        client: &client,
         authenticated_userid: code.authenticated_userid.clone(),
         scope: code.scope.clone(),
         with_refresh: true,
         family_id: code.id.clone(),
+        keep_refresh: None,
     };
-    let (new, minted) = mint(ctx, grant);
+    let (new, minted) = mint(ctx, grant).await?;
     let spent = ctx
         .store
         .write(move |repo| {

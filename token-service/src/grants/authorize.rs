@@ -4,13 +4,14 @@
 //! once; the remaining checks all run and the last failing one is reported, inside the redirect
 //! URI once the client and its redirect URI are known.
 
+use super::error::GrantFailure;
 use super::error::{ErrorCode, OAuthError};
 use super::issue::{mint, Grant};
 use super::redirect::{self, Placement};
 use super::{pkce, require_https, scope, Context, Request, CODE_TTL_S};
 use crate::model::{now, Credential};
 use crate::secrets::{random_string, token_digest};
-use crate::store::{NewCode, StoreError};
+use crate::store::NewCode;
 use serde_json::{json, Value};
 
 #[derive(Debug, PartialEq)]
@@ -30,7 +31,7 @@ enum ResponseType {
     Token,
 }
 
-pub async fn handle(ctx: &Context<'_>, req: &Request) -> Result<Outcome, StoreError> {
+pub async fn handle(ctx: &Context<'_>, req: &Request) -> Result<Outcome, GrantFailure> {
     if let Err(e) = require_https(ctx, req) {
         return Ok(Outcome::Error(e));
     }
@@ -135,7 +136,7 @@ pub async fn handle(ctx: &Context<'_>, req: &Request) -> Result<Outcome, StoreEr
 async fn client_with_redirect_uris(
     ctx: &Context<'_>,
     req: &Request,
-) -> Result<Option<Credential>, StoreError> {
+) -> Result<Option<Credential>, GrantFailure> {
     let Some(client_id) = req
         .text("client_id")
         .filter(|id| !id.is_empty())
@@ -161,7 +162,7 @@ async fn issue_code(
     userid: &str,
     scope: Option<String>,
     challenge: Option<pkce::Challenge>,
-) -> Result<Vec<(String, Value)>, StoreError> {
+) -> Result<Vec<(String, Value)>, GrantFailure> {
     let code = random_string();
     let created_at = now();
     let new = NewCode {
@@ -185,16 +186,17 @@ async fn issue_implicit_token(
     client: &Credential,
     userid: &str,
     scope: Option<String>,
-) -> Result<Vec<(String, Value)>, StoreError> {
+) -> Result<Vec<(String, Value)>, GrantFailure> {
     let grant = Grant {
         service_id: super::issue::service_binding(ctx),
-        credential_id: client.id.clone(),
+        client,
         authenticated_userid: Some(userid.to_string()),
         scope,
         with_refresh: false,
         family_id: crate::model::new_id(),
+        keep_refresh: None,
     };
-    let (new, minted) = mint(ctx, grant);
+    let (new, minted) = mint(ctx, grant).await?;
     ctx.store.write(move |repo| repo.insert_token(&new)).await?;
     Ok(minted.body().into_iter().collect())
 }

@@ -1,19 +1,19 @@
 //! `grant_type=client_credentials` (when `enable_client_credentials`): a token for the client
 //! itself, without a refresh token.
 
+use super::error::GrantFailure;
 use super::error::{ErrorCode, OAuthError};
 use super::issue::{mint, Grant};
 use super::token::Outcome;
 use super::{scope, Context, Request};
 use crate::model::{ClientType, Credential};
-use crate::store::StoreError;
 use serde_json::Value;
 
 pub async fn issue(
     ctx: &Context<'_>,
     req: &Request,
     client: Option<Credential>,
-) -> Result<Outcome, StoreError> {
+) -> Result<Outcome, GrantFailure> {
     let config = &ctx.plugin.config;
     let userid = req
         .params
@@ -38,13 +38,14 @@ pub async fn issue(
     };
     let grant = Grant {
         service_id: super::issue::service_binding(ctx),
-        credential_id: client.id,
+        client: &client,
         authenticated_userid: userid.and_then(Value::as_str).map(str::to_owned),
         scope,
         with_refresh: false,
         family_id: crate::model::new_id(),
+        keep_refresh: None,
     };
-    let (new, minted) = mint(ctx, grant);
+    let (new, minted) = mint(ctx, grant).await?;
     ctx.store.write(move |repo| repo.insert_token(&new)).await?;
     Ok(Outcome::Issued(minted.body()))
 }

@@ -148,6 +148,38 @@ impl OAuthError {
         Self::new(ErrorCode::ServerError, "An unexpected error occurred")
     }
 
+    /// The database cannot be reached: fail closed with 503, as the filter does when it
+    /// cannot reach the token-service, and let the client retry.
+    pub fn database_unavailable() -> Self {
+        OAuthError {
+            retry_after_s: Some(1),
+            ..Self::new(
+                ErrorCode::TemporarilyUnavailable,
+                "The service is temporarily unavailable; retry shortly",
+            )
+        }
+    }
+
+    /// What a storage failure answers: 503 when the database cannot be reached, else 500.
+    pub fn from_storage(e: &crate::store::StoreError) -> Self {
+        if e.is_unavailable() {
+            Self::database_unavailable()
+        } else {
+            Self::server_error()
+        }
+    }
+
+    /// What a grant's failure tells the client: an unreachable database (directly, or under
+    /// the signing keys) is a retryable 503, anything else a `server_error`.
+    pub fn from_failure(e: &GrantFailure) -> Self {
+        match e {
+            GrantFailure::Store(e) | GrantFailure::Signing(crate::jwt::SigningError::Store(e)) => {
+                Self::from_storage(e)
+            }
+            GrantFailure::Signing(_) => Self::server_error(),
+        }
+    }
+
     /// The `{"error", "error_description"}` members, for JSON bodies and redirect URIs alike.
     pub fn to_params(&self) -> Vec<(String, Value)> {
         vec![
@@ -155,4 +187,14 @@ impl OAuthError {
             ("error_description".to_string(), json!(self.description)),
         ]
     }
+}
+
+/// Why a grant could not answer at all (as opposed to refusing with an [`OAuthError`]): the
+/// database, or signing a JWT. Either is the server's fault: `oauth` answers `server_error`.
+#[derive(Debug, thiserror::Error)]
+pub enum GrantFailure {
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    #[error(transparent)]
+    Signing(#[from] crate::jwt::SigningError),
 }

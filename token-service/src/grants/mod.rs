@@ -3,6 +3,7 @@
 
 mod authorization_code;
 pub mod authorize;
+pub mod claims;
 pub mod client_auth;
 mod client_credentials;
 pub mod error;
@@ -63,6 +64,11 @@ pub struct Context<'a> {
     pub replay_grace_s: i64,
     /// Limits on client authentication (failures per client, PBKDF2 checks at once).
     pub client_auth: &'a throttle::ClientAuthGuard,
+    /// The route's RFC 8414 issuer (`--issuer` followed by `x-gateway-prefix`): the `iss` and
+    /// `aud` of the JWTs issued here.
+    pub issuer: &'a str,
+    /// What JWT access tokens are signed with.
+    pub signing: &'a crate::jwt::Signing,
 }
 
 /// Kong's `check_https`: TLS to Envoy, or a trusted terminator that said so.

@@ -2,18 +2,18 @@
 //! checked by the application's own login, which then calls us with the `provision_key` and
 //! the `authenticated_userid` it vouches for.
 
+use super::error::GrantFailure;
 use super::error::OAuthError;
 use super::issue::{mint, Grant};
 use super::token::Outcome;
 use super::{scope, Context, Request};
 use crate::model::Credential;
-use crate::store::StoreError;
 
 pub async fn issue(
     ctx: &Context<'_>,
     req: &Request,
     client: Credential,
-) -> Result<Outcome, StoreError> {
+) -> Result<Outcome, GrantFailure> {
     let config = &ctx.plugin.config;
     if !super::provision_key_matches(config, req.text("provision_key")) {
         return Ok(Outcome::Error(OAuthError::invalid_provision_key()));
@@ -30,13 +30,14 @@ pub async fn issue(
     };
     let grant = Grant {
         service_id: super::issue::service_binding(ctx),
-        credential_id: client.id,
+        client: &client,
         authenticated_userid: Some(userid.to_string()),
         scope,
         with_refresh: true,
         family_id: crate::model::new_id(),
+        keep_refresh: None,
     };
-    let (new, minted) = mint(ctx, grant);
+    let (new, minted) = mint(ctx, grant).await?;
     ctx.store.write(move |repo| repo.insert_token(&new)).await?;
     Ok(Outcome::Issued(minted.body()))
 }

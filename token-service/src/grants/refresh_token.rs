@@ -3,12 +3,13 @@
 //! renewal with `reuse_refresh_token`. Either way the new tokens keep the service binding of
 //! the token they replace.
 
+use super::error::GrantFailure;
 use super::error::{ErrorCode, OAuthError};
 use super::issue::{mint, renew_in_place, Grant, Minted};
 use super::replay::{self, Replay};
 use super::token::Outcome;
 use super::{scope, Context, Request};
-use crate::model::{now, Credential, Token};
+use crate::model::{now, AccessTokenFormat, Credential, Token};
 use crate::secrets::token_digest;
 use crate::store::{Repo, StoreError};
 
@@ -20,7 +21,7 @@ pub async fn refresh(
     ctx: &Context<'_>,
     req: &Request,
     client: Credential,
-) -> Result<Outcome, StoreError> {
+) -> Result<Outcome, GrantFailure> {
     let Some(presented) = req.text("refresh_token").map(str::to_owned) else {
         return Ok(Outcome::Error(invalid_refresh_token()));
     };
@@ -40,7 +41,28 @@ pub async fn refresh(
     if let Err(e) = check_token(ctx, &token, &client) {
         return Ok(Outcome::Error(e));
     }
-    let minted = if ctx.plugin.config.reuse_refresh_token {
+    let jwt = ctx.plugin.config.access_token_format == AccessTokenFormat::Jwt;
+    // The grant a new row is minted from: the presented token's owner, scope and family.
+    let successor = |keep_refresh| Grant {
+        service_id: token.service_id.clone(),
+        client: &client,
+        authenticated_userid: token.authenticated_userid.clone(),
+        scope: token.scope.clone(),
+        with_refresh: true,
+        family_id: token.family_id.clone(),
+        keep_refresh,
+    };
+    let minted = if ctx.plugin.config.reuse_refresh_token && jwt {
+        // A new row (a new jti) that keeps the refresh token; the old JWT goes with its row.
+        let (new, minted) = mint(ctx, successor(Some(presented))).await?;
+        let renewed = ctx
+            .store
+            .write(move |repo| {
+                replace_if_current(repo, &token, |r| r.renew_token(&token, &new).map(drop))
+            })
+            .await?;
+        renewed.then_some(minted)
+    } else if ctx.plugin.config.reuse_refresh_token {
         let (renewed, minted) = renew_in_place(ctx, &token, presented);
         let updated = ctx
             .store
@@ -48,15 +70,7 @@ pub async fn refresh(
             .await?;
         updated.then_some(minted)
     } else {
-        let grant = Grant {
-            service_id: token.service_id.clone(),
-            credential_id: client.id.clone(),
-            authenticated_userid: token.authenticated_userid.clone(),
-            scope: token.scope.clone(),
-            with_refresh: true,
-            family_id: token.family_id.clone(),
-        };
-        let (new, minted) = mint(ctx, grant);
+        let (new, minted) = mint(ctx, successor(None)).await?;
         let rotated = ctx
             .store
             .write(move |repo| {

@@ -4,6 +4,7 @@
 //! the grant itself runs only when all of them passed.
 
 use super::client_auth::{self, PresentedClient};
+use super::error::GrantFailure;
 use super::error::{ErrorCode, OAuthError};
 use super::{
     authorization_code, client_credentials, password, redirect, refresh_token, require_https,
@@ -11,7 +12,6 @@ use super::{
 };
 use crate::metrics::Grant;
 use crate::model::Credential;
-use crate::store::StoreError;
 use serde_json::{Map, Value};
 
 #[derive(Debug, PartialEq)]
@@ -41,7 +41,7 @@ fn grant_type(ctx: &Context<'_>, req: &Request) -> Option<GrantType> {
     }
 }
 
-pub async fn handle(ctx: &Context<'_>, req: &Request) -> Result<Outcome, StoreError> {
+pub async fn handle(ctx: &Context<'_>, req: &Request) -> Result<Outcome, GrantFailure> {
     if let Err(e) = require_https(ctx, req) {
         return Ok(Outcome::Error(e));
     }
@@ -106,7 +106,7 @@ impl From<GrantType> for Grant {
 async fn find_client(
     ctx: &Context<'_>,
     presented: &PresentedClient,
-) -> Result<Option<Credential>, StoreError> {
+) -> Result<Option<Credential>, GrantFailure> {
     let Some(id) = presented.client_id.clone().filter(|id| !id.is_empty()) else {
         return Ok(None);
     };

@@ -12,8 +12,8 @@ use crate::grants::client_auth;
 use crate::grants::error::OAuthError;
 use crate::grants::validity::{self, Validity};
 use crate::grants::{require_https, Context, Request};
+use crate::model::presented_token_digest;
 use crate::model::{now, ClientType, Credential};
-use crate::secrets::token_digest;
 use crate::store::StoreError;
 use axum::http::StatusCode;
 use axum::response::Response;
@@ -61,13 +61,16 @@ pub async fn introspect(ctx: &Context<'_>, req: &Request) -> Result<Response, St
     if let Err(e) = authenticated_client(ctx, req).await? {
         return Ok(oauth_error(e, None));
     }
-    let Some(token) = req.text("token").map(token_digest) else {
+    let Some(token) = req.text("token") else {
         return Ok(oauth_error(
             OAuthError::invalid_request("The token parameter is missing"),
             None,
         ));
     };
-    let found = ctx.store.checked_token(&token).await?;
+    let found = match presented_token_digest(token) {
+        Some(digest) => ctx.store.checked_token(&digest).await?,
+        None => None,
+    };
     let global = ctx.plugin.config.global_credentials;
     let active = found.filter(|t| {
         validity::check(
@@ -103,11 +106,15 @@ pub async fn revoke(ctx: &Context<'_>, req: &Request) -> Result<Response, StoreE
         Ok(client) => client,
         Err(e) => return Ok(oauth_error(e, None)),
     };
-    let Some(digest) = req.text("token").map(token_digest) else {
+    let Some(token) = req.text("token") else {
         return Ok(oauth_error(
             OAuthError::invalid_request("The token parameter is missing"),
             None,
         ));
+    };
+    // Longer than any token: nothing to revoke (RFC 7009 §2.2 answers 200 all the same).
+    let Some(digest) = presented_token_digest(token) else {
+        return Ok(json_response(StatusCode::OK, json!({})));
     };
     ctx.store
         .write(move |repo| {

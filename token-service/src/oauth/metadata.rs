@@ -1,4 +1,10 @@
-//! RFC 8414 authorization-server metadata for one protected route.
+//! RFC 8414 authorization-server metadata for one protected route, and its JWK Set.
+//!
+//! The same document answers at `<prefix>/.well-known/oauth-authorization-server`, at RFC 8414
+//! §3.1's `/.well-known/oauth-authorization-server<prefix>` (the filter relays both here with
+//! `x-gateway-prefix`), and at `<prefix>/.well-known/openid-configuration` for OpenID Connect
+//! discovery clients: it names only what this server does (no ID tokens, no userinfo), so an
+//! OIDC client discovers the endpoints and the `jwks_uri`, nothing it would then miss.
 //!
 //! The issuer is the operator's (`--issuer`) followed by the route's prefix: a client's `Host`
 //! (or anything else it sends) never reaches these URLs, so nobody can make the document point
@@ -55,6 +61,7 @@ pub async fn serve(
             "token_endpoint": format!("{issuer}/oauth2/token"),
             "introspection_endpoint": format!("{issuer}/oauth2/introspect"),
             "revocation_endpoint": format!("{issuer}/oauth2/revoke"),
+            "jwks_uri": format!("{issuer}/.well-known/jwks.json"),
             "response_types_supported": response_types,
             "grant_types_supported": grant_types,
             "scopes_supported": config.scopes,
@@ -66,9 +73,39 @@ pub async fn serve(
     )
 }
 
+/// RFC 7517 JWK Set of the token-service's published signing keys (the same on every route),
+/// at `<prefix>/.well-known/jwks.json` for a protected service.
+pub async fn jwks(State(state): State<AppState>, Path(service): Path<String>) -> Response {
+    if let Err(e) = super::protected_service(&state, service).await {
+        return e.into_response();
+    }
+    public_jwks(&state).await
+}
+
+/// The JWK Set on the gateway listener itself (`GET /.well-known/jwks.json`).
+pub async fn jwks_of_the_token_service(State(state): State<AppState>) -> Response {
+    public_jwks(&state).await
+}
+
+async fn public_jwks(state: &AppState) -> Response {
+    match state.signing.public_jwks().await {
+        Ok(jwks) => json_response(StatusCode::OK, jwks),
+        Err(e) => {
+            tracing::error!(error = %e, "the JWK Set could not be read");
+            super::response::oauth_error(
+                OAuthError::new(
+                    crate::grants::error::ErrorCode::TemporarilyUnavailable,
+                    "The signing keys are unavailable",
+                ),
+                None,
+            )
+        }
+    }
+}
+
 /// What the filter sends as `x-gateway-prefix`: empty, or an absolute path of RFC 3986 path
 /// characters (no query, fragment, quote, space or control character can reach the URLs).
-fn is_route_prefix(prefix: &str) -> bool {
+pub(crate) fn is_route_prefix(prefix: &str) -> bool {
     prefix.is_empty()
         || (prefix.starts_with('/')
             && prefix

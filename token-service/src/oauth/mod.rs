@@ -3,16 +3,19 @@
 //! revocation and RFC 8414 metadata, for one service at a time.
 
 mod introspection;
+#[cfg(test)]
+mod jwt_tests;
 mod metadata;
 mod response;
 #[cfg(test)]
 mod tests;
 
 use crate::app::AppState;
-use crate::grants::{self, error::OAuthError, Context, Request};
-use crate::model::{Plugin, Service};
+use crate::grants::error::{GrantFailure, OAuthError};
+use crate::grants::{self, Context, Request};
+use crate::model::{AccessTokenFormat, Plugin, Service};
 use crate::params::{self, Nesting, ParamsError, MAX_BODY_BYTES};
-use crate::store::{ProtectedService, StoreError};
+use crate::store::ProtectedService;
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, Method, Uri};
@@ -30,6 +33,18 @@ pub fn router() -> Router<AppState> {
         .route(
             "/gateway/v1/services/{service}/.well-known/oauth-authorization-server",
             get(metadata::serve),
+        )
+        .route(
+            "/gateway/v1/services/{service}/.well-known/openid-configuration",
+            get(metadata::serve),
+        )
+        .route(
+            "/gateway/v1/services/{service}/.well-known/jwks.json",
+            get(metadata::jwks),
+        )
+        .route(
+            "/.well-known/jwks.json",
+            get(metadata::jwks_of_the_token_service),
         )
 }
 
@@ -119,11 +134,20 @@ async fn answer(
     }
     if let Err(e) = crate::gateway::catch_up(state, &headers).await {
         tracing::error!(error = %e, "OAuth endpoint failed on storage");
-        return oauth_error(OAuthError::server_error(), None);
+        return oauth_error(OAuthError::from_storage(&e), None);
     }
     let request = match read_request(&plugin, &uri, &headers, body).await {
         Ok(request) => request,
         Err(e) => return response::bad_body(e),
+    };
+    // A JWT names the route it was issued on; opaque tokens never use the issuer (and
+    // Kong's endpoints never looked at the prefix).
+    let issuer = match route_issuer(state, &headers) {
+        Some(issuer) => issuer,
+        None if plugin.config.access_token_format == AccessTokenFormat::Jwt => {
+            return oauth_error(OAuthError::invalid_request("Invalid route prefix"), None);
+        }
+        None => String::new(),
     };
     let ctx = Context {
         store: &state.store,
@@ -131,6 +155,8 @@ async fn answer(
         plugin: &plugin,
         replay_grace_s: state.oauth.replay_grace_s,
         client_auth: &state.client_auth,
+        issuer: &issuer,
+        signing: &state.signing,
     };
     let result = match endpoint {
         Endpoint::Authorize => grants::authorize::handle(&ctx, &request)
@@ -139,13 +165,24 @@ async fn answer(
         Endpoint::Token => grants::token::handle(&ctx, &request)
             .await
             .map(|o| response::token(o, request.state())),
-        Endpoint::Introspect => introspection::introspect(&ctx, &request).await,
-        Endpoint::Revoke => introspection::revoke(&ctx, &request).await,
+        Endpoint::Introspect => introspection::introspect(&ctx, &request)
+            .await
+            .map_err(GrantFailure::from),
+        Endpoint::Revoke => introspection::revoke(&ctx, &request)
+            .await
+            .map_err(GrantFailure::from),
     };
-    result.unwrap_or_else(|e: StoreError| {
-        tracing::error!(error = %e, "OAuth endpoint failed on storage");
-        oauth_error(OAuthError::server_error(), None)
+    result.unwrap_or_else(|e| {
+        tracing::error!(error = %e, "OAuth endpoint failed");
+        oauth_error(OAuthError::from_failure(&e), None)
     })
+}
+
+/// The route's RFC 8414 issuer: `--issuer` followed by the prefix the filter relayed
+/// (`x-gateway-prefix`, none for a direct call); `None` for a prefix that is no path.
+pub(crate) fn route_issuer(state: &AppState, headers: &HeaderMap) -> Option<String> {
+    let prefix = header_text(headers, "x-gateway-prefix").unwrap_or_default();
+    metadata::is_route_prefix(&prefix).then(|| format!("{}{prefix}", state.oauth.issuer.as_str()))
 }
 
 async fn read_request(

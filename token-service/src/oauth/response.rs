@@ -153,7 +153,7 @@ impl IntoResponse for ServiceLookupError {
         match self {
             ServiceLookupError::Store(e) => {
                 tracing::error!(error = %e, "service look-up failed");
-                oauth_error(OAuthError::server_error(), None)
+                oauth_error(OAuthError::from_storage(&e), None)
             }
             other => tagged(
                 json_response(
@@ -169,6 +169,20 @@ impl IntoResponse for ServiceLookupError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_unavailable_database_answers_503_temporarily_unavailable_not_500() {
+        let unavailable = StoreError::Unavailable("connection refused".into());
+        let response = oauth_error(OAuthError::from_storage(&unavailable), None);
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            response.headers().get("retry-after").map(|v| v.as_bytes()),
+            Some(&b"1"[..])
+        );
+        let bug = StoreError::Task("a bug".into());
+        let response = oauth_error(OAuthError::from_storage(&bug), None);
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    }
 
     #[test]
     fn bearer_challenges_put_realm_first() {

@@ -709,6 +709,111 @@ async fn metadata_defaults_to_the_https_listener_and_refuses_odd_prefixes() {
     assert_eq!(a.status, StatusCode::BAD_REQUEST, "{}", a.body);
 }
 
+/// Issue 21: the metadata names the JWK Set, and OpenID Connect discovery (which looks at
+/// `<issuer>/.well-known/openid-configuration` and requires the same `issuer`) finds the same
+/// document, without claiming ID tokens this server does not issue.
+#[tokio::test]
+async fn metadata_names_the_jwks_and_answers_oidc_discovery_too() {
+    let f = standard(OAuthSettings::default()).await;
+    let prefix = [("x-gateway-prefix", "/stepon")];
+    let a = metadata(&f, &prefix).await;
+    assert_eq!(
+        a.body["jwks_uri"],
+        "https://localhost:8443/stepon/.well-known/jwks.json"
+    );
+    let mut request = Request::get("/gateway/v1/services/a/.well-known/openid-configuration");
+    request = request.header("x-gateway-prefix", "/stepon");
+    let oidc = f.send(request.body(Body::empty()).expect("request")).await;
+    assert_eq!(oidc.status, StatusCode::OK, "{}", oidc.body);
+    assert_eq!(oidc.body, a.body);
+    assert_eq!(oidc.body["issuer"], "https://localhost:8443/stepon");
+    for claimed in ["id_token_signing_alg_values_supported", "userinfo_endpoint"] {
+        assert!(oidc.body.get(claimed).is_none(), "{claimed} claimed");
+    }
+}
+
+async fn get(f: &Fixture, path: &str) -> Answer {
+    f.send(Request::get(path).body(Body::empty()).expect("request"))
+        .await
+}
+
+/// The JWK Set on both paths, and the state poll's `issuer` and `keys` (docs/jwt-access-tokens.md
+/// §3, §4): every published key, public members only.
+#[tokio::test]
+async fn the_jwks_and_the_state_poll_publish_the_signing_keys() {
+    let settings = OAuthSettings {
+        issuer: "https://gw.example.com".parse().expect("issuer"),
+        ..OAuthSettings::default()
+    };
+    let f = standard(settings).await;
+    for path in [
+        "/.well-known/jwks.json",
+        "/gateway/v1/services/a/.well-known/jwks.json",
+    ] {
+        let a = get(&f, path).await;
+        assert_eq!(a.status, StatusCode::OK, "{path}: {}", a.body);
+        assert_eq!(
+            a.body,
+            json!({"keys": []}),
+            "{path}: no key before the first need"
+        );
+    }
+    let poll = state(&f, "").await;
+    assert_eq!(poll.body["issuer"], "https://gw.example.com");
+    assert_eq!(poll.body["keys"], json!([]));
+
+    // Another handle on the same database (a grant on this replica, or another replica).
+    let signing = crate::jwt::Signing::new(f.store.clone(), Default::default());
+    let exp = crate::model::now() + 60;
+    let token = signing
+        .sign("at+jwt", &json!({"exp": exp}))
+        .await
+        .expect("signed");
+    let kid = jsonwebtoken::decode_header(&token)
+        .expect("header")
+        .kid
+        .expect("kid");
+    let next = signing.add(crate::jwt::Alg::ES256).await.expect("added");
+
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let jwks = loop {
+        let a = get(&f, "/gateway/v1/services/a/.well-known/jwks.json").await;
+        if a.body["keys"].as_array().map(Vec::len) == Some(2) {
+            break a;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never published: {}",
+            a.body
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(jwks.headers["content-type"], "application/json");
+    let kids: Vec<&str> = jwks.body["keys"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|k| k["kid"].as_str())
+        .collect();
+    assert_eq!(kids, [kid.as_str(), next.kid.as_str()]);
+    for key in jwks.body["keys"].as_array().into_iter().flatten() {
+        assert_eq!(key["use"], "sig", "{key}");
+        assert!(key["alg"].is_string() && key["kty"].is_string(), "{key}");
+        assert!(key.get("d").is_none(), "a private member: {key}");
+    }
+    assert_eq!(get(&f, "/.well-known/jwks.json").await.body, jwks.body);
+    let poll = state(&f, "").await;
+    let keys = poll.body["keys"].as_array().cloned().unwrap_or_default();
+    assert_eq!(keys.len(), 2, "{}", poll.body);
+    assert_eq!(keys[0]["kid"], json!(kid));
+    assert_eq!(keys[0]["alg"], "RS256");
+    assert_eq!(keys[0]["jwk"], jwks.body["keys"][0]);
+    assert_eq!(keys[1]["alg"], "ES256");
+
+    let unknown = get(&f, "/gateway/v1/services/nope/.well-known/jwks.json").await;
+    assert_eq!(unknown.status, StatusCode::NOT_FOUND, "{}", unknown.body);
+}
+
 // ----- 6. metrics -----
 
 /// The value of one exported series (name and labels exactly as rendered).

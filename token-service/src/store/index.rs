@@ -661,6 +661,7 @@ mod tests {
                 scope: None,
                 ttl_at: None,
                 family_id: "f".into(),
+                jwt_exp: None,
             },
             credential: credential(),
             consumer: Consumer {

@@ -16,6 +16,7 @@ mod index;
 mod postgres;
 mod repo;
 mod schema;
+mod signing_keys;
 pub(crate) mod sql;
 mod sqlite;
 #[cfg(test)]
@@ -25,6 +26,7 @@ pub use index::{Index, IndexSize, IndexedToken, Presence, ProtectedService, DEFA
 pub use repo::{
     FeedChange, FeedPage, NewCode, NewToken, Page, Purged, Repo, RetiredRefresh, TokenWithOwner,
 };
+pub use signing_keys::SigningKeyRow;
 
 use crate::metrics::{IndexMap, Metrics};
 use crate::model::{Credential, MAX_IDENTIFIER_BYTES};
@@ -51,6 +53,26 @@ pub enum StoreError {
     NotFound,
     #[error("storage task failed: {0}")]
     Task(String),
+    /// The database cannot be reached (refused, lost, timed out, shutting down): nothing is
+    /// wrong with the request, and the same request may succeed shortly. Answered 503 (the
+    /// OAuth endpoints' `temporarily_unavailable`), never a 500.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+}
+
+impl StoreError {
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, StoreError::Unavailable(_))
+    }
+
+    /// The same failure for one more caller (a batch's commit fails every write in it):
+    /// unavailability stays unavailability, anything else is reported as it was.
+    fn for_another_caller(&self) -> StoreError {
+        match self {
+            StoreError::Unavailable(what) => StoreError::Unavailable(what.clone()),
+            other => StoreError::Task(other.to_string()),
+        }
+    }
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
@@ -156,7 +178,7 @@ const PURGE_BATCH: i64 = 1_000;
 /// A write waiting for the writer thread: runs on a savepoint, says whether it succeeded, and
 /// hands back how to deliver its result once the batch's commit is known.
 type Job = Box<dyn FnOnce(&Repo<'_>) -> (bool, Deliver) + Send>;
-type Deliver = Box<dyn FnOnce(Result<(), String>) + Send>;
+type Deliver = Box<dyn FnOnce(StoreResult<()>) + Send>;
 
 /// The next batch for a writer thread: the first write waiting (blocking), then every other
 /// one already waiting, up to `max`; `None` once the store is gone.
@@ -173,12 +195,16 @@ fn next_batch(queue: &std::sync::mpsc::Receiver<Job>, max: usize) -> Option<Vec<
 
 /// Answers every write of a batch with the batch's commit.
 fn deliver_all(delivers: Vec<Deliver>, commit: StoreResult<(Duration, Duration)>) {
-    let commit = commit.map(drop).map_err(|e| {
+    let commit = commit.map(drop).inspect_err(|e| {
         tracing::error!(error = %e, "a write batch failed to commit");
-        e.to_string()
     });
     for deliver in delivers {
-        deliver(commit.clone());
+        deliver(
+            commit
+                .as_ref()
+                .map(|_| ())
+                .map_err(StoreError::for_another_caller),
+        );
     }
 }
 
@@ -262,8 +288,8 @@ impl Store {
         let job: Job = Box::new(move |repo: &Repo<'_>| {
             let result = f(repo);
             let ok = result.is_ok();
-            let deliver: Deliver = Box::new(move |commit: Result<(), String>| {
-                let committed = commit.map_err(|e| E::from(StoreError::Task(e)));
+            let deliver: Deliver = Box::new(move |commit: StoreResult<()>| {
+                let committed = commit.map_err(E::from);
                 let _ = answer.send(committed.and(result));
             });
             (ok, deliver)
@@ -274,7 +300,10 @@ impl Store {
         }
         answered
             .await
-            .map_err(|_| StoreError::Task("the write was dropped".into()))?
+            // The writer drops the writes it could not run: their batch lost its connection.
+            .map_err(|_| {
+                StoreError::Unavailable("the write was not run (its connection failed)".into())
+            })?
     }
 
     /// Makes sure the in-memory index has applied the change feed up to `position`, a feed
@@ -550,6 +579,31 @@ mod tests {
     use crate::model::{new_id, ClientType, Consumer, Credential};
     use rusqlite::Connection;
 
+    /// No PostgreSQL where the URL points (a port just freed): the failure is "unavailable"
+    /// (answered 503), not an internal error (500). The compose fault tests found the 500s:
+    /// a replica cut from its database answered its token requests and admin API so.
+    #[tokio::test]
+    async fn an_unreachable_postgresql_is_unavailable_not_an_internal_error() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let url = format!("postgres://nobody@127.0.0.1:{port}/none");
+        match Store::connect(&Database::Postgres(url), StoreOptions::default()).await {
+            Ok(_) => panic!("connected to a port nobody listens on"),
+            Err(e) => assert!(e.is_unavailable(), "{e}"),
+        }
+    }
+
+    #[test]
+    fn a_failed_commit_tells_every_caller_whether_the_database_was_unavailable() {
+        let unavailable = StoreError::Unavailable("connection lost".into());
+        assert!(unavailable.for_another_caller().is_unavailable());
+        let corrupt = StoreError::Corrupt("a row".into()).for_another_caller();
+        assert!(!corrupt.is_unavailable());
+        assert!(corrupt.to_string().contains("a row"), "{corrupt}");
+    }
+
     /// A database with consumer `u` and its credential `client`; `None` when the backend is
     /// not available (see [`testing`]).
     async fn store_with_client(backend: Backend) -> Option<(TestDb, Store, String)> {
@@ -587,6 +641,8 @@ mod tests {
 
     fn token(credential_id: &str, hash: &str, ttl_at: Option<i64>) -> NewToken {
         NewToken {
+            id: new_id(),
+            jwt_exp: None,
             credential_id: credential_id.to_string(),
             service_id: None,
             access_token_hash: hash.to_string(),

@@ -77,6 +77,10 @@ struct Connection {
 /// served rather than failed.
 const IDLE_CHECK: Duration = Duration::from_secs(1);
 
+/// How long data sent to the server may go unacknowledged before the connection is given up
+/// (`TCP_USER_TIMEOUT`): a partitioned server, not a slow one.
+const TCP_USER_TIMEOUT: Duration = Duration::from_secs(3);
+
 impl Connection {
     fn open(config: &postgres::Config) -> StoreResult<Connection> {
         Ok(Connection {
@@ -122,6 +126,14 @@ impl Postgres {
             "-c statement_timeout=10s -c lock_timeout=5s -c idle_in_transaction_session_timeout=60s {options}"
         ).trim());
         config.keepalives_idle(Duration::from_secs(30));
+        // A network partition drops packets instead of refusing them: without this, a query
+        // sent on a pooled connection waits for TCP's own give-up (~15 min), holding its
+        // request and its pool slot, so the replica hangs where it must answer 503, and after
+        // the partition heals it recovers only at the next retransmission (~45 s measured by
+        // the compose fault tests). Sent data unacknowledged for this long closes the
+        // connection: the request fails closed and the next one opens a fresh connection.
+        // (The server acknowledges a query as it arrives, so long statements are not cut.)
+        config.tcp_user_timeout(TCP_USER_TIMEOUT);
         let mut writer = Connection::open(&config)?;
         schema::migrate_postgres(&mut writer.client)?;
         // The digest set as of the horizon, read in the same snapshot: every change the set
@@ -445,6 +457,9 @@ impl ToSql for Value {
 /// PostgreSQL's errors as the store's, by SQLSTATE (never by message text). Unique
 /// constraints are named `<table>__<column>` in the schema, so a conflict names its column.
 pub(super) fn classify(err: postgres::Error) -> StoreError {
+    if unreachable(&err) {
+        return StoreError::Unavailable(err.to_string());
+    }
     if let Some(db) = err.as_db_error() {
         if *db.code() == SqlState::UNIQUE_VIOLATION {
             let constraint = db.constraint().unwrap_or_default();
@@ -456,6 +471,25 @@ pub(super) fn classify(err: postgres::Error) -> StoreError {
         }
     }
     StoreError::Postgres(err)
+}
+
+/// The server cannot be reached or will not serve now: a connection refused, lost or timed
+/// out (an I/O error, or a closed connection), or the server shutting down, starting up or out
+/// of connections. Not a fault of the request: it may succeed shortly.
+fn unreachable(err: &postgres::Error) -> bool {
+    if let Some(db) = err.as_db_error() {
+        let code = db.code();
+        return code.code().starts_with("08") // connection_exception
+            || [
+                SqlState::ADMIN_SHUTDOWN,
+                SqlState::CRASH_SHUTDOWN,
+                SqlState::CANNOT_CONNECT_NOW,
+                SqlState::TOO_MANY_CONNECTIONS,
+            ]
+            .contains(code);
+    }
+    err.is_closed()
+        || std::error::Error::source(err).is_some_and(|source| source.is::<std::io::Error>())
 }
 
 /// Transactions this replica's writer committed (or is committing): their changes are

@@ -37,6 +37,8 @@ pub struct Page<T> {
 }
 
 pub struct NewToken {
+    /// The row's id (a JWT's `jti`, so chosen before the JWT is signed).
+    pub id: String,
     pub credential_id: String,
     pub service_id: Option<String>,
     pub access_token_hash: String,
@@ -47,6 +49,8 @@ pub struct NewToken {
     pub ttl_at: Option<i64>,
     pub family_id: String,
     pub created_at: i64,
+    /// A JWT access token's `exp` (see [`Token::jwt_exp`]).
+    pub jwt_exp: Option<i64>,
 }
 
 pub struct NewCode {
@@ -69,12 +73,19 @@ pub struct RetiredRefresh {
     pub retired_at: Option<i64>,
 }
 
+/// How long past its `exp` a distrusted JWT is kept (and listed): longer than the filter's
+/// clock skew (30 s), so a filter whose clock lags still learns of it. The schema's
+/// triggers (store/schema.rs) use the same number.
+pub const DISTRUST_MARGIN_S: i64 = 60;
+
 /// Rows one purge deleted, by table.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Purged {
     pub authorization_codes: u64,
     pub tokens: u64,
     pub retired_refresh_tokens: u64,
+    /// Distrusted JWTs past their `exp` (and the margin).
+    pub distrusted_jwts: u64,
     /// Change-feed entries older than the feed's retention.
     pub changes: u64,
 }
@@ -89,6 +100,7 @@ impl Purged {
         self.authorization_codes += other.authorization_codes;
         self.tokens += other.tokens;
         self.retired_refresh_tokens += other.retired_refresh_tokens;
+        self.distrusted_jwts += other.distrusted_jwts;
         self.changes += other.changes;
     }
 
@@ -98,6 +110,7 @@ impl Purged {
             self.authorization_codes,
             self.tokens,
             self.retired_refresh_tokens,
+            self.distrusted_jwts,
             self.changes,
         ]
         .iter()
@@ -271,6 +284,7 @@ fn token_from(row: &Row) -> StoreResult<Token> {
         scope: row.get("scope")?,
         ttl_at: row.get("ttl_at")?,
         family_id: row.get("family_id")?,
+        jwt_exp: row.get("jwt_exp")?,
     })
 }
 
@@ -318,11 +332,15 @@ impl<'a> Repo<'a> {
         }
     }
 
+    pub(super) fn dialect_of_connection(&self) -> Dialect {
+        self.db.dialect()
+    }
+
     pub(super) fn new(db: &'a dyn Sql) -> Self {
         Repo { db }
     }
 
-    fn one<T>(
+    pub(super) fn one<T>(
         &self,
         sql: &str,
         params: &[Value],
@@ -331,7 +349,7 @@ impl<'a> Repo<'a> {
         self.db.query(sql, params)?.first().map(map).transpose()
     }
 
-    fn all<T>(
+    pub(super) fn all<T>(
         &self,
         sql: &str,
         params: &[Value],
@@ -366,7 +384,7 @@ impl<'a> Repo<'a> {
         Ok(Page { data, next_offset })
     }
 
-    fn exec(&self, sql: &str, params: &[Value]) -> StoreResult<u64> {
+    pub(super) fn exec(&self, sql: &str, params: &[Value]) -> StoreResult<u64> {
         self.db.execute(sql, params)
     }
 
@@ -546,6 +564,17 @@ impl<'a> Repo<'a> {
         }
     }
 
+    /// The longest finite `token_expiration` (seconds) of any plugin, `None` when none has
+    /// one: how long a token signed now may live (signing keys stay published that long).
+    pub fn longest_token_expiration(&self) -> StoreResult<Option<i64>> {
+        let plugins = self.all("SELECT * FROM plugins", &[], plugin_from)?;
+        Ok(plugins
+            .iter()
+            .map(|p| p.config.token_expiration)
+            .filter(|seconds| *seconds > 0)
+            .max())
+    }
+
     pub fn delete_plugin(&self, id: &str) -> StoreResult<bool> {
         Ok(self.exec("DELETE FROM plugins WHERE id = $1", params![id])? > 0)
     }
@@ -652,7 +681,7 @@ impl<'a> Repo<'a> {
 
     pub fn insert_token(&self, t: &NewToken) -> StoreResult<Token> {
         let token = Token {
-            id: crate::model::new_id(),
+            id: t.id.clone(),
             created_at: t.created_at,
             credential_id: t.credential_id.clone(),
             service_id: t.service_id.clone(),
@@ -664,6 +693,7 @@ impl<'a> Repo<'a> {
             scope: t.scope.clone(),
             ttl_at: t.ttl_at,
             family_id: t.family_id.clone(),
+            jwt_exp: t.jwt_exp,
         };
         self.insert_token_row(&token)?;
         Ok(token)
@@ -673,8 +703,8 @@ impl<'a> Repo<'a> {
     pub fn insert_token_row(&self, token: &Token) -> StoreResult<()> {
         self.exec(
             "INSERT INTO oauth2_tokens (id, created_at, credential_id, service_id, token_type, expires_in,
-               access_token_hash, refresh_token_hash, authenticated_userid, scope, ttl_at, family_id)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+               access_token_hash, refresh_token_hash, authenticated_userid, scope, ttl_at, family_id, jwt_exp)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
             params![
                 token.id,
                 token.created_at,
@@ -687,7 +717,8 @@ impl<'a> Repo<'a> {
                 token.authenticated_userid,
                 token.scope,
                 token.ttl_at,
-                token.family_id
+                token.family_id,
+                token.jwt_exp
             ],
         )?;
         self.db.inserted_token(&token.id);
@@ -815,17 +846,23 @@ impl<'a> Repo<'a> {
         Ok((rows.into_iter().map(|(_, expiry)| expiry).collect(), end))
     }
 
+    /// `texts` as one parameter ($1, a JSON array) and the subquery that lists its elements,
+    /// for `… IN (<subquery>)`: one statement whatever the count, in both dialects.
+    fn text_list(&self, texts: &[String]) -> StoreResult<(String, &'static str)> {
+        let list = serde_json::to_string(texts).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let elements = match self.db.dialect() {
+            Dialect::Sqlite => "SELECT value FROM json_each($1)",
+            Dialect::Postgres => "SELECT jsonb_array_elements_text($1::text::jsonb)",
+        };
+        Ok((list, elements))
+    }
+
     /// Of these digests, those a token row holds, with their expiries.
     pub fn token_expiries_of(&self, digests: &[String]) -> StoreResult<Vec<(String, ExpiresAt)>> {
         if digests.is_empty() {
             return Ok(Vec::new());
         }
-        let list =
-            serde_json::to_string(digests).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let elements = match self.db.dialect() {
-            Dialect::Sqlite => "SELECT value FROM json_each($1)",
-            Dialect::Postgres => "SELECT jsonb_array_elements_text($1::text::jsonb)",
-        };
+        let (list, elements) = self.text_list(digests)?;
         self.all(
             &format!("{TOKEN_EXPIRY} WHERE access_token_hash IN ({elements})"),
             params![list],
@@ -887,6 +924,16 @@ impl<'a> Repo<'a> {
                    expires_at = excluded.expires_at, retired_at = excluded.retired_at",
                 params![hash, &old.family_id, old.ttl_at, new.created_at],
             )?;
+        }
+        self.insert_token(new)
+    }
+
+    /// Replaces `old` by `new`, which keeps its refresh token (`reuse_refresh_token` with JWT
+    /// access tokens: each JWT has a row, and so a `jti`, of its own). Decided by the delete,
+    /// as [`Repo::rotate_token`] is.
+    pub fn renew_token(&self, old: &Token, new: &NewToken) -> StoreResult<Token> {
+        if !self.delete_token(&old.id)? {
+            return Err(StoreError::NotFound);
         }
         self.insert_token(new)
     }
@@ -1072,6 +1119,61 @@ impl<'a> Repo<'a> {
             .unwrap_or(0))
     }
 
+    // ----- distrusted JWTs (docs/jwt-access-tokens.md §4) -----
+
+    /// Of these digests (a feed page's), the JWTs distrusted and not yet expired at `now`
+    /// (give or take [`DISTRUST_MARGIN_S`]), with their `exp`.
+    pub fn distrusted_among(
+        &self,
+        digests: &[String],
+        now: i64,
+    ) -> StoreResult<Vec<(String, i64)>> {
+        if digests.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (list, elements) = self.text_list(digests)?;
+        self.all(
+            &format!(
+                "SELECT access_token_hash, exp FROM distrusted_jwts
+                 WHERE exp >= $2 AND access_token_hash IN ({elements})"
+            ),
+            params![list, now - DISTRUST_MARGIN_S],
+            |row| Ok((row.at(0)?, row.at(1)?)),
+        )
+    }
+
+    /// Every distrusted JWT not yet expired at `now`, at most `limit` (the longest-lived
+    /// first; `limit + 1` rows tell the caller there are more).
+    pub fn distrusted_jwts(&self, now: i64, limit: i64) -> StoreResult<Vec<(String, i64)>> {
+        self.all(
+            "SELECT access_token_hash, exp FROM distrusted_jwts WHERE exp >= $1
+             ORDER BY exp DESC, access_token_hash LIMIT $2",
+            params![now - DISTRUST_MARGIN_S, limit],
+            |row| Ok((row.at(0)?, row.at(1)?)),
+        )
+    }
+
+    /// Tests: a distrusted JWT without a token row behind it (to fill the list quickly).
+    #[cfg(test)]
+    pub fn distrust_jwt(&self, digest: &str, exp: i64) -> StoreResult<()> {
+        self.exec(
+            "INSERT INTO distrusted_jwts (access_token_hash, exp) VALUES ($1, $2)",
+            params![digest, exp],
+        )
+        .map(drop)
+    }
+
+    /// How many JWTs are distrusted and not yet expired at `now`, counting up to `limit`.
+    pub fn distrusted_count(&self, now: i64, limit: i64) -> StoreResult<i64> {
+        Ok(self
+            .one(
+                "SELECT COUNT(*) FROM (SELECT 1 FROM distrusted_jwts WHERE exp >= $1 LIMIT $2) AS d",
+                params![now - DISTRUST_MARGIN_S, limit],
+                |row| row.at(0),
+            )?
+            .unwrap_or(0))
+    }
+
     /// Deletes at most `limit` rows of each kind of expired data (codes, tokens, retired
     /// refresh tokens) and of feed entries older than `feed_retention_s`; the store repeats it
     /// while there is more, so no purge holds locks (or PostgreSQL's feed horizon) for long.
@@ -1113,6 +1215,12 @@ impl<'a> Repo<'a> {
             "expires_at IS NOT NULL AND expires_at < $1",
             now,
         )?;
+        let distrusted_jwts = purge(
+            "distrusted_jwts",
+            "access_token_hash",
+            "exp < $1",
+            now - DISTRUST_MARGIN_S,
+        )?;
         let changes = match self.db.dialect() {
             Dialect::Sqlite => purge("changes", "seq", "created_at < $1", now - feed_retention_s)?,
             Dialect::Postgres => self.postgres_purge_feed(now - feed_retention_s, limit)?,
@@ -1121,6 +1229,7 @@ impl<'a> Repo<'a> {
             authorization_codes,
             tokens,
             retired_refresh_tokens,
+            distrusted_jwts,
             changes,
         })
     }

@@ -110,6 +110,56 @@ END;
     r#"
 ALTER TABLE oauth2_retired_refresh_tokens ADD COLUMN retired_at INTEGER;
 "#,
+    // The token-service's signing keys (issue 21, docs/jwt-access-tokens.md §3). A key's
+    // status is a function of its times (see `jwt::ring`): `activates_at` when it starts
+    // signing, `retired_at` when it stops, published until `expires_at` and `signed_until`
+    // (the latest `exp` it signed, rounded up) have both passed.
+    r#"
+CREATE TABLE signing_keys (
+    kid           TEXT PRIMARY KEY,
+    alg           TEXT NOT NULL,
+    private_key   TEXT NOT NULL,
+    public_jwk    TEXT NOT NULL,
+    created_at    INTEGER NOT NULL,
+    activates_at  INTEGER NOT NULL,
+    retired_at    INTEGER,
+    expires_at    INTEGER,
+    signed_until  INTEGER
+);
+"#,
+    // JWT access tokens (docs/jwt-access-tokens.md §4): a JWT row that changes or goes is
+    // distrusted (the filter stops verifying it locally) until its `exp` plus a margin for
+    // clocks; rows that change after that add nothing. Written in the same transaction as the
+    // feed entry, so a poll sees both or neither.
+    r#"
+ALTER TABLE oauth2_tokens ADD COLUMN jwt_exp INTEGER;
+CREATE TABLE distrusted_jwts (
+    access_token_hash  TEXT PRIMARY KEY,
+    exp                INTEGER NOT NULL
+);
+CREATE INDEX distrusted_jwts_exp ON distrusted_jwts(exp);
+CREATE TRIGGER jwt_deleted AFTER DELETE ON oauth2_tokens
+    WHEN OLD.jwt_exp IS NOT NULL AND OLD.jwt_exp + 60 >= unixepoch() BEGIN
+    INSERT OR IGNORE INTO distrusted_jwts (access_token_hash, exp)
+        VALUES (OLD.access_token_hash, OLD.jwt_exp);
+END;
+CREATE TRIGGER jwt_changed AFTER UPDATE ON oauth2_tokens
+    WHEN OLD.jwt_exp IS NOT NULL AND OLD.jwt_exp + 60 >= unixepoch() BEGIN
+    INSERT OR IGNORE INTO distrusted_jwts (access_token_hash, exp)
+        VALUES (OLD.access_token_hash, OLD.jwt_exp);
+END;
+CREATE TRIGGER jwt_credential_changed AFTER UPDATE ON oauth2_credentials BEGIN
+    INSERT OR IGNORE INTO distrusted_jwts (access_token_hash, exp)
+        SELECT access_token_hash, jwt_exp FROM oauth2_tokens
+        WHERE credential_id = OLD.id AND jwt_exp + 60 >= unixepoch();
+END;
+CREATE TRIGGER jwt_consumer_changed AFTER UPDATE ON consumers BEGIN
+    INSERT OR IGNORE INTO distrusted_jwts (access_token_hash, exp)
+        SELECT t.access_token_hash, t.jwt_exp FROM oauth2_tokens t
+        JOIN oauth2_credentials c ON c.id = t.credential_id
+        WHERE c.consumer_id = OLD.id AND t.jwt_exp + 60 >= unixepoch();
+END;
+"#,
 ];
 
 pub fn migrate_sqlite(conn: &mut Connection) -> StoreResult<()> {
@@ -278,6 +328,65 @@ BEGIN
 END $$;
 CREATE TRIGGER token_issued AFTER INSERT OR UPDATE ON oauth2_tokens
     FOR EACH ROW EXECUTE FUNCTION feed_token_issued();
+"#,
+    // The token-service's signing keys (see the SQLite migration of the same name).
+    r#"
+CREATE TABLE signing_keys (
+    kid           TEXT CONSTRAINT signing_keys__kid PRIMARY KEY,
+    alg           TEXT NOT NULL,
+    private_key   TEXT NOT NULL,
+    public_jwk    TEXT NOT NULL,
+    created_at    BIGINT NOT NULL,
+    activates_at  BIGINT NOT NULL,
+    retired_at    BIGINT,
+    expires_at    BIGINT,
+    signed_until  BIGINT
+);
+"#,
+    // JWT access tokens: as SQLite's third migration.
+    r#"
+ALTER TABLE oauth2_tokens ADD COLUMN jwt_exp BIGINT;
+CREATE TABLE distrusted_jwts (
+    access_token_hash  TEXT CONSTRAINT distrusted_jwts__access_token_hash PRIMARY KEY,
+    exp                BIGINT NOT NULL
+);
+CREATE INDEX distrusted_jwts_exp ON distrusted_jwts(exp);
+
+CREATE FUNCTION distrust_old_jwt() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF OLD.jwt_exp IS NOT NULL AND OLD.jwt_exp + 60 >= extract(epoch FROM now())::bigint THEN
+        INSERT INTO distrusted_jwts (access_token_hash, exp)
+            VALUES (OLD.access_token_hash, OLD.jwt_exp) ON CONFLICT DO NOTHING;
+    END IF;
+    RETURN NULL;
+END $$;
+CREATE TRIGGER jwt_deleted AFTER DELETE ON oauth2_tokens
+    FOR EACH ROW EXECUTE FUNCTION distrust_old_jwt();
+CREATE TRIGGER jwt_changed AFTER UPDATE ON oauth2_tokens
+    FOR EACH ROW EXECUTE FUNCTION distrust_old_jwt();
+
+CREATE FUNCTION distrust_credential_jwts() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO distrusted_jwts (access_token_hash, exp)
+        SELECT access_token_hash, jwt_exp FROM oauth2_tokens
+        WHERE credential_id = OLD.id AND jwt_exp + 60 >= extract(epoch FROM now())::bigint
+        ON CONFLICT DO NOTHING;
+    RETURN NULL;
+END $$;
+CREATE TRIGGER jwt_credential_changed AFTER UPDATE ON oauth2_credentials
+    FOR EACH ROW EXECUTE FUNCTION distrust_credential_jwts();
+
+CREATE FUNCTION distrust_consumer_jwts() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO distrusted_jwts (access_token_hash, exp)
+        SELECT t.access_token_hash, t.jwt_exp FROM oauth2_tokens t
+        JOIN oauth2_credentials c ON c.id = t.credential_id
+        WHERE c.consumer_id = OLD.id AND t.jwt_exp + 60 >= extract(epoch FROM now())::bigint
+        ON CONFLICT DO NOTHING;
+    RETURN NULL;
+END $$;
+CREATE TRIGGER jwt_consumer_changed AFTER UPDATE ON consumers
+    FOR EACH ROW EXECUTE FUNCTION distrust_consumer_jwts();
 "#,
 ];
 
