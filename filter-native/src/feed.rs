@@ -8,6 +8,7 @@
 //! The feed also keeps the services to poll: the filter's default one, and every service a
 //! route named to any worker.
 
+use oauth2_filter::distrust::Distrust;
 use oauth2_filter::flow::worker::MAX_SERVICES;
 use oauth2_filter::state::{Protection, StatePoll};
 use std::collections::{BTreeMap, VecDeque};
@@ -37,6 +38,10 @@ struct Inner {
     /// the entries may have dropped a service's only recent one (a service whose polls fail
     /// while the others' go on).
     newest: BTreeMap<String, (u64, StatePoll)>,
+    /// Each service's complete distrust set, as of the latest answer: a worker that missed
+    /// answers cannot rebuild it from what the entries still hold, and a JWT distrusted in a
+    /// dropped answer must never be verified locally again.
+    distrust: BTreeMap<String, Distrust>,
 }
 
 /// What a worker has to apply to be current.
@@ -50,6 +55,9 @@ pub struct Catchup {
     /// answer, which carries its full settings.)
     pub missed: bool,
     pub latest: u64,
+    /// When `missed`: every service's complete distrust set, to replace the worker's after it
+    /// applied `polls`.
+    pub distrust: Vec<(String, Distrust)>,
 }
 
 impl Feed {
@@ -86,9 +94,7 @@ impl Feed {
     /// whenever each worker applies it).
     pub fn publish(&self, service: &str, poll: StatePoll, bump_epoch: impl FnOnce()) {
         let mut inner = self.lock();
-        if let Some(seq) = inner.services.get_mut(service) {
-            *seq = poll.seq;
-        }
+        let mut next_since = poll.seq;
         let protection = poll.protection();
         let bumped = poll.reset || inner.protections.get(service) != Some(&protection);
         if bumped {
@@ -96,10 +102,22 @@ impl Feed {
         }
         let generation = self.latest.load(Ordering::Acquire).wrapping_add(1);
         if inner.protections.contains_key(service) || inner.protections.len() < MAX_SERVICES {
+            let wants_complete_list = inner
+                .distrust
+                .entry(service.to_string())
+                .or_default()
+                .apply(&poll, unix_now());
+            if wants_complete_list {
+                // A negative position asks for a reset answer (jwt-access-tokens.md §4).
+                next_since = -1;
+            }
             inner.protections.insert(service.to_string(), protection);
             inner
                 .newest
                 .insert(service.to_string(), (generation, poll.clone()));
+        }
+        if let Some(seq) = inner.services.get_mut(service) {
+            *seq = next_since;
         }
         inner
             .entries
@@ -133,12 +151,27 @@ impl Feed {
             .iter()
             .filter(|(g, _, _, _)| *g > applied)
             .map(|(_, s, p, bumped)| (s.clone(), p.clone(), *bumped));
+        let distrust = match missed {
+            true => inner
+                .distrust
+                .iter()
+                .map(|(s, d)| (s.clone(), d.clone()))
+                .collect(),
+            false => Vec::new(),
+        };
         Catchup {
             polls: dropped_newest.chain(kept).collect(),
             missed,
             latest: self.latest(),
+            distrust,
         }
     }
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 #[cfg(test)]
@@ -152,6 +185,10 @@ mod tests {
             revoked: vec![format!("{seq:064x}")],
             service: None,
             plugin: None,
+            issuer: None,
+            keys: vec![],
+            distrusted: vec![],
+            distrust_all: false,
         }
     }
 

@@ -245,6 +245,10 @@ fn catch_up(host: &Envoy) {
     for (service, poll, bumped) in catchup.polls {
         worker.apply_published_poll(host, &service, poll, bumped);
     }
+    // JWTs distrusted in answers the worker never saw (issue 21).
+    for (service, distrust) in catchup.distrust {
+        worker.replace_distrust(&service, distrust);
+    }
     thread.applied.set(catchup.latest);
 }
 

@@ -205,6 +205,7 @@ fn active() -> oauth2_filter::state::Verdict {
             authenticated_userid: None,
             authenticated_scope: None,
             expires_at: None,
+            identity_jwt: None,
         }
         .into(),
     )
@@ -440,4 +441,74 @@ fn a_worker_catching_up_late_keeps_what_the_others_cached() {
     let found_after =
         on_a_worker(&|host| host.thread.worker.borrow_mut().cached(host, &key).is_some());
     assert!(!found_after);
+}
+
+/// A state answer distrusting `digests` (hex) until `exp` (contract §4).
+fn distrusting(seq: i64, digests: &[String], exp: u64) -> StatePoll {
+    let list: Vec<String> = digests
+        .iter()
+        .map(|d| format!(r#"{{"digest":"{d}","exp":{exp}}}"#))
+        .collect();
+    let json = format!(
+        r#"{{"seq":{seq},"reset":false,"revoked":{},"service":{{"id":"svc","name":"s"}},
+        "plugin":{{"id":"p","auth_header_name":"authorization","hide_credentials":false,
+        "realm":"service","global_credentials":false,"anonymous":null,"anonymous_error":null}},
+        "distrusted":[{}]}}"#,
+        serde_json_array(digests),
+        list.join(",")
+    );
+    StatePoll::parse(json.as_bytes()).unwrap()
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Issue 21: a JWT distrusted by an answer published while a worker slept must not be verified
+/// locally by that worker when it wakes, even when the feed has dropped that answer.
+#[test]
+fn a_distrusted_jwt_reaches_a_worker_that_slept_through_the_answer() {
+    use oauth2_filter::cache;
+    let service = "native-distrust-idle";
+    let config = polling_config(service);
+    let thread = thread_state(&config);
+    let host = detached(&config, &thread);
+    publish(&config, service, state(1, true, &[]));
+    catch_up(&host);
+    let jwt = cache::digest("a.jwt.revoked-while-this-worker-slept");
+    let hex: String = jwt.iter().map(|b| format!("{b:02x}")).collect();
+    let exp = unix_now() + 3600;
+    publish(&config, service, distrusting(2, &[hex], exp));
+    for seq in 3..400 {
+        publish(&config, service, state(seq, false, &[]));
+    }
+    catch_up(&host);
+    assert!(
+        thread.worker.borrow().distrusts(service, &jwt, unix_now()),
+        "distrusted after waking"
+    );
+    let other = cache::digest("another.jwt.never-distrusted");
+    assert!(!thread
+        .worker
+        .borrow()
+        .distrusts(service, &other, unix_now()));
+}
+
+/// The keys and distrust list of a published answer reach an awake worker too.
+#[test]
+fn published_distrust_reaches_every_worker_that_applies_the_feed() {
+    use oauth2_filter::cache;
+    let service = "native-distrust-awake";
+    let config = polling_config(service);
+    let thread = thread_state(&config);
+    let host = detached(&config, &thread);
+    publish(&config, service, state(1, true, &[]));
+    catch_up(&host);
+    let jwt = cache::digest("x.y.z");
+    let hex: String = jwt.iter().map(|b| format!("{b:02x}")).collect();
+    publish(&config, service, distrusting(2, &[hex], unix_now() + 60));
+    catch_up(&host);
+    assert!(thread.worker.borrow().distrusts(service, &jwt, unix_now()));
 }

@@ -4,12 +4,13 @@
 //! carries the full digest (a slot collision is a miss, never a wrong identity), an expiry,
 //! and the epoch it was written in (bumping the epoch drops every entry at once).
 
-use crate::state::{Identity, Verdict};
+use crate::state::{Identity, IdentityJwt, Verdict};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::rc::Rc;
 
-const FORMAT: u8 = 1;
+/// 2: active entries end with the identity JWT (see [`put_identity_jwt`]).
+const FORMAT: u8 = 2;
 const KIND_ACTIVE: u8 = 1;
 const KIND_INVALID: u8 = 2;
 const KIND_GLOBAL: u8 = 3;
@@ -89,6 +90,7 @@ impl Entry {
                 for field in identity_fields(identity) {
                     put_field(&mut out, field);
                 }
+                put_identity_jwt(&mut out, identity.identity_jwt.as_ref());
             }
         }
         out
@@ -118,6 +120,7 @@ impl Entry {
                 authenticated_userid: r.field()?,
                 authenticated_scope: r.field()?,
                 expires_at: None,
+                identity_jwt: r.identity_jwt()?,
             })),
             _ => return None,
         };
@@ -159,6 +162,23 @@ fn put_field(out: &mut Vec<u8>, field: Option<&str>) {
     }
 }
 
+const IDENTITY_JWT_NONE: u8 = 0;
+const IDENTITY_JWT_ACCESS_TOKEN: u8 = 1;
+const IDENTITY_JWT_ISSUED: u8 = 2;
+
+/// A kind byte, and for an issued identity JWT its text (a field). A JWT verified locally
+/// stores no copy of itself: the request carries it.
+fn put_identity_jwt(out: &mut Vec<u8>, jwt: Option<&IdentityJwt>) {
+    match jwt {
+        None => out.push(IDENTITY_JWT_NONE),
+        Some(IdentityJwt::AccessToken) => out.push(IDENTITY_JWT_ACCESS_TOKEN),
+        Some(IdentityJwt::Issued(text)) => {
+            out.push(IDENTITY_JWT_ISSUED);
+            put_field(out, Some(text));
+        }
+    }
+}
+
 struct Reader<'a> {
     bytes: &'a [u8],
     at: usize,
@@ -182,6 +202,15 @@ impl Reader<'_> {
         }
         let text = std::str::from_utf8(self.take(len as usize)?).ok()?;
         Some(Some(text.to_string()))
+    }
+
+    fn identity_jwt(&mut self) -> Option<Option<IdentityJwt>> {
+        match self.byte()? {
+            IDENTITY_JWT_NONE => Some(None),
+            IDENTITY_JWT_ACCESS_TOKEN => Some(Some(IdentityJwt::AccessToken)),
+            IDENTITY_JWT_ISSUED => Some(Some(IdentityJwt::Issued(self.field()??))),
+            _ => None,
+        }
     }
 }
 
@@ -261,6 +290,7 @@ mod tests {
             authenticated_userid: Some("clark".into()),
             authenticated_scope: Some("email profile".into()),
             expires_at: None,
+            identity_jwt: None,
         }
     }
 
@@ -277,8 +307,19 @@ mod tests {
 
     #[test]
     fn entries_round_trip() {
+        let with_jwt = |jwt| {
+            Verdict::Active(
+                Identity {
+                    identity_jwt: Some(jwt),
+                    ..identity()
+                }
+                .into(),
+            )
+        };
         for verdict in [
             Verdict::Active(identity().into()),
+            with_jwt(IdentityJwt::AccessToken),
+            with_jwt(IdentityJwt::Issued("a.b.c".into())),
             Verdict::Invalid,
             Verdict::GlobalToken,
         ] {

@@ -102,6 +102,19 @@ fn safe(value: Option<&str>) -> Option<&str> {
 }
 
 pub fn decide<'a>(settings: &'a Settings, verdict: Result<&'a Verdict, Failure>) -> Decision<'a> {
+    match decide_headers(settings, verdict) {
+        // `identity_headers: false`: every identity header is removed (client copies too).
+        Decision::Forward(plan) if !settings.identity_headers => {
+            Decision::Forward(plan.map(|(name, _)| (name, None)))
+        }
+        decision => decision,
+    }
+}
+
+fn decide_headers<'a>(
+    settings: &'a Settings,
+    verdict: Result<&'a Verdict, Failure>,
+) -> Decision<'a> {
     let failure = match verdict {
         Ok(Verdict::Active(identity)) => return Decision::Forward(authenticated(identity)),
         Ok(Verdict::Invalid) => Failure::Invalid,
@@ -216,6 +229,9 @@ mod tests {
             global_credentials: false,
             anonymous: None,
             anonymous_error: None,
+            access_token_format: Default::default(),
+            identity_jwt_header: None,
+            identity_headers: true,
         }
     }
 
@@ -228,6 +244,7 @@ mod tests {
             authenticated_userid: Some("clark".into()),
             authenticated_scope: None,
             expires_at: None,
+            identity_jwt: None,
         }
     }
 

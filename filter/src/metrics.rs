@@ -29,9 +29,13 @@ pub enum Metric {
     RelayFailed,
     StatePolls,
     StatePollFailed,
+    /// JWT access tokens verified by the filter itself (no call), cache hits not counted.
+    JwtVerifiedLocally,
+    /// Distrusted JWTs (revoked, changed, or `distrust_all`) asked about with a check.
+    JwtCheckedRemotely,
 }
 
-pub const ALL: [Metric; 19] = [
+pub const ALL: [Metric; 21] = [
     Metric::Allowed,
     Metric::AllowedAnonymous,
     Metric::Passed,
@@ -51,6 +55,8 @@ pub const ALL: [Metric; 19] = [
     Metric::RelayFailed,
     Metric::StatePolls,
     Metric::StatePollFailed,
+    Metric::JwtVerifiedLocally,
+    Metric::JwtCheckedRemotely,
 ];
 
 impl Metric {
@@ -75,6 +81,8 @@ impl Metric {
             Metric::RelayFailed => "oauth2.relay.failed",
             Metric::StatePolls => "oauth2.state_poll.sent",
             Metric::StatePollFailed => "oauth2.state_poll.failed",
+            Metric::JwtVerifiedLocally => "oauth2.jwt.verified_locally",
+            Metric::JwtCheckedRemotely => "oauth2.jwt.checked_remotely",
         }
     }
 

@@ -1,7 +1,8 @@
 //! Which requests are the OAuth endpoints the filter serves on every protected route.
 
-/// `<prefix>/oauth2/{authorize,token,introspect,revoke}[/]` or
-/// `<prefix>/.well-known/oauth-authorization-server`, with the query string ignored.
+/// `<prefix>/oauth2/{authorize,token,introspect,revoke}[/]`,
+/// `<prefix>/.well-known/{oauth-authorization-server,openid-configuration,jwks.json}`, or RFC
+/// 8414 §3.1's `/.well-known/oauth-authorization-server<prefix>`, with the query string ignored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EndpointCall {
     pub prefix: String,
@@ -10,15 +11,19 @@ pub struct EndpointCall {
     pub query: Option<String>,
 }
 
-const ENDPOINTS: [(&str, &str); 5] = [
+const METADATA: &str = "/.well-known/oauth-authorization-server";
+
+const ENDPOINTS: [(&str, &str); 7] = [
     ("/oauth2/authorize", "/oauth2/authorize"),
     ("/oauth2/token", "/oauth2/token"),
     ("/oauth2/introspect", "/oauth2/introspect"),
     ("/oauth2/revoke", "/oauth2/revoke"),
+    (METADATA, METADATA),
     (
-        "/.well-known/oauth-authorization-server",
-        "/.well-known/oauth-authorization-server",
+        "/.well-known/openid-configuration",
+        "/.well-known/openid-configuration",
     ),
+    ("/.well-known/jwks.json", "/.well-known/jwks.json"),
 ];
 
 pub fn endpoint(path: &str) -> Option<EndpointCall> {
@@ -27,12 +32,21 @@ pub fn endpoint(path: &str) -> Option<EndpointCall> {
         None => (path, None),
     };
     let trimmed = path_only.strip_suffix('/').unwrap_or(path_only);
-    ENDPOINTS.iter().find_map(|(suffix, target)| {
-        trimmed.strip_suffix(suffix).map(|prefix| EndpointCall {
-            prefix: prefix.to_string(),
-            target,
-            query: query.clone(),
-        })
+    let below_prefix = ENDPOINTS
+        .iter()
+        .find_map(|(suffix, target)| trimmed.strip_suffix(suffix).map(|prefix| (prefix, *target)));
+    // RFC 8414 §3.1: the metadata of issuer `https://host/stepon` is at
+    // `https://host/.well-known/oauth-authorization-server/stepon`.
+    let (prefix, target) = below_prefix.or_else(|| {
+        trimmed
+            .strip_prefix(METADATA)
+            .filter(|prefix| prefix.starts_with('/'))
+            .map(|prefix| (prefix, METADATA))
+    })?;
+    Some(EndpointCall {
+        prefix: prefix.to_string(),
+        target,
+        query,
     })
 }
 
@@ -78,6 +92,63 @@ mod tests {
         assert!(!on("/steponx/oauth2/token", Some("/stepon")));
         // Undeclared: any prefix, as Kong.
         assert!(on("/stepon/x/oauth2/token", None));
+    }
+
+    #[test]
+    fn the_rfc8414_section_3_1_location_names_the_prefix_after_the_well_known_part() {
+        let on = |path: &str, prefix: Option<&str>| {
+            endpoint(path).is_some_and(|call| on_route(&call, prefix))
+        };
+        let e = endpoint("/.well-known/oauth-authorization-server/stepon?x=1");
+        assert_eq!(
+            e.map(|e| (e.prefix, e.target, e.query)),
+            Some((
+                "/stepon".to_string(),
+                "/.well-known/oauth-authorization-server",
+                Some("x=1".into())
+            ))
+        );
+        assert!(on(
+            "/.well-known/oauth-authorization-server/stepon",
+            Some("/stepon")
+        ));
+        assert!(on(
+            "/.well-known/oauth-authorization-server/stepon/",
+            Some("/stepon")
+        ));
+        assert!(on(
+            "/.well-known/oauth-authorization-server/a/b",
+            Some("/a/b")
+        ));
+        assert!(on("/.well-known/oauth-authorization-server", Some("")));
+        assert!(!on(
+            "/.well-known/oauth-authorization-server/other",
+            Some("/stepon")
+        ));
+        assert!(!on(
+            "/.well-known/oauth-authorization-server/stepon/x",
+            Some("/stepon")
+        ));
+        assert_eq!(
+            endpoint("/.well-known/oauth-authorization-serverX/stepon"),
+            None
+        );
+    }
+
+    #[test]
+    fn the_jwks_and_openid_configuration_are_under_the_prefix() {
+        let e = endpoint("/stepon/.well-known/jwks.json");
+        assert_eq!(
+            e.map(|e| (e.prefix, e.target)),
+            Some(("/stepon".to_string(), "/.well-known/jwks.json"))
+        );
+        let e = endpoint("/stepon/.well-known/openid-configuration");
+        assert_eq!(
+            e.map(|e| (e.prefix, e.target)),
+            Some(("/stepon".to_string(), "/.well-known/openid-configuration"))
+        );
+        // OpenID Connect puts it under the issuer's path only: no §3.1-style location.
+        assert_eq!(endpoint("/.well-known/openid-configuration/stepon"), None);
     }
 
     #[test]

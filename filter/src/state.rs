@@ -1,6 +1,7 @@
 //! What the token-service tells the filter (docs/gateway-protocol.md §1–2), parsed strictly:
 //! anything malformed is an outage, never a pass.
 
+use crate::jwt::PublishedKey;
 use serde::Deserialize;
 use std::rc::Rc;
 
@@ -23,6 +24,58 @@ pub struct Settings {
     pub global_credentials: bool,
     pub anonymous: Option<ConsumerInfo>,
     pub anonymous_error: Option<String>,
+    /// What the token-service issues (docs/jwt-access-tokens.md §1). The filter recognises a
+    /// JWT by its shape whatever this says (tokens issued before a switch stay valid).
+    #[serde(default)]
+    pub access_token_format: AccessTokenFormat,
+    /// The phantom-token header: where the filter forwards a signed identity, if anywhere.
+    #[serde(default)]
+    pub identity_jwt_header: Option<String>,
+    /// Whether the `X-Consumer-*`, `X-Credential-Identifier`, `X-Authenticated-*` headers are
+    /// set (client copies are stripped either way).
+    #[serde(default = "yes")]
+    pub identity_headers: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AccessTokenFormat {
+    #[default]
+    Opaque,
+    Jwt,
+}
+
+impl Settings {
+    /// Settings the filter could not enforce as written are no settings (the answer is an
+    /// outage, never a silent default): a phantom-token header that is no lower-case header
+    /// name, or `identity_headers: false` with nowhere else for the identity to go.
+    fn enforceable(&self) -> bool {
+        let header_ok = match self.identity_jwt_header.as_deref() {
+            Some(name) => is_header_name(name),
+            None => true,
+        };
+        header_ok && (self.identity_headers || self.identity_jwt_header.is_some())
+    }
+}
+
+/// A lower-case HTTP header name the filter can write (letters, digits, `-`, `_`).
+fn is_header_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 128
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+}
+
+/// A JWT the filter must no longer verify locally (contract §4), until its `exp`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Distrusted {
+    pub digest: String,
+    pub exp: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -38,9 +91,23 @@ pub struct StatePoll {
     pub revoked: Vec<String>,
     pub service: Option<ServiceInfo>,
     pub plugin: Option<Settings>,
+    /// The token-service's `--issuer` (JWT access tokens; absent from older token-services).
+    #[serde(default)]
+    pub issuer: Option<String>,
+    /// Every published signing key, on every answer.
+    #[serde(default)]
+    pub keys: Vec<PublishedKey>,
+    /// JWTs distrusted since `since` (on a `reset` answer: all of them that have not expired).
+    #[serde(default)]
+    pub distrusted: Vec<Distrusted>,
+    /// The list was too long to carry: every JWT is checked until an answer says `false`.
+    #[serde(default)]
+    pub distrust_all: bool,
 }
 
-/// How the filter stands with its service, after the latest poll.
+/// How the filter stands with its service, after the latest poll. (Made once per state
+/// answer, never per request: the size of `On` costs nothing worth a box.)
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Protection {
     /// No answer yet from the token-service: fail closed.
@@ -54,7 +121,12 @@ pub enum Protection {
 
 impl StatePoll {
     pub fn parse(body: &[u8]) -> Option<StatePoll> {
-        serde_json::from_slice(body).ok()
+        let poll: StatePoll = serde_json::from_slice(body).ok()?;
+        let enforceable = match &poll.plugin {
+            Some(settings) => settings.enforceable(),
+            None => true,
+        };
+        enforceable.then_some(poll)
     }
 
     pub fn protection(&self) -> Protection {
@@ -94,6 +166,17 @@ pub struct Identity {
     pub authenticated_scope: Option<String>,
     /// Unix seconds; `None` never expires.
     pub expires_at: Option<u64>,
+    /// The signed identity forwarded to the upstream under `identity_jwt_header`, if any.
+    pub identity_jwt: Option<IdentityJwt>,
+}
+
+/// The phantom token (docs/jwt-access-tokens.md §6).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IdentityJwt {
+    /// A JWT access token verified locally is itself the signed statement: forwarded as is.
+    AccessToken,
+    /// The `identity_jwt` of a check answer.
+    Issued(String),
 }
 
 #[derive(Deserialize)]
@@ -106,6 +189,25 @@ struct CheckAnswer {
     authenticated_userid: Option<String>,
     scope: Option<String>,
     exp: Option<u64>,
+    #[serde(default)]
+    identity_jwt: Option<String>,
+}
+
+/// How long a verdict carrying an identity JWT may be reused: no longer than the identity
+/// JWT's `exp` minus the clock skew, so the upstream never receives an expired one. `None`
+/// when the JWT has no readable `exp` (the answer is then unusable).
+fn identity_jwt_expiry(jwt: &str) -> Option<u64> {
+    use base64::Engine;
+    #[derive(Deserialize)]
+    struct Exp {
+        exp: u64,
+    }
+    let claims = jwt.split('.').nth(1)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(claims)
+        .ok()?;
+    let exp: Exp = serde_json::from_slice(&bytes).ok()?;
+    Some(exp.exp.saturating_sub(crate::jwt::CLOCK_SKEW_S))
 }
 
 impl Verdict {
@@ -118,6 +220,11 @@ impl Verdict {
             });
         }
         let consumer = answer.consumer?;
+        let mut expires_at = answer.exp;
+        if let Some(jwt) = &answer.identity_jwt {
+            let until = identity_jwt_expiry(jwt)?;
+            expires_at = Some(expires_at.map_or(until, |exp| exp.min(until)));
+        }
         Some(Verdict::Active(Rc::new(Identity {
             consumer_id: Some(consumer.id),
             consumer_custom_id: consumer.custom_id,
@@ -125,7 +232,8 @@ impl Verdict {
             credential_identifier: answer.credential.map(|c| c.client_id),
             authenticated_userid: answer.authenticated_userid,
             authenticated_scope: answer.scope,
-            expires_at: answer.exp,
+            expires_at,
+            identity_jwt: answer.identity_jwt.map(IdentityJwt::Issued),
         })))
     }
 }
@@ -156,6 +264,7 @@ impl Verdict {
             credential_identifier: answer.client_id,
             authenticated_scope: answer.scope,
             expires_at: answer.exp,
+            identity_jwt: None,
         })))
     }
 }

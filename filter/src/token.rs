@@ -249,7 +249,17 @@ pub fn form_encode(value: &str) -> String {
 /// Tokens the token-service can have issued: 1..=512 visible ASCII characters. Anything else
 /// is invalid without asking (and could not travel in a header anyway).
 pub fn plausible(token: &str) -> bool {
-    !token.is_empty() && token.len() <= 512 && token.bytes().all(|b| (0x21..=0x7e).contains(&b))
+    plausible_within(token, 512)
+}
+
+/// [`plausible`] for a token shaped like a JWT access token (`crate::jwt::recognise`), whose
+/// limit is [`crate::jwt::MAX_JWT_BYTES`]: the only tokens allowed past 512 characters.
+pub fn plausible_jwt(token: &str) -> bool {
+    plausible_within(token, crate::jwt::MAX_JWT_BYTES)
+}
+
+fn plausible_within(token: &str, limit: usize) -> bool {
+    !token.is_empty() && token.len() <= limit && token.bytes().all(|b| (0x21..=0x7e).contains(&b))
 }
 
 #[cfg(test)]

@@ -1,20 +1,27 @@
 //! The filter's request flow under the in-memory host, driven by arbitrary callback sequences:
 //! whatever the request and whatever Envoy and the token-service do, the flow never panics,
 //! answers a request at most once, never both answers and continues it, and continues it only
-//! after an allow decision (a check answered "active", a cached "active", an unprotected route,
-//! or the anonymous consumer), with no client-made identity header left.
+//! after an allow decision (a check answered "active", a cached "active", a JWT access token
+//! verified locally, an unprotected route, or the anonymous consumer), with no client-made
+//! identity header left.
 //!
 //! Input layout: `[flags, method, source, header bytes length, header bytes..., ops...]`.
 
 use oauth2_filter::config::FilterConfig;
 use oauth2_filter::flow::mock::MockHost;
 use oauth2_filter::flow::{Action, CallAnswer, Flow, Worker};
+use oauth2_filter::metrics::Metric;
 use oauth2_filter::state::{ConsumerInfo, ServiceInfo, Settings, StatePoll};
 use std::cell::RefCell;
 use std::rc::Rc;
 
 const METHODS: [&str; 7] = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
 const VALID: &str = "valid-token-0123456789";
+/// A JWT access token the worker's published key signed (EdDSA, `iat` 0 for the mock clock,
+/// bound to service `s`), made with the filter tests' key: verified locally, no call.
+const JWT: &str = "eyJhbGciOiJFZERTQSIsImtpZCI6ImVkLTEiLCJ0eXAiOiJhdCtqd3QifQ.eyJhdWQiOiJodHRwczovL2d3LmV4YW1wbGUvciIsImF1dGhlbnRpY2F0ZWRfdXNlcmlkIjoiY2xhcmsiLCJjbGllbnRfaWQiOiJhcHAiLCJjb25zdW1lciI6eyJjdXN0b21faWQiOm51bGwsImlkIjoiYy1yZWFsIiwidXNlcm5hbWUiOiJib2IifSwiY3JlZGVudGlhbF9pZCI6ImsiLCJleHAiOjQxMDI0NDQ4MDAsImlhdCI6MCwiaXNzIjoiaHR0cHM6Ly9ndy5leGFtcGxlL3IiLCJqdGkiOiIwYjZkNmU0Yy0xIiwic2NvcGUiOiJlbWFpbCIsInNlcnZpY2VfaWQiOiJzIiwic3ViIjoiY2xhcmsifQ.UNN28HU3gwt7udO60PMUjPHJDMInHfMXj2Xc0Mq6OXvcGghcIQR0mqpMbr5BtUXCYd7J_nLF3Q9fRLiYfvSECQ";
+/// The published key of [`JWT`] (the filter tests' Ed25519 key).
+const JWT_KEY: &str = r#"{"alg": "EdDSA", "jwk": {"crv": "Ed25519", "kid": "ed-1", "kty": "OKP", "use": "sig", "x": "uF5IvYspRoMJVXymRh5VQ6qrfcB5u4VkN_MEYMUM8vY"}, "kid": "ed-1"}"#;
 
 struct Input<'a> {
     bytes: &'a [u8],
@@ -54,6 +61,9 @@ fn settings(flags: u8) -> Settings {
             custom_id: None,
         }),
         anonymous_error: None,
+        access_token_format: Default::default(),
+        identity_jwt_header: None,
+        identity_headers: true,
     }
 }
 
@@ -71,6 +81,12 @@ fn worker(flags: u8, host: &MockHost) -> Option<Rc<RefCell<Worker>>> {
                 name: Some("s".into()),
             }),
             plugin: Some(settings(flags)),
+            issuer: Some("https://gw.example".into()),
+            keys: serde_json::from_str(JWT_KEY)
+                .map(|k| vec![k])
+                .unwrap_or_default(),
+            distrusted: vec![],
+            distrust_all: false,
         };
         worker.borrow_mut().apply_poll(host, "s", poll);
     }
@@ -113,7 +129,8 @@ fn answer(kind: u8, flags: u8) -> CallAnswer {
     }
 }
 
-fn request(input: &mut Input) -> (MockHost, u8) {
+/// The request, its flags, and whether it carries the JWT.
+fn request(input: &mut Input) -> (MockHost, u8, bool) {
     let flags = input.byte();
     let method = METHODS[usize::from(input.byte()) % METHODS.len()];
     let source = input.byte();
@@ -129,6 +146,11 @@ fn request(input: &mut Input) -> (MockHost, u8) {
         3 => headers[1].1 = format!("/r/x?access_token={VALID}"),
         4 => headers[1].1 = "/r/oauth2/token".into(),
         _ => {}
+    }
+    // Bit 128: the token is a JWT access token instead (verified by the filter itself).
+    if source & 128 != 0 {
+        headers.retain(|(name, _)| name != "authorization");
+        headers.push(("authorization".into(), format!("Bearer {JWT}")));
     }
     // The body's content type (the filter reads the first): form, JSON, multipart.
     for (bit, content_type) in [
@@ -156,18 +178,18 @@ fn request(input: &mut Input) -> (MockHost, u8) {
     if flags & 8 != 0 {
         *host.route_service.borrow_mut() = Some(if flags & 16 != 0 { "" } else { "other" }.into());
     }
-    (host, flags)
+    (host, flags, source & 128 != 0)
 }
 
 pub fn filter_flow(data: &[u8]) {
     let mut input = Input { bytes: data, at: 0 };
-    let (host, flags) = request(&mut input);
+    let (host, flags, jwt) = request(&mut input);
     let Some(worker) = worker(flags, &host) else {
         return;
     };
     let unprotected = flags & 8 != 0 && flags & 16 != 0;
     let anonymous = flags & 2 != 0;
-    let mut flow = Flow::new(worker);
+    let mut flow = Flow::new(worker.clone());
     let mut continued = flow.on_request_headers(&host, flags & 64 != 0) == Action::Continue;
     // Whether the token-service ever said "active" to a call of this request.
     let mut told_active = false;
@@ -215,10 +237,12 @@ pub fn filter_flow(data: &[u8]) {
     assert!(replies <= 1, "answered {replies} times");
     assert!(!(released && replies > 0), "answered and continued");
     assert!(host.resumes.get() <= 1, "resumed twice");
+    // A JWT access token the filter verified itself needs no check.
+    let verified_locally = jwt && worker.borrow().counters.get(Metric::JwtVerifiedLocally) > 0;
     if released {
         assert!(flow.is_allowed(), "continued without an allow decision");
         assert!(
-            unprotected || anonymous || told_active,
+            unprotected || anonymous || told_active || verified_locally,
             "continued although no check said the token is active"
         );
         if !unprotected {

@@ -24,6 +24,7 @@ use token_service::params::{self, Nesting};
 pub type Target = fn(&[u8]);
 
 pub mod flow;
+pub mod jwt;
 
 pub const TARGETS: &[(&str, Target)] = &[
     ("filter_flow", flow::filter_flow),
@@ -33,6 +34,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("filter_config", filter_config),
     ("filter_routes", filter_routes),
     ("filter_header_map", filter_header_map),
+    ("filter_jwt", jwt::filter_jwt),
     ("service_form_params", service_form_params),
     ("service_json_params", service_json_params),
     ("service_multipart_params", service_multipart_params),

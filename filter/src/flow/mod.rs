@@ -16,6 +16,8 @@ pub mod mock;
 pub mod worker;
 
 #[cfg(test)]
+mod jwt_tests;
+#[cfg(test)]
 mod tests;
 
 pub use host::{Action, Call, CallAnswer, Host, Level};
@@ -25,10 +27,12 @@ use crate::body::BodyFormat;
 use crate::cache::{self, TokenDigest};
 use crate::config::{is_service_name, Mode};
 use crate::decision::{self, Decision, Failure, Reply, IDENTITY_HEADERS};
+use crate::headers::is_safe_value;
+use crate::jwt::{self, Refusal};
 use crate::metrics::Metric;
 use crate::request::RequestView;
 use crate::routes::{self, EndpointCall};
-use crate::state::{Protection, Settings, StatePoll, Verdict};
+use crate::state::{IdentityJwt, Protection, Settings, StatePoll, Verdict};
 use crate::token::{self, BodyToken, Found, Source};
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -86,6 +90,8 @@ enum Waiting {
         /// What the worker had applied when the check left.
         mark: worker::CheckMark,
     },
+    /// The service's state again: a JWT named a key this worker does not know.
+    Keys(Found),
     Relay,
 }
 
@@ -115,6 +121,9 @@ pub struct Flow {
     body_size: usize,
     /// This request already fetched the state itself (it never does twice).
     fetched_state: bool,
+    /// The JWT access token presented, once recognised: forwarded itself as the identity JWT
+    /// when it was verified locally.
+    jwt: Option<String>,
 }
 
 impl Flow {
@@ -129,6 +138,7 @@ impl Flow {
             ended: false,
             body_size: 0,
             fetched_state: false,
+            jwt: None,
         }
     }
 
@@ -185,6 +195,7 @@ impl Flow {
         match waiting {
             Waiting::State => self.state_answered(host, answer),
             Waiting::Check { digest, mark } => self.check_answered(host, digest, mark, answer),
+            Waiting::Keys(found) => self.keys_answered(host, found, answer),
             Waiting::Relay => self.relay_answered(host, answer),
         }
         self.settle(host);
@@ -418,21 +429,138 @@ impl Flow {
         let Some(found) = found else {
             return self.decide(host, Err(Failure::Missing));
         };
-        if !token::plausible(&found.token) {
-            return self.decide(host, Ok(&Verdict::Invalid));
-        }
-        let digest = self
+        // Recognised once per request: the header is parsed here and nowhere else.
+        let candidate = self
             .worker
             .borrow()
-            .cache_key(&self.service, &cache::digest(&found.token));
+            .verifies_jwts()
+            .then(|| jwt::recognise(&found.token))
+            .flatten();
+        let plausible = match candidate {
+            Some(_) => token::plausible_jwt(&found.token),
+            None => token::plausible(&found.token),
+        };
+        if !plausible {
+            return self.decide(host, Ok(&Verdict::Invalid));
+        }
+        let raw = cache::digest(&found.token);
+        let digest = self.worker.borrow().cache_key(&self.service, &raw);
+        let forwards_jwt = self
+            .settings
+            .as_ref()
+            .is_some_and(|s| s.identity_jwt_header.is_some());
+        if candidate.is_some() && forwards_jwt {
+            self.jwt = Some(found.token.clone());
+        }
         let cached = self.worker.borrow_mut().cached(host, &digest);
         if let Some(verdict) = cached {
             return self.decide(host, Ok(&verdict));
         }
-        let call = self.worker.borrow().check_call(&self.service, &found.token);
+        match candidate {
+            Some(candidate) => self.verify_jwt(host, &found, &candidate, raw, digest),
+            None => self.check(host, &found.token, digest),
+        }
+    }
+
+    /// Asks the token-service about a token (gateway-protocol.md §2).
+    fn check(&mut self, host: &dyn Host, token: &str, digest: TokenDigest) {
+        let mut call = self.worker.borrow().check_call(&self.service, token);
+        // The identity JWT names the route's issuer (contract §6): the route prefix is read
+        // only when the plugin asks for one.
+        let forwards_identity = self
+            .settings
+            .as_ref()
+            .is_some_and(|s| s.identity_jwt_header.is_some());
+        if forwards_identity {
+            if let Some(prefix) = host.route_prefix() {
+                let prefix = prefix.trim_end_matches('/').to_string();
+                call.headers.push(("x-gateway-prefix".to_string(), prefix));
+            }
+        }
         self.count(Metric::ChecksSent);
         let mark = self.worker.borrow().check_mark();
         self.dispatch(host, &call, Waiting::Check { digest, mark });
+    }
+
+    /// A JWT access token (contract §5): verified here with the published keys, no call,
+    /// unless its key is unknown (one bounded refresh first) or it is distrusted (asked about).
+    fn verify_jwt(
+        &mut self,
+        host: &dyn Host,
+        found: &Found,
+        candidate: &jwt::Candidate,
+        raw: TokenDigest,
+        key: TokenDigest,
+    ) {
+        let now = host.now();
+        let outcome = self
+            .worker
+            .borrow()
+            .verify_jwt(&self.service, candidate, now);
+        let verdict = match outcome {
+            Err(Refusal::UnknownKid) => return self.unknown_kid(host, found.clone()),
+            Err(Refusal::GlobalToken) => Verdict::GlobalToken,
+            Err(_) => Verdict::Invalid,
+            Ok(_) if self.worker.borrow().distrusts(&self.service, &raw, now) => {
+                self.count(Metric::JwtCheckedRemotely);
+                return self.check(host, &found.token, key);
+            }
+            Ok(identity) => {
+                self.count(Metric::JwtVerifiedLocally);
+                Verdict::Active(Rc::new(identity))
+            }
+        };
+        self.worker.borrow_mut().remember(host, key, &verdict);
+        self.decide(host, Ok(&verdict));
+    }
+
+    /// An unknown `kid`: the key may have been published since this worker's last poll, so
+    /// the state is asked for once (at most once a second per service per worker, and once
+    /// per request); still unknown, the token is refused (not cached: the key may come).
+    fn unknown_kid(&mut self, host: &dyn Host, found: Found) {
+        let now = host.now();
+        let may = !self.fetched_state
+            && self
+                .worker
+                .borrow_mut()
+                .may_refresh_keys(&self.service, now);
+        if !may {
+            return self.decide(host, Ok(&Verdict::Invalid));
+        }
+        self.fetched_state = true;
+        let worker = self.worker.borrow();
+        let call = worker.state_call(&self.service, worker.seq(&self.service));
+        drop(worker);
+        let Some(call) = call else {
+            return self.decide(host, Ok(&Verdict::Invalid));
+        };
+        self.count(Metric::StatePolls);
+        self.dispatch(host, &call, Waiting::Keys(found));
+    }
+
+    fn keys_answered(&mut self, host: &dyn Host, found: Found, answer: &CallAnswer) {
+        // Whether the key exists is unknown without an answer: an outage, never a 401 the
+        // client would take as "this token is bad" (nor a pass).
+        if self.applied_poll(host, answer) {
+            // The settings the request started with still decide it; only the keys are new.
+            self.authenticate(host, Some(found));
+        }
+    }
+
+    /// Applies a state poll's answer to the worker; answers 503 (and says false) when there
+    /// is none to apply.
+    fn applied_poll(&mut self, host: &dyn Host, answer: &CallAnswer) -> bool {
+        let poll = (answer.status() == Some("200"))
+            .then(|| StatePoll::parse(&answer.body))
+            .flatten();
+        let Some(poll) = poll else {
+            self.count(Metric::StatePollFailed);
+            self.reply(host, &decision::unavailable(UNAVAILABLE));
+            return false;
+        };
+        let service = self.service.clone();
+        self.worker.borrow_mut().apply_poll(host, &service, poll);
+        true
     }
 
     fn fetch_state(&mut self, host: &dyn Host) {
@@ -459,17 +587,10 @@ impl Flow {
 
     fn state_answered(&mut self, host: &dyn Host, answer: &CallAnswer) {
         self.fetched_state = true;
-        let poll = (answer.status() == Some("200"))
-            .then(|| StatePoll::parse(&answer.body))
-            .flatten();
-        let Some(poll) = poll else {
-            self.count(Metric::StatePollFailed);
-            return self.reply(host, &decision::unavailable(UNAVAILABLE));
-        };
-        let service = self.service.clone();
-        self.worker.borrow_mut().apply_poll(host, &service, poll);
-        // Now as if the state had been there when the request came.
-        self.begin(host);
+        if self.applied_poll(host, answer) {
+            // Now as if the state had been there when the request came.
+            self.begin(host);
+        }
     }
 
     fn check_answered(
@@ -556,8 +677,41 @@ impl Flow {
             self.count(metric);
         }
         match outcome {
-            Decision::Forward(plan) => self.allow(host, &plan),
+            Decision::Forward(plan) => {
+                self.allow(host, &plan);
+                self.forward_identity_jwt(host, &settings, verdict);
+            }
             Decision::Reply(reply) => self.reply(host, &reply),
+        }
+    }
+
+    /// `identity_jwt_header` (contract §6): the check answer's identity JWT, or the JWT access
+    /// token itself when it was verified locally; the header is removed otherwise (an
+    /// anonymous request, an answer without one), so a client cannot send its own.
+    fn forward_identity_jwt(
+        &self,
+        host: &dyn Host,
+        settings: &Settings,
+        verdict: Result<&Verdict, Failure>,
+    ) {
+        let Some(header) = settings.identity_jwt_header.as_deref() else {
+            return;
+        };
+        let jwt = match verdict {
+            Ok(Verdict::Active(identity)) => match &identity.identity_jwt {
+                Some(IdentityJwt::AccessToken) => self.jwt.as_deref(),
+                Some(IdentityJwt::Issued(jwt)) => Some(jwt.as_str()),
+                None => None,
+            },
+            _ => None,
+        }
+        .filter(|jwt| is_safe_value(jwt));
+        match jwt {
+            Some(jwt) if header == "authorization" => {
+                host.set_request_header(header, Some(&format!("Bearer {jwt}")))
+            }
+            Some(jwt) => host.set_request_header(header, Some(jwt)),
+            None => host.set_request_header(header, None),
         }
     }
 

@@ -26,6 +26,9 @@ fn settings() -> Settings {
         global_credentials: false,
         anonymous: None,
         anonymous_error: None,
+        access_token_format: Default::default(),
+        identity_jwt_header: None,
+        identity_headers: true,
     }
 }
 
@@ -39,6 +42,10 @@ fn poll(settings: Option<Settings>) -> StatePoll {
             name: Some("s".into()),
         }),
         plugin: settings,
+        issuer: None,
+        keys: vec![],
+        distrusted: vec![],
+        distrust_all: false,
     }
 }
 

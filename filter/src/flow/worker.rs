@@ -6,8 +6,10 @@
 use super::host::{Call, Host, Level};
 use crate::cache::{self, Entry, LocalCache, TokenDigest};
 use crate::config::{FilterConfig, IntrospectionMode, Mode};
+use crate::distrust::Distrust;
+use crate::jwt::{self, KeySet, PublishedKey};
 use crate::metrics::{Counters, Metric};
-use crate::state::{Protection, Settings, StatePoll, Verdict};
+use crate::state::{Identity, Protection, Settings, StatePoll, Verdict};
 use crate::token;
 use std::collections::BTreeMap;
 use std::rc::Rc;
@@ -34,6 +36,15 @@ pub struct ServiceState {
     pub settings: Option<Rc<Settings>>,
     /// The change-feed position of the latest poll.
     pub seq: i64,
+    /// The service's id (what a JWT's `service_id` names), once known.
+    pub service_id: Option<String>,
+    /// What JWT access tokens are verified with (shared until the keys change).
+    pub jwt: Rc<JwtKeys>,
+    /// JWTs to ask about rather than verify.
+    pub distrust: Distrust,
+    /// The distrust set needs a reset answer to be complete: the next poll carries no
+    /// feed position (docs/jwt-access-tokens.md §4, `distrust_all`).
+    pub wants_complete_distrust: bool,
 }
 
 impl ServiceState {
@@ -42,7 +53,59 @@ impl ServiceState {
             protection: Protection::Unknown,
             settings: None,
             seq: 0,
+            service_id: None,
+            jwt: Rc::default(),
+            distrust: Distrust::default(),
+            wants_complete_distrust: false,
         }
+    }
+
+    /// Where the next poll starts: a negative position asks for a reset answer.
+    fn poll_from(&self) -> i64 {
+        if self.wants_complete_distrust {
+            -1
+        } else {
+            self.seq
+        }
+    }
+}
+
+/// The issuer and published keys of a state answer, with the keys parsed: made again only
+/// when an answer's differ (every answer carries them), never per request.
+#[derive(Debug, Default)]
+pub struct JwtKeys {
+    pub issuer: Option<String>,
+    published: Vec<PublishedKey>,
+    pub keys: KeySet,
+}
+
+impl JwtKeys {
+    fn of(poll: &StatePoll, previous: &Rc<JwtKeys>, host: &dyn Host) -> Rc<JwtKeys> {
+        if previous.issuer == poll.issuer && previous.published == poll.keys {
+            return previous.clone();
+        }
+        if poll.keys.len() > jwt::MAX_KEYS {
+            host.log(
+                Level::Warn,
+                &format!(
+                    "the state names {} signing keys; the first {} are used",
+                    poll.keys.len(),
+                    jwt::MAX_KEYS
+                ),
+            );
+        }
+        let (keys, unusable) = KeySet::from_published(&poll.keys);
+        if !unusable.is_empty() {
+            host.log(
+                Level::Warn,
+                &format!("published signing keys the filter cannot use (their JWTs are refused): {unusable:?}"),
+            );
+        }
+        Rc::new(JwtKeys {
+            issuer: poll.issuer.clone(),
+            published: poll.keys.clone(),
+            keys,
+        })
     }
 }
 
@@ -62,6 +125,8 @@ pub struct Worker {
     /// `revocations_applied`'s count.
     recent_revocations: std::collections::VecDeque<(u64, TokenDigest)>,
     revocations_applied: u64,
+    /// When each service's keys were last refreshed for an unknown `kid` (Unix seconds).
+    key_refreshes: BTreeMap<String, u64>,
 }
 
 /// What a worker had applied when a check was sent: its answer may only be cached (or trusted)
@@ -95,7 +160,7 @@ impl Worker {
                     ServiceState {
                         protection: Protection::On(settings.clone()),
                         settings: Some(Rc::new(settings)),
-                        seq: 0,
+                        ..ServiceState::unknown()
                     },
                 );
             }
@@ -116,6 +181,7 @@ impl Worker {
             counters: Counters::default(),
             recent_revocations: std::collections::VecDeque::new(),
             revocations_applied: 0,
+            key_refreshes: BTreeMap::new(),
         }
     }
 
@@ -157,7 +223,7 @@ impl Worker {
         }
         self.services
             .iter()
-            .map(|(name, state)| (name.clone(), state.seq))
+            .map(|(name, state)| (name.clone(), state.poll_from()))
             .collect()
     }
 
@@ -236,14 +302,73 @@ impl Worker {
             Protection::On(settings) => Some(Rc::new(settings.clone())),
             _ => None,
         };
-        let state = ServiceState {
-            protection,
-            settings,
-            seq: poll.seq,
-        };
-        if self.services.contains_key(service) || self.services.len() < MAX_SERVICES {
-            self.services.insert(service.to_string(), state);
+        if !self.services.contains_key(service) && self.services.len() >= MAX_SERVICES {
+            return;
         }
+        let state = self
+            .services
+            .entry(service.to_string())
+            .or_insert_with(ServiceState::unknown);
+        state.jwt = JwtKeys::of(&poll, &state.jwt, host);
+        state.wants_complete_distrust = state.distrust.apply(&poll, host.now());
+        state.service_id = poll.service.as_ref().map(|s| s.id.clone());
+        state.protection = protection;
+        state.settings = settings;
+        state.seq = poll.seq;
+    }
+
+    /// Replaces a service's distrust set with the poller's complete one (the native build's
+    /// worker that missed answers: their distrusted JWTs are not in what it applies).
+    pub fn replace_distrust(&mut self, service: &str, distrust: Distrust) {
+        if let Some(state) = self.services.get_mut(service) {
+            state.distrust = distrust;
+        }
+    }
+
+    /// Contract §5 steps 1–6 for a JWT presented to `service`, with its latest state.
+    pub fn verify_jwt(
+        &self,
+        service: &str,
+        candidate: &jwt::Candidate,
+        now: u64,
+    ) -> Result<Identity, jwt::Refusal> {
+        let state = self.services.get(service).ok_or(jwt::Refusal::UnknownKid)?;
+        let settings = state.settings.as_ref().ok_or(jwt::Refusal::UnknownKid)?;
+        let ctx = jwt::Context {
+            keys: &state.jwt.keys,
+            issuer: state.jwt.issuer.as_deref().unwrap_or_default(),
+            service_id: state.service_id.as_deref().unwrap_or_default(),
+            global_credentials: settings.global_credentials,
+            now,
+        };
+        jwt::verify(candidate, &ctx)
+    }
+
+    /// Step 7: whether a JWT (raw digest) is distrusted for `service` and must be asked about.
+    pub fn distrusts(&self, service: &str, digest: &TokenDigest, now: u64) -> bool {
+        match self.services.get(service) {
+            Some(state) => state.distrust.asks(digest, now),
+            None => true,
+        }
+    }
+
+    /// Whether an unknown `kid` may make this worker poll `service`'s state now: at most once
+    /// per second per service (a client inventing key ids costs one poll a second at most).
+    pub fn may_refresh_keys(&mut self, service: &str, now: u64) -> bool {
+        if self.key_refreshes.get(service) == Some(&now) {
+            return false;
+        }
+        if self.key_refreshes.len() >= MAX_SERVICES && !self.key_refreshes.contains_key(service) {
+            self.key_refreshes.clear();
+        }
+        self.key_refreshes.insert(service.to_string(), now);
+        true
+    }
+
+    /// Whether JWT access tokens are verified here: only against our own token-service (a
+    /// third-party server's tokens are introspected, whatever their shape).
+    pub fn verifies_jwts(&self) -> bool {
+        matches!(self.config.mode, Mode::TokenService { .. })
     }
 
     fn note_revocation(&mut self, key: TokenDigest) {
@@ -356,6 +481,13 @@ impl Worker {
 
     fn slot_key(&self, key: &TokenDigest) -> String {
         cache::slot_key(&self.slot_prefix, key, self.config.cache.slots)
+    }
+
+    /// The change-feed position this worker holds for a service (0 before its first answer).
+    pub fn seq(&self, service: &str) -> i64 {
+        self.services
+            .get(service)
+            .map_or(0, ServiceState::poll_from)
     }
 
     /// The call asking for a service's state (settings and the change feed after `since`).
@@ -574,6 +706,9 @@ fn local_settings(mode: &IntrospectionMode) -> Settings {
         global_credentials: false,
         anonymous: None,
         anonymous_error: None,
+        access_token_format: Default::default(),
+        identity_jwt_header: None,
+        identity_headers: true,
     }
 }
 

@@ -16,6 +16,29 @@ pub enum TrimError {
     Truncated,
 }
 
+/// Imports Envoy provides: its proxy-wasm ABI (`env.proxy_*`) and WASI preview 1. Anything
+/// else (a `wasm_js` `getrandom`'s `__wbindgen_placeholder__`, an `env` symbol a C dependency
+/// left undefined) makes Envoy refuse the module at load time, after a build that "worked".
+fn envoy_provides(module: &str, name: &str) -> bool {
+    (module == "env" && name.starts_with("proxy_")) || module == "wasi_snapshot_preview1"
+}
+
+/// The imports of `module` that Envoy does not provide (`module.name`), in order.
+pub fn foreign_imports(module: &[u8]) -> Result<Vec<String>, TrimError> {
+    let mut foreign = Vec::new();
+    for payload in Parser::new(0).parse_all(module) {
+        if let Payload::ImportSection(reader) = payload? {
+            for import in reader {
+                let import = import?;
+                if !envoy_provides(import.module, import.name) {
+                    foreign.push(format!("{}.{}", import.module, import.name));
+                }
+            }
+        }
+    }
+    Ok(foreign)
+}
+
 pub struct Trimmed {
     pub module: Vec<u8>,
     /// The names that were exported and are not any more.
@@ -146,6 +169,35 @@ mod tests {
         let twice = without_exports(&once, &["proxy_on_log"]).unwrap();
         assert!(twice.removed.is_empty());
         assert_eq!(twice.module, once);
+    }
+
+    fn module_importing(imports: &[(&str, &str)]) -> Vec<u8> {
+        let mut types = TypeSection::new();
+        types.ty().function([], []);
+        let mut section = wasm_encoder::ImportSection::new();
+        for (module, name) in imports {
+            section.import(module, name, wasm_encoder::EntityType::Function(0));
+        }
+        let mut module = Module::new();
+        module.section(&types).section(&section);
+        module.finish()
+    }
+
+    #[test]
+    fn imports_envoy_does_not_provide_are_named() {
+        let module = module_importing(&[
+            ("env", "proxy_log"),
+            ("wasi_snapshot_preview1", "random_get"),
+            ("__wbindgen_placeholder__", "__wbindgen_describe"),
+            ("env", "memcpy"),
+        ]);
+        assert_eq!(
+            foreign_imports(&module).unwrap(),
+            ["__wbindgen_placeholder__.__wbindgen_describe", "env.memcpy"]
+        );
+        let clean =
+            module_importing(&[("env", "proxy_log"), ("wasi_snapshot_preview1", "fd_write")]);
+        assert!(foreign_imports(&clean).unwrap().is_empty());
     }
 
     #[test]
