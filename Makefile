@@ -1,7 +1,8 @@
 # OAuth 2.0 for Envoy — build, run and test.
 #   make run    the whole stack (token-service, demo upstream, Envoy) in the foreground
 #   make run-cluster  the same with three token-service replicas on one PostgreSQL
-#   make test   unit tests (native and wasm), config validation, end-to-end tests via Envoy
+#   make test   unit tests (native and wasm), config validation, end-to-end tests via Envoy,
+#               the compose stack built from source and run on a real Docker engine
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
@@ -18,7 +19,7 @@ comma       := ,
 # Debian packages the tests need (docker-compose, chromium) are installed when missing.
 APT_GET     := $(shell [ "$$(id -u)" = 0 ] && echo apt-get || echo sudo apt-get)
 
-.PHONY: help setup build build-native run run-cluster test test-unit test-wasm test-e2e test-openapi validate fuzz fuzz-short fuzz-setup bench lint fmt clean
+.PHONY: help setup build build-native run run-cluster test test-unit test-wasm test-e2e test-openapi validate fuzz fuzz-short fuzz-setup bench lint fmt clean docker-standins test-docker test-docker-faults
 
 help:
 	@echo "make run    start token-service (:8080, admin :8001), demo upstream (:3000) and Envoy (:8000, :8443)"
@@ -29,6 +30,9 @@ help:
 	@echo "make bench  the filter against plain Envoy and ext_authz (writes BENCHMARKS.md)"
 	@echo "make fuzz   fuzz every parser with libFuzzer, 60 s each (FUZZ_SECONDS=; make test replays the seeds and past crashes)"
 	@echo "make lint   rustfmt check and clippy with warnings denied"
+	@echo "make test-docker  docker compose build + up on a real engine (started if none answers), the tutorial against it, down -v"
+	@echo "make test-docker-faults  the cluster profile on a real Docker engine under faults (kill, network cuts, restarts), down -v"
+	@echo "make docker-standins  local stand-ins for the official images docker-compose.yml needs, where no registry answers"
 
 setup: $(ENVOY) $(VENV)/.wasmtime .rustup-wasm-target
 
@@ -72,7 +76,7 @@ run: build
 run-cluster: build
 	@RUN_DIR=$(RUN_DIR) ENVOY=$(ENVOY) CLUSTER_ENDPOINTS=$(CLUSTER_ENDPOINTS) $(CURDIR)/scripts/run-cluster.sh
 
-test: build test-unit test-wasm validate fuzz-short test-e2e test-openapi
+test: build test-unit test-wasm validate fuzz-short test-e2e test-openapi test-docker test-docker-faults
 	@echo "==> all tests passed"
 
 # The store's tests run on both backends: a throwaway PostgreSQL (scripts/pg.sh) serves the
@@ -110,6 +114,36 @@ validate: build
 	@echo "==> docker-compose.yml: the compose file, its two topologies (default; profile cluster) and the Envoy configuration each renders"
 	scripts/check-compose.sh $(ENVOY) $(WASM) $(RUN_DIR)/validate/certs $(RUN_DIR)/validate/compose
 
+# The Docker engine the compose stack's targets use: scripts/docker-engine.sh starts dockerd
+# (as root) only when none answers, and records that here so that only what it started is stopped.
+DOCKER_ENGINE_DIR := $(RUN_DIR)/docker-engine
+
+# For a machine that reaches no image registry: every official image the compose stack names is
+# used when present or pullable, else built locally as a labelled stand-in under the same name
+# (scripts/docker-standins.sh). The engine is left running for `docker compose up`.
+docker-standins: setup
+	@scripts/docker-engine.sh start $(DOCKER_ENGINE_DIR)
+	@echo "==> the official images docker-compose.yml and Dockerfile name (local stand-ins where none can be pulled)"
+	@scripts/docker-standins.sh
+	@[ ! -f $(DOCKER_ENGINE_DIR)/started ] || echo "    dockerd left running for docker compose; scripts/docker-engine.sh stop $(DOCKER_ENGINE_DIR) stops it"
+
+# The compose stack on a real Docker engine, as its user runs it (scripts/test-docker.sh): the
+# engine (installed and started when none answers, stopped after if so), the official images
+# (stand-ins where none can be pulled), `docker compose build` from source, `up -d` on free
+# ports, README.md's tutorial against them (tests/tests/docker/), then `down -v` whatever
+# happened, checking that nothing of the project is left.
+test-docker: setup
+	@RUN_DIR=$(RUN_DIR)/test-docker scripts/test-docker.sh
+
+# The cluster fault tests across real container hosts (tests/tests/docker_faults/, issue 20):
+# the compose profile `cluster` brought up on free ports, then docker kill of a replica under
+# load, docker network disconnect of a replica from PostgreSQL and of PostgreSQL from everyone,
+# a revocation while a replica is partitioned, docker restart of Envoy, each bounded in time
+# (FAULTS_TIMEOUT, 300 s, for all), and docker compose down -v whatever happened
+# (scripts/test-docker-faults.sh; the engine started only when none answers, as test-docker).
+test-docker-faults: setup
+	@RUN_DIR=$(RUN_DIR)/test-docker-faults scripts/test-docker-faults.sh
+
 # The browser test (tests/tests/e2e/browser.rs) drives headless Chromium through chromedriver.
 .PHONY: browser-setup
 browser-setup:
@@ -118,6 +152,19 @@ browser-setup:
 	  sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); \
 	  $$sudo apt-get update -q && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -q chromium chromium-driver; \
 	fi
+
+# The real-client test (tests/tests/e2e/real_clients.rs) runs Node.js (the machine's, 20.19 or
+# later: jose 6 and openid-client 6 need it) with the npm packages tests/clients/package-lock.json
+# pins (jose, oauth4webapi, openid-client), installed with `npm ci` when missing or outdated.
+CLIENTS := $(CURDIR)/tests/clients
+.PHONY: clients-setup
+clients-setup: $(CLIENTS)/node_modules/.package-lock.json
+
+$(CLIENTS)/node_modules/.package-lock.json: $(CLIENTS)/package.json $(CLIENTS)/package-lock.json
+	@node -e 'const [a, b] = process.versions.node.split(".").map(Number); process.exit(a > 20 || (a === 20 && b >= 19) ? 0 : 1)' \
+	  || { echo "the real-client test needs Node.js 20.19 or later and npm (found: $$(node --version 2>&1))" >&2; exit 1; }
+	@echo "==> installing the real-client test's npm packages (jose, oauth4webapi, openid-client; npm ci in tests/clients)"
+	cd $(CLIENTS) && npm ci --no-audit --no-fund --loglevel=error
 
 # Two passes: the wasm filter on SQLite (one token-service), then the native filter on
 # PostgreSQL: a throwaway server (scripts/pg.sh, in a temp dir, stopped however the pass ends)
@@ -128,7 +175,7 @@ browser-setup:
 # for more), as on a busy machine: the suite must pass so.
 E2E_WITH_LOAD := $(if $(filter 1,$(E2E_LOAD)),$(CURDIR)/scripts/with-cpu-hog.sh)
 
-test-e2e: build browser-setup
+test-e2e: build browser-setup clients-setup
 	@echo "==> end-to-end tests: real token-service, demo upstream and Envoy processes (wasm filter, SQLite)"
 	$(E2E_WITH_LOAD) env ENVOY_BIN=$(ENVOY) cargo test -p e2e -- --test-threads 2
 	@echo "==> the same end-to-end suite against the native filter (Envoy dynamic module) and PostgreSQL:"

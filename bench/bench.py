@@ -4,8 +4,9 @@
 Starts the real processes (token-service with its SQLite file, the demo upstream, and one Envoy
 per configuration rendered from envoy/envoy.yaml.tmpl: plain, plain with the template's access
 log, the empty dynamic module, the wasm filter (with and without a plugin), the native filter
-(dynamic module, with and without a plugin) and Envoy's ext_authz filter calling the
-token-service). Every Envoy but the one with the access log is lean: no access log. Drives them
+(dynamic module, with and without a plugin), Envoy's ext_authz filter calling the token-service,
+both builds for a plugin issuing JWT access tokens, and Envoy's jwt_authn filter with and without
+its cache, verifying RS256 JWTs of a key the bench generates). Every Envoy but the one with the access log is lean: no access log. Drives them
 with wrk on loopback, interleaving the scenarios round by round, then loads the pairs of each
 ratio side by side. Prints requests/s, p50/p99 and Envoy CPU per request, writes BENCHMARKS.md,
 and ends with the `bench:` summary line.
@@ -28,6 +29,8 @@ import urllib.parse
 import urllib.request
 from datetime import datetime, timezone
 
+import jwt_peer
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BENCH = os.path.join(ROOT, "bench")
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
@@ -35,12 +38,28 @@ SECONDS = int(os.environ.get("BENCH_SECONDS", "3"))
 CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "32"))
 MISS_TOKENS = int(os.environ.get("BENCH_MISS_TOKENS", "80000"))
 PAIR_ROUNDS = int(os.environ.get("BENCH_PAIR_ROUNDS", "5"))
+# JWT access tokens minted (client_credentials, `access_token_format: jwt`) for the scenarios
+# where each request brings a new JWT: many more than the filter's cache holds (16384 slots).
+JWT_TOKENS = int(os.environ.get("BENCH_JWT_TOKENS", "50000"))
+# Tokens signed by the bench for Envoy's jwt_authn without its cache (which keeps nothing, so a
+# few suffice; the same wrk script and token length as our filter's side of the pair).
+JWT_AUTHN_TOKENS = int(os.environ.get("BENCH_JWT_AUTHN_TOKENS", "1000"))
+JWT_AUTHN_ISSUER = "https://bench.jwt-authn.example/bench"
+# e.g. BENCH_ONLY=1,2n,3n while working on one path (a partial run rewrites nothing).
+ONLY = [key for key in os.environ.get("BENCH_ONLY", "").split(",") if key]
+OUR_JWT_SCENARIOS = ("2wj", "2nj", "3wj", "3nj")
+# Our JWT scenarios need a token-service issuing JWTs and 50,000 JWTs minted: a partial run
+# without them (BENCH_ONLY=1,7c,7u,2n) skips both.
+OUR_JWTS = not ONLY or any(key in ONLY for key in OUR_JWT_SCENARIOS)
 # The ratios, each from the pair loaded side by side: (scenario, baseline). The first three feed
 # the `bench:` line's ratios; the rest are for the picture.
 PAIRS = [("2w", "1"), ("2n", "1"), ("3n", "5"), ("0e", "1"), ("0w", "1"), ("2n", "1h"), ("2w", "1h"),
          ("2wm", "1"), ("2nm", "1"),
-         ("3w", "5"), ("3n", "1"), ("3w", "1"), ("4n", "1"), ("4w", "1"), ("1", "5"), ("1L", "1")]
-INDEX_ENTRIES = 2 * MISS_TOKENS + 10000
+         ("3w", "5"), ("3n", "1"), ("3w", "1"), ("4n", "1"), ("4w", "1"), ("1", "5"), ("1L", "1"),
+         # Issue 21: JWT access tokens against Envoy's jwt_authn and the ext_authz peer.
+         ("2nj", "7c"), ("2wj", "7c"), ("2n", "7c"), ("2w", "7c"), ("3nj", "7u"), ("3nj", "5"), ("3wj", "5"),
+         ("3wj", "7u"), ("7c", "1"), ("7u", "1")]
+INDEX_ENTRIES = 2 * MISS_TOKENS + JWT_TOKENS + 10000
 ENVOY = os.environ.get("ENVOY", os.path.join(ROOT, ".venv", "bin", "envoy"))
 TARGET = os.path.join(ROOT, "target")
 WASM = os.environ.get("BENCH_WASM", os.path.join(TARGET, "wasm32-wasip1", "wasm", "oauth2_filter.wasm"))
@@ -62,6 +81,17 @@ TARGETS = [
     ("wasm cached adds ≤ 10 µs Envoy CPU per request", "wasm_added_us", "<=", 10.0),
     ("token-service ≥ 5,000 durable client_credentials tokens/s", "issue_rps", ">=", 5000),
     ("token-service ≥ 30,000 checks/s", "check_rps", ">=", 30000),
+    # Issue 21 (side by side with Envoy's jwt_authn, RS256).
+    ("native cached JWT ≥ 1.05× jwt_authn with its cache", "native_vs_jwt_authn", ">=", 1.05),
+    ("native cached opaque token ≥ 1.05× jwt_authn with its cache", "native_opaque_vs_jwt_authn", ">=", 1.05),
+    ("wasm cached JWT ≥ 0.95× jwt_authn with its cache", "wasm_vs_jwt_authn", ">=", 0.95),
+    ("wasm cached opaque token ≥ 0.95× jwt_authn with its cache", "wasm_opaque_vs_jwt_authn", ">=", 0.95),
+    ("native new JWT each request ≥ 0.95× jwt_authn without its cache", "native_jwt_miss_vs_jwt_authn_uncached",
+     ">=", 0.95),
+    ("native new JWT each request ≥ 1.5× the ext_authz peer", "native_jwt_miss_vs_ext_authz", ">=", 1.5),
+    ("wasm new JWT each request ≥ 1.0× the ext_authz peer", "wasm_jwt_miss_vs_ext_authz", ">=", 1.0),
+    ("no token-service call for a JWT of a published key (checks sent in the JWT scenarios)", "jwt_checks_sent",
+     "<=", 0),
 ]
 
 EXT_AUTHZ_FILTER = """          - name: envoy.filters.http.ext_authz
@@ -145,11 +175,11 @@ def http(method, url, body=None, headers=None):
         return e.code, e.read()
 
 
-def wait_for(url, what, accept=lambda status: status < 500):
+def wait_for(url, what, accept=lambda status: status < 500, headers=None):
     deadline = time.time() + 20
     while time.time() < deadline:
         try:
-            status, _ = http("GET", url)
+            status, _ = http("GET", url, headers=headers)
             if accept(status):
                 return
         except OSError:
@@ -264,7 +294,7 @@ def parse_wrk(out):
 
 
 def median_of(samples):
-    keys = [k for k in samples[0] if k.startswith(("cpu_", "busy")) or k in ("rps", "p50", "p99", "miss")]
+    keys = [k for k in samples[0] if k.startswith(("cpu_", "busy")) or k in ("rps", "p50", "p99", "miss", "checks", "local")]
     return {key: statistics.median(s[key] for s in samples) for key in keys}
 
 
@@ -315,10 +345,11 @@ def measured(pids, load):
 
 
 def cache_counts(admin_port):
-    """The filter's cache counters (either build): (misses, hits)."""
-    query = urllib.parse.quote(r"oauth2\.cache\.")
+    """The filter's counters (either build): (cache misses, cache hits, checks sent to the
+    token-service, JWTs verified locally)."""
+    query = urllib.parse.quote(r"oauth2\.(cache|check|jwt)\.")
     _, body = http("GET", f"http://127.0.0.1:{admin_port}/stats?filter={query}")
-    miss = hits = 0
+    miss = hits = sent = local = 0
     for line in body.decode().splitlines():
         name, _, value = line.partition(": ")
         if not value.strip().isdigit():
@@ -327,7 +358,11 @@ def cache_counts(admin_port):
             miss += int(value)
         elif name.endswith(("oauth2.cache.hit_worker", "oauth2.cache.hit_shared")):
             hits += int(value)
-    return miss, hits
+        elif name.endswith("oauth2.check.sent"):
+            sent += int(value)
+        elif name.endswith("oauth2.jwt.verified_locally"):
+            local += int(value)
+    return miss, hits, sent, local
 
 
 def machine():
@@ -366,6 +401,27 @@ def main():
         procs.stop()
 
 
+def mint_jwts(url, ports, app, jwt_file):
+    """JWT_TOKENS JWT access tokens of service bench-jwt into `jwt_file`, minted with
+    client_credentials at the token-service (each RS256-signed and recorded durably); waits
+    until both JWT Envoys accept them (the signing key reached their filters)."""
+    say(f"minting {JWT_TOKENS} JWT access tokens (client_credentials at the token-service, RS256, durable records)")
+    jwt_minted = wrk(f"http://127.0.0.1:{ports['gateway']}/gateway/v1/services/bench-jwt/oauth2/token",
+                     seconds=max(10, JWT_TOKENS // 300), connections=16, script="mint_jwts.lua",
+                     headers=["x-gateway-tls: on", "x-gateway-prefix: /bench"],
+                     args=(f"grant_type=client_credentials&client_id={app['client_id']}"
+                           f"&client_secret={app['client_secret']}&scope=steps", jwt_file, str(JWT_TOKENS)))
+    with open(jwt_file) as f:
+        jwts = [line.strip() for line in f if line.strip()]
+    if len(jwts) < min(JWT_TOKENS, 1000):
+        sys.exit(f"bench: only {len(jwts)} JWTs minted ({jwt_minted['non2xx']} refusals); see {os.path.dirname(jwt_file)}")
+    say(f"minted {len(jwts)} JWTs ({jwt_minted['rps']:.0f}/s, {len(jwts[0])} bytes each)")
+    for name in ("wasm_jwt", "native_jwt"):
+        wait_for(url[name], f"the {name} filter verifying a JWT", accept=lambda s: s == 200,
+                 headers={"Authorization": f"Bearer {jwts[0]}"})
+    return jwts, jwt_minted
+
+
 def run(directory, procs):
     started = time.monotonic()
     ports = {k: free_port() for k in ("gateway", "admin", "upstream")}
@@ -399,6 +455,22 @@ def run(directory, procs):
     _, token = http("POST", f"{admin}/oauth2_tokens", {"credential": {"id": app["id"]}, "service": {"id": service["id"]},
                                                        "expires_in": 3600})
     valid = json.loads(token)["access_token"]
+    # Issue 21: a service whose plugin issues RFC 9068 JWT access tokens, behind Envoys of its own
+    # (a JWT names the service it was issued for: the filter refuses it for another).
+    _, jwt_service = http("POST", f"{admin}/services", {"name": "bench-jwt"})
+    jwt_service = json.loads(jwt_service)
+    status, plugin = http("POST", f"{admin}/services/bench-jwt/plugins", {"name": "oauth2", "config": {
+        "enable_client_credentials": True, "token_expiration": 3600, "scopes": ["steps"],
+        "access_token_format": "jwt"}})
+    if status != 201 and OUR_JWTS:
+        sys.exit(f"bench: the token-service refused a plugin with access_token_format jwt ({status}): {plugin[:300]!r}")
+    say(f"signing {JWT_AUTHN_TOKENS} RS256 JWTs with a key of the bench's for Envoy's jwt_authn (openssl + Python)")
+    peer_key = jwt_peer.RsaKey.generate(directory)
+    peer_jwts = [peer_key.jwt(jwt_peer.access_token_claims(JWT_AUTHN_ISSUER, consumer, app["client_id"], app["id"],
+                                                           jwt_service["id"])) for _ in range(JWT_AUTHN_TOKENS)]
+    peer_file = os.path.join(directory, "jwt-authn-tokens.txt")
+    with open(peer_file, "w") as f:
+        f.write("\n".join(peer_jwts) + "\n")
 
     subprocess.run([os.path.join(ROOT, "scripts", "make-cert.sh"), os.path.join(directory, "certs")], check=True,
                    capture_output=True)
@@ -419,6 +491,12 @@ def run(directory, procs):
         "native": (lambda c: lean(native(one_service(c))), "bench", native_env),
         "native_meta": (lambda c: lean(native(c)), "bench", native_env),
         "ext_authz": (lambda c: lean(with_entry(EXT_AUTHZ_FILTER.format(port=ports["gateway"]))(c)), "bench", {}),
+        **({"wasm_jwt": (lambda c: lean(one_service(c)), "bench-jwt", {}),
+            "native_jwt": (lambda c: lean(native(one_service(c))), "bench-jwt", native_env)} if OUR_JWTS else {}),
+        "jwt_authn": (lambda c: lean(with_entry(jwt_peer.jwt_authn_filter(JWT_AUTHN_ISSUER, peer_key, cache=True))(c)),
+                      "bench", {}),
+        "jwt_authn_nocache": (lambda c: lean(with_entry(jwt_peer.jwt_authn_filter(JWT_AUTHN_ISSUER, peer_key,
+                                                                                  cache=False))(c)), "bench", {}),
     }
     wasm_of = {}
     if WASM_B:
@@ -437,16 +515,23 @@ def run(directory, procs):
     for name, p in envoys.items():
         wait_for(f"http://127.0.0.1:{p['admin']}/ready", f"Envoy ({name})", accept=lambda s: s == 200)
     url = {name: f"http://127.0.0.1:{p['http']}/bench/ping" for name, p in envoys.items()}
-    for name in [n for n in ("wasm", "native", "wasm_meta", "native_meta", "wasm_b", "native_b") if n in url]:
+    for name in [n for n in ("wasm", "native", "wasm_meta", "native_meta", "wasm_b", "native_b", "wasm_jwt",
+                             "native_jwt") if n in url]:
         wait_for(url[name], f"the {name} filter's first state poll", accept=lambda s: s == 401)
     for name in ("wasm_floor", "native_floor", "noop"):
         wait_for(url[name], f"the pass-through filter ({name})", accept=lambda s: s == 200)
+    for name in ("jwt_authn", "jwt_authn_nocache"):
+        wait_for(url[name], f"Envoy's jwt_authn ({name}) accepting the bench's JWT", accept=lambda s: s == 200,
+                 headers={"Authorization": f"Bearer {peer_jwts[0]}"})
 
     say(f"minting {MISS_TOKENS} tokens for the cache-miss scenarios (admin API, durable writes)")
     minted = wrk(f"{admin}/oauth2_tokens", seconds=max(5, MISS_TOKENS // 4000), connections=16,
                  script="mint_tokens.lua", args=("miss-", app["id"], service["id"], "10000000", str(MISS_TOKENS)))
     available = max(1000, min(MISS_TOKENS, minted["requests"] - minted["non2xx"] - 64))
     say(f"minted ~{available} tokens ({minted['rps']:.0f}/s through the admin API)")
+
+    jwt_file = os.path.join(directory, "jwts.txt")
+    jwts, jwt_minted = mint_jwts(url, ports, app, jwt_file) if OUR_JWTS else ([""], {"rps": 0})
 
     bearer = f"Authorization: Bearer {valid}"
     cc_body = f"grant_type=client_credentials&client_id={app['client_id']}&client_secret={app['client_secret']}&scope=steps"
@@ -455,7 +540,7 @@ def run(directory, procs):
     # (3): each Envoy cycles through all the minted tokens, every run going on where its last one
     # stopped, so a token comes back only after `available` others went through the filter's
     # cache (16384 slots, a new token overwrites its slot): nearly every request misses.
-    cursor = {"wasm": 0, "native": 0}
+    cursor = {"wasm": 0, "native": 0, "wasm_jwt": 0, "native_jwt": 0, "jwt_authn_nocache": 0}
 
     def miss(envoy):
         def go(r):
@@ -465,12 +550,22 @@ def run(directory, procs):
             cursor[envoy] += result["requests"] + 2 * CONNECTIONS
             return result
         return go
+    def cycle(envoy, path):
+        """Each request another token of the file, each run going on where the last one stopped."""
+        def go(r):
+            result = wrk(url[envoy], script="cycle_file.lua", args=(path, str(cursor[envoy])))
+            cursor[envoy] += result["requests"] + 2 * CONNECTIONS
+            return result
+        return go
     invalid_runs = iter(range(1_000_000))
     invalid = lambda envoy: lambda r: wrk(url[envoy], script="cycle_tokens.lua",
                                           args=(f"invalid-{next(invalid_runs)}-", "0", "100000000"))
     https = f"https://127.0.0.1:{envoys['wasm']['https']}/bench/oauth2"
     direct = f"http://127.0.0.1:{ports['gateway']}/gateway/v1/services/bench"
-    get = lambda envoy, connections=CONNECTIONS: lambda r: wrk(url[envoy], connections=connections, headers=[bearer])
+    get = lambda envoy, connections=CONNECTIONS, header=bearer: lambda r: wrk(url[envoy], connections=connections,
+                                                                               headers=[header])
+    jwt_bearer = f"Authorization: Bearer {jwts[0]}"
+    peer_bearer = f"Authorization: Bearer {peer_jwts[0]}"
     # Each scenario: its title, the Envoy it loads (None: the token-service directly), its wrk run.
     scenarios = {
         "1": ("plain Envoy (no filter, no access log)", "plain", get("plain")),
@@ -488,6 +583,14 @@ def run(directory, procs):
         "4w": ("wasm filter, invalid tokens", "wasm", invalid("wasm")),
         "4n": ("native filter, invalid tokens", "native", invalid("native")),
         "5": ("ext_authz peer (valid token)", "ext_authz", get("ext_authz")),
+        **({"2wj": ("wasm filter, cached JWT access token", "wasm_jwt", get("wasm_jwt", header=jwt_bearer)),
+            "2nj": ("native filter, cached JWT access token", "native_jwt", get("native_jwt", header=jwt_bearer)),
+            "3wj": ("wasm filter, new JWT each request (verified locally)", "wasm_jwt", cycle("wasm_jwt", jwt_file)),
+            "3nj": ("native filter, new JWT each request (verified locally)", "native_jwt",
+                    cycle("native_jwt", jwt_file))} if OUR_JWTS else {}),
+        "7c": ("Envoy jwt_authn with its cache, same RS256 JWT", "jwt_authn", get("jwt_authn", header=peer_bearer)),
+        "7u": ("Envoy jwt_authn without cache, new RS256 JWT each request", "jwt_authn_nocache",
+               cycle("jwt_authn_nocache", peer_file)),
         **({"2wb": ("wasm filter B (BENCH_WASM_B), cached valid token", "wasm_b", get("wasm_b"))} if WASM_B else {}),
         **({"2nb": ("native filter B (BENCH_NATIVE_B), cached valid token", "native_b", get("native_b"))}
            if NATIVE_B else {}),
@@ -503,9 +606,9 @@ def run(directory, procs):
         "6d": ("client_credentials issuance at the token-service", None, lambda r: wrk(
             f"{direct}/oauth2/token", script="post_body.lua", args=(cc_body,), headers=["x-gateway-tls: on"])),
     }
-    only = os.environ.get("BENCH_ONLY")
-    if only:  # e.g. BENCH_ONLY=1,2n,3n while working on one path
-        scenarios = {key: s for key, s in scenarios.items() if key in only.split(",")}
+    only = ONLY
+    if only:
+        scenarios = {key: s for key, s in scenarios.items() if key in only}
     samples = {key: [] for key in scenarios}
     for r in range(ROUNDS):
         for key, (title, envoy, scenario) in scenarios.items():
@@ -515,16 +618,21 @@ def run(directory, procs):
                 pin(pids[helper], {0, 1} if key.startswith("6") else {1})
             watched = {"envoy": pids[envoy]} if envoy else {}
             watched.update({"service": pids["token-service"], "upstream": pids["upstream"]})
-            counts = cache_counts(envoys[envoy]["admin"]) if key.startswith("3") else None
+            counted = key.startswith("3") or key.endswith("j")
+            counts = cache_counts(envoys[envoy]["admin"]) if counted else None
             result = measured(watched, lambda: scenario(r))
             if counts:
                 after = cache_counts(envoys[envoy]["admin"])
                 result["miss"] = (after[0] - counts[0]) / max(1, after[0] - counts[0] + after[1] - counts[1])
+                result["checks"] = after[2] - counts[2]
+                result["local"] = (after[3] - counts[3]) / max(1, result["requests"])
             samples[key].append(result)
             print(f"    round {r + 1}/{ROUNDS}  {key:>3} {title:<52} {result['rps']:>8.0f} req/s  "
                   f"p50 {result['p50']:.2f} ms  p99 {result['p99']:.2f} ms  non-2xx {result['non2xx']}  "
                   f"CPU us/req: {cpu_line(result)}  busy cpu0 {result['busy0']:.0%} cpu1 {result['busy1']:.0%}"
-                  + (f"  cache misses {result['miss']:.1%}" if "miss" in result else ""), flush=True)
+                  + (f"  cache misses {result['miss']:.1%}" if "miss" in result else "")
+                  + (f"  checks sent {result['checks']}  JWTs verified locally {result['local']:.1%}"
+                     if "checks" in result else ""), flush=True)
 
     results = {key: median_of(s) for key, s in samples.items()}
     profiles = {}
@@ -558,6 +666,15 @@ def run(directory, procs):
         "native_miss_vs_ext_authz": ratio("3n", "5"),
         "wasm_added_us": added("2w", "1"), "native_added_us": added("2n", "1"),
         "issue_rps": results["6d"]["rps"], "check_rps": results["6c"]["rps"],
+        "native_vs_jwt_authn": ratio("2nj", "7c"), "wasm_vs_jwt_authn": ratio("2wj", "7c"),
+        "native_opaque_vs_jwt_authn": ratio("2n", "7c"), "wasm_opaque_vs_jwt_authn": ratio("2w", "7c"),
+        "native_jwt_miss_vs_jwt_authn_uncached": ratio("3nj", "7u"),
+        "native_jwt_miss_vs_ext_authz": ratio("3nj", "5"), "wasm_jwt_miss_vs_ext_authz": ratio("3wj", "5"),
+        "native_jwt_added_vs_jwt_authn_us": added("2nj", "7c"), "wasm_jwt_added_vs_jwt_authn_us": added("2wj", "7c"),
+        "native_jwt_miss_added_vs_jwt_authn_uncached_us": added("3nj", "7u"),
+        # Every check the JWT Envoys sent the token-service during the JWT scenarios' rounds.
+        "jwt_checks_sent": sum(x["checks"] for k in ("2wj", "2nj", "3wj", "3nj") for x in samples[k]),
+        "jwt_issue_rps": jwt_minted["rps"],
     }
     extra = {
         "seq_wasm_added_us": seq_added("2w", "1"), "seq_native_added_us": seq_added("2n", "1"),
@@ -642,7 +759,17 @@ def write_profiles(profiles, titles):
 def bench_line(s):
     return (f"bench: wasm_hit_ratio={s['wasm_hit_ratio']:.2f} native_hit_ratio={s['native_hit_ratio']:.2f} "
             f"native_miss_vs_ext_authz={s['native_miss_vs_ext_authz']:.2f} wasm_added_us={s['wasm_added_us']:.1f} "
-            f"native_added_us={s['native_added_us']:.1f} issue_rps={s['issue_rps']:.0f} check_rps={s['check_rps']:.0f}")
+            f"native_added_us={s['native_added_us']:.1f} issue_rps={s['issue_rps']:.0f} check_rps={s['check_rps']:.0f} "
+            f"native_vs_jwt_authn={s['native_vs_jwt_authn']:.2f} wasm_vs_jwt_authn={s['wasm_vs_jwt_authn']:.2f} "
+            f"native_opaque_vs_jwt_authn={s['native_opaque_vs_jwt_authn']:.2f} "
+            f"wasm_opaque_vs_jwt_authn={s['wasm_opaque_vs_jwt_authn']:.2f} "
+            f"native_jwt_miss_vs_jwt_authn_uncached={s['native_jwt_miss_vs_jwt_authn_uncached']:.2f} "
+            f"native_jwt_miss_vs_ext_authz={s['native_jwt_miss_vs_ext_authz']:.2f} "
+            f"wasm_jwt_miss_vs_ext_authz={s['wasm_jwt_miss_vs_ext_authz']:.2f} "
+            f"native_jwt_added_vs_jwt_authn_us={s['native_jwt_added_vs_jwt_authn_us']:.1f} "
+            f"wasm_jwt_added_vs_jwt_authn_us={s['wasm_jwt_added_vs_jwt_authn_us']:.1f} "
+            f"native_jwt_miss_added_vs_jwt_authn_uncached_us={s['native_jwt_miss_added_vs_jwt_authn_uncached_us']:.1f} "
+            f"jwt_checks_sent={s['jwt_checks_sent']} jwt_issue_rps={s['jwt_issue_rps']:.0f}")
 
 
 def met(value, op, bound):
@@ -769,7 +896,13 @@ def write_report(titles, results, summary, extra, samples, pairs, m, sizes, serv
         f"p99 {extra['added_p99_w'] * 1000:+.0f} µs; native p50 {extra['added_p50_n'] * 1000:+.0f} µs, "
         f"p99 {extra['added_p99_n'] * 1000:+.0f} µs.",
         "Share of (3)'s requests that missed the filter's cache (its own counters): "
-        f"wasm {results['3w']['miss']:.1%}, native {results['3n']['miss']:.1%}.",
+        f"wasm {results['3w']['miss']:.1%}, native {results['3n']['miss']:.1%}; JWTs (3wj) "
+        f"{results['3wj']['miss']:.1%}, (3nj) {results['3nj']['miss']:.1%}; requests whose JWT the filter verified "
+        f"itself (its counter `oauth2.jwt.verified_locally`): (3wj) {results['3wj']['local']:.1%}, (3nj) "
+        f"{results['3nj']['local']:.1%} (no call: the "
+        f"JWT Envoys sent the token-service {summary['jwt_checks_sent']} checks in all of (2wj), (2nj), (3wj) and "
+        f"(3nj)). JWTs minted beforehand: {summary['jwt_issue_rps']:.0f}/s (client_credentials, RS256, "
+        "at the token-service directly, durable records).",
         "",
         "Scenario notes: (1) is plain Envoy, lean: the baseline of every ratio. (1L) is the same with the",
         "stack's access log. (1h) is plain Envoy whose route adds the three identity headers the filter adds",
@@ -788,6 +921,15 @@ def write_report(titles, results, summary, extra, samples, pairs, m, sizes, serv
         "(4) sends a different made-up token on every request (negative-cached per token). (5) is Envoy's",
         "own `ext_authz` HTTP filter calling the token-service's ext_authz endpoint for every request: the",
         "peer of (3), one call per request. (L) repeat (1) and (2) with one connection, so nothing queues.",
+        "(2wj)/(2nj) and (3wj)/(3nj) are (2) and (3) with RFC 9068 JWT access tokens (RS256) of a plugin",
+        "with `access_token_format: jwt` (service bench-jwt, its own Envoys): (2wj)/(2nj) send one JWT",
+        "again and again (the filter's cached verdict); (3wj)/(3nj) cycle through JWTs minted beforehand",
+        "(client_credentials), so each request brings a JWT the cache no longer holds and the filter",
+        "verifies it itself (signature, claims), without a call. (7c) and (7u) are Envoy's own `jwt_authn`",
+        "filter, one provider with an RS256 key the bench generates (`local_jwks` inline, no fetch), JWTs of",
+        "the same claims and length, the Authorization header forwarded and the three identity headers set",
+        "from claims (`claim_to_headers`) as our filter sets them: (7c) with `jwt_cache_config` and one JWT",
+        "(its cache's hit), (7u) without the cache and a new JWT each request (Envoy's C++ verify every time).",
         "(6a) mints `client_credentials` tokens through Envoy (wasm filter) over HTTPS, each a durable SQLite",
         "write (WAL, synchronous=FULL, group commit); (6b) issues authorization codes the same way; (6c)",
         "calls the token-service's check endpoint directly; (6d) mints `client_credentials` tokens at the",

@@ -4,6 +4,7 @@
 //! Binaries come from `make build` (release token-service and demo-upstream, the wasm filter)
 //! and Envoy from the project's virtualenv (`.venv/bin/envoy`, or `ENVOY_BIN`).
 
+pub mod docker;
 pub mod fake;
 pub mod http;
 pub mod kong;

@@ -78,3 +78,26 @@ pub fn exchange_code(stack: &Stack, gw: &Gateway, app: &App, code: &str) -> Valu
 pub fn bearer(token: &str) -> String {
     format!("Bearer {token}")
 }
+
+/// Asserts Step On's answer to the seed tutorial's app (Shoe Fly Shoe, scope `step_counts`)
+/// reading `user`'s step counts: the user, and the identity headers the upstream received.
+pub fn assert_step_counts_for(body: &Value, user: &str, consumer_id: &str, client_id: &str) {
+    assert_eq!(body["user"], user, "{body}");
+    let upstream = &body["headers"];
+    assert_eq!(upstream["x-consumer-id"], consumer_id, "{upstream}");
+    assert_eq!(
+        upstream["x-consumer-username"], "shoe-fly-shoe",
+        "{upstream}"
+    );
+    assert_eq!(upstream["x-authenticated-userid"], user, "{upstream}");
+    assert_eq!(
+        upstream["x-authenticated-scope"], "step_counts",
+        "{upstream}"
+    );
+    assert_eq!(upstream["x-credential-identifier"], client_id, "{upstream}");
+    assert_eq!(
+        body["stepcounts"].as_array().map(Vec::len),
+        Some(7),
+        "{body}"
+    );
+}

@@ -125,6 +125,9 @@ pub struct GatewayOptions {
     pub second_route_filter_disabled: bool,
     /// The listener's `request_timeout` (the template's default: 60 s), e.g. `"3s"`.
     pub request_timeout: Option<String>,
+    /// The HTTPS listener's port instead of a free one: a test that names the issuer
+    /// (`--issuer https://127.0.0.1:PORT`) before its Envoy starts picks the port first.
+    pub https_port: Option<u16>,
 }
 
 struct HotRestart {
@@ -420,7 +423,8 @@ impl Stack {
             .map(|&r| self.replica_gateway_port(r))
             .collect();
         let index = self.gateways.len();
-        let (http_port, https_port, admin_port) = (free_port(), free_port(), free_port());
+        let (http_port, admin_port) = (free_port(), free_port());
+        let https_port = options.https_port.unwrap_or_else(free_port);
         let certs = self.dir.path().join("certs");
         let status = Command::new(paths::make_cert_script())
             .arg(&certs)
