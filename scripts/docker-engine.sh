@@ -4,6 +4,7 @@
 #
 #   scripts/docker-engine.sh start DIR   make sure an engine answers: when none does, install
 #                                        Debian's docker.io (and docker-compose) if missing,
+#                                        and Compose v2 (`docker compose`) where it is missing,
 #                                        start dockerd as root (its log and pid under DIR) and
 #                                        wait for it, at most DOCKER_ENGINE_TIMEOUT s (60);
 #                                        records in DIR/started that this call started it
@@ -35,6 +36,30 @@ install_packages() {
     || die "apt-get install ${missing[*]} failed"
 }
 
+# Compose v2 (`docker compose`), where the CLI has no compose plugin: Debian's own build of it
+# (trixie's docker-compose 2.26, a static binary), pinned by its SHA-256 and fetched from the
+# Debian mirror the machine already uses; only the CLI plugin is unpacked, into the CLI's
+# plugin folder, so Debian's `docker-compose` 1.29 stays installed beside it.
+COMPOSE_V2_DEB=${COMPOSE_V2_DEB:-http://deb.debian.org/debian/pool/main/d/docker-compose/docker-compose_2.26.1-4_amd64.deb}
+COMPOSE_V2_SHA256=${COMPOSE_V2_SHA256:-47681197cb2b1ab88206b42a1a92fc75f50d9530a6322d03494a473eed0408ea}
+COMPOSE_V2_PLUGINS=${COMPOSE_V2_PLUGINS:-/usr/local/lib/docker/cli-plugins}
+
+install_compose_v2() {
+  docker compose version >/dev/null 2>&1 && return 0
+  [ "$(id -u)" = 0 ] || { say "    no 'docker compose' (Compose v2) and installing it needs root: 'docker-compose' only"; return 0; }
+  [ "$(dpkg --print-architecture 2>/dev/null)" = amd64 ] || { say "    no 'docker compose' (Compose v2) package pinned for this architecture: 'docker-compose' only"; return 0; }
+  say "==> installing Compose v2 ('docker compose': Debian's docker-compose 2.26 CLI plugin) into $COMPOSE_V2_PLUGINS"
+  local tmp
+  tmp=$(mktemp -d)
+  curl -fsSL --retry 3 -o "$tmp/compose.deb" "$COMPOSE_V2_DEB" || { rm -rf "$tmp"; die "cannot download $COMPOSE_V2_DEB"; }
+  echo "$COMPOSE_V2_SHA256  $tmp/compose.deb" | sha256sum -c --quiet - >/dev/null \
+    || { rm -rf "$tmp"; die "$COMPOSE_V2_DEB does not have the pinned SHA-256"; }
+  dpkg-deb -x "$tmp/compose.deb" "$tmp/root"
+  install -D -m 0755 "$tmp/root/usr/libexec/docker/cli-plugins/docker-compose" "$COMPOSE_V2_PLUGINS/docker-compose"
+  rm -rf "$tmp"
+  docker compose version >/dev/null 2>&1 || die "'docker compose' does not answer after installing $COMPOSE_V2_PLUGINS/docker-compose"
+}
+
 # The bridge's MTU: the host's uplink's, so that containers' TLS to the package registries is
 # not broken by packets larger than the path takes (here eth0 has 1400, Docker assumes 1500).
 uplink_mtu() {
@@ -50,10 +75,12 @@ start() {
   if answers; then
     say "    a Docker engine already answers ($(docker version -f '{{.Server.Version}}' 2>/dev/null)); using it"
     rm -f "$dir/started"
+    install_compose_v2
     return 0
   fi
   [ "$(id -u)" = 0 ] || die "no Docker engine answers and starting one needs root (run as root, or start dockerd yourself)"
   install_packages
+  install_compose_v2
   # Where an init system runs, installing docker.io may have started the engine itself: it is
   # this run's doing all the same, so `stop` stops it.
   if answers && [ -s /var/run/docker.pid ]; then

@@ -2,7 +2,8 @@
 # an engine this run may have started, and its removal whatever happens.
 # The caller sets, before sourcing: here (the checkout), run_dir, project (the compose project
 # name), script (its own name, for messages), and optionally compose_args (an array: e.g.
-# `--profile cluster`) and down_timeout (seconds, default 10).
+# `--profile cluster`), compose_preference (`v2` or `v1`, see choose_compose) and
+# down_timeout (seconds, default 10).
 # It then calls `start_engine_and_compose`; the EXIT trap is set by sourcing this file.
 
 engine_dir=$run_dir/engine
@@ -13,9 +14,29 @@ mkdir -p "$run_dir"
 
 die() { echo "$script: $*" >&2; exit 1; }
 
-# `docker compose` (v2) when the CLI has it, else Debian's `docker-compose` (1.29);
-# DOCKER_COMPOSE="docker-compose" (or "docker compose") chooses.
+# The Compose to run: DOCKER_COMPOSE ("docker compose" or "docker-compose") when set; else the
+# caller's compose_preference, `v2` (`docker compose`, the default) or `v1` (Debian's
+# `docker-compose` 1.29), whichever of the two is installed when the preferred one is not.
 choose_compose() {
+  local v2=(docker compose) v1=(docker-compose)
+  if [ -n "${DOCKER_COMPOSE:-}" ]; then
+    read -ra compose_cmd <<<"$DOCKER_COMPOSE"
+    return 0
+  fi
+  local has_v2=false has_v1=false
+  docker compose version >/dev/null 2>&1 && has_v2=true
+  command -v docker-compose >/dev/null && has_v1=true
+  if [ "${compose_preference:-v2}" = v1 ] && $has_v1; then
+    compose_cmd=("${v1[@]}")
+  elif $has_v2; then
+    compose_cmd=("${v2[@]}")
+  elif $has_v1; then
+    compose_cmd=("${v1[@]}")
+  else
+    die "neither 'docker compose' nor 'docker-compose' is installed"
+  fi
+}
+compose() {
   if [ -n "${DOCKER_COMPOSE:-}" ]; then
     read -ra compose_cmd <<<"$DOCKER_COMPOSE"
   elif docker compose version >/dev/null 2>&1; then

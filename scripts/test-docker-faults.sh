@@ -11,7 +11,8 @@
 #   5. whatever happened (failure, timeout, Ctrl-C): `docker compose down -v`, then a check
 #      that no container, network or volume of the project is left, and the engine stopped if
 #      step 1 started it.
-# Compose as scripts/docker-project.sh chooses it (DOCKER_COMPOSE overrides). Logs go to RUN_DIR.
+# Compose: Debian's docker-compose 1.29 where installed, else `docker compose` (v2);
+# DOCKER_COMPOSE overrides (scripts/docker-project.sh). Logs go to RUN_DIR.
 set -euo pipefail
 
 here="$(cd "$(dirname "$0")/.." && pwd)"
@@ -19,6 +20,9 @@ run_dir=${RUN_DIR:-$here/.run/test-docker-faults}
 project=${COMPOSE_PROJECT_NAME:-oauth2-docker-faults}
 script=test-docker-faults.sh
 compose_args=(--profile cluster)
+# The tutorial (test-docker) runs on Compose v2, these on Debian's docker-compose 1.29 where
+# both are installed: every `make test` proves both spellings, build, up and down -v.
+compose_preference=v1
 down_timeout=5
 # The project's images under a tag of this project's own (as test-docker does): a stack of
 # another checkout on the same engine never runs these, nor these its.

@@ -8,8 +8,9 @@
 #   5. README.md's tutorial against the published ports (tests/tests/docker/, `--ignored`);
 #   6. whatever happened: `docker compose down -v`, then a check that no container, network or
 #      volume of the project is left, and the engine stopped if step 1 started it.
-# Compose: `docker compose` (v2) when the CLI has it, else Debian's `docker-compose` (1.29);
-# DOCKER_COMPOSE="docker-compose" (or "docker compose") chooses (scripts/docker-project.sh).
+# Compose: `docker compose` (v2; scripts/docker-engine.sh installs it where the CLI lacks it),
+# else Debian's `docker-compose` (1.29); DOCKER_COMPOSE="docker-compose" (or "docker compose")
+# chooses (scripts/docker-project.sh). The fault tests prefer 1.29: make test runs both.
 # Each phase prints its time; the run's log and the containers' logs (on failure) go to
 # RUN_DIR (default .run/test-docker).
 set -euo pipefail
