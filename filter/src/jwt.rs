@@ -3,8 +3,9 @@
 //!
 //! Parsing is ours (it has to be: a token is a JWT only if its header says `typ: at+jwt`, and
 //! the header must be read whole to refuse `jwk`, `jku`, `x5u`, `x5c` and `crit`); the
-//! signatures are RustCrypto's (`rsa`, `p256`, `ed25519-dalek`), verification only, so no
-//! randomness and no `getrandom` reach the wasm module. Every input is bounded: the token
+//! signatures are RustCrypto's (`rsa`, `p256`, `ed25519-dalek`; RS256 on crypto-bigint's
+//! Montgomery arithmetic in the wasm build, [`rs256`]; `ring` in the native build), verification
+//! only, so no randomness and no `getrandom` reach the wasm module. Every input is bounded: the token
 //! (8 192 bytes), the header segment, the number of published keys and their sizes.
 
 use crate::state::{ConsumerInfo, Identity, IdentityJwt};
@@ -13,6 +14,9 @@ use base64::Engine;
 use serde::de::IgnoredAny;
 use serde::{Deserialize, Deserializer};
 use std::collections::BTreeMap;
+
+#[cfg(not(feature = "ring"))]
+mod rs256;
 
 /// The longest JWT the filter reads (contract §5.1); opaque tokens keep their 512.
 pub const MAX_JWT_BYTES: usize = 8192;
@@ -137,13 +141,16 @@ pub struct PublishedKey {
     pub jwk: serde_json::Value,
 }
 
-/// A published key, read and validated with RustCrypto, and the fast verifier of the native
-/// build (feature `ring`) made from the same validated bytes.
+/// A published key, read and validated with RustCrypto, and the fast verifier made from the
+/// same validated bytes: `ring`'s in the native build (feature `ring`); elsewhere RS256's own
+/// path where it applies (e = 65537), RustCrypto's verify for the rest.
 #[derive(Debug, Clone)]
 struct Verifier {
     key: ValidatedKey,
     #[cfg(feature = "ring")]
     fast: fast::Key,
+    #[cfg(not(feature = "ring"))]
+    rs256: Option<rs256::PublicKey>,
 }
 
 #[derive(Debug, Clone)]
@@ -158,6 +165,15 @@ impl Verifier {
         Verifier {
             #[cfg(feature = "ring")]
             fast: fast::Key::of(&key),
+            #[cfg(not(feature = "ring"))]
+            rs256: match &key {
+                ValidatedKey::Rs256(key) => {
+                    use rsa::traits::PublicKeyParts;
+                    let public: &rsa::RsaPublicKey = key.as_ref().as_ref();
+                    rs256::PublicKey::new(&public.n().to_bytes_be(), &public.e().to_bytes_be())
+                }
+                _ => None,
+            },
             key,
         }
     }
@@ -178,14 +194,15 @@ impl Verifier {
     #[cfg(not(feature = "ring"))]
     fn verifies(&self, message: &[u8], signature: &[u8]) -> bool {
         use rsa::signature::Verifier as _;
-        match &self.key {
-            ValidatedKey::Rs256(key) => rsa::pkcs1v15::Signature::try_from(signature)
+        match (&self.key, &self.rs256) {
+            (ValidatedKey::Rs256(_), Some(fast)) => fast.verifies(message, signature),
+            (ValidatedKey::Rs256(key), None) => rsa::pkcs1v15::Signature::try_from(signature)
                 .is_ok_and(|s| key.verify(message, &s).is_ok()),
             // JWS carries ECDSA signatures as r || s (RFC 7518 §3.4), not DER.
-            ValidatedKey::Es256(key) => p256::ecdsa::Signature::from_slice(signature)
+            (ValidatedKey::Es256(key), _) => p256::ecdsa::Signature::from_slice(signature)
                 .is_ok_and(|s| key.verify(message, &s).is_ok()),
             // Strict: refuses non-canonical signatures and small-order keys.
-            ValidatedKey::EdDsa(key) => ed25519_dalek::Signature::from_slice(signature)
+            (ValidatedKey::EdDsa(key), _) => ed25519_dalek::Signature::from_slice(signature)
                 .is_ok_and(|s| key.verify_strict(message, &s).is_ok()),
         }
     }

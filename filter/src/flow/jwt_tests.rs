@@ -314,6 +314,88 @@ fn a_jwt_of_each_algorithm_is_verified_locally_without_a_call() {
     }
 }
 
+/// Every RS256 key shape the token-service or an operator may publish: 2048, 3072 and 4096-bit
+/// moduli with e = 65537 (the wasm build's own RS256 path, `ring` in the native build) and
+/// e = 3 (RustCrypto's verify in the wasm build). Each verifies its own tokens and refuses a
+/// tampered signature and another key's signature under its `kid`.
+#[test]
+fn rs256_keys_of_every_size_and_exponent_verify_and_refuse_forgeries() {
+    use crate::jwt::{Context, KeySet, PublishedKey, Refusal};
+    use rsa::pkcs8::DecodePrivateKey;
+    use rsa::signature::{SignatureEncoding, Signer};
+    use rsa::traits::PublicKeyParts;
+    let pems = [
+        ("rsa-2048", RSA_PEM),
+        ("rsa-3072", include_str!("testdata/rsa-3072-test-key.pem")),
+        ("rsa-4096", include_str!("testdata/rsa-4096-test-key.pem")),
+        ("rsa-e3", include_str!("testdata/rsa-e3-test-key.pem")),
+    ];
+    let keys: Vec<(&str, rsa::RsaPrivateKey)> = pems
+        .iter()
+        .map(|(kid, pem)| {
+            (
+                *kid,
+                rsa::RsaPrivateKey::from_pkcs8_pem(pem).expect("a test key"),
+            )
+        })
+        .collect();
+    let published: Vec<PublishedKey> = keys
+        .iter()
+        .map(|(kid, k)| {
+            serde_json::from_value(json!({"kid": kid, "alg": "RS256", "jwk": {"kty": "RSA",
+                "n": b64(&k.n().to_bytes_be()), "e": b64(&k.e().to_bytes_be())}}))
+            .expect("a key")
+        })
+        .collect();
+    let (set, unusable) = KeySet::from_published(&published);
+    assert!(unusable.is_empty(), "{unusable:?}");
+    let ctx = Context {
+        keys: &set,
+        issuer: ISSUER,
+        service_id: SERVICE_ID,
+        global_credentials: false,
+        now: NOW,
+    };
+    let signed = |kid: &str, signer: &rsa::RsaPrivateKey, tamper: bool| {
+        let header = json!({"typ": "at+jwt", "alg": "RS256", "kid": kid});
+        let input = format!(
+            "{}.{}",
+            b64(header.to_string().as_bytes()),
+            b64(claims().to_string().as_bytes())
+        );
+        let mut signature = rsa::pkcs1v15::SigningKey::<Sha256>::new(signer.clone())
+            .sign(input.as_bytes())
+            .to_vec();
+        if tamper {
+            let last = signature.len() - 1;
+            signature[last] ^= 0x01;
+        }
+        format!("{input}.{}", b64(&signature))
+    };
+    let verdict = |token: &str| {
+        let candidate = crate::jwt::recognise(token).expect("a JWT");
+        crate::jwt::verify(&candidate, &ctx).map(|identity| identity.consumer_id)
+    };
+    for (i, (kid, key)) in keys.iter().enumerate() {
+        assert_eq!(
+            verdict(&signed(kid, key, false)),
+            Ok(Some("c-real".to_string())),
+            "{kid}"
+        );
+        assert_eq!(
+            verdict(&signed(kid, key, true)),
+            Err(Refusal::Signature),
+            "{kid} tampered"
+        );
+        let (other_kid, other) = &keys[(i + 1) % keys.len()];
+        assert_eq!(
+            verdict(&signed(kid, other, false)),
+            Err(Refusal::Signature),
+            "{other_kid}'s signature under {kid}"
+        );
+    }
+}
+
 #[test]
 fn a_verified_jwt_is_cached_under_its_digest_and_evicted_by_the_feed() {
     let shared = MockHost::new(&[]);
