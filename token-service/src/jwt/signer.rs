@@ -7,7 +7,8 @@
 use super::keys::{self, Alg, KeyError, KeyMaterial};
 use super::ring::{self, Status};
 use crate::store::{SigningKeyRow, Store, StoreError};
-use jsonwebtoken::{EncodingKey, Header};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
@@ -52,8 +53,6 @@ pub enum SigningError {
     /// The claims to sign lack a numeric `exp` (every token signed here expires: RFC 9068).
     #[error("the claims to sign have no numeric exp")]
     MissingExp,
-    #[error("signing failed: {0}")]
-    Encode(String),
     #[error("no signing key is active")]
     NoActiveKey,
     #[error("no signing key {0}")]
@@ -90,7 +89,7 @@ pub struct Signing {
     /// One reload (or first-key creation) at a time; the others wait and use its result.
     reloading: tokio::sync::Mutex<()>,
     /// Parsed private keys by kid (parsing an RSA key costs more than signing with it).
-    encoders: Mutex<HashMap<String, Arc<EncodingKey>>>,
+    encoders: Mutex<HashMap<String, Arc<keys::SigningKey>>>,
     /// The `signed_until` this replica last recorded, by kid.
     recorded: Mutex<HashMap<String, i64>>,
 }
@@ -139,11 +138,8 @@ impl Signing {
         }
         let alg: Alg = key.alg.parse()?;
         let encoder = self.encoder(&key, alg)?;
-        let mut header = Header::new(keys::header_alg(alg));
-        header.typ = Some(typ.to_string());
-        header.kid = Some(key.kid.clone());
-        jsonwebtoken::encode(&header, claims, &encoder)
-            .map_err(|e| SigningError::Encode(e.to_string()))
+        let header = json!({"typ": typ, "alg": alg.as_str(), "kid": key.kid});
+        compact_jws(&header, claims, &encoder)
     }
 
     /// RFC 7517 JWK Set of every published key.
@@ -342,7 +338,11 @@ impl Signing {
         *self.write_ring() = None;
     }
 
-    fn encoder(&self, key: &SigningKeyRow, alg: Alg) -> Result<Arc<EncodingKey>, SigningError> {
+    fn encoder(
+        &self,
+        key: &SigningKeyRow,
+        alg: Alg,
+    ) -> Result<Arc<keys::SigningKey>, SigningError> {
         let mut encoders = self
             .encoders
             .lock()
@@ -350,7 +350,7 @@ impl Signing {
         if let Some(encoder) = encoders.get(&key.kid) {
             return Ok(encoder.clone());
         }
-        let encoder = Arc::new(keys::encoding_key(alg, &key.private_key)?);
+        let encoder = Arc::new(keys::SigningKey::from_pkcs8_pem(alg, &key.private_key)?);
         encoders.insert(key.kid.clone(), encoder.clone());
         Ok(encoder)
     }
@@ -387,6 +387,21 @@ impl Signing {
             .get(kid)
             .copied()
     }
+}
+
+/// RFC 7515 §7.1 compact serialisation: `BASE64URL(header) . BASE64URL(claims) . BASE64URL(signature)`.
+fn compact_jws(
+    header: &Value,
+    claims: &Value,
+    key: &keys::SigningKey,
+) -> Result<String, SigningError> {
+    let mut jws = URL_SAFE_NO_PAD.encode(header.to_string());
+    jws.push('.');
+    URL_SAFE_NO_PAD.encode_string(claims.to_string(), &mut jws);
+    let signature = key.sign(jws.as_bytes())?;
+    jws.push('.');
+    URL_SAFE_NO_PAD.encode_string(signature, &mut jws);
+    Ok(jws)
 }
 
 /// Key generation off the async workers (RSA takes tens to hundreds of milliseconds).

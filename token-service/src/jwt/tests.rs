@@ -1,7 +1,7 @@
 //! The signer against a real database of either kind: real keys, real signatures, verified
 //! with the published JWK by `jsonwebtoken`'s verifier (not ours).
 
-use super::{Alg, PublicKey, Signing, SigningError, SigningSettings};
+use super::{Alg, KeyError, PublicKey, Signing, SigningError, SigningSettings};
 use crate::store::testing::{on_both_backends, Backend, TestDb};
 use jsonwebtoken::jwk::Jwk;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
@@ -101,7 +101,7 @@ async fn every_algorithm_signs_what_its_published_jwk_verifies(backend: Backend)
         assert_eq!(added.status, super::ring::Status::Active, "{alg}");
         let token = signing.sign("at+jwt", &claims()).await.unwrap();
         let data = verify(&token, &signing.public_jwks().await.unwrap());
-        assert_eq!(data.header.alg, super::keys::header_alg(alg));
+        assert_eq!(format!("{:?}", data.header.alg), alg.as_str(), "{alg}");
         assert_eq!(data.header.kid.as_deref(), Some(added.kid.as_str()));
     }
     drop(db);
@@ -329,6 +329,50 @@ async fn a_replica_publishes_and_uses_a_key_another_replica_added(backend: Backe
         },
     )
     .await;
+}
+
+/// A stored private key is read for the algorithm its row names and nothing else: another
+/// type's key, a PKCS#1 PEM or no PEM at all is an error naming the key unreadable, never a
+/// panic and never a signature with a guess.
+#[test]
+fn a_stored_key_that_is_not_its_algorithms_pkcs8_is_unreadable() {
+    use super::keys::{self, SigningKey};
+    let rsa = keys::generate(Alg::RS256).expect("an RSA key");
+    let ed = keys::generate(Alg::EdDSA).expect("an Ed25519 key");
+    let pkcs1 = {
+        use rsa::pkcs1::EncodeRsaPrivateKey;
+        use rsa::pkcs8::DecodePrivateKey;
+        rsa::RsaPrivateKey::from_pkcs8_pem(&rsa.private_pkcs8_pem)
+            .expect("PKCS#8")
+            .to_pkcs1_pem(rsa::pkcs8::LineEnding::LF)
+            .expect("PKCS#1")
+            .to_string()
+    };
+    for (alg, pem) in [
+        (Alg::ES256, rsa.private_pkcs8_pem.as_str()),
+        (Alg::EdDSA, rsa.private_pkcs8_pem.as_str()),
+        (Alg::RS256, ed.private_pkcs8_pem.as_str()),
+        (Alg::RS256, pkcs1.as_str()),
+        (Alg::RS256, "not a PEM"),
+        (Alg::EdDSA, ""),
+    ] {
+        assert!(
+            matches!(
+                SigningKey::from_pkcs8_pem(alg, pem),
+                Err(KeyError::Unreadable(_))
+            ),
+            "{alg} from {:.30?}",
+            pem
+        );
+    }
+    for material in [&rsa, &ed] {
+        let key = SigningKey::from_pkcs8_pem(material.alg, &material.private_pkcs8_pem);
+        assert!(
+            key.is_ok_and(|key| key.sign(b"input").is_ok()),
+            "{}",
+            material.alg
+        );
+    }
 }
 
 on_both_backends!(
