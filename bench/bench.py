@@ -405,16 +405,25 @@ def mint_jwts(url, ports, app, jwt_file):
     """JWT_TOKENS JWT access tokens of service bench-jwt into `jwt_file`, minted with
     client_credentials at the token-service (each RS256-signed and recorded durably); waits
     until both JWT Envoys accept them (the signing key reached their filters)."""
-    say(f"minting {JWT_TOKENS} JWT access tokens (client_credentials at the token-service, RS256, durable records)")
-    jwt_minted = wrk(f"http://127.0.0.1:{ports['gateway']}/gateway/v1/services/bench-jwt/oauth2/token",
-                     seconds=max(10, JWT_TOKENS // 300), connections=16, script="mint_jwts.lua",
-                     headers=["x-gateway-tls: on", "x-gateway-prefix: /bench"],
-                     args=(f"grant_type=client_credentials&client_id={app['client_id']}"
-                           f"&client_secret={app['client_secret']}&scope=steps", jwt_file, str(JWT_TOKENS)))
+    endpoint = f"http://127.0.0.1:{ports['gateway']}/gateway/v1/services/bench-jwt/oauth2/token"
+    body = (f"grant_type=client_credentials&client_id={app['client_id']}"
+            f"&client_secret={app['client_secret']}&scope=steps")
+    headers = ["x-gateway-tls: on", "x-gateway-prefix: /bench"]
+    # The issuance rate from a run of its own with no limit: wrk divides by the whole duration
+    # it was given, so a run that stops at `limit` tokens reports limit / duration.
+    say("measuring JWT issuance (client_credentials at the token-service, RS256, durable records, 5 s)")
+    jwt_minted = wrk(endpoint, seconds=5, connections=16, script="mint_jwts.lua", headers=headers,
+                     args=(body, os.devnull, str(10 ** 9)))
+    if jwt_minted["non2xx"]:
+        sys.exit(f"bench: {jwt_minted['non2xx']} token requests refused while measuring JWT issuance")
+    seconds = max(5, int(JWT_TOKENS / max(jwt_minted["rps"], 50) * 1.5) + 2)
+    say(f"minting {JWT_TOKENS} JWT access tokens ({jwt_minted['rps']:.0f}/s measured; at most {seconds} s)")
+    minting = wrk(endpoint, seconds=seconds, connections=16, script="mint_jwts.lua", headers=headers,
+                  args=(body, jwt_file, str(JWT_TOKENS)))
     with open(jwt_file) as f:
         jwts = [line.strip() for line in f if line.strip()]
     if len(jwts) < min(JWT_TOKENS, 1000):
-        sys.exit(f"bench: only {len(jwts)} JWTs minted ({jwt_minted['non2xx']} refusals); see {os.path.dirname(jwt_file)}")
+        sys.exit(f"bench: only {len(jwts)} JWTs minted ({minting['non2xx']} refusals); see {os.path.dirname(jwt_file)}")
     say(f"minted {len(jwts)} JWTs ({jwt_minted['rps']:.0f}/s, {len(jwts[0])} bytes each)")
     for name in ("wasm_jwt", "native_jwt"):
         wait_for(url[name], f"the {name} filter verifying a JWT", accept=lambda s: s == 200,

@@ -252,10 +252,12 @@ pub fn plausible(token: &str) -> bool {
     plausible_within(token, 512)
 }
 
-/// [`plausible`] for a token shaped like a JWT access token (`crate::jwt::recognise`), whose
-/// limit is [`crate::jwt::MAX_JWT_BYTES`]: the only tokens allowed past 512 characters.
-pub fn plausible_jwt(token: &str) -> bool {
+/// [`plausible`] for what may be a JWT access token: a JWS in compact form (three dot-separated
+/// parts) within [`crate::jwt::MAX_JWT_BYTES`], the only tokens allowed past 512 characters.
+/// Worth a cache lookup and, on a miss, reading its header (`crate::jwt::recognise`).
+pub fn plausible_jwt_shape(token: &str) -> bool {
     plausible_within(token, crate::jwt::MAX_JWT_BYTES)
+        && token.bytes().filter(|&b| b == b'.').count() == 2
 }
 
 fn plausible_within(token: &str, limit: usize) -> bool {

@@ -420,6 +420,52 @@ fn a_verified_jwt_is_cached_under_its_digest_and_evicted_by_the_feed() {
         .is_some());
 }
 
+/// The cache is consulted before a token is parsed: with a valid JWT's verdict cached, every
+/// altered copy of it (a claim, the header, the signature, one byte more or less) is a miss
+/// that goes through the whole verification and is refused, without a call.
+#[test]
+fn altered_copies_of_a_cached_jwt_are_verified_and_refused() {
+    let shared = MockHost::new(&[]);
+    let worker = jwt_worker(&shared);
+    let token = good(Key::Rsa);
+    let (host, flow) = run(&worker, &shared, &token);
+    assert!(flow.is_allowed(), "{:?}", host.last_reply());
+    let (header, rest) = token.split_once('.').expect("a JWS");
+    let (claims_segment, signature) = rest.split_once('.').expect("a JWS");
+    let forged_claims = b64(with_claim("sub", json!("admin")).to_string().as_bytes());
+    let other_header = b64(
+        json!({"typ": "at+jwt", "alg": "RS256", "kid": "rsa-1", "x": 1})
+            .to_string()
+            .as_bytes(),
+    );
+    let flipped = |segment: &str| {
+        let mut bytes = segment.as_bytes().to_vec();
+        bytes[4] = if bytes[4] == b'A' { b'B' } else { b'A' };
+        String::from_utf8(bytes).expect("ASCII")
+    };
+    let altered = [
+        format!("{header}.{forged_claims}.{signature}"),
+        format!("{other_header}.{claims_segment}.{signature}"),
+        format!("{header}.{claims_segment}.{}", flipped(signature)),
+        format!("{header}.{}.{signature}", flipped(claims_segment)),
+        format!("{token}A"),
+        token[..token.len() - 1].to_string(),
+    ];
+    for forged in &altered {
+        let (host, flow) = run(&worker, &shared, forged);
+        assert_eq!(status(&host), Some(401), "{forged}");
+        assert!(!flow.is_allowed());
+        assert!(host.calls.borrow().is_empty(), "no call for {forged}");
+    }
+    assert_eq!(counter(&worker, Metric::CacheHitWorker), 0);
+    let (_, flow) = run(&worker, &shared, &token);
+    assert!(
+        flow.is_allowed(),
+        "the genuine token still answers from the cache"
+    );
+    assert_eq!(counter(&worker, Metric::CacheHitWorker), 1);
+}
+
 #[test]
 fn identity_headers_are_exactly_the_opaque_paths() {
     let shared = MockHost::new(&[]);

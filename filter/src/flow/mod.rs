@@ -429,18 +429,10 @@ impl Flow {
         let Some(found) = found else {
             return self.decide(host, Err(Failure::Missing));
         };
-        // Recognised once per request: the header is parsed here and nowhere else.
-        let candidate = self
-            .worker
-            .borrow()
-            .verifies_jwts()
-            .then(|| jwt::recognise(&found.token))
-            .flatten();
-        let plausible = match candidate {
-            Some(_) => token::plausible_jwt(&found.token),
-            None => token::plausible(&found.token),
-        };
-        if !plausible {
+        // Only what may be a JWT access token gets a JWT's length bound (8192, not 512).
+        let may_be_jwt =
+            self.worker.borrow().verifies_jwts() && token::plausible_jwt_shape(&found.token);
+        if !(may_be_jwt || token::plausible(&found.token)) {
             return self.decide(host, Ok(&Verdict::Invalid));
         }
         let raw = cache::digest(&found.token);
@@ -449,16 +441,22 @@ impl Flow {
             .settings
             .as_ref()
             .is_some_and(|s| s.identity_jwt_header.is_some());
-        if candidate.is_some() && forwards_jwt {
+        if forwards_jwt {
+            // A cached verdict of a locally verified JWT forwards the token itself.
             self.jwt = Some(found.token.clone());
         }
+        // A token seen before is answered before it is parsed: its verdict is cached under
+        // its digest whatever its kind, and only a verified JWT's verdict says `AccessToken`.
         let cached = self.worker.borrow_mut().cached(host, &digest);
         if let Some(verdict) = cached {
             return self.decide(host, Ok(&verdict));
         }
+        // Recognised once per request, on a miss: the header is parsed here and nowhere else.
+        let candidate = may_be_jwt.then(|| jwt::recognise(&found.token)).flatten();
         match candidate {
             Some(candidate) => self.verify_jwt(host, &found, &candidate, raw, digest),
-            None => self.check(host, &found.token, digest),
+            None if token::plausible(&found.token) => self.check(host, &found.token, digest),
+            None => self.decide(host, Ok(&Verdict::Invalid)),
         }
     }
 
