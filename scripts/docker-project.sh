@@ -36,17 +36,6 @@ choose_compose() {
     die "neither 'docker compose' nor 'docker-compose' is installed"
   fi
 }
-compose() {
-  if [ -n "${DOCKER_COMPOSE:-}" ]; then
-    read -ra compose_cmd <<<"$DOCKER_COMPOSE"
-  elif docker compose version >/dev/null 2>&1; then
-    compose_cmd=(docker compose)
-  elif command -v docker-compose >/dev/null; then
-    compose_cmd=(docker-compose)
-  else
-    die "neither 'docker compose' nor 'docker-compose' is installed"
-  fi
-}
 compose() { "${compose_cmd[@]}" -p "$project" -f "$here/docker-compose.yml" "${compose_args[@]}" "$@"; }
 
 # Exports each named variable as a free host port.
@@ -64,11 +53,20 @@ leftovers() {
 }
 
 # The project's images from source; the legacy builder where BuildKit is not installed
-# (Debian's docker.io has no buildx).
+# (Debian's docker.io has no buildx). One service at a time: every image is a target of one
+# Dockerfile whose builder stage compiles the workspace, and Compose v2 builds services in
+# parallel, which on the legacy builder compiles that stage once per image at the same time
+# (534 s against 291 s on a 2-core machine); in turn, each build after the first finds the
+# stage in the layer cache.
 build_images() {
   if ! docker buildx version >/dev/null 2>&1; then export DOCKER_BUILDKIT=0 COMPOSE_DOCKER_CLI_BUILD=0; fi
-  compose build >"$run_dir/build.log" 2>&1 \
-    || { tail -n 40 "$run_dir/build.log" >&2; die "docker compose build failed (log: $run_dir/build.log)"; }
+  local services service
+  services=$(compose config --services) || die "docker compose config failed"
+  : >"$run_dir/build.log"
+  for service in $services; do
+    compose build "$service" >>"$run_dir/build.log" 2>&1 \
+      || { tail -n 40 "$run_dir/build.log" >&2; die "docker compose build $service failed (log: $run_dir/build.log)"; }
+  done
 }
 
 remove_project() {
