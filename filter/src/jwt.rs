@@ -160,6 +160,23 @@ enum ValidatedKey {
     EdDsa(ed25519_dalek::VerifyingKey),
 }
 
+/// An RSA key's modulus and exponent, big-endian: what the fast verifiers are made from.
+struct RsaComponents {
+    n: Vec<u8>,
+    e: Vec<u8>,
+}
+
+impl RsaComponents {
+    fn of(key: &rsa::pkcs1v15::VerifyingKey<sha2::Sha256>) -> RsaComponents {
+        use rsa::traits::PublicKeyParts;
+        let public: &rsa::RsaPublicKey = key.as_ref();
+        RsaComponents {
+            n: public.n().to_bytes_be(),
+            e: public.e().to_bytes_be(),
+        }
+    }
+}
+
 impl Verifier {
     fn new(key: ValidatedKey) -> Verifier {
         Verifier {
@@ -168,9 +185,8 @@ impl Verifier {
             #[cfg(not(feature = "ring"))]
             rs256: match &key {
                 ValidatedKey::Rs256(key) => {
-                    use rsa::traits::PublicKeyParts;
-                    let public: &rsa::RsaPublicKey = key.as_ref().as_ref();
-                    rs256::PublicKey::new(&public.n().to_bytes_be(), &public.e().to_bytes_be())
+                    let RsaComponents { n, e } = RsaComponents::of(key);
+                    rs256::PublicKey::new(&n, &e)
                 }
                 _ => None,
             },
@@ -211,7 +227,7 @@ impl Verifier {
 /// The native build's verifier: ring, over the bytes of a key RustCrypto validated.
 #[cfg(feature = "ring")]
 mod fast {
-    use super::ValidatedKey;
+    use super::{RsaComponents, ValidatedKey};
     use ring::signature::{self, RsaPublicKeyComponents, UnparsedPublicKey};
 
     #[derive(Debug, Clone)]
@@ -225,12 +241,8 @@ mod fast {
         pub fn of(key: &ValidatedKey) -> Key {
             match key {
                 ValidatedKey::Rs256(key) => {
-                    use rsa::traits::PublicKeyParts;
-                    let public: &rsa::RsaPublicKey = key.as_ref().as_ref();
-                    Key::Rs256(RsaPublicKeyComponents {
-                        n: public.n().to_bytes_be(),
-                        e: public.e().to_bytes_be(),
-                    })
+                    let RsaComponents { n, e } = RsaComponents::of(key);
+                    Key::Rs256(RsaPublicKeyComponents { n, e })
                 }
                 ValidatedKey::Es256(key) => Key::Es256(UnparsedPublicKey::new(
                     &signature::ECDSA_P256_SHA256_FIXED,

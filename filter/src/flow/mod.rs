@@ -430,9 +430,10 @@ impl Flow {
             return self.decide(host, Err(Failure::Missing));
         };
         // Only what may be a JWT access token gets a JWT's length bound (8192, not 512).
+        let plausible_opaque = token::plausible(&found.token);
         let may_be_jwt =
             self.worker.borrow().verifies_jwts() && token::plausible_jwt_shape(&found.token);
-        if !(may_be_jwt || token::plausible(&found.token)) {
+        if !(may_be_jwt || plausible_opaque) {
             return self.decide(host, Ok(&Verdict::Invalid));
         }
         let raw = cache::digest(&found.token);
@@ -455,7 +456,7 @@ impl Flow {
         let candidate = may_be_jwt.then(|| jwt::recognise(&found.token)).flatten();
         match candidate {
             Some(candidate) => self.verify_jwt(host, &found, &candidate, raw, digest),
-            None if token::plausible(&found.token) => self.check(host, &found.token, digest),
+            None if plausible_opaque => self.check(host, &found.token, digest),
             None => self.decide(host, Ok(&Verdict::Invalid)),
         }
     }

@@ -89,7 +89,7 @@ pub struct Signing {
     /// One reload (or first-key creation) at a time; the others wait and use its result.
     reloading: tokio::sync::Mutex<()>,
     /// Parsed private keys by kid (parsing an RSA key costs more than signing with it).
-    encoders: Mutex<HashMap<String, Arc<keys::SigningKey>>>,
+    signing_keys: Mutex<HashMap<String, Arc<keys::SigningKey>>>,
     /// The `signed_until` this replica last recorded, by kid.
     recorded: Mutex<HashMap<String, i64>>,
 }
@@ -101,7 +101,7 @@ impl Signing {
             settings,
             ring: RwLock::new(None),
             reloading: tokio::sync::Mutex::new(()),
-            encoders: Mutex::default(),
+            signing_keys: Mutex::default(),
             recorded: Mutex::default(),
         }
     }
@@ -137,9 +137,9 @@ impl Signing {
             }
         }
         let alg: Alg = key.alg.parse()?;
-        let encoder = self.encoder(&key, alg)?;
+        let signing_key = self.signing_key(&key, alg)?;
         let header = json!({"typ": typ, "alg": alg.as_str(), "kid": key.kid});
-        compact_jws(&header, claims, &encoder)
+        compact_jws(&header, claims, &signing_key)
     }
 
     /// RFC 7517 JWK Set of every published key.
@@ -338,21 +338,21 @@ impl Signing {
         *self.write_ring() = None;
     }
 
-    fn encoder(
+    fn signing_key(
         &self,
         key: &SigningKeyRow,
         alg: Alg,
     ) -> Result<Arc<keys::SigningKey>, SigningError> {
-        let mut encoders = self
-            .encoders
+        let mut signing_keys = self
+            .signing_keys
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Some(encoder) = encoders.get(&key.kid) {
-            return Ok(encoder.clone());
+        if let Some(signing_key) = signing_keys.get(&key.kid) {
+            return Ok(signing_key.clone());
         }
-        let encoder = Arc::new(keys::SigningKey::from_pkcs8_pem(alg, &key.private_key)?);
-        encoders.insert(key.kid.clone(), encoder.clone());
-        Ok(encoder)
+        let signing_key = Arc::new(keys::SigningKey::from_pkcs8_pem(alg, &key.private_key)?);
+        signing_keys.insert(key.kid.clone(), signing_key.clone());
+        Ok(signing_key)
     }
 
     /// Makes sure the database knows that `kid` signed a token expiring at `exp` (so the key
