@@ -51,6 +51,7 @@ use oauth2_filter::config::{FilterConfig, Mode};
 use oauth2_filter::decision;
 use oauth2_filter::flow::{worker, Action, CallAnswer, Flow, Level, Worker};
 use oauth2_filter::metrics::{self, Metric};
+use oauth2_filter::poll_retry::PollRetries;
 use oauth2_filter::state::StatePoll;
 use shared::SharedData;
 use std::cell::{Cell, RefCell};
@@ -67,6 +68,9 @@ use std::time::{Duration, Instant};
 pub const ABI_VERSION: &str = "v0.2.0";
 const ABI_VERSION_C: &[u8] = b"v0.2.0\0";
 const FIRST_POLL_DELAY: Duration = Duration::from_millis(20);
+/// The scheduler event of the poll timer's rounds, and of the retry of a failed poll.
+const ROUND_EVENT: u64 = 0;
+const RETRY_EVENT: u64 = 1;
 const UNAVAILABLE: &str = "The authorization service is unavailable";
 
 /// Shared data of the whole process (every worker, every configuration of this module),
@@ -96,6 +100,10 @@ struct Poller {
     /// `Sync`; only the main thread and the timer use it, and the timer stops before it goes).
     scheduler: usize,
     timer: Option<Timer>,
+    /// Failed polls asked again at once, within a budget per round.
+    retries: PollRetries,
+    /// Services whose failed poll is to be asked again by the next [`RETRY_EVENT`].
+    retry_due: Vec<String>,
 }
 
 impl Poller {
@@ -165,7 +173,7 @@ impl Timer {
                     unsafe {
                         abi::envoy_dynamic_module_callback_http_filter_config_scheduler_commit(
                             scheduler as abi::SchedulerPtr,
-                            0,
+                            ROUND_EVENT,
                         );
                     }
                 }
@@ -520,7 +528,7 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_config_destroy(config: Con
 pub extern "C" fn envoy_dynamic_module_on_http_filter_config_scheduled(
     envoy: ConfigEnvoyPtr,
     config: ConfigModulePtr,
-    _event_id: u64,
+    event_id: u64,
 ) {
     guard((), || {
         // SAFETY: Envoy hands back the live configuration.
@@ -528,9 +536,17 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_config_scheduled(
             return;
         };
         let state = thread_state(&config);
+        let retrying =
+            (event_id == RETRY_EVENT).then(|| std::mem::take(&mut config.poller().retry_due));
         for (service, since) in config.feed.services() {
+            if retrying.as_ref().is_some_and(|due| !due.contains(&service)) {
+                continue;
+            }
             if config.poller().polling(&service, &config.filter_config) {
                 continue;
+            }
+            if retrying.is_none() {
+                config.poller().retries.new_round(&service);
             }
             let Some(call) = state.worker.borrow().state_call(&service, since) else {
                 continue;
@@ -586,6 +602,29 @@ fn publish(config: &Config, service: &str, poll: StatePoll) {
     });
 }
 
+/// Schedules a failed poll of `service` to be asked again at once (on the main thread, like
+/// every poll), when the round's budget allows.
+fn retry_soon(config: &Config, service: String) {
+    let scheduler = {
+        let mut poller = config.poller();
+        if poller.scheduler == 0 || !poller.retries.retry_after_failure(&service) {
+            return;
+        }
+        if !poller.retry_due.contains(&service) {
+            poller.retry_due.push(service);
+        }
+        poller.scheduler
+    };
+    // SAFETY: the scheduler lives until the configuration is destroyed, which cannot happen
+    // during this hook of the same configuration.
+    unsafe {
+        abi::envoy_dynamic_module_callback_http_filter_config_scheduler_commit(
+            scheduler as abi::SchedulerPtr,
+            RETRY_EVENT,
+        );
+    }
+}
+
 /// A state answer (main thread): published for every worker.
 #[no_mangle]
 pub extern "C" fn envoy_dynamic_module_on_http_filter_config_http_callout_done(
@@ -612,13 +651,17 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_config_http_callout_done(
             .then(|| StatePoll::parse(&answer.body))
             .flatten();
         match poll {
-            Some(poll) => publish(&config, &service, poll),
+            Some(poll) => {
+                config.poller().retries.succeeded(&service);
+                publish(&config, &service, poll);
+            }
             None => {
                 config.count(Metric::StatePollFailed);
                 host::log(
                     Level::Warn,
                     &format!("state poll for service '{service}' failed; keeping the last known settings"),
                 );
+                retry_soon(&config, service);
             }
         }
     });

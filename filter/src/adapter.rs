@@ -8,6 +8,7 @@ use crate::config::FilterConfig;
 use crate::flow::{Action, Call, CallAnswer, Flow, Host, Level, Worker};
 use crate::headers;
 use crate::metrics::{self, Metric};
+use crate::poll_retry::PollRetries;
 use crate::request::RequestHeaders;
 use crate::state::StatePoll;
 use proxy_wasm::hostcalls;
@@ -144,6 +145,8 @@ struct Root {
     worker: Option<Rc<RefCell<Worker>>>,
     /// The state polls in flight: call id → service.
     polls_in_flight: HashMap<u32, String>,
+    /// Failed polls asked again at once, within a budget per round.
+    retries: PollRetries,
     polled_once: bool,
     /// Envoy's id of each counter (`metrics::ALL` order), defined at configuration.
     metric_ids: Vec<Option<u32>>,
@@ -161,38 +164,51 @@ impl Context for Root {
         let poll = (answer.status() == Some("200"))
             .then(|| StatePoll::parse(&answer.body))
             .flatten();
-        let mut worker = worker.borrow_mut();
         match poll {
-            Some(poll) => worker.apply_poll(&Envoy, &service, poll),
+            Some(poll) => {
+                self.retries.succeeded(&service);
+                worker.borrow_mut().apply_poll(&Envoy, &service, poll);
+            }
             None => {
-                worker.count(Metric::StatePollFailed);
+                worker.borrow_mut().count(Metric::StatePollFailed);
                 Envoy.log(
                     Level::Warn,
                     &format!("state poll for service '{service}' failed; keeping the last known settings"),
                 );
+                if self.retries.retry_after_failure(&service) {
+                    let worker = worker.clone();
+                    let since = worker.borrow().seq(&service);
+                    self.dispatch_poll(&worker, service, since);
+                }
             }
         }
     }
 }
 
 impl Root {
-    /// Polls every service this worker has met that has no poll in flight.
+    /// Polls every service this worker has met that has no poll in flight (a new round).
     fn poll(&mut self, worker: &Rc<RefCell<Worker>>) {
         let due = worker.borrow().polls_due();
         for (service, since) in due {
             if self.polls_in_flight.values().any(|s| *s == service) {
                 continue;
             }
-            let call = worker.borrow().state_call(&service, since);
-            worker.borrow_mut().count(Metric::StatePolls);
-            match call.and_then(|call| Envoy.dispatch(&call)) {
-                Some(id) => {
-                    self.polls_in_flight.insert(id, service);
-                }
-                None => {
-                    worker.borrow_mut().count(Metric::StatePollFailed);
-                    Envoy.log(Level::Warn, "cannot reach the token-service cluster");
-                }
+            self.retries.new_round(&service);
+            self.dispatch_poll(worker, service, since);
+        }
+    }
+
+    /// Asks for `service`'s state and the changes after feed position `since`.
+    fn dispatch_poll(&mut self, worker: &Rc<RefCell<Worker>>, service: String, since: i64) {
+        let call = worker.borrow().state_call(&service, since);
+        worker.borrow_mut().count(Metric::StatePolls);
+        match call.and_then(|call| Envoy.dispatch(&call)) {
+            Some(id) => {
+                self.polls_in_flight.insert(id, service);
+            }
+            None => {
+                worker.borrow_mut().count(Metric::StatePollFailed);
+                Envoy.log(Level::Warn, "cannot reach the token-service cluster");
             }
         }
     }

@@ -24,6 +24,7 @@ pub mod flow;
 pub mod headers;
 pub mod jwt;
 pub mod metrics;
+pub mod poll_retry;
 pub mod request;
 pub mod routes;
 pub mod state;

@@ -19,6 +19,9 @@ pub enum Misbehaviour {
     Garbage,
     /// Answers 500.
     Failing,
+    /// Answers 503, as a replica that lost its database does (until Envoy's health checks,
+    /// a second apart, take it out of rotation).
+    Unavailable,
     /// A well-behaved RFC 7662 server that knows no token: 200 `{"active": false}`.
     KnowsNoToken,
 }
@@ -97,6 +100,7 @@ async fn misbehave(behaviour: Misbehaviour) -> Response {
         )
             .into_response(),
         Misbehaviour::Failing => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+        Misbehaviour::Unavailable => StatusCode::SERVICE_UNAVAILABLE.into_response(),
         Misbehaviour::KnowsNoToken => (
             StatusCode::OK,
             [(header::CONTENT_TYPE, "application/json")],

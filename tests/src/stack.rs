@@ -128,6 +128,14 @@ pub struct GatewayOptions {
     /// The HTTPS listener's port instead of a free one: a test that names the issuer
     /// (`--issuer https://127.0.0.1:PORT`) before its Envoy starts picks the port first.
     pub https_port: Option<u16>,
+    /// More endpoints of the token-service cluster after the replicas' (loopback ports of
+    /// [`crate::fake::FakeTokenService`]s: replicas that misbehave).
+    pub stand_in_ports: Vec<u16>,
+    /// The filter's `poll_interval_ms` instead of [`POLL_INTERVAL_MS`].
+    pub poll_interval_ms: Option<u64>,
+    /// The token-service cluster without the template's outlier detection, as a user's own
+    /// Envoy may be: only the health checks steer calls away from a failing replica.
+    pub without_outlier_detection: bool,
 }
 
 struct HotRestart {
@@ -409,6 +417,8 @@ impl Stack {
         options: GatewayOptions,
     ) -> &Gateway {
         let hot_restart = options.hot_restart;
+        // Stand-ins that fail every call may answer the first requests' own state fetch.
+        let probe_at_once = options.stand_in_ports.is_empty();
         let (second_service, second_prefix) = options
             .second_route
             .clone()
@@ -421,6 +431,7 @@ impl Stack {
         let token_service_ports: Vec<u16> = replicas
             .iter()
             .map(|&r| self.replica_gateway_port(r))
+            .chain(options.stand_in_ports.iter().copied())
             .collect();
         let index = self.gateways.len();
         let (http_port, admin_port) = (free_port(), free_port());
@@ -461,7 +472,13 @@ impl Stack {
                 ("ROUTE_PREFIX", prefix.to_string()),
                 ("SECOND_SERVICE", second_service.clone()),
                 ("SECOND_ROUTE_PREFIX", second_prefix),
-                ("POLL_INTERVAL_MS", POLL_INTERVAL_MS.to_string()),
+                (
+                    "POLL_INTERVAL_MS",
+                    options
+                        .poll_interval_ms
+                        .unwrap_or(POLL_INTERVAL_MS)
+                        .to_string(),
+                ),
                 ("XFF_NUM_TRUSTED_HOPS", options.trusted_hops.to_string()),
                 (
                     "REQUEST_TIMEOUT",
@@ -479,6 +496,11 @@ impl Stack {
         };
         let config = if paths::native_build() {
             use_native_filter(&config)
+        } else {
+            config
+        };
+        let config = if options.without_outlier_detection {
+            without_outlier_detection(&config)
         } else {
             config
         };
@@ -522,7 +544,7 @@ impl Stack {
         // A ready Envoy checks at once (DESIGN: a valid token never gets 503 because Envoy has
         // just started): every gateway of the suite proves it, in both builds, with no wait.
         let probe = gateway.http("/__probe");
-        for attempt in 0..6 {
+        for attempt in (0..6).filter(|_| probe_at_once) {
             let answer = self.client.get(&probe);
             assert!(
                 !(answer.status == 503 && answer.text.contains("temporarily_unavailable")),
@@ -710,6 +732,20 @@ fn disable_filter_on_route(config: &str, service: &str) -> String {
         &config[..at],
         &config[at..]
     )
+}
+
+/// The token-service cluster's `outlier_detection` block (its line and every line indented
+/// deeper) taken out.
+fn without_outlier_detection(config: &str) -> String {
+    let key = "    outlier_detection:\n";
+    let start = config.find(key).expect("the outlier_detection block");
+    let block_end = config[start + key.len()..]
+        .split_inclusive('\n')
+        .take_while(|line| line.starts_with("      "))
+        .map(str::len)
+        .sum::<usize>();
+    let end = start + key.len() + block_end;
+    format!("{}{}", &config[..start], &config[end..])
 }
 
 fn use_native_filter(config: &str) -> String {

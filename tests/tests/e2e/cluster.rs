@@ -3,17 +3,19 @@
 //! an Envoy that only talks to another within the propagation bound; racing redemptions of one
 //! refresh token or code, spread over the replicas, have exactly one winner; a replica
 //! SIGKILLed under load loses nothing it acknowledged and Envoy stops sending it traffic within
-//! the health-check window; PostgreSQL going away fails closed and comes back without a restart.
+//! the health-check window; PostgreSQL going away fails closed and comes back without a restart;
+//! replicas that fail every call while still in rotation do not hold a revocation back.
 //!
 //! The tests share one server: `make test-e2e`'s (`OAUTH2_TEST_POSTGRES_DIR`) or one started
 //! on first use and stopped when the test process exits (`e2e::postgres`). The outage test
 //! stops its server, so it runs its own.
 
+use e2e::fake::{FakeTokenService, Misbehaviour};
 use e2e::kong::{oauth_error, Kong, PROVISION_KEY, REDIRECT};
 use e2e::postgres::PgServer;
 use e2e::recorder::Recorder;
 use e2e::stack::{wait_until, POLL_INTERVAL_MS};
-use e2e::{Answer, GatewayOptions, Stack, StackOptions, Text};
+use e2e::{free_port, Answer, GatewayOptions, Stack, StackOptions, Text};
 use serde_json::{json, Value};
 use std::collections::HashSet;
 use std::sync::Barrier;
@@ -116,12 +118,22 @@ fn status_with(client: &reqwest::blocking::Client, url: &str, token: &str) -> u1
 /// for good: the start of a run of 8 refusals in a row (connections spread over the workers).
 /// None if that did not happen within 5 s.
 fn refused_everywhere(url: &str, token: &str, since: Instant) -> Option<Duration> {
+    refused_for_good(url, token, since, |status| status == 401)
+}
+
+/// [`refused_everywhere`], with `refused` saying which answers refuse.
+fn refused_for_good(
+    url: &str,
+    token: &str,
+    since: Instant,
+    refused: impl Fn(u16) -> bool,
+) -> Option<Duration> {
     let client = fresh_connections();
     let mut run_start = None;
     let mut run = 0;
     while since.elapsed() < Duration::from_secs(5) {
         let sent = since.elapsed();
-        if status_with(&client, url, token) == 401 {
+        if refused(status_with(&client, url, token)) {
             run_start.get_or_insert(sent);
             run += 1;
             if run >= 8 {
@@ -225,6 +237,92 @@ fn a_replica_behind_the_change_feed_cannot_put_a_revoked_token_back_into_envoy()
             took.is_some_and(|t| t < bound) && replica_took.is_some_and(|t| t < bound),
             "the {what} token was refused by Envoy after {took:?} (None: still accepted 5 s \
              later), by replica 1 after {replica_took:?}"
+        );
+    }
+}
+
+/// A replica that lost its database answers every call 503 until Envoy's health checks take
+/// it out of rotation, and a user's Envoy may not have them (nor outlier detection) at all. A
+/// state poll that lands on such a replica is asked again at once, so a revocation still
+/// reaches every worker within one poll interval plus the round trips, not two intervals:
+/// here two of the cluster's three endpoints fail every call (and pass every health check),
+/// with a 2 s interval, so a round that waited for the next one would be seen.
+#[test]
+fn a_failing_replica_in_rotation_does_not_hold_a_revocation_back_for_a_poll_interval() {
+    const INTERVAL: Duration = Duration::from_millis(2000);
+    let bound = INTERVAL + Duration::from_millis(1200);
+    let mut kong = cluster(
+        1,
+        json!({"enable_client_credentials": true, "token_expiration": 3600}),
+    );
+    let failing_ports = [free_port(), free_port()];
+    let failing: Vec<FakeTokenService> = failing_ports
+        .iter()
+        .map(|&port| FakeTokenService::start(port, Misbehaviour::Unavailable))
+        .collect();
+    let options = GatewayOptions {
+        replicas: Some(vec![0]),
+        stand_in_ports: failing_ports.to_vec(),
+        poll_interval_ms: Some(u64::try_from(INTERVAL.as_millis()).expect("an interval")),
+        without_outlier_detection: true,
+        ..GatewayOptions::default()
+    };
+    kong.stack.add_gateway_with(SERVICE, "/cluster", options);
+    let stack = &kong.stack;
+    let gw = stack.gateways.len() - 1;
+    let url = stack.gateways[gw].http("/request");
+    let client = fresh_connections();
+
+    let mut took = Vec::new();
+    for round in 0..4 {
+        // Cached by every worker: checks that land on a failing replica answer 503 (fail
+        // closed) until one reaches the real one.
+        let token = issue_at(stack, 0);
+        let mut run = 0;
+        let cached = wait_until(Duration::from_secs(15), || {
+            run = if status_with(&client, &url, &token) == 200 {
+                run + 1
+            } else {
+                0
+            };
+            run >= 8
+        });
+        assert!(
+            cached,
+            "round {round}: the token was never let through 8 times in a row"
+        );
+        let row = stack.admin_get(&format!("/oauth2_tokens/{token}"));
+        assert_eq!(row.status, 200, "{}", row.text);
+        let revoked_at = Instant::now();
+        let deleted = stack
+            .client
+            .delete(&stack.replica_admin(0, &format!("/oauth2_tokens/{}", row.json().text("id"))));
+        assert_eq!(deleted.status, 204, "{}", deleted.text);
+        // Refused: 401 once a worker asks the real replica, 503 while it asks a failing one.
+        took.push(refused_for_good(&url, &token, revoked_at, |s| {
+            s == 401 || s == 503
+        }));
+    }
+    let stat = |name: &str| stack.gateways[gw].filter_stat(&stack.client, name);
+    let (polls_sent, polls_failed) = (
+        stat("oauth2.state_poll.sent"),
+        stat("oauth2.state_poll.failed"),
+    );
+    println!(
+        "a revocation through Envoy, two of three token-service endpoints failing every call \
+         (poll every {INTERVAL:?}): refused for good after {took:?}; {polls_failed} of \
+         {polls_sent} state polls failed, {} calls to the failing endpoints",
+        failing.iter().map(FakeTokenService::calls).sum::<usize>()
+    );
+    assert!(
+        polls_failed > 0,
+        "no state poll reached a failing endpoint: the test proves nothing"
+    );
+    for (round, took) in took.iter().enumerate() {
+        assert!(
+            took.is_some_and(|t| t <= bound),
+            "round {round}: the revoked token was let through for {took:?} (bound {bound:?}, \
+             None: still after 5 s)"
         );
     }
 }

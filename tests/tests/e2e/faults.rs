@@ -43,6 +43,7 @@ fn the_filter_fails_closed_and_recovers() {
     for behaviour in [
         Misbehaviour::Garbage,
         Misbehaviour::Failing,
+        Misbehaviour::Unavailable,
         Misbehaviour::Slow(Duration::from_secs(3)),
     ] {
         let fakes: Vec<FakeTokenService> = ports
@@ -55,6 +56,7 @@ fn the_filter_fails_closed_and_recovers() {
         let answered = match behaviour {
             Misbehaviour::Garbage => Some(r#"token check failed (status Some("200"))"#),
             Misbehaviour::Failing => Some(r#"token check failed (status Some("500"))"#),
+            Misbehaviour::Unavailable => Some(r#"token check failed (status Some("503"))"#),
             Misbehaviour::Slow(_) | Misbehaviour::KnowsNoToken => None,
         };
         let envoy_log = || std::fs::read_to_string(&kong.gw(gw).log).unwrap_or_default();
