@@ -8,6 +8,7 @@ use crate::docker::{Container, Project};
 use e2e::stack::wait_until;
 use e2e::Text;
 use serde_json::{json, Value};
+use std::collections::BTreeMap;
 use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -228,27 +229,34 @@ impl Cluster {
     }
 
     /// Envoy has refused `token` (401) for good: the start of a run of 8 refusals in a row,
-    /// counted from `since`; None if that did not happen within `limit`.
+    /// counted from `since`; None if that did not happen within `limit`. Beside it, how many
+    /// of each other answer came before (200: let through within the bound; 503: a check
+    /// that reached a replica which could not answer).
     pub fn refused_for_good(
         &self,
         token: &str,
         since: Instant,
         limit: Duration,
-    ) -> Option<Duration> {
+    ) -> (Option<Duration>, BTreeMap<u16, usize>) {
         let (mut run_start, mut run) = (None, 0);
+        let mut others = BTreeMap::new();
         while since.elapsed() < limit {
             let sent = since.elapsed();
-            if self.use_token(&self.http, Some(token)) == 401 {
-                run_start.get_or_insert(sent);
-                run += 1;
-                if run >= 8 {
-                    return run_start;
+            match self.use_token(&self.http, Some(token)) {
+                401 => {
+                    run_start.get_or_insert(sent);
+                    run += 1;
+                    if run >= 8 {
+                        return (run_start, others);
+                    }
                 }
-            } else {
-                (run_start, run) = (None, 0);
+                other => {
+                    *others.entry(other).or_insert(0) += 1;
+                    (run_start, run) = (None, 0);
+                }
             }
         }
-        None
+        (None, others)
     }
 
     /// Revokes `token` through replica `replica`'s admin API; when the revocation was

@@ -401,14 +401,13 @@ fn a_revocation_is_refused_within_the_bound_while_a_replica_is_partitioned_and_a
     );
     // The bound counts from the commit: the admin API acknowledges a revocation once
     // PostgreSQL has committed it (the call's own time is printed beside).
-    let (mut took, mut calls) = (Vec::new(), Vec::new());
+    let (mut took, mut calls, mut before) = (Vec::new(), Vec::new(), Vec::new());
     for (what, token) in [("cached", &cached), ("uncached", &uncached)] {
         let (revoked_at, call) = c.revoke(0, token);
         calls.push(ms(call));
-        took.push((
-            what,
-            c.refused_for_good(token, revoked_at, Duration::from_secs(5)),
-        ));
+        let (after, answers) = c.refused_for_good(token, revoked_at, Duration::from_secs(5));
+        took.push((what, after));
+        before.push((what, answers));
     }
     // Stale on its side of the partition: still active in its index (the test's premise).
     // But asked as the filter asks once it knows the revocation (with the feed position it
@@ -446,7 +445,7 @@ fn a_revocation_is_refused_within_the_bound_while_a_replica_is_partitioned_and_a
     println!(
         "measured: revoked through {} while {} was cut from PostgreSQL: refused for good through \
          Envoy after {took:?} of the acknowledged DELETE (which took {calls:?} \
-         ms; bound {REVOCATION_BOUND:?}); the partitioned replica's own answer \
+         ms; bound {REVOCATION_BOUND:?}; the other answers before: {before:?}); the partitioned replica's own answer \
          meanwhile {stale:?}, asked at feed position {position} {stale_at_position:?}; rejoined: /status 200 after {} ms, revoked in its own answer \
          after {} ms, back in rotation with {} requests of the revoked tokens, answered {:?}",
         REPLICAS[0],
