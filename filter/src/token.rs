@@ -27,13 +27,21 @@ pub struct Found {
 /// Reads the token from the configured header value. `Some(None)`: the header is present but
 /// carries no token (empty), which means "missing" without looking elsewhere.
 pub fn from_header(value: &str) -> Option<Found> {
-    let (first, second, rest) = if value.is_ascii() {
+    let words = if value.is_ascii() {
         ascii_words(value)
     } else {
-        let mut parts = value.split_whitespace();
-        (parts.next(), parts.next(), parts.next())
+        unicode_words(value)
     };
-    match (first, second, rest) {
+    found_in(value, words)
+}
+
+/// The first two words of a header value, and whether more follow.
+type Words<'a> = (Option<&'a str>, Option<&'a str>, Option<&'a str>);
+
+/// Kong's rule over the words: `<scheme> <token>` with scheme `bearer` or `token` is the
+/// token; any other value is used verbatim.
+fn found_in(value: &str, words: Words<'_>) -> Option<Found> {
+    match words {
         (None, _, _) => None,
         (Some(scheme), Some(token), None)
             if scheme.eq_ignore_ascii_case("bearer") || scheme.eq_ignore_ascii_case("token") =>
@@ -50,6 +58,12 @@ pub fn from_header(value: &str) -> Option<Found> {
     }
 }
 
+/// The words as `split_whitespace` reads them (the definition; non-ASCII values use it).
+fn unicode_words(value: &str) -> Words<'_> {
+    let mut parts = value.split_whitespace();
+    (parts.next(), parts.next(), parts.next())
+}
+
 /// The whitespace of `char::is_whitespace` (what `split_whitespace` splits on) within ASCII:
 /// HT, LF, VT, FF, CR and space.
 fn is_ascii_space(b: u8) -> bool {
@@ -60,7 +74,7 @@ fn is_ascii_space(b: u8) -> bool {
 /// pass over a token of up to 8 KiB that the compiler vectorises: `split_whitespace` decodes
 /// it a character at a time (0.8 µs for a JWT access token natively, more in wasm), on every
 /// request, before the cache is even asked.
-fn ascii_words(value: &str) -> (Option<&str>, Option<&str>, Option<&str>) {
+fn ascii_words(value: &str) -> Words<'_> {
     let trimmed = value.trim_matches(|c: char| c.is_ascii() && is_ascii_space(c as u8));
     let Some(scheme_end) = trimmed.bytes().position(is_ascii_space) else {
         return ((!trimmed.is_empty()).then_some(trimmed), None, None);
@@ -605,25 +619,9 @@ mod fast_paths {
     use super::*;
     use proptest::prelude::*;
 
-    /// `from_header` as defined: `split_whitespace`'s words.
+    /// `from_header` as defined: `split_whitespace`'s words, whatever the value.
     fn from_header_by_definition(value: &str) -> Option<Found> {
-        let mut parts = value.split_whitespace();
-        match (parts.next(), parts.next(), parts.next()) {
-            (None, _, _) => None,
-            (Some(scheme), Some(token), None)
-                if scheme.eq_ignore_ascii_case("bearer")
-                    || scheme.eq_ignore_ascii_case("token") =>
-            {
-                Some(Found {
-                    token: token.to_string(),
-                    source: Source::Header,
-                })
-            }
-            _ => Some(Found {
-                token: value.to_string(),
-                source: Source::RawHeader,
-            }),
-        }
+        found_in(value, unicode_words(value))
     }
 
     fn jwt_shape_by_definition(token: &str) -> bool {
@@ -632,48 +630,75 @@ mod fast_paths {
     }
 
     /// Every ASCII whitespace (VT, which `u8::is_ascii_whitespace` leaves out, included),
-    /// Unicode whitespace, controls, DEL, dots, the schemes' letters.
-    const ALPHABET: [char; 24] = [
-        ' ', '\t', '\n', '\u{b}', '\u{c}', '\r', '\u{1c}', '\u{85}', '\u{a0}', '\u{2003}',
-        '\u{3000}', '\u{0}', '\u{7f}', '.', 'B', 'e', 'a', 'r', 'T', 'o', 'k', 'n', 'x', 'é',
+    /// controls, DEL, dots, the schemes' letters: values of these take the fast path.
+    const ASCII: [char; 19] = [
+        ' ', '\t', '\n', '\u{b}', '\u{c}', '\r', '\u{1c}', '\u{0}', '\u{7f}', '.', 'B', 'e', 'a',
+        'r', 'T', 'o', 'k', 'n', 'x',
     ];
+    /// Unicode whitespace and other non-ASCII characters: values with one take the definition.
+    const NON_ASCII: [char; 5] = ['\u{85}', '\u{a0}', '\u{2003}', '\u{3000}', 'é'];
 
-    fn text(max: usize) -> impl Strategy<Value = String> {
-        prop::collection::vec(prop::sample::select(ALPHABET.to_vec()), 0..max)
+    fn text(max: usize, alphabet: &[char]) -> impl Strategy<Value = String> {
+        prop::collection::vec(prop::sample::select(alphabet.to_vec()), 0..max)
             .prop_map(|chars| chars.into_iter().collect())
     }
 
-    /// Headers as clients send them, with every kind of space around and inside.
+    /// Headers as clients send them, with every kind of ASCII space around and inside.
     fn header_value() -> impl Strategy<Value = String> {
         let scheme = prop::sample::select(vec!["Bearer", "bearer", "TOKEN", "Basic", ""]);
-        let space = prop::sample::select(vec!["", " ", "  ", "\t", "\u{b}", "\u{a0}", " \r\n"]);
+        let space = prop::sample::select(vec!["", " ", "  ", "\t", "\u{b}", "\u{c}", " \r\n"]);
         (
             space.clone(),
             scheme,
             space.clone(),
-            text(600),
+            text(600, &ASCII),
             space,
-            text(4),
+            text(4, &ASCII),
         )
             .prop_map(|(lead, scheme, gap, token, trail, tail)| {
                 format!("{lead}{scheme}{gap}{token}{trail}{tail}")
             })
     }
 
+    /// Any of the characters above, ASCII or not.
+    fn mixed_text(max: usize) -> impl Strategy<Value = String> {
+        text(max, &[ASCII.as_slice(), NON_ASCII.as_slice()].concat())
+    }
+
     proptest! {
         #[test]
         fn from_header_reads_the_words_split_whitespace_reads(value in header_value()) {
+            prop_assert!(value.is_ascii());
             prop_assert_eq!(from_header(&value), from_header_by_definition(&value));
         }
 
         #[test]
-        fn from_header_agrees_on_arbitrary_text(value in text(40)) {
+        fn from_header_agrees_on_arbitrary_ascii(value in text(40, &ASCII)) {
+            prop_assert!(value.is_ascii());
             prop_assert_eq!(from_header(&value), from_header_by_definition(&value));
         }
 
         #[test]
-        fn the_jwt_shape_is_the_definitions(token in text(900)) {
+        fn from_header_agrees_on_arbitrary_text(value in mixed_text(40)) {
+            prop_assert_eq!(from_header(&value), from_header_by_definition(&value));
+        }
+
+        #[test]
+        fn the_jwt_shape_is_the_definitions(token in mixed_text(900)) {
             prop_assert_eq!(plausible_jwt_shape(&token), jwt_shape_by_definition(&token));
+        }
+
+        #[test]
+        fn one_odd_character_anywhere_in_a_jwt_shape_is_judged_as_the_definition_judges(
+            parts in prop::collection::vec("[!-~&&[^.]]{0,300}", 3..4),
+            odd in prop::sample::select(vec![' ', '\t', '\u{0}', '\u{7f}', '.', 'é', '\u{a0}']),
+            at in any::<prop::sample::Index>(),
+        ) {
+            let mut token = parts.join(".");
+            let at = at.index(token.len() + 1);
+            token.insert(at, odd);
+            prop_assert_eq!(plausible_jwt_shape(&token), jwt_shape_by_definition(&token));
+            prop_assert!(!plausible_jwt_shape(&token), "{:?} let an odd character through", token);
         }
 
         #[test]
