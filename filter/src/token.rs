@@ -70,17 +70,22 @@ fn is_ascii_space(b: u8) -> bool {
     matches!(b, b'\t'..=b'\r' | b' ')
 }
 
+/// [`is_ascii_space`] for the `str` trimming functions.
+fn is_ascii_space_char(c: char) -> bool {
+    u8::try_from(c).is_ok_and(is_ascii_space)
+}
+
 /// `split_whitespace`'s first two words of an ASCII value, and whether a third follows, in one
 /// pass over a token of up to 8 KiB that the compiler vectorises: `split_whitespace` decodes
 /// it a character at a time (0.8 µs for a JWT access token natively, more in wasm), on every
 /// request, before the cache is even asked.
 fn ascii_words(value: &str) -> Words<'_> {
-    let trimmed = value.trim_matches(|c: char| c.is_ascii() && is_ascii_space(c as u8));
+    let trimmed = value.trim_matches(is_ascii_space_char);
     let Some(scheme_end) = trimmed.bytes().position(is_ascii_space) else {
         return ((!trimmed.is_empty()).then_some(trimmed), None, None);
     };
     let (scheme, rest) = trimmed.split_at(scheme_end);
-    let second = rest.trim_start_matches(|c: char| c.is_ascii() && is_ascii_space(c as u8));
+    let second = rest.trim_start_matches(is_ascii_space_char);
     let spaces = count_matching(second.as_bytes(), is_ascii_space);
     let third = (spaces > 0).then_some(second);
     (Some(scheme), Some(second), third)
